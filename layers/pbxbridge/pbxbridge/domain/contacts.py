@@ -1,0 +1,113 @@
+"""Contacts: who a client is and which manager owns them, keyed by E.164 phone."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Protocol, TextIO
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from pbxbridge.phones import InvalidPhoneError, normalize_phone
+
+
+class Contact(BaseModel):
+    """A CRM contact as stored: `phone` is E.164."""
+
+    model_config = ConfigDict(frozen=True, str_strip_whitespace=True)
+
+    phone: str
+    contact_name: str = Field(min_length=1, max_length=512)
+    responsible: str | None = Field(default=None, max_length=256)
+    crm_id: str | None = Field(default=None, max_length=256)
+    phone_raw: str | None = None
+
+    @field_validator("responsible", "crm_id", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+
+class ContactStore(Protocol):
+    def get_contact(self, phone_e164: str) -> Contact | None:
+        """One read: the contact for this number, or None."""
+        ...
+
+    def put_contacts(self, contacts: Iterable[Contact]) -> int:
+        """Batch-write contacts (last one wins per phone); returns how many were written."""
+        ...
+
+
+def lookup_contact(store: ContactStore, phone_e164: str) -> Contact | None:
+    return store.get_contact(phone_e164)
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedRow:
+    line: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImportReport:
+    imported: int
+    rejected: list[RejectedRow]
+
+
+IMPORT_COLUMNS = ("phone", "contact_name", "responsible", "crm_id")
+
+
+def read_contacts_csv(source: TextIO, region: str) -> Iterator[Contact | RejectedRow]:
+    """Contacts from a CSV with a header naming `phone, contact_name[, responsible, crm_id]`.
+
+    Yields a RejectedRow (with its line number in the file) for each row that cannot be imported,
+    including a second row for a phone already given, so nothing is overwritten silently.
+    """
+    reader = csv.DictReader(source)
+    header = [name.strip().lower() for name in (reader.fieldnames or [])]
+    missing = [name for name in ("phone", "contact_name") if name not in header]
+    if missing:
+        yield RejectedRow(line=1, reason="header lacks column(s): " + ", ".join(missing))
+        return
+    reader.fieldnames = header
+    seen: dict[str, int] = {}
+    for row in reader:
+        line = reader.line_num
+        raw_phone = (row.get("phone") or "").strip()
+        try:
+            phone = normalize_phone(raw_phone, region)
+        except InvalidPhoneError:
+            yield RejectedRow(line=line, reason=f"phone {raw_phone!r} is not a phone number")
+            continue
+        if phone.e164 in seen:
+            yield RejectedRow(line=line, reason=f"phone {phone.e164} already given on line {seen[phone.e164]}")
+            continue
+        try:
+            contact = Contact(
+                phone=phone.e164,
+                phone_raw=raw_phone,
+                contact_name=row.get("contact_name") or "",
+                responsible=row.get("responsible"),
+                crm_id=row.get("crm_id"),
+            )
+        except ValidationError as exc:
+            fields = ", ".join(sorted({str(err["loc"][0]) for err in exc.errors()}))
+            yield RejectedRow(line=line, reason=f"invalid {fields}")
+            continue
+        seen[phone.e164] = line
+        yield contact
+
+
+def import_contacts(store: ContactStore, source: TextIO, region: str) -> ImportReport:
+    rejected: list[RejectedRow] = []
+
+    def accepted() -> Iterator[Contact]:
+        for item in read_contacts_csv(source, region):
+            if isinstance(item, RejectedRow):
+                rejected.append(item)
+            else:
+                yield item
+
+    imported = store.put_contacts(accepted())
+    return ImportReport(imported=imported, rejected=rejected)

@@ -1,0 +1,301 @@
+"""The webhook's wire format: the PBX's pushes (`history`, `event`, `contact`, `rating`) and our answers.
+
+Models follow PROTOCOL.md, not the vendor document where the two disagree: unknown fields are
+ignored, enumerations compare case-insensitively, and every phone field is read into E.164.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar
+from urllib.parse import parse_qsl
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from pbxbridge.phones import InvalidPhoneError, Phone, normalize_phone
+
+MAX_BODY_BYTES = 64 * 1024
+# A form with more fields than this is not a push; parse_qsl stops there instead of allocating.
+_MAX_FORM_FIELDS = 200
+
+INVALID_PARAMETERS: dict[str, str] = {"error": "Invalid parameters"}
+INVALID_TOKEN: dict[str, str] = {"error": "Invalid token"}
+
+
+class MalformedBodyError(ValueError):
+    """The body is not a form or a JSON object we can read."""
+
+
+class BodyTooLargeError(ValueError):
+    """The body is over MAX_BODY_BYTES."""
+
+
+class InvalidPushError(ValueError):
+    """The push names an unknown command or fails its model; answered 400."""
+
+
+class _CaseInsensitiveEnum(StrEnum):
+    """An enumeration that accepts `missed`, `Missed` and `MISSED` alike."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> Any:
+        if isinstance(value, str):
+            folded = value.strip().casefold()
+            for member in cls:
+                if member.value.casefold() == folded:
+                    return member
+        return None
+
+
+class Command(_CaseInsensitiveEnum):
+    HISTORY = "history"
+    EVENT = "event"
+    CONTACT = "contact"
+    RATING = "rating"
+
+
+class CallDirection(_CaseInsensitiveEnum):
+    IN = "in"
+    OUT = "out"
+
+
+class HistoryStatus(_CaseInsensitiveEnum):
+    SUCCESS = "Success"
+    MISSED = "missed"
+    BUSY = "Busy"
+    NOT_AVAILABLE = "NotAvailable"
+    NOT_ALLOWED = "NotAllowed"
+    CANCEL = "Cancel"
+    NOT_FOUND = "NotFound"
+
+
+class EventType(_CaseInsensitiveEnum):
+    INCOMING = "INCOMING"
+    OUTGOING = "OUTGOING"
+    ACCEPTED = "ACCEPTED"
+    COMPLETED = "COMPLETED"
+    CANCELLED = "CANCELLED"
+    TRANSFERRED = "TRANSFERRED"
+
+
+_COMPACT_UTC = re.compile(r"^\d{8}T\d{6}Z$", re.IGNORECASE)
+
+
+def _parse_compact_utc(value: object) -> object:
+    """`20170703T121110Z` -> an aware UTC datetime; anything else is left for pydantic to reject."""
+    if isinstance(value, str) and _COMPACT_UTC.match(value.strip()):
+        return datetime.strptime(value.strip().upper(), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    if isinstance(value, datetime):
+        return value
+    raise ValueError("start must be YYYYmmddTHHMMSSZ")
+
+
+CallId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\s\x00-\x1f\x7f]+$")]
+Text = Annotated[str, Field(max_length=1024)]
+CompactUtc = Annotated[datetime, BeforeValidator(_parse_compact_utc)]
+Seconds = Annotated[int, Field(ge=0, le=10**9)]
+
+
+class _Push(BaseModel):
+    """Fields common to every push; `crm_token` is checked before parsing and never modelled."""
+
+    model_config = ConfigDict(
+        extra="ignore",
+        frozen=True,
+        str_strip_whitespace=True,
+        coerce_numbers_to_str=True,
+        populate_by_name=True,
+    )
+    _phone_fields: ClassVar[tuple[str, ...]] = ("phone", "telnum", "diversion")
+
+    callid: CallId
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_is_absent(cls, data: Any) -> Any:
+        # Forms send optional fields as empty strings; an empty required field is then "missing".
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if not (isinstance(v, str) and not v.strip())}
+        return data
+
+    @field_validator("phone", "telnum", "diversion", mode="before", check_fields=False)
+    @classmethod
+    def _read_phone(cls, value: object, info: ValidationInfo) -> Phone:
+        if isinstance(value, Phone):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str):
+            raise ValueError("phone must be a string")
+        region = (info.context or {}).get("region", "RU")
+        try:
+            return normalize_phone(value, region)
+        except InvalidPhoneError as exc:
+            raise ValueError(str(exc)) from exc
+
+
+class HistoryPush(_Push):
+    """A finished call, inbound or outbound, with its recording link."""
+
+    type: CallDirection
+    status: HistoryStatus
+    phone: Phone
+    user: Text = Field(min_length=1)
+    start: CompactUtc
+    duration: Seconds
+    ext: Text | None = None
+    telnum: Phone | None = None
+    group_real_name: Text | None = Field(default=None, alias="groupRealName")
+    diversion: Phone | None = None
+    link: Annotated[str, Field(max_length=4096)] | None = None
+    # Seen live, undocumented: kept leniently, so an odd value never costs us the call.
+    wait: Text | None = None
+    rating: Text | None = None
+    group: Text | None = None
+    missed_status: Text | None = Field(default=None, alias="missedStatus")
+
+
+class EventPush(_Push):
+    """Live state of one leg of a call."""
+
+    type: EventType
+    phone: Phone
+    user: Text = Field(min_length=1)
+    ext: Text | None = None
+    telnum: Phone | None = None
+    group_real_name: Text | None = Field(default=None, alias="groupRealName")
+    diversion: Phone | None = None
+    direction: CallDirection | None = None
+    second_callid: CallId | None = None
+
+
+class ContactQuery(_Push):
+    """Who is calling: asked while the phone rings."""
+
+    phone: Phone
+    diversion: Phone | None = None
+
+
+class RatingPush(_Push):
+    """A caller's quality score for a call (seen live, undocumented)."""
+
+    rating: Annotated[int, Field(ge=0, le=1000)]
+    phone: Phone | None = None
+    user: Text | None = None
+    ext: Text | None = None
+
+
+Push = HistoryPush | EventPush | ContactQuery | RatingPush
+
+_MODELS: dict[Command, type[_Push]] = {
+    Command.HISTORY: HistoryPush,
+    Command.EVENT: EventPush,
+    Command.CONTACT: ContactQuery,
+    Command.RATING: RatingPush,
+}
+
+
+class ContactAnswer(BaseModel):
+    """The `contact` answer; `responsible` is left out when the client has no manager."""
+
+    contact_name: str
+    responsible: str | None = None
+
+    def to_wire(self) -> dict[str, str]:
+        return self.model_dump(exclude_none=True)
+
+
+def decode_body(body: str | None, is_base64_encoded: bool, content_type: str | None) -> dict[str, Any]:
+    """The push's fields from a form or JSON object body, whatever `Content-Type` claims.
+
+    Raises BodyTooLargeError over MAX_BODY_BYTES and MalformedBodyError for anything unreadable.
+    A repeated form field keeps its last value, as the PHP receivers the PBX was built against do.
+    """
+    if body is None:
+        return {}
+    # Reject before decoding: base64 is 4/3 the size, and decoding a huge body is the attack.
+    if len(body) > (MAX_BODY_BYTES * 4 // 3 + 4 if is_base64_encoded else MAX_BODY_BYTES * 4):
+        raise BodyTooLargeError
+    if is_base64_encoded:
+        try:
+            raw = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise MalformedBodyError("body is not valid base64") from exc
+    else:
+        raw = body.encode("utf-8", "surrogatepass")
+    if len(raw) > MAX_BODY_BYTES:
+        raise BodyTooLargeError
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedBodyError("body is not UTF-8") from exc
+
+    kind = (content_type or "").split(";", 1)[0].strip().lower()
+    if kind.endswith("json"):
+        return _decode_json(text)
+    if kind == "application/x-www-form-urlencoded":
+        return _decode_form(text)
+    stripped = text.lstrip()
+    return _decode_json(text) if stripped.startswith("{") else _decode_form(text)
+
+
+def _decode_json(text: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise MalformedBodyError("body is not JSON") from exc
+    if not isinstance(data, dict):
+        raise MalformedBodyError("body is not a JSON object")
+    return {str(key): _scalar(value) for key, value in data.items() if value is not None}
+
+
+def _scalar(value: Any) -> Any:
+    # JSON numbers arrive where forms send strings; booleans are not numbers here.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _decode_form(text: str) -> dict[str, Any]:
+    try:
+        pairs = parse_qsl(
+            text, keep_blank_values=True, encoding="utf-8", errors="replace", max_num_fields=_MAX_FORM_FIELDS
+        )
+    except ValueError as exc:
+        raise MalformedBodyError("body is not a form") from exc
+    return dict(pairs)
+
+
+def read_command(fields: dict[str, Any]) -> Command:
+    value = fields.get("cmd")
+    try:
+        return Command(value.strip() if isinstance(value, str) else value)
+    except ValueError as exc:
+        raise InvalidPushError("unknown cmd") from exc
+
+
+def read_push(fields: dict[str, Any], region: str) -> Push:
+    """The typed push for the fields' `cmd`; InvalidPushError names the offending fields only."""
+    model = _MODELS[read_command(fields)]
+    try:
+        return model.model_validate(fields, context={"region": region})  # type: ignore[return-value]
+    except ValidationError as exc:
+        # The field names, never the values: a value may be a key sent in the wrong field.
+        names = sorted({".".join(str(p) for p in err["loc"]) or "body" for err in exc.errors()})
+        raise InvalidPushError("invalid fields: " + ", ".join(names)) from None

@@ -1,0 +1,44 @@
+"""The functions' environment, read once into typed settings (the template sets every variable)."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class WebhookSettings(BaseModel):
+    """What the webhook function needs from its environment."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    calls_table: str = Field(alias="CALLS_TABLE", min_length=1)
+    call_events_table: str = Field(alias="CALL_EVENTS_TABLE", min_length=1)
+    contacts_table: str = Field(alias="CONTACTS_TABLE", min_length=1)
+    crm_token_parameter: str = Field(alias="CRM_TOKEN_PARAMETER", min_length=1)
+    crm_token_previous_parameter: str | None = Field(default=None, alias="CRM_TOKEN_PREVIOUS_PARAMETER")
+    phone_region: str = Field(default="RU", alias="PHONE_REGION", min_length=2, max_length=2)
+    webhook_path: str = Field(default="/pbx", alias="WEBHOOK_PATH")
+    # Keys are re-read this often, so a rotated key is picked up without a deploy.
+    key_cache_seconds: int = Field(default=300, alias="KEY_CACHE_SECONDS", ge=0)
+
+    @field_validator("crm_token_previous_parameter", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return value or None
+
+    @field_validator("phone_region")
+    @classmethod
+    def _upper_region(cls, value: str) -> str:
+        return value.upper()
+
+    @field_validator("webhook_path")
+    @classmethod
+    def _leading_slash(cls, value: str) -> str:
+        return "/" + value.strip("/")
+
+
+@lru_cache(maxsize=1)
+def webhook_settings() -> WebhookSettings:
+    return WebhookSettings.model_validate(dict(os.environ))

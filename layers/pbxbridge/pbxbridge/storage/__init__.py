@@ -1,0 +1,1 @@
+"""Data access: DynamoDB, behind the stores the domain defines."""

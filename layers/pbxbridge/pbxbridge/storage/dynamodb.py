@@ -1,0 +1,319 @@
+"""DynamoDB stores for calls, their timelines and contacts, on the low-level client.
+
+Tables (defined in template.yaml, the single source of truth):
+
+- Calls: `callid` -> one item with everything known about the call. GSIs `by_client`
+  (`client`, `started_at`) and `by_user` (`pbx_user`, `started_at`) list calls newest first.
+- CallEvents: (`callid`, `event_key`) -> a timeline entry, deduplicated by its key; LSI
+  `by_arrival` (`callid`, `arrival`) reads the timeline in arrival order.
+- Contacts: `phone` (E.164) -> `contact_name`, `responsible`, `crm_id`.
+"""
+
+from __future__ import annotations
+
+import functools
+import secrets
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, ParamSpec, TypeVar
+
+import boto3
+from boto3.dynamodb.table import BatchWriter
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from pbxbridge.domain.calls import CallEvent, CallHistory, CallRating, Milestone, live_state
+from pbxbridge.domain.contacts import Contact
+
+BY_CLIENT_INDEX = "by_client"
+BY_USER_INDEX = "by_user"
+BY_ARRIVAL_INDEX = "by_arrival"
+
+_serialize = TypeSerializer().serialize
+_deserialize = TypeDeserializer().deserialize
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class StoreUnavailableError(RuntimeError):
+    """DynamoDB did not take or give the data; the caller answers 5xx so the PBX can retry."""
+
+
+def _unavailable_on_aws_errors(method: Callable[P, R]) -> Callable[P, R]:
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreUnavailableError(type(exc).__name__ + ": " + _error_code(exc)) from exc
+
+    return wrapper
+
+
+def _error_code(exc: Exception) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", "unknown"))
+    return "connection"
+
+
+def _is_condition_failure(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+@functools.lru_cache(maxsize=1)
+def dynamodb_client() -> Any:
+    """One client per process. Tight timeouts: `contact` answers while the phone rings."""
+    config = Config(
+        connect_timeout=1,
+        read_timeout=2,
+        retries={"max_attempts": 3, "mode": "standard"},
+        tcp_keepalive=True,
+    )
+    return boto3.client("dynamodb", config=config)
+
+
+def utc_iso(moment: datetime, *, precise: bool = False) -> str:
+    """ISO 8601 in UTC with `Z`, one width per kind, so strings sort as times."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if precise else "%Y-%m-%dT%H:%M:%SZ")
+
+
+class _Update:
+    """Builds one UpdateItem expression: SET, SET if absent, ADD to a set."""
+
+    def __init__(self) -> None:
+        self._sets: list[str] = []
+        self._adds: list[str] = []
+        self.names: dict[str, str] = {}
+        self.values: dict[str, Any] = {}
+
+    def _refs(self, attribute: str, value: Any) -> tuple[str, str]:
+        index = len(self.values)
+        name, ref = f"#a{index}", f":v{index}"
+        self.names[name] = attribute
+        self.values[ref] = _serialize(value)
+        return name, ref
+
+    def set(self, attribute: str, value: Any) -> _Update:
+        if value is not None:
+            name, ref = self._refs(attribute, value)
+            self._sets.append(f"{name} = {ref}")
+        return self
+
+    def set_if_absent(self, attribute: str, value: Any) -> _Update:
+        if value is not None:
+            name, ref = self._refs(attribute, value)
+            self._sets.append(f"{name} = if_not_exists({name}, {ref})")
+        return self
+
+    def add_to_set(self, attribute: str, member: str | None) -> _Update:
+        if member:
+            name, ref = self._refs(attribute, {member})
+            self._adds.append(f"{name} {ref}")
+        return self
+
+    def expression(self) -> str:
+        parts = []
+        if self._sets:
+            parts.append("SET " + ", ".join(self._sets))
+        if self._adds:
+            parts.append("ADD " + ", ".join(self._adds))
+        return " ".join(parts)
+
+
+def _plain(item: Mapping[str, Any]) -> dict[str, Any]:
+    """A DynamoDB item as plain Python: numbers as int, sets as sorted lists."""
+    out: dict[str, Any] = {}
+    for key, wire in item.items():
+        value = _deserialize(wire)
+        if isinstance(value, Decimal):
+            value = int(value) if value == value.to_integral_value() else float(value)
+        elif isinstance(value, set):
+            value = sorted(value)
+        out[key] = value
+    return out
+
+
+class DynamoCallStore:
+    """Calls and their timelines. Every write is one conditional or commutative request."""
+
+    def __init__(self, client: Any, calls_table: str, events_table: str) -> None:
+        self._client = client
+        self._calls_table = calls_table
+        self._events_table = events_table
+
+    def _update_call(self, callid: str, update: _Update, **extra: Any) -> dict[str, Any]:
+        return self._client.update_item(  # type: ignore[no-any-return]
+            TableName=self._calls_table,
+            Key={"callid": {"S": callid}},
+            UpdateExpression=update.expression(),
+            ExpressionAttributeNames=update.names,
+            ExpressionAttributeValues=update.values,
+            **extra,
+        )
+
+    @_unavailable_on_aws_errors
+    def save_history(self, history: CallHistory) -> bool:
+        update = (
+            _Update()
+            .set("direction", history.direction)
+            .set("status", history.status)
+            .set("outcome", history.outcome.value)
+            .set("client", history.client)
+            .set("client_raw", history.client_raw)
+            .set("user", history.user)
+            .set("pbx_user", history.pbx_user)
+            .set("started_at", utc_iso(history.started_at))
+            .set("duration", history.duration)
+            .set("history_updated_at", utc_iso(history.received_at, precise=True))
+            .set_if_absent("history_at", utc_iso(history.received_at, precise=True))
+        )
+        for name, value in history.optional.items():
+            update.set(name, value)
+        response = self._update_call(history.callid, update, ReturnValues="UPDATED_OLD")
+        return "history_at" in response.get("Attributes", {})
+
+    @_unavailable_on_aws_errors
+    def add_timeline_event(self, event: CallEvent) -> bool:
+        received = utc_iso(event.received_at, precise=True)
+        item: dict[str, Any] = {
+            "callid": event.callid,
+            "event_key": event.timeline_key,
+            # Arrival order: received time, then a random tiebreak for pushes in the same microsecond.
+            "arrival": received + "#" + secrets.token_hex(4),
+            "type": event.type.value,
+            "user": event.user,
+            "phone": event.client,
+            "phone_raw": event.client_raw,
+            "received_at": received,
+            **({"direction": event.direction} if event.direction else {}),
+            **({"second_callid": event.transferred_to} if event.transferred_to else {}),
+            **event.optional,
+        }
+        try:
+            self._client.put_item(
+                TableName=self._events_table,
+                Item={key: _serialize(value) for key, value in item.items()},
+                ConditionExpression="attribute_not_exists(event_key)",
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return True
+            raise
+        return False
+
+    @_unavailable_on_aws_errors
+    def advance_live_state(self, event: CallEvent) -> None:
+        received = utc_iso(event.received_at, precise=True)
+        update = (
+            _Update()
+            .set_if_absent("client", event.client)
+            .set_if_absent("client_raw", event.client_raw)
+            .set_if_absent("started_at", utc_iso(event.received_at))
+            .set_if_absent("direction", event.direction)
+            .set_if_absent("pbx_user", event.answered_by)
+            .set("last_event_at", received)
+            .add_to_set("legs_rang", event.rang_leg)
+            .add_to_set("legs_cancelled", event.cancelled_leg)
+            .add_to_set("transferred_to", event.transferred_to)
+        )
+        if event.milestone is not None:
+            update.set_if_absent(event.milestone.value, received)
+        if event.answered_by and event.milestone is Milestone.ACCEPTED:
+            update.set_if_absent("accepted_by", event.answered_by)
+        for name in ("diversion", "group_name"):
+            update.set_if_absent(name, event.optional.get(name))
+        self._update_call(event.callid, update)
+
+    @_unavailable_on_aws_errors
+    def save_rating(self, rating: CallRating) -> None:
+        update = (
+            _Update()
+            .set("rating", rating.rating)
+            .set("rating_at", utc_iso(rating.received_at, precise=True))
+            .set_if_absent("client", rating.client)
+            .set_if_absent("client_raw", rating.client_raw)
+        )
+        self._update_call(rating.callid, update)
+
+    # Reads (for the commands and the tests): each is one request.
+
+    @_unavailable_on_aws_errors
+    def get_call(self, callid: str) -> dict[str, Any] | None:
+        response = self._client.get_item(
+            TableName=self._calls_table, Key={"callid": {"S": callid}}, ConsistentRead=True
+        )
+        if "Item" not in response:
+            return None
+        call = _plain(response["Item"])
+        state = live_state({m.value for m in Milestone if m.value in call})
+        if state is not None:
+            call["live_state"] = state.value
+        return call
+
+    @_unavailable_on_aws_errors
+    def timeline(self, callid: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._events_table,
+            "IndexName": BY_ARRIVAL_INDEX,
+            "KeyConditionExpression": "callid = :c",
+            "ExpressionAttributeValues": {":c": {"S": callid}},
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self._client.query(**kwargs)
+            items.extend(_plain(item) for item in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return items
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    @_unavailable_on_aws_errors
+    def calls_by_client(self, phone_e164: str, limit: int = 50) -> list[dict[str, Any]]:
+        return self._newest_first(BY_CLIENT_INDEX, "client", phone_e164, limit)
+
+    @_unavailable_on_aws_errors
+    def calls_by_user(self, login: str, limit: int = 50) -> list[dict[str, Any]]:
+        return self._newest_first(BY_USER_INDEX, "pbx_user", login, limit)
+
+    def _newest_first(self, index: str, attribute: str, value: str, limit: int) -> list[dict[str, Any]]:
+        page = self._client.query(
+            TableName=self._calls_table,
+            IndexName=index,
+            KeyConditionExpression="#k = :v",
+            ExpressionAttributeNames={"#k": attribute},
+            ExpressionAttributeValues={":v": {"S": value}},
+            ScanIndexForward=False,
+            Limit=limit,
+        )
+        return [_plain(item) for item in page.get("Items", [])]
+
+
+class DynamoContactStore:
+    def __init__(self, client: Any, contacts_table: str) -> None:
+        self._client = client
+        self._table = contacts_table
+
+    @_unavailable_on_aws_errors
+    def get_contact(self, phone_e164: str) -> Contact | None:
+        response = self._client.get_item(
+            TableName=self._table,
+            Key={"phone": {"S": phone_e164}},
+            ProjectionExpression="#p, #n, #r, #c",
+            ExpressionAttributeNames={"#p": "phone", "#n": "contact_name", "#r": "responsible", "#c": "crm_id"},
+        )
+        item = response.get("Item")
+        return Contact.model_validate(_plain(item)) if item else None
+
+    @_unavailable_on_aws_errors
+    def put_contacts(self, contacts: Iterable[Contact]) -> int:
+        count = 0
+        # boto3's BatchWriter chunks by 25 and resends unprocessed items; it takes wire-format items.
+        with BatchWriter(self._table, self._client, overwrite_by_pkeys=["phone"]) as batch:
+            for contact in contacts:
+                item = contact.model_dump(exclude_none=True)
+                batch.put_item(Item={key: _serialize(value) for key, value in item.items()})
+                count += 1
+        return count

@@ -1,0 +1,178 @@
+"""The webhook: one API Gateway HTTP API event in, the spec's answer out.
+
+Order matters and is part of the contract: size, then the key (before anything else is done with
+the push), then the command and its model, then storage. Bad input is always a 4xx with one of the
+spec's two bodies; only a push we could not store is a 5xx, so the PBX (or reconciliation) retries.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
+
+from pbxbridge.domain.calls import CallStore, record_event, record_history, record_rating
+from pbxbridge.domain.contacts import ContactStore, lookup_contact
+from pbxbridge.keys import KeysUnavailableError, fetch_keys_from_ssm, key_matches
+from pbxbridge.protocol.webhook import (
+    INVALID_PARAMETERS,
+    INVALID_TOKEN,
+    BodyTooLargeError,
+    Command,
+    ContactAnswer,
+    ContactQuery,
+    EventPush,
+    HistoryPush,
+    InvalidPushError,
+    MalformedBodyError,
+    RatingPush,
+    decode_body,
+    read_push,
+)
+from pbxbridge.settings import webhook_settings
+from pbxbridge.storage.dynamodb import (
+    DynamoCallStore,
+    DynamoContactStore,
+    StoreUnavailableError,
+    dynamodb_client,
+)
+
+logger = Logger(child=True)
+metrics = Metrics()
+
+_JSON_HEADERS = {"Content-Type": "application/json"}
+SERVICE_UNAVAILABLE: dict[str, str] = {"error": "Service unavailable"}
+
+
+@dataclass(frozen=True)
+class WebhookDependencies:
+    """What the webhook talks to; tests swap any of it."""
+
+    calls: CallStore
+    contacts: ContactStore
+    keys: Callable[[], Sequence[str]]
+    phone_region: str
+
+
+@lru_cache(maxsize=1)
+def default_dependencies() -> WebhookDependencies:
+    settings = webhook_settings()
+    client = dynamodb_client()
+    return WebhookDependencies(
+        calls=DynamoCallStore(client, settings.calls_table, settings.call_events_table),
+        contacts=DynamoContactStore(client, settings.contacts_table),
+        keys=lambda: fetch_keys_from_ssm(
+            settings.crm_token_parameter,
+            settings.crm_token_previous_parameter,
+            settings.key_cache_seconds,
+        ),
+        phone_region=settings.phone_region,
+    )
+
+
+def _answer(status: int, body: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "headers": dict(_JSON_HEADERS),
+        "body": json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+        "isBase64Encoded": False,
+    }
+
+
+def _command_label(fields: dict[str, Any]) -> str:
+    """`cmd` for metrics, bounded to the known commands so a hostile value cannot add dimensions."""
+    value = fields.get("cmd")
+    try:
+        return Command(value.strip() if isinstance(value, str) else value).value
+    except ValueError:
+        return "unknown"
+
+
+def _received_at(event: APIGatewayProxyEventV2) -> datetime:
+    epoch_ms = event.request_context.time_epoch
+    if epoch_ms:
+        return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
+    return datetime.now(tz=UTC)
+
+
+def handle_push(event: APIGatewayProxyEventV2, deps: WebhookDependencies | None = None) -> dict[str, Any]:
+    """Answer one PBX push: check the key, validate, store, and say so in the spec's words."""
+    deps = deps or default_dependencies()
+    try:
+        fields = decode_body(event.body, event.is_base64_encoded, event.headers.get("content-type"))
+    except BodyTooLargeError:
+        return _rejected(413, INVALID_PARAMETERS, "unknown", "body too large")
+    except MalformedBodyError as exc:
+        return _rejected(400, INVALID_PARAMETERS, "unknown", str(exc))
+
+    label = _command_label(fields)
+    try:
+        keys = deps.keys()
+    except KeysUnavailableError:
+        logger.exception("CRM key unavailable", extra={"cmd": label})
+        return _failed(label)
+    if not key_matches(fields.get("crm_token"), keys):
+        return _rejected(401, INVALID_TOKEN, label, "invalid token")
+
+    try:
+        push = read_push(fields, deps.phone_region)
+    except InvalidPushError as exc:
+        return _rejected(400, INVALID_PARAMETERS, label, str(exc))
+
+    logger.set_correlation_id(push.callid)
+    try:
+        body = _store(push, label, deps, _received_at(event))
+    except StoreUnavailableError:
+        logger.exception("push not stored", extra={"cmd": label, "callid": push.callid})
+        return _failed(label)
+    metrics.add_dimension(name="cmd", value=label)
+    metrics.add_dimension(name="outcome", value="stored")
+    metrics.add_metric(name="Pushes", unit=MetricUnit.Count, value=1)
+    return _answer(200, body)
+
+
+def _store(push: Any, label: str, deps: WebhookDependencies, received_at: datetime) -> dict[str, Any]:
+    duplicate = False
+    if isinstance(push, ContactQuery):
+        contact = lookup_contact(deps.contacts, push.phone.e164)
+        metrics.add_metric(name="ContactHits" if contact else "ContactMisses", unit=MetricUnit.Count, value=1)
+        logger.info("contact answered", extra={"cmd": label, "known": contact is not None})
+        if contact is None:
+            return {}
+        return ContactAnswer(contact_name=contact.contact_name, responsible=contact.responsible).to_wire()
+    if isinstance(push, HistoryPush):
+        duplicate = record_history(deps.calls, push, received_at)
+    elif isinstance(push, EventPush):
+        duplicate = record_event(deps.calls, push, received_at)
+    elif isinstance(push, RatingPush):
+        record_rating(deps.calls, push, received_at)
+    if duplicate:
+        metrics.add_metric(name="DuplicatePushes", unit=MetricUnit.Count, value=1)
+    logger.info(
+        "push stored",
+        extra={"cmd": label, "duplicate": duplicate, "type": str(getattr(push, "type", "")) or None},
+    )
+    return {}
+
+
+def _rejected(status: int, body: dict[str, str], label: str, reason: str) -> dict[str, Any]:
+    # `reason` names fields, never values: a value may be somebody's key sent in the wrong field.
+    logger.warning("push rejected", extra={"cmd": label, "status": status, "reason": reason})
+    metrics.add_dimension(name="cmd", value=label)
+    metrics.add_dimension(name="outcome", value=str(status))
+    metrics.add_metric(name="Pushes", unit=MetricUnit.Count, value=1)
+    return _answer(status, body)
+
+
+def _failed(label: str) -> dict[str, Any]:
+    metrics.add_dimension(name="cmd", value=label)
+    metrics.add_dimension(name="outcome", value="error")
+    metrics.add_metric(name="Pushes", unit=MetricUnit.Count, value=1)
+    return _answer(503, SERVICE_UNAVAILABLE)
