@@ -95,13 +95,6 @@ def _command_label(fields: dict[str, Any]) -> str:
         return "unknown"
 
 
-def _received_at(event: APIGatewayProxyEventV2) -> datetime:
-    epoch_ms = event.request_context.time_epoch
-    if epoch_ms:
-        return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
-    return datetime.now(tz=UTC)
-
-
 def handle_push(event: APIGatewayProxyEventV2, deps: WebhookDependencies | None = None) -> dict[str, Any]:
     """Answer one PBX push: check the key, validate, store, and say so in the spec's words."""
     deps = deps or default_dependencies()
@@ -128,7 +121,8 @@ def handle_push(event: APIGatewayProxyEventV2, deps: WebhookDependencies | None 
 
     logger.set_correlation_id(push.callid)
     try:
-        body = _store(push, label, deps, _received_at(event))
+        # Our clock, not API Gateway's millisecond timeEpoch: the timeline's order needs microseconds.
+        body = _store(push, label, deps, datetime.now(tz=UTC))
     except StoreUnavailableError:
         logger.exception("push not stored", extra={"cmd": label, "callid": push.callid})
         return _failed(label)

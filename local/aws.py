@@ -1,0 +1,76 @@
+"""The embedded AWS: moto's server on loopback, provisioned from the template."""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+import boto3
+from moto.server import ThreadedMotoServer
+
+from local.template import LOCAL_REGION, Template
+
+LOOPBACK = "127.0.0.1"
+
+
+def local_aws_environment(endpoint: str) -> dict[str, str]:
+    """Variables that point boto3 (and the AWS CLI) at the embedded AWS, with throwaway credentials."""
+    return {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",  # noqa: S105 - moto accepts any credentials
+        "AWS_DEFAULT_REGION": LOCAL_REGION,
+        "AWS_REGION": LOCAL_REGION,
+    }
+
+
+def use_local_aws(endpoint: str) -> None:
+    """Point this process at the embedded AWS, and never at a real account by accident."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL_DYNAMODB"):
+        os.environ.pop(name, None)
+    os.environ.update(local_aws_environment(endpoint))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def start_moto(port: int) -> tuple[ThreadedMotoServer, str]:
+    server = ThreadedMotoServer(ip_address=LOOPBACK, port=port, verbose=False)
+    server.start()
+    return server, f"http://{LOOPBACK}:{port}"
+
+
+def client(service: str, endpoint: str) -> Any:
+    env = local_aws_environment(endpoint)
+    return boto3.client(
+        service,
+        endpoint_url=endpoint,
+        region_name=env["AWS_DEFAULT_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
+def create_tables(template: Template, endpoint: str) -> dict[str, str]:
+    """Create every table of the template as the template defines it; returns logical id -> name."""
+    dynamodb = client("dynamodb", endpoint)
+    names = {}
+    for logical_id, args in template.tables().items():
+        dynamodb.create_table(**args)
+        names[logical_id] = args["TableName"]
+    return names
+
+
+def store_crm_keys(template: Template, endpoint: str, current: str, previous: str | None = None) -> None:
+    """The keys as a deployment holds them: SecureStrings under the template's parameter names."""
+    ssm = client("ssm", endpoint)
+    ssm.put_parameter(
+        Name=template.parameter("CrmTokenParameterName"), Value=current, Type="SecureString", Overwrite=True
+    )
+    previous_name = template.parameter("CrmTokenPreviousParameterName")
+    if previous and previous_name:
+        ssm.put_parameter(Name=previous_name, Value=previous, Type="SecureString", Overwrite=True)

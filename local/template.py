@@ -1,0 +1,186 @@
+"""template.yaml read as the single source of truth for tables, routes, handlers and environment.
+
+Only the intrinsics the template uses are resolved (Ref, Sub, GetAtt, If, Not, Equals), against
+local values: a parameter resolves to its override or default, a resource to its local name.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE_PATH = REPO_ROOT / "template.yaml"
+LOCAL_REGION = "eu-central-1"
+LOCAL_ACCOUNT = "000000000000"
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """A YAML loader that reads `!Ref X` as `{"Ref": "X"}` and `!Sub s` as `{"Fn::Sub": s}`."""
+
+
+def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
+    value: Any
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+        if suffix == "GetAtt":
+            value = str(value).split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    return {name: value}
+
+
+_CfnLoader.add_multi_constructor("!", _intrinsic)
+
+
+def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
+    with path.open(encoding="utf-8") as handle:
+        return yaml.load(handle, Loader=_CfnLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+@dataclass
+class Template:
+    """The template with local values for its parameters and resource names."""
+
+    body: dict[str, Any] = field(default_factory=load_template)
+    parameters: dict[str, str] = field(default_factory=dict)
+
+    def parameter(self, name: str) -> str:
+        if name in self.parameters:
+            return self.parameters[name]
+        return str(self.body.get("Parameters", {})[name].get("Default", ""))
+
+    def resources(self, kind: str) -> dict[str, dict[str, Any]]:
+        return {name: res for name, res in self.body["Resources"].items() if res["Type"] == kind}
+
+    def physical_name(self, logical_id: str) -> str:
+        # Locally a resource is named by its logical id: short, stable and easy to find.
+        return logical_id
+
+    def condition(self, name: str) -> bool:
+        return bool(self.resolve(self.body.get("Conditions", {})[name]))
+
+    def resolve(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return [self.resolve(item) for item in value if not _is_no_value(item)]
+        if not isinstance(value, dict):
+            return value
+        if len(value) == 1:
+            (key, arg), = value.items()
+            if key == "Ref":
+                return self._ref(arg)
+            if key == "Fn::Sub":
+                return self._sub(arg)
+            if key == "Fn::GetAtt":
+                logical_id, attribute = arg
+                return self._attribute(logical_id, attribute)
+            if key == "Fn::If":
+                name, then, otherwise = arg
+                return self.resolve(then if self.condition(name) else otherwise)
+            if key == "Fn::Not":
+                return not self.resolve(arg[0])
+            if key == "Fn::Equals":
+                return self.resolve(arg[0]) == self.resolve(arg[1])
+        return {k: self.resolve(v) for k, v in value.items() if not _is_no_value(v)}
+
+    def _ref(self, name: str) -> str:
+        pseudo = {
+            "AWS::Region": LOCAL_REGION,
+            "AWS::AccountId": LOCAL_ACCOUNT,
+            "AWS::Partition": "aws",
+            "AWS::StackName": "pbxbridge-local",
+            "AWS::URLSuffix": "amazonaws.com",
+        }
+        if name in pseudo:
+            return pseudo[name]
+        if name in self.body.get("Parameters", {}):
+            return self.parameter(name)
+        if name in self.body["Resources"]:
+            return self.physical_name(name)
+        raise KeyError(f"template has no parameter or resource {name}")
+
+    def _attribute(self, logical_id: str, attribute: str) -> str:
+        kind = self.body["Resources"][logical_id]["Type"]
+        service = {"AWS::DynamoDB::Table": "dynamodb:{r}:{a}:table/{n}", "AWS::Logs::LogGroup": "logs:{r}:{a}:log-group:{n}"}
+        template = service.get(kind, "local:{r}:{a}:{n}")
+        if attribute == "Arn":
+            return "arn:aws:" + template.format(r=LOCAL_REGION, a=LOCAL_ACCOUNT, n=self.physical_name(logical_id))
+        return self.physical_name(logical_id)
+
+    def _sub(self, arg: Any) -> str:
+        text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
+
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name in variables:
+                return str(self.resolve(variables[name]))
+            if "." in name:
+                logical_id, attribute = name.split(".", 1)
+                return self._attribute(logical_id, attribute)
+            return self._ref(name)
+
+        return re.sub(r"\$\{([^}!]+)\}", replace, text)
+
+    # What the local stack needs from the template.
+
+    def tables(self) -> dict[str, dict[str, Any]]:
+        """CreateTable arguments for each AWS::DynamoDB::Table, by logical id."""
+        tables = {}
+        for logical_id, resource in self.resources("AWS::DynamoDB::Table").items():
+            props = self.resolve(resource["Properties"])
+            args: dict[str, Any] = {
+                "TableName": self.physical_name(logical_id),
+                "KeySchema": props["KeySchema"],
+                "AttributeDefinitions": props["AttributeDefinitions"],
+                "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
+            }
+            for key in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes", "StreamSpecification"):
+                if key in props:
+                    args[key] = props[key]
+            if "SSESpecification" in props:
+                args["SSESpecification"] = {"Enabled": bool(props["SSESpecification"].get("SSEEnabled"))}
+            tables[logical_id] = args
+        return tables
+
+    def functions(self) -> dict[str, LocalFunctionSpec]:
+        globals_ = self.body.get("Globals", {}).get("Function", {})
+        specs = {}
+        for logical_id, resource in self.resources("AWS::Serverless::Function").items():
+            props = resource["Properties"]
+            env = dict(self.resolve(globals_.get("Environment", {}).get("Variables", {})))
+            env.update(self.resolve(props.get("Environment", {}).get("Variables", {})))
+            routes = []
+            for event in props.get("Events", {}).values():
+                if event["Type"] == "HttpApi":
+                    event_props = self.resolve(event["Properties"])
+                    routes.append((event_props["Method"].upper(), event_props["Path"]))
+            specs[logical_id] = LocalFunctionSpec(
+                logical_id=logical_id,
+                code_dir=REPO_ROOT / props["CodeUri"],
+                handler=props["Handler"],
+                environment={k: str(v) for k, v in env.items()},
+                http_routes=routes,
+                timeout=int(props.get("Timeout", globals_.get("Timeout", 3))),
+            )
+        return specs
+
+
+def _is_no_value(value: Any) -> bool:
+    return value == {"Ref": "AWS::NoValue"}
+
+
+@dataclass(frozen=True)
+class LocalFunctionSpec:
+    logical_id: str
+    code_dir: Path
+    handler: str
+    environment: dict[str, str]
+    http_routes: list[tuple[str, str]]
+    timeout: int
