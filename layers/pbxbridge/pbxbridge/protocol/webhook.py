@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     ValidationError,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -106,7 +107,16 @@ def _parse_compact_utc(value: object) -> object:
 
 CallId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\s\x00-\x1f\x7f]+$")]
 Text = Annotated[str, Field(max_length=1024)]
-CompactUtc = Annotated[datetime, BeforeValidator(_parse_compact_utc)]
+CompactUtc = Annotated[
+    datetime,
+    BeforeValidator(_parse_compact_utc),
+    WithJsonSchema({"type": "string", "pattern": "^\\d{8}T\\d{6}Z$", "examples": ["20170703T121110Z"]}),
+]
+# On the wire a phone is a string in any common form; the model holds it read into E.164.
+PhoneNumber = Annotated[
+    Phone,
+    WithJsonSchema({"type": "string", "examples": ["79101234567", "+7 910 123-45-67", "8 (910) 123-45-67"]}),
+]
 Seconds = Annotated[int, Field(ge=0, le=10**9)]
 
 
@@ -153,14 +163,14 @@ class HistoryPush(_Push):
 
     type: CallDirection
     status: HistoryStatus
-    phone: Phone
+    phone: PhoneNumber
     user: Text = Field(min_length=1)
     start: CompactUtc
     duration: Seconds
     ext: Text | None = None
-    telnum: Phone | None = None
+    telnum: PhoneNumber | None = None
     group_real_name: Text | None = Field(default=None, alias="groupRealName")
-    diversion: Phone | None = None
+    diversion: PhoneNumber | None = None
     link: Annotated[str, Field(max_length=4096)] | None = None
     # Seen live, undocumented: kept leniently, so an odd value never costs us the call.
     wait: Text | None = None
@@ -173,12 +183,12 @@ class EventPush(_Push):
     """Live state of one leg of a call."""
 
     type: EventType
-    phone: Phone
+    phone: PhoneNumber
     user: Text = Field(min_length=1)
     ext: Text | None = None
-    telnum: Phone | None = None
+    telnum: PhoneNumber | None = None
     group_real_name: Text | None = Field(default=None, alias="groupRealName")
-    diversion: Phone | None = None
+    diversion: PhoneNumber | None = None
     direction: CallDirection | None = None
     second_callid: CallId | None = None
 
@@ -186,15 +196,15 @@ class EventPush(_Push):
 class ContactQuery(_Push):
     """Who is calling: asked while the phone rings."""
 
-    phone: Phone
-    diversion: Phone | None = None
+    phone: PhoneNumber
+    diversion: PhoneNumber | None = None
 
 
 class RatingPush(_Push):
     """A caller's quality score for a call (seen live, undocumented)."""
 
     rating: Annotated[int, Field(ge=0, le=1000)]
-    phone: Phone | None = None
+    phone: PhoneNumber | None = None
     user: Text | None = None
     ext: Text | None = None
 

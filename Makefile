@@ -1,0 +1,67 @@
+# pbxbridge: `make run` starts the local stack, `make test` runs every check. Both install what they
+# need into .venv first (only when the requirement files changed).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SAM_VENV ?= .venv-sam
+SAM_VERSION ?= 1.170.0
+# The Lambda runtime's Python, which `sam build` needs on PATH (pyenv keeps it out of PATH by default).
+PY313 := $(shell command -v pyenv >/dev/null 2>&1 && pyenv prefix 3.13 2>/dev/null)
+SAM_PATH := $(if $(PY313),$(PY313)/bin:,)$(PATH)
+
+.PHONY: install run test lint typecheck unit cfn-lint openapi bench sam-build sam-validate smoke ci clean
+
+$(STAMP): pyproject.toml requirements-dev.txt layers/pbxbridge/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -e .
+	touch $@
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m local.stack
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+cfn-lint: $(STAMP)
+	$(BIN)/cfn-lint template.yaml
+
+unit: $(STAMP)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test: lint typecheck cfn-lint unit
+
+# Regenerate the webhook's OpenAPI document from the models (a test fails when it drifts).
+openapi: $(STAMP)
+	$(BIN)/python -m pbxbridge.openapi > openapi/webhook.json
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+# SAM CLI lives in its own environment: its pins would fight the project's.
+$(SAM_VENV)/.installed:
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check aws-sam-cli==$(SAM_VERSION)
+	touch $@
+
+sam-build: $(SAM_VENV)/.installed
+	PATH="$(SAM_PATH)" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam build --cached=false
+
+sam-validate: $(SAM_VENV)/.installed
+	SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=eu-central-1 $(SAM_VENV)/bin/sam validate --lint
+
+# Import the layer and handler exactly as `sam build` left them.
+smoke: $(STAMP) sam-build
+	PATH="$(SAM_PATH)" $(BIN)/python -m tests.smoke_built
+
+ci: test sam-validate smoke
+
+clean:
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis layers/pbxbridge/build

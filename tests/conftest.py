@@ -1,0 +1,160 @@
+"""Shared fixtures: one moto server for the session, fresh tables and keys for every test.
+
+Everything is provisioned from template.yaml, and the webhook is the template's own handler.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+import requests
+from aws_lambda_powertools.utilities import parameters
+
+from local.apigw import http_api_event, http_response
+from local.aws import create_tables, free_port, start_moto, store_crm_keys, use_local_aws
+from local.lambdas import LocalFunction
+from local.template import Template
+
+CRM_TOKEN = "test-crm-token-3f9a"
+PREVIOUS_CRM_TOKEN = "test-previous-token-77c1"
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    server, url = start_moto(free_port())
+    use_local_aws(url)
+    yield url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def template() -> Template:
+    # A previous key parameter is configured, as during a rotation.
+    return Template(parameters={"CrmTokenPreviousParameterName": "/pbxbridge/crm-token-previous"})
+
+
+@pytest.fixture(scope="session")
+def webhook_function(moto_url: str, template: Template) -> LocalFunction:
+    return LocalFunction(template.functions()["WebhookFunction"])
+
+
+@pytest.fixture
+def aws(moto_url: str, template: Template) -> dict[str, str]:
+    """Empty tables and the two keys, as the template defines them; caches of the last test dropped."""
+    requests.post(f"{moto_url}/moto-api/reset", timeout=5).raise_for_status()
+    tables = create_tables(template, moto_url)
+    store_crm_keys(template, moto_url, CRM_TOKEN, PREVIOUS_CRM_TOKEN)
+    parameters.clear_caches()
+    from pbxbridge.settings import webhook_settings
+    from pbxbridge.webhook import default_dependencies
+
+    webhook_settings.cache_clear()
+    default_dependencies.cache_clear()
+    return tables
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Webhook:
+    """Pushes through the template's handler, as API Gateway would deliver them."""
+
+    function: LocalFunction
+    path: str = "/pbx"
+    requests_made: list[str] = field(default_factory=list)
+
+    def raw(self, body: bytes | None, content_type: str | None = "application/x-www-form-urlencoded") -> Answer:
+        headers = [("content-type", content_type)] if content_type else []
+        event = http_api_event("POST", self.path, self.path, body, headers=headers)
+        return Answer(*http_response(self.function.invoke(event)))
+
+    def push(self, token: str | None = CRM_TOKEN, **fields: Any) -> Answer:
+        if token is not None:
+            fields["crm_token"] = token
+        return self.raw(urlencode(fields).encode())
+
+    def push_json(self, token: str | None = CRM_TOKEN, **fields: Any) -> Answer:
+        if token is not None:
+            fields["crm_token"] = token
+        return self.raw(json.dumps(fields).encode(), "application/json")
+
+
+@pytest.fixture
+def webhook(aws: dict[str, str], webhook_function: LocalFunction) -> Webhook:
+    return Webhook(webhook_function)
+
+
+@pytest.fixture
+def dynamodb_requests(aws: dict[str, str]) -> Iterator[list[str]]:
+    """The names of the DynamoDB operations the webhook's client makes during the test."""
+    from pbxbridge.storage.dynamodb import dynamodb_client
+
+    made: list[str] = []
+
+    def count(model: Any, **_: Any) -> None:
+        made.append(model.name)
+
+    events = dynamodb_client().meta.events
+    events.register("before-call.dynamodb", count)
+    yield made
+    events.unregister("before-call.dynamodb", count)
+
+
+@pytest.fixture
+def call_store(aws: dict[str, str]) -> Any:
+    from pbxbridge.storage.dynamodb import DynamoCallStore, dynamodb_client
+
+    return DynamoCallStore(dynamodb_client(), aws["CallsTable"], aws["CallEventsTable"])
+
+
+@pytest.fixture
+def contact_store(aws: dict[str, str]) -> Any:
+    from pbxbridge.storage.dynamodb import DynamoContactStore, dynamodb_client
+
+    return DynamoContactStore(dynamodb_client(), aws["ContactsTable"])
+
+
+@pytest.fixture
+def log_output() -> Iterator[io.StringIO]:
+    """Everything the functions' Powertools loggers write, as it would reach CloudWatch."""
+    buffer = io.StringIO()
+    swapped = []
+    for name in ("pbxbridge", ""):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.StreamHandler):
+                swapped.append((handler, handler.setStream(buffer)))
+    yield buffer
+    for handler, stream in swapped:
+        handler.setStream(stream)
+
+
+HISTORY = {
+    "cmd": "history",
+    "type": "out",
+    "status": "Success",
+    "phone": "79101234567",
+    "user": "user",
+    "start": "20170703T121110Z",
+    "duration": "124",
+    "link": "https://link/file.mp3",
+    "callid": "B10D0EB124F4E64AF4EA-1511",
+}
+EVENT = {"cmd": "event", "type": "INCOMING", "phone": "79101234567", "user": "andy", "callid": "B10D0EB124F4E64AF4EA-1511"}
+CONTACT = {"cmd": "contact", "phone": "79101234567", "callid": "B10D0EB124F4E64AF4EA-1511"}
+
+Pusher = Callable[..., Answer]
