@@ -52,7 +52,7 @@ $(SAM_VENV)/.installed:
 	touch $@
 
 sam-build: $(SAM_VENV)/.installed
-	PATH="$(SAM_PATH)" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam build --cached=false
+	PATH="$(SAM_PATH)" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam build --no-cached
 
 sam-validate: $(SAM_VENV)/.installed
 	SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=eu-central-1 $(SAM_VENV)/bin/sam validate --lint

@@ -43,7 +43,7 @@ class LocalStack:
         env.update({k: v for k, v in functions["WebhookFunction"].environment.items() if k.endswith("_TABLE")})
         env["PHONE_REGION"] = self.template.parameter("PhoneRegion")
         exports = "\n".join(f"  export {name}={shlex.quote(value)}" for name, value in env.items())
-        webhook = self.api.url + self.template.parameter("WebhookPath")
+        webhook = self.api.url + max(path for _, path in functions["WebhookFunction"].http_routes)
         curl = (
             f"curl -s {webhook} -d cmd=contact -d phone={DEMO_CONTACT['phone'][1:]} "
             f"-d callid=demo-call-1 -d crm_token={shlex.quote(self.crm_token)}"

@@ -19,7 +19,6 @@ class WebhookSettings(BaseModel):
     crm_token_parameter: str = Field(alias="CRM_TOKEN_PARAMETER", min_length=1)
     crm_token_previous_parameter: str | None = Field(default=None, alias="CRM_TOKEN_PREVIOUS_PARAMETER")
     phone_region: str = Field(default="RU", alias="PHONE_REGION", min_length=2, max_length=2)
-    webhook_path: str = Field(default="/pbx", alias="WEBHOOK_PATH")
     # Keys are re-read this often, so a rotated key is picked up without a deploy.
     key_cache_seconds: int = Field(default=300, alias="KEY_CACHE_SECONDS", ge=0)
 
@@ -32,11 +31,6 @@ class WebhookSettings(BaseModel):
     @classmethod
     def _upper_region(cls, value: str) -> str:
         return value.upper()
-
-    @field_validator("webhook_path")
-    @classmethod
-    def _leading_slash(cls, value: str) -> str:
-        return "/" + value.strip("/")
 
 
 @lru_cache(maxsize=1)
