@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,17 +28,20 @@ PREVIOUS_CRM_TOKEN = "test-previous-token-77c1"
 
 
 @pytest.fixture(scope="session")
-def moto_url() -> Iterator[str]:
-    server, url = start_moto(free_port())
-    use_local_aws(url)
-    yield url
-    server.stop()
-
-
-@pytest.fixture(scope="session")
 def template() -> Template:
     # A previous key parameter is configured, as during a rotation.
     return Template(parameters={"CrmTokenPreviousParameterName": "/pbxbridge/crm-token-previous"})
+
+
+@pytest.fixture(scope="session", autouse=True)
+def moto_url(template: Template) -> Iterator[str]:
+    """The embedded AWS, and the functions' environment set before any pbxbridge module is imported
+    (as in Lambda, where Powertools reads it at import)."""
+    server, url = start_moto(free_port())
+    use_local_aws(url)
+    os.environ.update(template.functions()["WebhookFunction"].environment)
+    yield url
+    server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -51,13 +55,22 @@ def aws(moto_url: str, template: Template) -> dict[str, str]:
     requests.post(f"{moto_url}/moto-api/reset", timeout=5).raise_for_status()
     tables = create_tables(template, moto_url)
     store_crm_keys(template, moto_url, CRM_TOKEN, PREVIOUS_CRM_TOKEN)
-    parameters.clear_caches()
+    drop_process_caches(keep_clients=True)
+    return tables
+
+
+def drop_process_caches(keep_clients: bool = False) -> None:
+    """Forget what a warm Lambda environment keeps: keys, settings and (optionally) AWS clients."""
     from pbxbridge.settings import webhook_settings
+    from pbxbridge.storage.dynamodb import dynamodb_client
     from pbxbridge.webhook import default_dependencies
 
+    parameters.clear_caches()
     webhook_settings.cache_clear()
     default_dependencies.cache_clear()
-    return tables
+    if not keep_clients:
+        parameters.ssm.DEFAULT_PROVIDERS.clear()
+        dynamodb_client.cache_clear()
 
 
 @dataclass

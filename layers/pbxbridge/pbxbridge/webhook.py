@@ -44,7 +44,8 @@ from pbxbridge.storage.dynamodb import (
     dynamodb_client,
 )
 
-logger = Logger(child=True)
+# The same service name shares one logger with the handler, whichever module is imported first.
+logger = Logger()
 metrics = Metrics()
 
 _JSON_HEADERS = {"Content-Type": "application/json"}

@@ -108,6 +108,11 @@ class _Update:
             self._sets.append(f"{name} = if_not_exists({name}, {ref})")
         return self
 
+    def increment(self, attribute: str) -> _Update:
+        name, ref = self._refs(attribute, 1)
+        self._adds.append(f"{name} {ref}")
+        return self
+
     def add_to_set(self, attribute: str, member: str | None) -> _Update:
         if member:
             name, ref = self._refs(attribute, {member})
@@ -169,11 +174,13 @@ class DynamoCallStore:
             .set("duration", history.duration)
             .set("history_updated_at", utc_iso(history.received_at, precise=True))
             .set_if_absent("history_at", utc_iso(history.received_at, precise=True))
+            # The counter's old value comes back only if a history push was stored before: a duplicate.
+            .increment("history_pushes")
         )
         for name, value in history.optional.items():
             update.set(name, value)
         response = self._update_call(history.callid, update, ReturnValues="UPDATED_OLD")
-        return "history_at" in response.get("Attributes", {})
+        return "history_pushes" in response.get("Attributes", {})
 
     @_unavailable_on_aws_errors
     def add_timeline_event(self, event: CallEvent) -> bool:
