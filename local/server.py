@@ -79,7 +79,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send(status, headers, payload)
 
-    do_POST = do_GET = do_PUT = do_DELETE = do_PATCH = _dispatch  # noqa: N815
+    do_POST = do_GET = do_PUT = do_DELETE = do_PATCH = _dispatch
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         log.info("%s %s", self.address_string(), format % args)

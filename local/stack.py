@@ -62,7 +62,7 @@ Tables:
 Point the console (`. .venv/bin/activate; pbxbridge ...`) and the AWS CLI at this stack:
 {exports}
 
-Try it: the demo contact ({DEMO_CONTACT['contact_name']}, responsible {DEMO_CONTACT['responsible']}):
+Try it: the demo contact ({DEMO_CONTACT["contact_name"]}, responsible {DEMO_CONTACT["responsible"]}):
   {curl}
 """.rstrip()
 

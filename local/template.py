@@ -32,8 +32,10 @@ def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[st
             value = str(value).split(".", 1)
     elif isinstance(node, yaml.SequenceNode):
         value = loader.construct_sequence(node, deep=True)
+    elif isinstance(node, yaml.MappingNode):
+        value = loader.construct_mapping(node, deep=True)
     else:
-        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+        raise yaml.YAMLError(f"unexpected node for !{suffix}")
     return {name: value}
 
 
@@ -42,7 +44,8 @@ _CfnLoader.add_multi_constructor("!", _intrinsic)
 
 def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
     with path.open(encoding="utf-8") as handle:
-        return yaml.load(handle, Loader=_CfnLoader)  # noqa: S506 - a SafeLoader subclass
+        body: dict[str, Any] = yaml.load(handle, Loader=_CfnLoader)  # noqa: S506 - a SafeLoader subclass
+        return body
 
 
 @dataclass
@@ -73,7 +76,7 @@ class Template:
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
-            (key, arg), = value.items()
+            ((key, arg),) = value.items()
             if key == "Ref":
                 return self._ref(arg)
             if key == "Fn::Sub":
@@ -87,7 +90,7 @@ class Template:
             if key == "Fn::Not":
                 return not self.resolve(arg[0])
             if key == "Fn::Equals":
-                return self.resolve(arg[0]) == self.resolve(arg[1])
+                return bool(self.resolve(arg[0]) == self.resolve(arg[1]))
         return {k: self.resolve(v) for k, v in value.items() if not _is_no_value(v)}
 
     def _ref(self, name: str) -> str:
@@ -108,7 +111,10 @@ class Template:
 
     def _attribute(self, logical_id: str, attribute: str) -> str:
         kind = self.body["Resources"][logical_id]["Type"]
-        service = {"AWS::DynamoDB::Table": "dynamodb:{r}:{a}:table/{n}", "AWS::Logs::LogGroup": "logs:{r}:{a}:log-group:{n}"}
+        service = {
+            "AWS::DynamoDB::Table": "dynamodb:{r}:{a}:table/{n}",
+            "AWS::Logs::LogGroup": "logs:{r}:{a}:log-group:{n}",
+        }
         template = service.get(kind, "local:{r}:{a}:{n}")
         if attribute == "Arn":
             return "arn:aws:" + template.format(r=LOCAL_REGION, a=LOCAL_ACCOUNT, n=self.physical_name(logical_id))
@@ -173,7 +179,7 @@ class Template:
 
 
 def _is_no_value(value: Any) -> bool:
-    return value == {"Ref": "AWS::NoValue"}
+    return bool(value == {"Ref": "AWS::NoValue"})
 
 
 @dataclass(frozen=True)

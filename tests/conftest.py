@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 import pytest
 import requests
 from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
 
 from local.apigw import http_api_event, http_response
 from local.aws import create_tables, free_port, start_moto, store_crm_keys, use_local_aws
@@ -65,11 +66,11 @@ def drop_process_caches(keep_clients: bool = False) -> None:
     from pbxbridge.storage.dynamodb import dynamodb_client
     from pbxbridge.webhook import default_dependencies
 
-    parameters.clear_caches()
+    parameters.clear_caches()  # type: ignore[no-untyped-call]
     webhook_settings.cache_clear()
     default_dependencies.cache_clear()
     if not keep_clients:
-        parameters.ssm.DEFAULT_PROVIDERS.clear()
+        DEFAULT_PROVIDERS.clear()
         dynamodb_client.cache_clear()
 
 
@@ -167,7 +168,13 @@ HISTORY = {
     "link": "https://link/file.mp3",
     "callid": "B10D0EB124F4E64AF4EA-1511",
 }
-EVENT = {"cmd": "event", "type": "INCOMING", "phone": "79101234567", "user": "andy", "callid": "B10D0EB124F4E64AF4EA-1511"}
+EVENT = {
+    "cmd": "event",
+    "type": "INCOMING",
+    "phone": "79101234567",
+    "user": "andy",
+    "callid": "B10D0EB124F4E64AF4EA-1511",
+}
 CONTACT = {"cmd": "contact", "phone": "79101234567", "callid": "B10D0EB124F4E64AF4EA-1511"}
 
 Pusher = Callable[..., Answer]

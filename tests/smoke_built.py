@@ -73,8 +73,17 @@ def check_layer_contents() -> None:
 
 def _pip_target(target: Path, *args: str) -> Path:
     subprocess.run(
-        [RUNTIME_PYTHON, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target", str(target),
-         *args],
+        [
+            RUNTIME_PYTHON,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--target",
+            str(target),
+            *args,
+        ],
         check=True,
     )
     return target

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -17,8 +18,22 @@ from tests.conftest import HISTORY, Webhook
 
 CALLID = "group-call-1"
 _STABLE = (
-    "callid", "client", "client_raw", "direction", "status", "outcome", "user", "pbx_user", "started_at",
-    "duration", "link", "legs_rang", "legs_cancelled", "accepted_by", "live_state", "transferred_to",
+    "callid",
+    "client",
+    "client_raw",
+    "direction",
+    "status",
+    "outcome",
+    "user",
+    "pbx_user",
+    "started_at",
+    "duration",
+    "link",
+    "legs_rang",
+    "legs_cancelled",
+    "accepted_by",
+    "live_state",
+    "transferred_to",
 )
 
 
@@ -33,8 +48,15 @@ GROUP_CALL: list[Any] = [
     push(cmd="event", type="ACCEPTED", user="andy"),
     push(cmd="event", type="CANCELLED", user="mike"),
     push(cmd="event", type="COMPLETED", user="andy"),
-    push(cmd="history", type="in", status="Success", user="andy@tenant.example.ru", start="20260825T113440Z",
-         duration="42", link="https://tenant.example.ru/rec/1.mp3"),
+    push(
+        cmd="history",
+        type="in",
+        status="Success",
+        user="andy@tenant.example.ru",
+        start="20260825T113440Z",
+        duration="42",
+        link="https://tenant.example.ru/rec/1.mp3",
+    ),
 ]
 
 
@@ -105,14 +127,18 @@ def test_cancelled_legs_alone_never_mark_a_call_missed(call_store: Any) -> None:
     call = call_store.get_call(CALLID)
     assert "outcome" not in call
     assert call["live_state"] == "RINGING"
-    apply(call_store, push(cmd="history", type="in", status="missed", user="pbx", start="20260825T113440Z", duration="9"))
+    apply(
+        call_store, push(cmd="history", type="in", status="missed", user="pbx", start="20260825T113440Z", duration="9")
+    )
     call = call_store.get_call(CALLID)
     assert call["outcome"] == "missed"
     assert "pbx_user" not in call  # `pbx` is nobody
 
 
 def test_a_non_empty_user_does_not_mean_answered(call_store: Any) -> None:
-    apply(call_store, push(cmd="history", type="in", status="missed", user="andy", start="20260825T113440Z", duration="9"))
+    apply(
+        call_store, push(cmd="history", type="in", status="missed", user="andy", start="20260825T113440Z", duration="9")
+    )
     assert call_store.get_call(CALLID)["outcome"] == "missed"
 
 
@@ -138,7 +164,11 @@ def test_the_timeline_keeps_arrival_order_and_drops_duplicates(call_store: Any) 
     assert duplicates == [False, False, True, False, False, False, True]
     timeline = call_store.timeline(CALLID)
     assert [(e["type"], e["user"]) for e in timeline] == [
-        ("INCOMING", "mike"), ("INCOMING", "andy"), ("CANCELLED", "mike"), ("ACCEPTED", "andy"), ("COMPLETED", "andy"),
+        ("INCOMING", "mike"),
+        ("INCOMING", "andy"),
+        ("CANCELLED", "mike"),
+        ("ACCEPTED", "andy"),
+        ("COMPLETED", "andy"),
     ]
 
 
@@ -179,7 +209,7 @@ def test_concurrent_pushes_of_one_call_leave_one_correct_record(call_store: Any,
     for _ in range(5):
         client.delete_item(TableName=call_store._calls_table, Key={"callid": {"S": CALLID}})
         # Every push of the call twice, all at the same moment from separate threads.
-        run_at_once([lambda item=item: apply(call_store, item) for item in GROUP_CALL * 2])
+        run_at_once([functools.partial(apply, call_store, item) for item in GROUP_CALL * 2])
         assert stable_view(call_store.get_call(CALLID)) == in_order
 
 

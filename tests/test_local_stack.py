@@ -81,10 +81,22 @@ def test_unrouted_paths_and_methods_are_api_gateway_404s(stack: LocalStack) -> N
 
 def test_the_spec_examples_are_stored_and_shown_by_the_console(stack: LocalStack) -> None:
     callid = "B10D0EB124F4E64AF4EA-1511"
-    history = dict(cmd="history", type="out", status="Success", phone="79101234567", user="user",
-                   start="20170703T121110Z", duration="124", link="https://link/file.mp3", callid=callid)
+    history = {
+        "cmd": "history",
+        "type": "out",
+        "status": "Success",
+        "phone": "79101234567",
+        "user": "user",
+        "start": "20170703T121110Z",
+        "duration": "124",
+        "link": "https://link/file.mp3",
+        "callid": callid,
+    }
     for event_type in ("OUTGOING", "ACCEPTED", "COMPLETED"):
-        assert post(stack, "/pbx", cmd="event", type=event_type, phone="79101234567", user="user", callid=callid).json() == {}
+        assert (
+            post(stack, "/pbx", cmd="event", type=event_type, phone="79101234567", user="user", callid=callid).json()
+            == {}
+        )
     assert post(stack, "/pbx", **history).json() == {}
     assert post(stack, "/pbx", **history).json() == {}  # a duplicate changes nothing
     shown = console(stack, "calls", "show", callid)
@@ -121,7 +133,9 @@ def test_contacts_import_through_the_console(stack: LocalStack, tmp_path: Path) 
     assert "line 5: invalid contact_name" in lines[3]
     answer = post(stack, "/pbx", cmd="contact", phone="79160001122", callid="e2e-1")
     assert answer.json() == {"contact_name": "ООО Ромашка", "responsible": "mike"}
-    assert post(stack, "/pbx", cmd="contact", phone="442079460958", callid="e2e-2").json() == {"contact_name": "London Ltd"}
+    assert post(stack, "/pbx", cmd="contact", phone="442079460958", callid="e2e-2").json() == {
+        "contact_name": "London Ltd"
+    }
 
 
 def test_console_reports_a_missing_file_and_an_unknown_call(stack: LocalStack, tmp_path: Path) -> None:

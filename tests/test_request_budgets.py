@@ -65,9 +65,10 @@ def test_keys_are_read_once_and_cached(webhook: Webhook, aws: dict[str, str]) ->
 
     ssm_calls: list[str] = []
     from aws_lambda_powertools.utilities import parameters
+    from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
 
-    provider: Any = parameters.ssm.DEFAULT_PROVIDERS.get("ssm") or parameters.SSMProvider()
-    parameters.ssm.DEFAULT_PROVIDERS["ssm"] = provider
+    provider: Any = DEFAULT_PROVIDERS.get("ssm") or parameters.SSMProvider()
+    DEFAULT_PROVIDERS["ssm"] = provider
 
     def count(model: Any, **_: Any) -> None:
         ssm_calls.append(model.name)

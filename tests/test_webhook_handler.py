@@ -55,7 +55,7 @@ class TestAnswers:
     def test_contact_without_responsible_leaves_it_out(self, webhook: Webhook, contact_store: Any) -> None:
         seed_contact(contact_store, phone="+79101234567", contact_name="No manager")
         answer = webhook.push(**CONTACT)
-        assert answer.body == '{"contact_name":"No manager"}'.encode()
+        assert answer.body == b'{"contact_name":"No manager"}'
 
     def test_unknown_number_answers_an_empty_object(self, webhook: Webhook) -> None:
         answer = webhook.push(**CONTACT)
@@ -72,7 +72,7 @@ class TestAnswers:
 
 class TestBodies:
     def test_json_body(self, webhook: Webhook, call_store: Any) -> None:
-        fields = {**HISTORY, "duration": 124, "callid": "json-1"}
+        fields: dict[str, Any] = {**HISTORY, "duration": 124, "callid": "json-1"}
         assert webhook.push_json(**fields).status == 200
         assert call_store.get_call("json-1")["duration"] == 124
 
@@ -226,6 +226,12 @@ class TestSecrets:
         assert "push rejected" in logs
         assert '"Pushes"' in captured.out  # so were the metrics
         for token in tokens:
-            for where, text in [("logs", logs), ("stdout", captured.out), ("stderr", captured.err), ("records", records),
-                                ("stored", stored), ("bodies", bodies)]:
+            for where, text in [
+                ("logs", logs),
+                ("stdout", captured.out),
+                ("stderr", captured.err),
+                ("records", records),
+                ("stored", stored),
+                ("bodies", bodies),
+            ]:
                 assert token not in text, f"a key leaked into {where}"

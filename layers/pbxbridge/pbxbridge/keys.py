@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Sequence
+from typing import Any
 
 
 class KeysUnavailableError(RuntimeError):
@@ -26,10 +27,8 @@ def fetch_keys_from_ssm(current: str, previous: str | None, max_age: int) -> tup
     """The current and (during a rotation) previous key, in one cached GetParameters call."""
     from aws_lambda_powertools.utilities import parameters
 
-    names = {current: {}, **({previous: {}} if previous else {})}
-    values = parameters.get_parameters_by_name(
-        parameters=names, decrypt=True, max_age=max_age, raise_on_error=False
-    )
+    names: dict[str, dict[str, Any]] = {current: {}, **({previous: {}} if previous else {})}
+    values = parameters.get_parameters_by_name(parameters=names, decrypt=True, max_age=max_age, raise_on_error=False)
     key = values.get(current)
     if not isinstance(key, str) or not key:
         raise KeysUnavailableError("the current CRM key parameter could not be read")

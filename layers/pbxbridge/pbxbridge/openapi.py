@@ -43,11 +43,7 @@ def _push_schema(cmd: str, model: type[BaseModel], defs: dict[str, Any]) -> dict
 
 
 def _error(example: dict[str, str]) -> dict[str, Any]:
-    return {
-        "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/Error"}, "example": example}
-        }
-    }
+    return {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}, "example": example}}}
 
 
 def build_document() -> dict[str, Any]:
@@ -64,7 +60,10 @@ def build_document() -> dict[str, Any]:
         "sniffed. Unknown fields are ignored. Bodies over 64 KiB are refused with 413.",
         "requestBody": {
             "required": True,
-            "content": {"application/x-www-form-urlencoded": {"schema": push_ref}, "application/json": {"schema": push_ref}},
+            "content": {
+                "application/x-www-form-urlencoded": {"schema": push_ref},
+                "application/json": {"schema": push_ref},
+            },
         },
         "responses": {
             "200": {
@@ -72,7 +71,10 @@ def build_document() -> dict[str, Any]:
                 "content": {
                     "application/json": {
                         "schema": {
-                            "oneOf": [{"$ref": "#/components/schemas/Empty"}, {"$ref": "#/components/schemas/ContactAnswer"}]
+                            "oneOf": [
+                                {"$ref": "#/components/schemas/Empty"},
+                                {"$ref": "#/components/schemas/ContactAnswer"},
+                            ]
                         }
                     }
                 },
@@ -80,13 +82,19 @@ def build_document() -> dict[str, Any]:
             "400": {"description": "Unknown cmd, missing or malformed field", **_error(INVALID_PARAMETERS)},
             "401": {"description": "Missing or wrong crm_token", **_error(INVALID_TOKEN)},
             "413": {"description": "Body over 64 KiB", **_error(INVALID_PARAMETERS)},
-            "503": {"description": "Not stored; the PBX may retry, reconciliation will fetch it", **_error({"error": "Service unavailable"})},
+            "503": {
+                "description": "Not stored; the PBX may retry, reconciliation will fetch it",
+                **_error({"error": "Service unavailable"}),
+            },
         },
     }
     return {
         "openapi": "3.1.0",
         "info": {"title": "pbxbridge webhook", "version": __version__},
-        "paths": {"/": {"post": {**operation, "operationId": "pushRoot"}}, "/pbx": {"post": {**operation, "operationId": "push"}}},
+        "paths": {
+            "/": {"post": {**operation, "operationId": "pushRoot"}},
+            "/pbx": {"post": {**operation, "operationId": "push"}},
+        },
         "components": {"schemas": schemas},
     }
 

@@ -25,7 +25,6 @@ from pbxbridge.protocol.webhook import (
     INVALID_PARAMETERS,
     INVALID_TOKEN,
     BodyTooLargeError,
-    Command,
     ContactAnswer,
     ContactQuery,
     EventPush,
@@ -34,6 +33,7 @@ from pbxbridge.protocol.webhook import (
     MalformedBodyError,
     RatingPush,
     decode_body,
+    read_command,
     read_push,
 )
 from pbxbridge.settings import webhook_settings
@@ -89,10 +89,9 @@ def _answer(status: int, body: dict[str, Any]) -> dict[str, Any]:
 
 def _command_label(fields: dict[str, Any]) -> str:
     """`cmd` for metrics, bounded to the known commands so a hostile value cannot add dimensions."""
-    value = fields.get("cmd")
     try:
-        return Command(value.strip() if isinstance(value, str) else value).value
-    except ValueError:
+        return read_command(fields).value
+    except InvalidPushError:
         return "unknown"
 
 
@@ -100,7 +99,7 @@ def handle_push(event: APIGatewayProxyEventV2, deps: WebhookDependencies | None 
     """Answer one PBX push: check the key, validate, store, and say so in the spec's words."""
     deps = deps or default_dependencies()
     try:
-        fields = decode_body(event.body, event.is_base64_encoded, event.headers.get("content-type"))
+        fields = decode_body(event.body, bool(event.is_base64_encoded), event.headers.get("content-type"))
     except BodyTooLargeError:
         return _rejected(413, INVALID_PARAMETERS, "unknown", "body too large")
     except MalformedBodyError as exc:

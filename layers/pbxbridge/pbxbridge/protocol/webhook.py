@@ -294,8 +294,10 @@ def _decode_form(text: str) -> dict[str, Any]:
 
 def read_command(fields: dict[str, Any]) -> Command:
     value = fields.get("cmd")
+    if not isinstance(value, str):
+        raise InvalidPushError("unknown cmd")
     try:
-        return Command(value.strip() if isinstance(value, str) else value)
+        return Command(value.strip())
     except ValueError as exc:
         raise InvalidPushError("unknown cmd") from exc
 

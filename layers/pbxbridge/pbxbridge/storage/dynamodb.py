@@ -60,7 +60,7 @@ def _error_code(exc: Exception) -> str:
 
 
 def _is_condition_failure(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+    return bool(exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException")
 
 
 @functools.lru_cache(maxsize=1)

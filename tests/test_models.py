@@ -1,0 +1,173 @@
+"""Units: phone rules, body decoding, push models, key comparison."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pbxbridge.domain.calls import LiveState, Milestone, live_state, pbx_login
+from pbxbridge.keys import key_matches
+from pbxbridge.phones import InvalidPhoneError, normalize_phone
+from pbxbridge.protocol.webhook import (
+    MAX_BODY_BYTES,
+    BodyTooLargeError,
+    EventPush,
+    HistoryPush,
+    InvalidPushError,
+    MalformedBodyError,
+    decode_body,
+    read_push,
+)
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "e164"),
+    [
+        ("79101234567", "RU", "+79101234567"),
+        ("+7 910 123-45-67", "RU", "+79101234567"),
+        ("89101234567", "RU", "+79101234567"),
+        ("8 (910) 123-45-67", "RU", "+79101234567"),
+        ("+79101234567", "KZ", "+79101234567"),
+        ("74996861574", "RU", "+74996861574"),
+        ("16502530000", "RU", "+16502530000"),  # digits that only work as an international number
+        ("022 123 456", "MD", "+37322123456"),  # a Moldovan national form
+    ],
+)
+def test_phone_forms_read_into_e164(raw: str, region: str, e164: str) -> None:
+    phone = normalize_phone(raw, region)
+    assert (phone.e164, phone.raw, phone.digits) == (e164, raw, e164[1:])
+
+
+@pytest.mark.parametrize("raw", ["", "   ", "abc", "708", "+", "1" * 80, "+7 910"])
+def test_non_numbers_are_refused(raw: str) -> None:
+    with pytest.raises(InvalidPhoneError):
+        normalize_phone(raw, "RU")
+
+
+@given(st.text(max_size=100))
+def test_phone_reading_never_crashes(raw: str) -> None:
+    try:
+        phone = normalize_phone(raw, "RU")
+    except InvalidPhoneError:
+        return
+    assert phone.e164.startswith("+")
+    assert phone.e164[1:].isdigit()
+
+
+def test_decode_form_json_base64_and_sniffing() -> None:
+    assert decode_body("a=1&b=&a=2", False, "application/x-www-form-urlencoded") == {"a": "2", "b": ""}
+    assert decode_body('{"a": 1, "b": true, "c": null}', False, "application/json") == {"a": 1, "b": "true"}
+    assert decode_body(base64.b64encode(b"cmd=contact").decode(), True, None) == {"cmd": "contact"}
+    assert decode_body(' {"cmd": "x"}', False, None) == {"cmd": "x"}
+    assert decode_body("cmd=x", False, "text/html") == {"cmd": "x"}
+    assert decode_body(None, False, None) == {}
+
+
+@pytest.mark.parametrize(
+    ("body", "is_base64", "content_type"),
+    [("[1]", False, "application/json"), ("{", False, None), ("%%%", True, None), ("&" * 1000, False, None)],
+)
+def test_malformed_bodies(body: str, is_base64: bool, content_type: str | None) -> None:
+    with pytest.raises(MalformedBodyError):
+        decode_body(body, is_base64, content_type)
+
+
+def test_body_limit_is_64_kib_after_decoding() -> None:
+    just_fits = "a=" + "x" * (MAX_BODY_BYTES - 2)
+    assert len(decode_body(just_fits, False, None)["a"]) == MAX_BODY_BYTES - 2
+    with pytest.raises(BodyTooLargeError):
+        decode_body(just_fits + "x", False, None)
+    with pytest.raises(BodyTooLargeError):
+        decode_body(base64.b64encode(just_fits.encode() + b"x").decode(), True, None)
+
+
+def test_history_model_reads_the_spec_example() -> None:
+    push = read_push(
+        {
+            "cmd": "history",
+            "type": "out",
+            "status": "Success",
+            "phone": "79101234567",
+            "user": "user",
+            "start": "20170703T121110Z",
+            "duration": "124",
+            "link": "https://link/file.mp3",
+            "crm_token": "x",
+            "callid": "B10D0EB124F4E64AF4EA-1511",
+            "ext": 708,
+        },
+        "RU",
+    )
+    assert isinstance(push, HistoryPush)
+    assert push.start == datetime(2017, 7, 3, 12, 11, 10, tzinfo=UTC)
+    assert push.duration == 124
+    assert push.ext == "708"
+    assert push.phone.e164 == "+79101234567"
+    assert not hasattr(push, "crm_token")
+
+
+def test_event_model_and_optional_blanks() -> None:
+    push = read_push(
+        {
+            "cmd": "event",
+            "type": "transferred",
+            "phone": "79101234567",
+            "user": "andy",
+            "callid": "c",
+            "second_callid": "c2",
+            "diversion": "",
+            "direction": "IN",
+        },
+        "RU",
+    )
+    assert isinstance(push, EventPush)
+    assert (push.type.value, push.second_callid, push.diversion, push.direction) == (
+        "TRANSFERRED",
+        "c2",
+        None,
+        push.direction,
+    )
+
+
+def test_invalid_push_names_fields_not_values() -> None:
+    with pytest.raises(InvalidPushError) as raised:
+        read_push({"cmd": "contact", "callid": "c", "phone": "secret-value"}, "RU")
+    assert "phone" in str(raised.value)
+    assert "secret-value" not in str(raised.value)
+
+
+def test_key_comparison() -> None:
+    assert key_matches("k1", ("k1",))
+    assert key_matches("old", ("new", "old"))
+    assert not key_matches("", ("k1",))
+    assert not key_matches(None, ("k1",))
+    assert not key_matches(["k1"], ("k1",))
+    assert not key_matches("k1", ("",))
+    assert not key_matches("k", ("k1",))
+    assert not key_matches("ключ\udcff", ("k1",))
+
+
+@pytest.mark.parametrize(
+    ("user", "login"),
+    [
+        ("andy", "andy"),
+        ("andy@tenant.example.ru", "andy"),
+        ("g_5f3c@tenant", None),
+        ("pbx", None),
+        ("ivr", None),
+        ("", None),
+    ],
+)
+def test_pbx_login(user: str, login: str | None) -> None:
+    assert pbx_login(user) == login
+
+
+def test_live_state_is_the_furthest_milestone() -> None:
+    assert live_state(set()) is None
+    assert live_state({Milestone.RANG.value}) is LiveState.RINGING
+    assert live_state({Milestone.RANG.value, Milestone.ACCEPTED.value}) is LiveState.ACCEPTED
+    assert live_state({Milestone.COMPLETED.value, Milestone.DIALLED.value}) is LiveState.COMPLETED

@@ -1,0 +1,129 @@
+"""The template is deployable and least-privilege; dependencies have one source; docs do not drift."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from local.template import Template
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def body() -> dict[str, Any]:
+    return Template().body
+
+
+def resources(body: dict[str, Any], kind: str) -> dict[str, Any]:
+    return {name: res for name, res in body["Resources"].items() if res["Type"] == kind}
+
+
+def test_runtime_architecture_and_no_xray_sdk(body: dict[str, Any]) -> None:
+    function_globals = body["Globals"]["Function"]
+    assert function_globals["Runtime"] == "python3.13"
+    assert function_globals["Architectures"] == ["arm64"]
+    assert function_globals["Tracing"] == "Active"
+    sources = "\n".join(p.read_text() for p in (REPO / "layers/pbxbridge/pbxbridge").rglob("*.py"))
+    assert "Tracer" not in sources
+    assert "aws_xray_sdk" not in sources
+
+
+def test_layer_is_a_makefile_arm64_build_without_boto3(body: dict[str, Any]) -> None:
+    layer = body["Resources"]["PbxbridgeLayer"]
+    assert layer["Metadata"] == {"BuildMethod": "makefile", "BuildArchitecture": "arm64"}
+    makefile = (REPO / layer["Properties"]["ContentUri"] / "Makefile").read_text()
+    assert "--invalidation-mode unchecked-hash" in makefile
+    requirements = (REPO / "layers/pbxbridge/requirements.txt").read_text().lower()
+    assert "boto3" not in re.sub(r"#.*", "", requirements)
+
+
+def test_tables_are_durable(body: dict[str, Any]) -> None:
+    tables = resources(body, "AWS::DynamoDB::Table")
+    assert set(tables) == {"CallsTable", "CallEventsTable", "ContactsTable"}
+    for name, table in tables.items():
+        props = table["Properties"]
+        assert props["BillingMode"] == "PAY_PER_REQUEST", name
+        assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}, name
+        assert props["DeletionProtectionEnabled"] is True, name
+        assert props["SSESpecification"]["SSEEnabled"] is True, name
+        assert table["DeletionPolicy"] == "Retain", name
+
+
+def test_every_function_has_a_log_group_with_retention(body: dict[str, Any]) -> None:
+    for name, function in resources(body, "AWS::Serverless::Function").items():
+        group = function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+        assert body["Resources"][group]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}, name
+
+
+def test_alarms_cover_errors_throttles_and_api_5xx(body: dict[str, Any]) -> None:
+    metrics = {
+        (a["Properties"]["Namespace"], a["Properties"]["MetricName"])
+        for a in resources(body, "AWS::CloudWatch::Alarm").values()
+    }
+    assert {("AWS/Lambda", "Errors"), ("AWS/Lambda", "Throttles"), ("AWS/ApiGateway", "5xx")} <= metrics
+
+
+def test_outputs_give_the_webhook_url_and_tables(body: dict[str, Any]) -> None:
+    assert {"WebhookUrl", "CallsTableName", "CallEventsTableName", "ContactsTableName"} <= set(body["Outputs"])
+
+
+def test_routes_are_post_root_and_pbx(body: dict[str, Any]) -> None:
+    assert Template().functions()["WebhookFunction"].http_routes == [("POST", "/"), ("POST", "/pbx")]
+
+
+def test_iam_is_least_privilege(body: dict[str, Any]) -> None:
+    for name, function in resources(body, "AWS::Serverless::Function").items():
+        for policy in function["Properties"]["Policies"]:
+            assert isinstance(policy, dict), f"{name}: only explicit statements, no managed policy templates"
+            assert "Statement" in policy, name
+            for statement in policy["Statement"]:
+                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                assert all("*" not in action for action in actions), (name, actions)
+                targets = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+                assert all(target != "*" for target in targets), (name, targets)
+
+
+def test_local_tables_are_the_templates(body: dict[str, Any]) -> None:
+    tables = Template().tables()
+    calls = tables["CallsTable"]
+    assert calls["KeySchema"] == body["Resources"]["CallsTable"]["Properties"]["KeySchema"]
+    assert {index["IndexName"] for index in calls["GlobalSecondaryIndexes"]} == {"by_client", "by_user"}
+    assert tables["CallEventsTable"]["LocalSecondaryIndexes"][0]["IndexName"] == "by_arrival"
+
+
+def test_layer_requirements_are_the_installed_dependencies() -> None:
+    """One source of truth: pyproject reads the layer's file, and the dev install matches its pins."""
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert pyproject["project"]["dynamic"] == ["dependencies"]
+    assert pyproject["tool"]["setuptools"]["dynamic"]["dependencies"]["file"] == ["layers/pbxbridge/requirements.txt"]
+    pins = [
+        line.split("==")
+        for line in (REPO / "layers/pbxbridge/requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert pins, "the layer requirements pin nothing"
+    for name, pinned in pins:
+        assert version(name) == pinned, f"{name}: installed {version(name)}, layer pins {pinned}"
+    dev = (REPO / "requirements-dev.txt").read_text().lower()
+    for name, _ in pins:
+        assert f"\n{name.lower()}" not in dev, f"{name} is pinned twice"
+
+
+def test_openapi_document_is_current() -> None:
+    from pbxbridge.openapi import render
+
+    kept = (REPO / "openapi" / "webhook.json").read_text()
+    assert kept == render(), "openapi/webhook.json is stale: run `make openapi`"
+
+
+def test_readme_shows_the_two_commands_and_ci_runs_make_test() -> None:
+    readme = (REPO / "README.md").read_text()
+    assert "make run" in readme
+    assert "make test" in readme
+    assert "make test" in (REPO / ".ci" / "run").read_text()
