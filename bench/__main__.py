@@ -1,0 +1,327 @@
+"""`make bench`: the webhook's cost against its floor, measured in the same run.
+
+- warm cost per push (contact, history, event) through the template's handler in this process,
+  against moto's server in another process, divided by the bare boto3 calls the push needs;
+- cold start (a fresh process importing the handler from the layer as built, with its bytecode,
+  and answering its first push), divided by a fresh `import boto3; boto3.client("dynamodb")`;
+- peak memory of a handler process after its pushes.
+
+Prints a table and writes bench-results.json.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import botocore
+
+REPO = Path(__file__).resolve().parent.parent
+WARM_PUSHES = int(os.environ.get("BENCH_PUSHES", "400"))
+COLD_STARTS = int(os.environ.get("BENCH_COLD_STARTS", "12"))
+CRM_TOKEN = "bench-key"  # noqa: S105
+
+
+def timed(action: Callable[[], Any], repeat: int) -> list[float]:
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        action()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def summary(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {
+        "median_ms": statistics.median(ordered) * 1000,
+        "p95_ms": ordered[int(len(ordered) * 0.95) - 1] * 1000,
+    }
+
+
+def start_moto(port: int) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    import requests
+
+    for _ in range(100):
+        try:
+            requests.get(f"http://127.0.0.1:{port}/moto-api/", timeout=1)
+            return process
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("moto server did not start")
+
+
+def warm_benchmark(moto_url: str) -> dict[str, Any]:
+    from local.apigw import http_api_event
+    from local.aws import client, create_tables, store_crm_keys, use_local_aws
+    from local.lambdas import LocalFunction
+    from local.template import Template
+
+    use_local_aws(moto_url)
+    template = Template()
+    tables = create_tables(template, moto_url)
+    store_crm_keys(template, moto_url, CRM_TOKEN)
+    function = LocalFunction(template.functions()["WebhookFunction"])
+    dynamodb = client("dynamodb", moto_url)
+    dynamodb.put_item(
+        TableName=tables["ContactsTable"],
+        Item={"phone": {"S": "+79101234567"}, "contact_name": {"S": "Bench"}, "responsible": {"S": "andy"}},
+    )
+    counter = iter(range(10**9))
+
+    def event(**fields: str) -> dict[str, Any]:
+        body = urlencode({**fields, "crm_token": CRM_TOKEN}).encode()
+        return http_api_event(
+            "POST", "/pbx", "/pbx", body, headers=[("content-type", "application/x-www-form-urlencoded")]
+        )
+
+    def contact() -> None:
+        function.invoke(event(cmd="contact", phone="79101234567", callid="bench"))
+
+    def history() -> None:
+        function.invoke(
+            event(
+                cmd="history",
+                type="in",
+                status="Success",
+                phone="79101234567",
+                user="andy",
+                start="20260825T113440Z",
+                duration="42",
+                callid=f"h{next(counter)}",
+            )
+        )
+
+    def event_push() -> None:
+        function.invoke(
+            event(cmd="event", type="INCOMING", phone="79101234567", user="andy", callid=f"e{next(counter)}")
+        )
+
+    def floor_of(push: Callable[[], None]) -> Callable[[], None]:
+        """The bare boto3 calls this push makes: its own requests, recorded once, replayed as they were
+        (with a fresh call id each time, so a write is never a no-op the push would not have met)."""
+        recorded: list[tuple[str, dict[str, Any]]] = []
+
+        def record(model: Any, params: dict[str, Any], **_: Any) -> None:
+            recorded.append((model.name, copy.deepcopy(params)))
+
+        from pbxbridge.storage.dynamodb import dynamodb_client
+
+        hooks = dynamodb_client().meta.events
+        hooks.register("provide-client-params.dynamodb", record)
+        push()
+        hooks.unregister("provide-client-params.dynamodb", record)
+        methods = [(getattr(dynamodb, botocore.xform_name(name)), params) for name, params in recorded]
+
+        def replay() -> None:
+            callid = {"S": f"floor{next(counter)}"}
+            for method, params in methods:
+                for key in ("Key", "Item"):
+                    if "callid" in params.get(key, {}):
+                        params[key]["callid"] = callid
+                method(**params)
+
+        return replay
+
+    import io
+    import logging
+    from contextlib import redirect_stdout
+
+    for handler in logging.getLogger("pbxbridge").handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(io.StringIO())  # keep the table readable; logging still formats each line
+    results: dict[str, Any] = {}
+    for name, push in (("contact", contact), ("history", history), ("event", event_push)):
+        with redirect_stdout(io.StringIO()):  # metrics are printed (EMF); measured, but not shown
+            floor = floor_of(push)
+            timed(push, 20)
+            timed(floor, 20)
+            # Interleaved rounds, so drift on the machine affects both sides alike.
+            pushes, floors = [], []
+            for _ in range(4):
+                pushes += timed(push, WARM_PUSHES // 4)
+                floors += timed(floor, WARM_PUSHES // 4)
+        handler_stats, floor_stats = summary(pushes), summary(floors)
+        results[name] = {
+            "handler": handler_stats,
+            "floor": floor_stats,
+            "ratio": handler_stats["median_ms"] / floor_stats["median_ms"],
+        }
+    return results
+
+
+COLD_PROBE = r"""
+import json, os, resource, sys, time
+start = time.perf_counter()
+sys.path[:0] = [os.environ["BENCH_FUNCTION"], os.environ["BENCH_LAYER"]]
+import app
+imported = time.perf_counter()
+body = "cmd=contact&phone=79101234567&callid=cold&crm_token=" + os.environ["BENCH_KEY"]
+event = {"version": "2.0", "routeKey": "POST /pbx", "rawPath": "/pbx", "body": body, "isBase64Encoded": False,
+         "headers": {"content-type": "application/x-www-form-urlencoded"},
+         "requestContext": {"http": {"method": "POST", "path": "/pbx", "sourceIp": "127.0.0.1"}, "requestId": "cold",
+                            "stage": "$default", "timeEpoch": 0}}
+class Context:
+    function_name = "bench"; memory_limit_in_mb = 512; aws_request_id = "cold"
+    invoked_function_arn = "arn:aws:lambda:eu-central-1:000000000000:function:bench"
+    def get_remaining_time_in_millis(self): return 10000
+answer = app.lambda_handler(event, Context())
+first = time.perf_counter()
+assert answer["statusCode"] == 200 and "Bench" in answer["body"], answer
+for _ in range(int(os.environ.get("BENCH_MORE", "0"))):
+    app.lambda_handler(event, Context())
+print(json.dumps({"import_s": imported - start, "first_push_s": first - imported, "total_s": first - start,
+                  "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}), file=sys.stderr)
+"""
+
+FLOOR_PROBE = r"""
+import json, sys, time
+start = time.perf_counter()
+import boto3
+boto3.client("dynamodb")
+print(json.dumps({"total_s": time.perf_counter() - start}), file=sys.stderr)
+"""
+
+
+def build_native_layer(target: Path, bytecode: bool) -> Path:
+    """The layer as `sam build` makes it, but for this machine (same Makefile, native wheels)."""
+    subprocess.run(
+        [
+            "make",
+            "-s",
+            "-C",
+            str(REPO / "layers/pbxbridge"),
+            "build-PbxbridgeLayer",
+            f"ARTIFACTS_DIR={target}",
+            f"PYTHON={sys.executable}",
+            "PLATFORM=",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    layer = target / "python"
+    if not bytecode:
+        for cache in layer.rglob("__pycache__"):
+            shutil.rmtree(cache, ignore_errors=True)
+    return layer
+
+
+def fresh_process(probe: str, env: dict[str, str]) -> tuple[float, dict[str, Any]]:
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - start
+    if result.returncode != 0:
+        raise RuntimeError(result.stderr[-2000:])
+    return wall, json.loads(result.stderr.strip().splitlines()[-1])
+
+
+def cold_benchmark(moto_url: str) -> dict[str, Any]:
+    from local.aws import local_aws_environment
+    from local.template import Template
+
+    spec = Template().functions()["WebhookFunction"]
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}
+    # /opt is read-only in Lambda: nothing may be compiled and kept between cold starts.
+    base_env.update(local_aws_environment(moto_url), PYTHONDONTWRITEBYTECODE="1")
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        layers = {
+            "with_bytecode": build_native_layer(Path(tmp) / "pyc", bytecode=True),
+            "without_bytecode": build_native_layer(Path(tmp) / "nopyc", bytecode=False),
+        }
+        env = {**base_env, **spec.environment, "BENCH_FUNCTION": str(spec.code_dir), "BENCH_KEY": CRM_TOKEN}
+        floor_walls, floor_inner = [], []
+        runs: dict[str, dict[str, list[float]]] = {
+            name: {"wall": [], "import": [], "first": [], "inner": []} for name in layers
+        }
+        for _ in range(COLD_STARTS):
+            wall, inner = fresh_process(FLOOR_PROBE, base_env)
+            floor_walls.append(wall)
+            floor_inner.append(inner["total_s"])
+            for name, layer in layers.items():
+                wall, inner = fresh_process(COLD_PROBE, {**env, "BENCH_LAYER": str(layer)})
+                runs[name]["wall"].append(wall)
+                runs[name]["import"].append(inner["import_s"])
+                runs[name]["first"].append(inner["first_push_s"])
+                runs[name]["inner"].append(inner["total_s"])
+        _, memory = fresh_process(COLD_PROBE, {**env, "BENCH_LAYER": str(layers["with_bytecode"]), "BENCH_MORE": "500"})
+        floor_ms = statistics.median(floor_inner) * 1000
+        results["floor_ms"] = floor_ms
+        results["floor_process_ms"] = statistics.median(floor_walls) * 1000
+        for name, samples in runs.items():
+            inner_ms = statistics.median(samples["inner"]) * 1000
+            results[name] = {
+                "import_ms": statistics.median(samples["import"]) * 1000,
+                "first_push_ms": statistics.median(samples["first"]) * 1000,
+                "cold_ms": inner_ms,
+                "process_ms": statistics.median(samples["wall"]) * 1000,
+                "ratio": inner_ms / floor_ms,
+                "process_ratio": statistics.median(samples["wall"]) / statistics.median(floor_walls),
+            }
+        results["peak_memory_mb_after_500_pushes"] = memory["maxrss_kb"] / 1024
+    return results
+
+
+def main() -> None:
+    from local.aws import free_port
+
+    port = free_port()
+    moto = start_moto(port)
+    moto_url = f"http://127.0.0.1:{port}"
+    try:
+        warm = warm_benchmark(moto_url)
+        cold = cold_benchmark(moto_url)
+    finally:
+        moto.terminate()
+        moto.wait(timeout=10)
+    results = {
+        "python": sys.version.split()[0],
+        "warm_pushes": WARM_PUSHES,
+        "cold_starts": COLD_STARTS,
+        "warm": warm,
+        "cold": cold,
+    }
+    (REPO / "bench-results.json").write_text(json.dumps(results, indent=2) + "\n")
+
+    print(f"\nWarm push through the handler vs the bare boto3 calls it needs (moto server, {WARM_PUSHES} each)")
+    print(f"{'push':<10}{'handler ms':>12}{'p95':>8}{'floor ms':>10}{'p95':>8}{'ratio':>8}")
+    for name, row in warm.items():
+        h, f = row["handler"], row["floor"]
+        print(
+            f"{name:<10}{h['median_ms']:>12.2f}{h['p95_ms']:>8.2f}{f['median_ms']:>10.2f}{f['p95_ms']:>8.2f}{row['ratio']:>8.2f}"
+        )
+    print(f"\nCold start: import + first contact push, in a fresh process (median of {COLD_STARTS})")
+    print(
+        f"floor (import boto3; boto3.client('dynamodb')): {cold['floor_ms']:.0f} ms in-process, "
+        f"{cold['floor_process_ms']:.0f} ms whole process"
+    )
+    print(f"{'layer':<18}{'import ms':>10}{'1st push':>10}{'cold ms':>9}{'ratio':>7}{'process ms':>12}{'ratio':>7}")
+    for name in ("with_bytecode", "without_bytecode"):
+        row = cold[name]
+        print(
+            f"{name:<18}{row['import_ms']:>10.0f}{row['first_push_ms']:>10.0f}{row['cold_ms']:>9.0f}{row['ratio']:>7.2f}"
+            f"{row['process_ms']:>12.0f}{row['process_ratio']:>7.2f}"
+        )
+    print(f"\nPeak memory of a handler process after 500 pushes: {cold['peak_memory_mb_after_500_pushes']:.0f} MB")
+    print("wrote bench-results.json")
+
+
+if __name__ == "__main__":
+    main()
