@@ -155,6 +155,7 @@ def test_history_merges_with_event_data_whatever_the_order(call_store: Any) -> N
     call = call_store.get_call(CALLID)
     assert call["started_at"] == "2026-08-25T11:34:40Z"  # history's start, not the event's receipt
     assert call["diversion"] == "+74996861574"
+    assert call["diversion_raw"] == "74996861574"
     assert call["outcome"] == "answered"
 
 

@@ -187,6 +187,15 @@ class TestFailures:
         assert answer.status == 503
         assert answer.json() == {"error": "Service unavailable"}
 
+    def test_an_unreachable_ssm_is_a_5xx(self, webhook: Webhook, monkeypatch: pytest.MonkeyPatch) -> None:
+        from aws_lambda_powertools.utilities import parameters
+
+        def refuse(**_: Any) -> None:
+            raise ConnectionError("SSM is down")
+
+        monkeypatch.setattr(parameters, "get_parameters_by_name", refuse)
+        assert webhook.push(**HISTORY).status == 503
+
     def test_an_unreadable_key_parameter_is_a_5xx_not_a_401(self, webhook: Webhook, moto_url: str) -> None:
         from local.aws import client
 

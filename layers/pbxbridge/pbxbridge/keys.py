@@ -28,7 +28,12 @@ def fetch_keys_from_ssm(current: str, previous: str | None, max_age: int) -> tup
     from aws_lambda_powertools.utilities import parameters
 
     names: dict[str, dict[str, Any]] = {current: {}, **({previous: {}} if previous else {})}
-    values = parameters.get_parameters_by_name(parameters=names, decrypt=True, max_age=max_age, raise_on_error=False)
+    try:
+        values = parameters.get_parameters_by_name(
+            parameters=names, decrypt=True, max_age=max_age, raise_on_error=False
+        )
+    except Exception as exc:  # SSM unreachable or refusing: no push can be checked, so none is taken
+        raise KeysUnavailableError(type(exc).__name__) from exc
     key = values.get(current)
     if not isinstance(key, str) or not key:
         raise KeysUnavailableError("the current CRM key parameter could not be read")

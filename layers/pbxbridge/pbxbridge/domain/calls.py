@@ -172,9 +172,11 @@ def history_from_push(push: HistoryPush, received_at: datetime) -> CallHistory:
     for name, value in (
         ("ext", push.ext),
         ("telnum", push.telnum.e164 if push.telnum else None),
+        ("telnum_raw", push.telnum.raw if push.telnum else None),
         ("group_name", push.group_real_name),
         ("group", push.group),
         ("diversion", push.diversion.e164 if push.diversion else None),
+        ("diversion_raw", push.diversion.raw if push.diversion else None),
         ("link", push.link),
         ("wait", _number_or_none(push.wait)),
         ("rating", _number_or_none(push.rating)),
@@ -207,8 +209,10 @@ def event_from_push(push: EventPush, received_at: datetime) -> CallEvent:
         for name, value in (
             ("ext", push.ext),
             ("telnum", push.telnum.e164 if push.telnum else None),
+            ("telnum_raw", push.telnum.raw if push.telnum else None),
             ("group_name", push.group_real_name),
             ("diversion", push.diversion.e164 if push.diversion else None),
+            ("diversion_raw", push.diversion.raw if push.diversion else None),
         )
         if value is not None
     }

@@ -230,7 +230,7 @@ class DynamoCallStore:
             update.set_if_absent(event.milestone.value, received)
         if event.answered_by and event.milestone is Milestone.ACCEPTED:
             update.set_if_absent("accepted_by", event.answered_by)
-        for name in ("diversion", "group_name"):
+        for name in ("diversion", "diversion_raw", "group_name"):
             update.set_if_absent(name, event.optional.get(name))
         self._update_call(event.callid, update)
 
