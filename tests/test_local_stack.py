@@ -16,7 +16,7 @@ import requests
 
 from local.aws import free_port
 from local.stack import DEMO_CONTACT, LocalStack, start
-from tests.conftest import drop_process_caches
+from tests.conftest import HISTORY, drop_process_caches
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -81,17 +81,7 @@ def test_unrouted_paths_and_methods_are_api_gateway_404s(stack: LocalStack) -> N
 
 def test_the_spec_examples_are_stored_and_shown_by_the_console(stack: LocalStack) -> None:
     callid = "B10D0EB124F4E64AF4EA-1511"
-    history = {
-        "cmd": "history",
-        "type": "out",
-        "status": "Success",
-        "phone": "79101234567",
-        "user": "user",
-        "start": "20170703T121110Z",
-        "duration": "124",
-        "link": "https://link/file.mp3",
-        "callid": callid,
-    }
+    history = {**HISTORY, "callid": callid}  # the spec's example
     for event_type in ("OUTGOING", "ACCEPTED", "COMPLETED"):
         assert (
             post(stack, "/pbx", cmd="event", type=event_type, phone="79101234567", user="user", callid=callid).json()
