@@ -4,26 +4,42 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from botocore.credentials import Credentials
+
 from local.apigw import http_api_event, http_response
 from local.lambdas import LocalFunction
+from local.sigv4 import signature_is_valid
 
 # API Gateway's own limit for HTTP APIs; the function enforces the webhook's far smaller one.
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
 log = logging.getLogger("local.apigw")
 
 
+_INVOKE_PATH = re.compile(r"^/2015-03-31/functions/(?P<name>[^/]+)/invocations$")
+
+
 class ApiGatewayServer(ThreadingHTTPServer):
+    """The template's HTTP API routes, and the Lambda Invoke API for every function (as
+    `sam local start-lambda` offers), so `aws lambda invoke --endpoint-url ...` works locally."""
+
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], functions: list[LocalFunction]) -> None:
+    def __init__(
+        self, address: tuple[str, int], functions: list[LocalFunction], credentials: Credentials | None = None
+    ) -> None:
         self.routes: dict[tuple[str, str], tuple[LocalFunction, str]] = {}
+        self.iam_routes: set[tuple[str, str]] = set()
+        self.functions = {function.spec.logical_id: function for function in functions}
+        self.credentials = credentials or Credentials("local", "local")
         for function in functions:
             for method, path in function.spec.http_routes:
                 self.routes[(method, path)] = (function, path)
+            self.iam_routes |= function.spec.iam_routes
         super().__init__(address, _Handler)
 
     @property
@@ -57,10 +73,19 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"message": "Request Entity Too Large"})
             return
         body = self.rfile.read(length) if length else b""
+        invoke = _INVOKE_PATH.match(path) if self.command == "POST" else None
+        if invoke:
+            self._invoke(invoke["name"], body)
+            return
         if route is None:
             self._json(HTTPStatus.NOT_FOUND, {"message": "Not Found"})
             return
         function, route_path = route
+        if (self.command, route_path) in self.server.iam_routes and not signature_is_valid(
+            self.command, self.server.url + self.path, dict(self.headers.items()), body, self.server.credentials
+        ):
+            self._json(HTTPStatus.FORBIDDEN, {"message": "Forbidden"})
+            return
         event = http_api_event(
             self.command,
             path,
@@ -78,6 +103,38 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"message": "Internal Server Error"})
             return
         self._send(status, headers, payload)
+
+    def _invoke(self, name: str, body: bytes) -> None:
+        function = self.server.functions.get(name)
+        if function is None:
+            message = f"Function not found: {name}"
+            self._send(
+                404,
+                {"Content-Type": "application/json", "x-amzn-ErrorType": "ResourceNotFoundException"},
+                json.dumps({"Type": "User", "message": message}).encode(),
+            )
+            return
+        try:
+            payload = json.loads(body or b"{}")
+        except ValueError:
+            self._send(400, {"x-amzn-ErrorType": "InvalidRequestContentException"}, b'{"message": "not JSON"}')
+            return
+        try:
+            result = function.invoke(payload)
+        except Exception as exc:
+            log.exception("%s failed", name)
+            error = {"errorMessage": str(exc), "errorType": type(exc).__name__}
+            self._send(
+                200,
+                {"Content-Type": "application/json", "X-Amz-Function-Error": "Unhandled"},
+                json.dumps(error).encode(),
+            )
+            return
+        self._send(
+            200,
+            {"Content-Type": "application/json", "X-Amz-Executed-Version": "$LATEST"},
+            json.dumps(result, ensure_ascii=False, default=str).encode(),
+        )
 
     do_POST = do_GET = do_PUT = do_DELETE = do_PATCH = _dispatch
 

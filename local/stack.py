@@ -1,7 +1,9 @@
 """`make run`: the local stack in the foreground.
 
-An embedded DynamoDB and SSM (moto's server) provisioned from template.yaml, and the template's
-webhook function behind a real HTTP server, all on loopback. Ctrl-C stops it.
+An embedded DynamoDB and SSM (moto's server) provisioned from template.yaml; the template's
+functions behind a real HTTP server (the HTTP API routes, and the Lambda Invoke API); and the PBX
+simulator, pointed at the webhook, with the commands function pointed at it. All on loopback.
+Ctrl-C stops it.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from types import FrameType
 
 from local.aws import LOOPBACK, client, create_tables, local_aws_environment, start_moto, store_crm_keys, use_local_aws
 from local.lambdas import LocalFunction
+from local.pbx_simulator import PbxSimulator, SimulatorServer
 from local.server import ApiGatewayServer
 from local.template import Template
 
 DEFAULT_CRM_TOKEN = "local-crm-token"  # noqa: S105 - the documented local default
+DEFAULT_PBX_TOKEN = "local-pbx-token"  # noqa: S105
 DEMO_CONTACT = {
     "phone": "+79101234567",
     "contact_name": "ЗАО Рога и копыта (demo)",
@@ -34,27 +38,43 @@ class LocalStack:
     template: Template
     moto_url: str
     api: ApiGatewayServer
+    pbx: SimulatorServer
     tables: dict[str, str]
     crm_token: str
+    pbx_token: str
+
+    @property
+    def webhook_url(self) -> str:
+        routes = self.template.functions()["WebhookFunction"].http_routes
+        return self.api.url + max(path for _, path in routes)
+
+    def environment(self) -> dict[str, str]:
+        """What points the console and the AWS CLI at this stack."""
+        env = local_aws_environment(self.moto_url)
+        env["AWS_ENDPOINT_URL_LAMBDA"] = self.api.url
+        for spec in self.template.functions().values():
+            env.update({k: v for k, v in spec.environment.items() if k.endswith("_TABLE")})
+        env["PHONE_REGION"] = self.template.parameter("PhoneRegion")
+        env["COMMANDS_FUNCTION"] = "CommandsFunction"
+        env["PBX_URL"] = self.pbx.api_url
+        env["PBX_TOKEN"] = self.pbx_token
+        return env
 
     def summary(self) -> str:
-        env = {**local_aws_environment(self.moto_url)}
-        functions = self.template.functions()
-        env.update({k: v for k, v in functions["WebhookFunction"].environment.items() if k.endswith("_TABLE")})
-        env["PHONE_REGION"] = self.template.parameter("PhoneRegion")
-        exports = "\n".join(f"  export {name}={shlex.quote(value)}" for name, value in env.items())
-        webhook = self.api.url + max(path for _, path in functions["WebhookFunction"].http_routes)
+        exports = "\n".join(f"  export {name}={shlex.quote(value)}" for name, value in self.environment().items())
         curl = (
-            f"curl -s {webhook} -d cmd=contact -d phone={DEMO_CONTACT['phone'][1:]} "
+            f"curl -s {self.webhook_url} -d cmd=contact -d phone={DEMO_CONTACT['phone'][1:]} "
             f"-d callid=demo-call-1 -d crm_token={shlex.quote(self.crm_token)}"
         )
         tables = "\n".join(f"  {logical}: {name}" for logical, name in self.tables.items())
         return f"""
 pbxbridge local stack is up (Ctrl-C stops it)
 
-Webhook (paste into a PBX simulator, or curl it):
-  {webhook}   (and {self.api.url}/)
+Webhook (what the PBX posts to):
+  {self.webhook_url}   (and {self.api.url}/)
 CRM key (crm_token): {self.crm_token}
+Commands: Lambda Invoke API at {self.api.url} (function CommandsFunction), IAM-signed POST {self.api.url}/commands
+PBX simulator: {self.pbx.api_url}  key {self.pbx_token}  (pushes to the webhook above)
 Embedded DynamoDB and SSM (moto): {self.moto_url}
 Tables:
 {tables}
@@ -64,21 +84,33 @@ Point the console (`. .venv/bin/activate; pbxbridge ...`) and the AWS CLI at thi
 
 Try it: the demo contact ({DEMO_CONTACT["contact_name"]}, responsible {DEMO_CONTACT["responsible"]}):
   {curl}
+Place a call through the simulator, then read it back with its timeline:
+  pbxbridge invoke makeCall user=andy phone=79101234567
+  pbxbridge invoke getCall callid=<call_id printed by makeCall>
 """.rstrip()
 
 
-def start(port: int, dynamodb_port: int, crm_token: str) -> tuple[LocalStack, object]:
+def start(
+    port: int, dynamodb_port: int, crm_token: str, pbx_port: int = 0, pbx_token: str = DEFAULT_PBX_TOKEN
+) -> tuple[LocalStack, object]:
     moto, moto_url = start_moto(dynamodb_port)
     use_local_aws(moto_url)
-    template = Template()
+    simulator = PbxSimulator(token=pbx_token, crm_token=crm_token)
+    pbx = simulator.serve(pbx_port, LOOPBACK)
+    template = Template(parameters={"PbxUrl": pbx.api_url})
     tables = create_tables(template, moto_url)
     store_crm_keys(template, moto_url, crm_token)
+    client("ssm", moto_url).put_parameter(
+        Name=template.parameter("PbxTokenParameterName"), Value=pbx_token, Type="SecureString", Overwrite=True
+    )
     client("dynamodb", moto_url).put_item(
         TableName=tables["ContactsTable"], Item={k: {"S": v} for k, v in DEMO_CONTACT.items()}
     )
-    functions = [LocalFunction(spec) for spec in template.functions().values() if spec.http_routes]
+    functions = [LocalFunction(spec) for spec in template.functions().values()]
     api = ApiGatewayServer((LOOPBACK, port), functions)
-    return LocalStack(template, moto_url, api, tables, crm_token), moto
+    stack = LocalStack(template, moto_url, api, pbx, tables, crm_token, pbx_token)
+    simulator.crm_url = stack.webhook_url
+    return stack, moto
 
 
 def main() -> int:
@@ -86,18 +118,17 @@ def main() -> int:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request
     port = int(os.environ.get("PORT", "3000"))
     dynamodb_port = int(os.environ.get("DYNAMODB_PORT", "8000"))
+    pbx_port = int(os.environ.get("PBX_PORT", "3100"))
     crm_token = os.environ.get("CRM_TOKEN") or DEFAULT_CRM_TOKEN
     try:
-        stack, moto = start(port, dynamodb_port, crm_token)
+        stack, moto = start(port, dynamodb_port, crm_token, pbx_port)
     except OSError as exc:
-        print(f"local stack: cannot start ({exc}); is PORT={port} or DYNAMODB_PORT={dynamodb_port} in use?")
+        ports = f"PORT={port}, DYNAMODB_PORT={dynamodb_port} or PBX_PORT={pbx_port}"
+        print(f"local stack: cannot start ({exc}); is {ports} in use?")
         return 1
     print(stack.summary(), flush=True)
 
-    stopping = threading.Event()
-
     def stop(signum: int, frame: FrameType | None) -> None:
-        stopping.set()
         threading.Thread(target=stack.api.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
@@ -107,6 +138,7 @@ def main() -> int:
         pass
     finally:
         stack.api.server_close()
+        stack.pbx.stop()
         moto.stop()  # type: ignore[attr-defined]
         print("\nlocal stack stopped", flush=True)
     return 0

@@ -162,17 +162,21 @@ class Template:
             props = resource["Properties"]
             env = dict(self.resolve(globals_.get("Environment", {}).get("Variables", {})))
             env.update(self.resolve(props.get("Environment", {}).get("Variables", {})))
-            routes = []
+            routes, iam_routes = [], set()
             for event in props.get("Events", {}).values():
                 if event["Type"] == "HttpApi":
                     event_props = self.resolve(event["Properties"])
-                    routes.append((event_props["Method"].upper(), event_props["Path"]))
+                    route = (event_props["Method"].upper(), event_props["Path"])
+                    routes.append(route)
+                    if event_props.get("Auth", {}).get("Authorizer") == "AWS_IAM":
+                        iam_routes.add(route)
             specs[logical_id] = LocalFunctionSpec(
                 logical_id=logical_id,
                 code_dir=REPO_ROOT / props["CodeUri"],
                 handler=props["Handler"],
                 environment={k: str(v) for k, v in env.items()},
                 http_routes=routes,
+                iam_routes=frozenset(iam_routes),
                 timeout=int(props.get("Timeout", globals_.get("Timeout", 3))),
             )
         return specs
@@ -190,3 +194,4 @@ class LocalFunctionSpec:
     environment: dict[str, str]
     http_routes: list[tuple[str, str]]
     timeout: int
+    iam_routes: frozenset[tuple[str, str]] = frozenset()

@@ -45,7 +45,9 @@ def test_layer_is_a_makefile_arm64_build_without_boto3(body: dict[str, Any]) -> 
 
 def test_tables_are_durable(body: dict[str, Any]) -> None:
     tables = resources(body, "AWS::DynamoDB::Table")
-    assert set(tables) == {"CallsTable", "CallEventsTable", "ContactsTable"}
+    assert set(tables) == {"CallsTable", "CallEventsTable", "ContactsTable", "IdempotencyTable"}
+    # Idempotency records live an hour (TTL): nothing to recover or protect there.
+    assert tables.pop("IdempotencyTable")["Properties"]["TimeToLiveSpecification"]["Enabled"] is True
     for name, table in tables.items():
         props = table["Properties"]
         assert props["BillingMode"] == "PAY_PER_REQUEST", name
@@ -73,8 +75,12 @@ def test_outputs_give_the_webhook_url_and_tables(body: dict[str, Any]) -> None:
     assert {"WebhookUrl", "CallsTableName", "CallEventsTableName", "ContactsTableName"} <= set(body["Outputs"])
 
 
-def test_routes_are_post_root_and_pbx(body: dict[str, Any]) -> None:
-    assert Template().functions()["WebhookFunction"].http_routes == [("POST", "/"), ("POST", "/pbx")]
+def test_routes_are_post_root_and_pbx_and_iam_signed_commands(body: dict[str, Any]) -> None:
+    functions = Template().functions()
+    assert functions["WebhookFunction"].http_routes == [("POST", "/"), ("POST", "/pbx")]
+    assert functions["WebhookFunction"].iam_routes == frozenset()
+    assert functions["CommandsFunction"].http_routes == [("POST", "/commands")]
+    assert functions["CommandsFunction"].iam_routes == {("POST", "/commands")}
 
 
 def test_iam_is_least_privilege(body: dict[str, Any]) -> None:

@@ -2,10 +2,16 @@
 
     pbxbridge contacts import FILE.csv     load the CRM's contacts (phone, contact_name, responsible, crm_id)
     pbxbridge calls show CALLID            a stored call with its event timeline, as JSON
+    pbxbridge pbx COMMAND [options]        one of the PBX's eight commands, straight to the PBX
+    pbxbridge invoke CMD [key=value ...]   the deployed (or local) commands function, via Lambda Invoke
 
 Tables and the phone region come from the same variables the functions read (CONTACTS_TABLE,
-CALLS_TABLE, CALL_EVENTS_TABLE, PHONE_REGION), or from flags. Exit codes: 0 done, 1 some rows
-rejected or the call not found, 2 bad usage, 3 DynamoDB unavailable.
+CALLS_TABLE, CALL_EVENTS_TABLE, PHONE_REGION), the PBX from PBX_URL and PBX_TOKEN, the commands
+function from COMMANDS_FUNCTION; flags override them all.
+
+Exit codes: 0 done; 1 some rows rejected, the call not found, or the command answered ok=false;
+2 bad input (ours or the PBX's 400); 3 unavailable (DynamoDB, the PBX, its 5xx or timeouts);
+4 refused (the PBX key is wrong, or the PBX redirects: wrong tenant).
 """
 
 from __future__ import annotations
@@ -16,8 +22,11 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
+from pbxbridge.pbx.models import HistoryPeriod, HistoryType
+
+EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_REFUSED = 0, 1, 2, 3, 4
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,7 +53,57 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument(
         "--events-table", default=os.environ.get("CALL_EVENTS_TABLE"), help="timeline table [CALL_EVENTS_TABLE]"
     )
+    _add_pbx_commands(groups)
+
+    invoke = groups.add_parser(
+        "invoke",
+        help="call the commands function (Lambda Invoke)",
+        description="Invoke the commands function with {'cmd': CMD, key: value, ...}. Values are read as JSON "
+        "when they parse (numbers, true, lists), else as text: "
+        "pbxbridge invoke makeCall user=andy phone=79101234567 requestId=crm-42",
+    )
+    invoke.add_argument("cmd", help="makeCall, getCall, listCalls, upsertContacts, accounts, ...")
+    invoke.add_argument("fields", nargs="*", metavar="key=value")
+    invoke.add_argument(
+        "--function", default=os.environ.get("COMMANDS_FUNCTION"), help="function name or ARN [COMMANDS_FUNCTION]"
+    )
     return parser
+
+
+def _add_pbx_commands(groups: Any) -> None:
+    pbx = groups.add_parser("pbx", help="the PBX's own commands, sent straight to it")
+    pbx.add_argument("--url", default=os.environ.get("PBX_URL"), help="the PBX (https://tenant...) [PBX_URL]")
+    pbx.add_argument("--token", default=os.environ.get("PBX_TOKEN"), help="the PBX's key for us [PBX_TOKEN]")
+    pbx.add_argument("--region", default=os.environ.get("PHONE_REGION", "RU"), help="phone region [PHONE_REGION]")
+    pbx.add_argument("--timeout", type=float, default=10.0, help="read timeout, seconds")
+    commands = pbx.add_subparsers(dest="action", required=True)
+    commands.add_parser("accounts", help="the PBX's users")
+    groups_cmd = commands.add_parser("groups", help="departments (all, or one user's)")
+    groups_cmd.add_argument("--user")
+    call = commands.add_parser("makeCall", help="ring the user, then the client")
+    call.add_argument("--user", required=True, help="login, extension or direct number")
+    call.add_argument("--phone", required=True)
+    call.add_argument("--clid", help="caller id to show the client")
+    history = commands.add_parser(
+        "history", help="call history as CSV (UID,type,client,account,via,start,wait,duration,record)"
+    )
+    history.add_argument("--start", help="ISO 8601 or YYYYmmddTHHMMSSZ (UTC)")
+    history.add_argument("--end")
+    history.add_argument("--period", choices=[p.value for p in HistoryPeriod])
+    history.add_argument("--type", default="all", choices=[t.value for t in HistoryType])
+    history.add_argument("--limit", type=int)
+    subscribe = commands.add_parser("subscribeOnCalls", help="switch a user's group calls on or off")
+    subscribe.add_argument("--user", required=True)
+    subscribe.add_argument("--group-id")
+    subscribe.add_argument("--status", required=True, choices=["on", "off"])
+    status = commands.add_parser("subscriptionStatus", help="is a user taking a group's calls")
+    status.add_argument("--user", required=True)
+    status.add_argument("--group-id", required=True)
+    set_dnd = commands.add_parser("set_dnd", help="do not disturb on or off")
+    set_dnd.add_argument("--user", required=True)
+    set_dnd.add_argument("--state", required=True, choices=["true", "false"])
+    get_dnd = commands.add_parser("get_dnd", help="a user's do-not-disturb state")
+    get_dnd.add_argument("--user", required=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,6 +113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.group == "contacts":
             return _import_contacts(args)
+        if args.group == "pbx":
+            return _pbx(args)
+        if args.group == "invoke":
+            return _invoke(args)
         return _show_call(args)
     except StoreUnavailableError as exc:
         print(f"pbxbridge: DynamoDB unavailable ({exc})", file=sys.stderr)
@@ -87,7 +150,7 @@ def _import_contacts(args: argparse.Namespace) -> int:
             return EXIT_USAGE
     print(f"imported {report.imported} contact(s), rejected {len(report.rejected)}")
     for row in report.rejected:
-        print(f"  line {row.line}: {row.reason}")
+        print(f"  line {row.position}: {row.reason}")
     return EXIT_PARTIAL if report.rejected else EXIT_OK
 
 
@@ -106,6 +169,122 @@ def _show_call(args: argparse.Namespace) -> int:
     call["timeline"] = store.timeline(args.callid)
     print(json.dumps(call, ensure_ascii=False, indent=2, sort_keys=True))
     return EXIT_OK
+
+
+def _pbx(args: argparse.Namespace) -> int:
+    from pbxbridge.pbx import PbxClient, PbxError, PbxInvalidParametersError, PbxUnavailableError
+    from pbxbridge.phones import InvalidPhoneError
+    from pbxbridge.protocol.commands import InvalidCommandError, read_command
+
+    url = _require(args.url, "the PBX (--url or PBX_URL)")
+    token = _require(args.token, "the PBX key (--token or PBX_TOKEN)")
+    try:
+        client = PbxClient(url, token, region=args.region, read_timeout=args.timeout)
+    except ValueError as exc:
+        print(f"pbxbridge: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    action = args.action
+    try:
+        with client:
+            if action == "history":
+                fields = {k: v for k, v in (("start", args.start), ("end", args.end), ("period", args.period)) if v}
+                command = read_command(
+                    {"cmd": "history", **fields, "type": args.type, "limit": args.limit or 5000}, args.region
+                )
+                return _print_history(
+                    client.history(
+                        start=command.start,
+                        end=command.end,
+                        period=command.period,
+                        call_type=command.type,
+                        limit=args.limit,
+                    )
+                )
+            result: Any
+            if action == "accounts":
+                result = [a.model_dump(exclude_none=True) for a in client.accounts()]
+            elif action == "groups":
+                result = [g.model_dump(exclude_none=True) for g in client.groups(args.user)]
+            elif action == "makeCall":
+                result = client.make_call(args.phone, args.user, args.clid).model_dump(exclude={"raw"})
+            elif action == "subscribeOnCalls":
+                client.subscribe_on_calls(args.user, args.status == "on", args.group_id)
+                result = {"status": args.status}
+            elif action == "subscriptionStatus":
+                result = {"status": "on" if client.subscription_status(args.user, args.group_id) else "off"}
+            elif action == "set_dnd":
+                client.set_dnd(args.user, args.state == "true")
+                result = {"state": args.state == "true"}
+            else:
+                result = {"state": client.get_dnd(args.user)}
+    except (InvalidCommandError, InvalidPhoneError) as exc:
+        print(f"pbxbridge: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except PbxError as exc:
+        print(f"pbxbridge: {exc.code}: {exc.message}", file=sys.stderr)
+        if isinstance(exc, PbxInvalidParametersError):
+            return EXIT_USAGE
+        return EXIT_UNAVAILABLE if isinstance(exc, PbxUnavailableError) else EXIT_REFUSED
+    print(json.dumps(result, ensure_ascii=False, indent=2))
+    return EXIT_OK
+
+
+def _print_history(rows: Any) -> int:
+    import csv
+
+    from pbxbridge.pbx.models import RejectedHistoryRow
+
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    rejected = 0
+    for row in rows:
+        if isinstance(row, RejectedHistoryRow):
+            rejected += 1
+            print(f"pbxbridge: line {row.line}: {row.reason}", file=sys.stderr)
+            continue
+        writer.writerow(
+            [
+                row.uid,
+                row.type,
+                row.client,
+                row.account,
+                row.via,
+                row.start.isoformat(),
+                row.wait,
+                row.duration,
+                row.record or "",
+                *([row.rating] if row.rating else []),
+            ]
+        )
+    return EXIT_PARTIAL if rejected else EXIT_OK
+
+
+def _field(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise SystemExit(f"pbxbridge: {text!r} is not key=value")
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return key, value
+    # A phone like 79101234567 is text to the commands function either way; keep leading zeros.
+    return key, value if isinstance(parsed, int | float) and value.startswith(("0", "+")) else parsed
+
+
+def _invoke(args: argparse.Namespace) -> int:
+    import boto3
+
+    function = _require(args.function, "the commands function (--function or COMMANDS_FUNCTION)")
+    payload = {"cmd": args.cmd, **dict(_field(item) for item in args.fields)}
+    try:
+        response = boto3.client("lambda").invoke(FunctionName=function, Payload=json.dumps(payload).encode())
+    except Exception as exc:  # botocore's errors: connection, auth, no such function
+        print(f"pbxbridge: cannot invoke {function}: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    answer = json.loads(response["Payload"].read() or b"null")
+    print(json.dumps(answer, ensure_ascii=False, indent=2, default=str))
+    if response.get("FunctionError") or not isinstance(answer, dict):
+        return EXIT_UNAVAILABLE
+    return EXIT_OK if answer.get("ok") else EXIT_PARTIAL
 
 
 if __name__ == "__main__":

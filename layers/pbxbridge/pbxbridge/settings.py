@@ -36,3 +36,25 @@ class WebhookSettings(BaseModel):
 @lru_cache(maxsize=1)
 def webhook_settings() -> WebhookSettings:
     return WebhookSettings.model_validate(dict(os.environ))
+
+
+class CommandsSettings(BaseModel):
+    """What the commands function needs from its environment."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    calls_table: str = Field(alias="CALLS_TABLE", min_length=1)
+    call_events_table: str = Field(alias="CALL_EVENTS_TABLE", min_length=1)
+    contacts_table: str = Field(alias="CONTACTS_TABLE", min_length=1)
+    idempotency_table: str = Field(alias="IDEMPOTENCY_TABLE", min_length=1)
+    pbx_url: str = Field(default="", alias="PBX_URL")
+    pbx_token_parameter: str = Field(alias="PBX_TOKEN_PARAMETER", min_length=1)
+    phone_region: str = Field(default="RU", alias="PHONE_REGION", min_length=2, max_length=2)
+    key_cache_seconds: int = Field(default=300, alias="KEY_CACHE_SECONDS", ge=0)
+    # A click-to-call repeated with the same requestId within this time dials once.
+    make_call_idempotency_seconds: int = Field(default=3600, alias="MAKE_CALL_IDEMPOTENCY_SECONDS", ge=60)
+
+
+@lru_cache(maxsize=1)
+def commands_settings() -> CommandsSettings:
+    return CommandsSettings.model_validate(dict(os.environ))

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Protocol, TextIO
+from typing import Any, Protocol, TextIO
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -38,6 +38,10 @@ class ContactStore(Protocol):
         """Batch-write contacts (last one wins per phone); returns how many were written."""
         ...
 
+    def delete_contact(self, phone_e164: str) -> bool:
+        """Forget a contact; True when there was one."""
+        ...
+
 
 def lookup_contact(store: ContactStore, phone_e164: str) -> Contact | None:
     return store.get_contact(phone_e164)
@@ -45,7 +49,7 @@ def lookup_contact(store: ContactStore, phone_e164: str) -> Contact | None:
 
 @dataclass(frozen=True, slots=True)
 class RejectedRow:
-    line: int
+    position: int  # the line in a CSV file, the index in a list
     reason: str
 
 
@@ -58,30 +62,23 @@ class ImportReport:
 IMPORT_COLUMNS = ("phone", "contact_name", "responsible", "crm_id")
 
 
-def read_contacts_csv(source: TextIO, region: str) -> Iterator[Contact | RejectedRow]:
-    """Contacts from a CSV with a header naming `phone, contact_name[, responsible, crm_id]`.
+def read_contacts(
+    records: Iterable[tuple[int, Mapping[str, Any]]], region: str, unit: str = "line"
+) -> Iterator[Contact | RejectedRow]:
+    """Contacts from (position, fields) records; a RejectedRow for each that cannot be taken.
 
-    Yields a RejectedRow (with its line number in the file) for each row that cannot be imported,
-    including a second row for a phone already given, so nothing is overwritten silently.
+    A second record for a phone already given is rejected too, so nothing is overwritten silently.
     """
-    reader = csv.DictReader(source)
-    header = [name.strip().lower() for name in (reader.fieldnames or [])]
-    missing = [name for name in ("phone", "contact_name") if name not in header]
-    if missing:
-        yield RejectedRow(line=1, reason="header lacks column(s): " + ", ".join(missing))
-        return
-    reader.fieldnames = header
     seen: dict[str, int] = {}
-    for row in reader:
-        line = reader.line_num
-        raw_phone = (row.get("phone") or "").strip()
+    for position, row in records:
+        raw_phone = str(row.get("phone") or "").strip()
         try:
             phone = normalize_phone(raw_phone, region)
         except InvalidPhoneError:
-            yield RejectedRow(line=line, reason=f"phone {raw_phone!r} is not a phone number")
+            yield RejectedRow(position, f"phone {raw_phone!r} is not a phone number")
             continue
         if phone.e164 in seen:
-            yield RejectedRow(line=line, reason=f"phone {phone.e164} already given on line {seen[phone.e164]}")
+            yield RejectedRow(position, f"phone {phone.e164} already given on {unit} {seen[phone.e164]}")
             continue
         try:
             contact = Contact(
@@ -93,17 +90,30 @@ def read_contacts_csv(source: TextIO, region: str) -> Iterator[Contact | Rejecte
             )
         except ValidationError as exc:
             fields = ", ".join(sorted({str(err["loc"][0]) for err in exc.errors()}))
-            yield RejectedRow(line=line, reason=f"invalid {fields}")
+            yield RejectedRow(position, f"invalid {fields}")
             continue
-        seen[phone.e164] = line
+        seen[phone.e164] = position
         yield contact
 
 
-def import_contacts(store: ContactStore, source: TextIO, region: str) -> ImportReport:
+def read_contacts_csv(source: TextIO, region: str) -> Iterator[Contact | RejectedRow]:
+    """Contacts from a CSV whose header names `phone, contact_name[, responsible, crm_id]`;
+    positions are line numbers in the file."""
+    reader = csv.DictReader(source)
+    header = [name.strip().lower() for name in (reader.fieldnames or [])]
+    missing = [name for name in ("phone", "contact_name") if name not in header]
+    if missing:
+        yield RejectedRow(1, "header lacks column(s): " + ", ".join(missing))
+        return
+    reader.fieldnames = header
+    yield from read_contacts(((reader.line_num, row) for row in reader), region)
+
+
+def save_contacts(store: ContactStore, items: Iterable[Contact | RejectedRow]) -> ImportReport:
     rejected: list[RejectedRow] = []
 
     def accepted() -> Iterator[Contact]:
-        for item in read_contacts_csv(source, region):
+        for item in items:
             if isinstance(item, RejectedRow):
                 rejected.append(item)
             else:
@@ -111,3 +121,7 @@ def import_contacts(store: ContactStore, source: TextIO, region: str) -> ImportR
 
     imported = store.put_contacts(accepted())
     return ImportReport(imported=imported, rejected=rejected)
+
+
+def import_contacts(store: ContactStore, source: TextIO, region: str) -> ImportReport:
+    return save_contacts(store, read_contacts_csv(source, region))

@@ -11,9 +11,12 @@ Tables (defined in template.yaml, the single source of truth):
 
 from __future__ import annotations
 
+import base64
 import functools
+import json
 import secrets
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, ParamSpec, TypeVar
@@ -278,24 +281,61 @@ class DynamoCallStore:
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     @_unavailable_on_aws_errors
-    def calls_by_client(self, phone_e164: str, limit: int = 50) -> list[dict[str, Any]]:
-        return self._newest_first(BY_CLIENT_INDEX, "client", phone_e164, limit)
+    def calls_by_client(self, phone_e164: str, limit: int = 50, cursor: str | None = None) -> CallPage:
+        return self._newest_first(BY_CLIENT_INDEX, "client", phone_e164, limit, cursor)
 
     @_unavailable_on_aws_errors
-    def calls_by_user(self, login: str, limit: int = 50) -> list[dict[str, Any]]:
-        return self._newest_first(BY_USER_INDEX, "pbx_user", login, limit)
+    def calls_by_user(self, login: str, limit: int = 50, cursor: str | None = None) -> CallPage:
+        return self._newest_first(BY_USER_INDEX, "pbx_user", login, limit, cursor)
 
-    def _newest_first(self, index: str, attribute: str, value: str, limit: int) -> list[dict[str, Any]]:
-        page = self._client.query(
-            TableName=self._calls_table,
-            IndexName=index,
-            KeyConditionExpression="#k = :v",
-            ExpressionAttributeNames={"#k": attribute},
-            ExpressionAttributeValues={":v": {"S": value}},
-            ScanIndexForward=False,
-            Limit=limit,
+    def _newest_first(self, index: str, attribute: str, value: str, limit: int, cursor: str | None) -> CallPage:
+        kwargs: dict[str, Any] = {
+            "TableName": self._calls_table,
+            "IndexName": index,
+            "KeyConditionExpression": "#k = :v",
+            "ExpressionAttributeNames": {"#k": attribute},
+            "ExpressionAttributeValues": {":v": {"S": value}},
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if cursor:
+            start = _decode_cursor(cursor)
+            if start.get(attribute) != {"S": value}:
+                raise InvalidCursorError("the cursor belongs to another listing")
+            kwargs["ExclusiveStartKey"] = start
+        page = self._client.query(**kwargs)
+        last = page.get("LastEvaluatedKey")
+        return CallPage(
+            calls=[_plain(item) for item in page.get("Items", [])], cursor=_encode_cursor(last) if last else None
         )
-        return [_plain(item) for item in page.get("Items", [])]
+
+
+@dataclass(frozen=True)
+class CallPage:
+    calls: list[dict[str, Any]]
+    cursor: str | None
+
+
+class InvalidCursorError(ValueError):
+    """A `cursor` we did not hand out."""
+
+
+def _encode_cursor(key: Mapping[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> dict[str, Any]:
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except ValueError:
+        raise InvalidCursorError("the cursor is not one we handed out") from None
+    valid = isinstance(key, dict) and all(
+        isinstance(v, dict) and len(v) == 1 and set(v) <= {"S", "N"} and all(isinstance(x, str) for x in v.values())
+        for v in key.values()
+    )
+    if not valid:
+        raise InvalidCursorError("the cursor is not one we handed out")
+    return dict(key)
 
 
 class DynamoContactStore:
@@ -313,6 +353,14 @@ class DynamoContactStore:
         )
         item = response.get("Item")
         return Contact.model_validate(_plain(item)) if item else None
+
+    @_unavailable_on_aws_errors
+    def delete_contact(self, phone_e164: str) -> bool:
+        """Forget a contact; True when there was one."""
+        response = self._client.delete_item(
+            TableName=self._table, Key={"phone": {"S": phone_e164}}, ReturnValues="ALL_OLD"
+        )
+        return "Attributes" in response
 
     @_unavailable_on_aws_errors
     def put_contacts(self, contacts: Iterable[Contact]) -> int:

@@ -1,0 +1,209 @@
+"""The commands function: a Lambda Invoke payload (or an IAM-signed `POST /commands`) in, an envelope out.
+
+    {"cmd": "makeCall", "user": "andy", "phone": "+7 910 123-45-67", "requestId": "crm-42"}
+    -> {"ok": true, "result": {"call_id": "...", "id_known": true}}
+    -> {"ok": false, "error": {"code": "pbx_unavailable", "message": "..."}}
+
+`makeCall` with a `requestId` dials once per id within MAKE_CALL_IDEMPOTENCY_SECONDS (Powertools
+idempotency on DynamoDB): the repeat gets the first answer. If the PBX may have dialled but did not
+say (a timeout after the request left), that answer is kept too, so a retry never rings twice.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from pbxbridge.domain.commands import CommandError, CommandService, Pbx
+from pbxbridge.pbx import PbxClient, PbxError, PbxUnavailableError
+from pbxbridge.protocol.commands import (
+    PBX_COMMANDS,
+    InvalidCommandError,
+    MakeCallCommand,
+    failure,
+    read_command,
+    success,
+)
+from pbxbridge.settings import commands_settings
+from pbxbridge.storage.dynamodb import (
+    DynamoCallStore,
+    DynamoContactStore,
+    InvalidCursorError,
+    StoreUnavailableError,
+    dynamodb_client,
+)
+
+logger = Logger()
+metrics = Metrics()
+
+# How an error code reads over HTTP (`POST /commands`); a direct invoke always gets the envelope.
+HTTP_STATUS = {
+    "invalid_request": 400,
+    "invalid_parameters": 400,
+    "not_found": 404,
+    "request_in_progress": 409,
+    "request_id_reused": 409,
+    "invalid_token": 502,
+    "wrong_tenant": 502,
+    "pbx_error": 502,
+    "pbx_unavailable": 503,
+    "unavailable": 503,
+}
+
+
+@dataclass(frozen=True)
+class CommandsDependencies:
+    service: CommandService
+    dial_once: Callable[[MakeCallCommand, Any], dict[str, Any]] | None
+    phone_region: str
+
+
+def _pbx_client() -> Pbx:
+    from aws_lambda_powertools.utilities import parameters
+
+    settings = commands_settings()
+    if not settings.pbx_url:
+        raise CommandError("pbx_error", "the PBX URL is not configured (PbxUrl)")
+    token = parameters.get_parameter(settings.pbx_token_parameter, decrypt=True, max_age=settings.key_cache_seconds)
+    return _client_for(settings.pbx_url, str(token), settings.phone_region)
+
+
+@lru_cache(maxsize=2)
+def _client_for(url: str, token: str, region: str) -> PbxClient:
+    # One client (and its connection pool) per key: a rotated key gets a new one.
+    return PbxClient(url, token, region=region)
+
+
+@lru_cache(maxsize=1)
+def default_dependencies() -> CommandsDependencies:
+    settings = commands_settings()
+    client = dynamodb_client()
+    service = CommandService(
+        pbx=_pbx_client,
+        calls=DynamoCallStore(client, settings.calls_table, settings.call_events_table),
+        contacts=DynamoContactStore(client, settings.contacts_table),
+        region=settings.phone_region,
+    )
+    return CommandsDependencies(service=service, dial_once=_dial_once(service), phone_region=settings.phone_region)
+
+
+def _dial_once(service: CommandService) -> Callable[[MakeCallCommand, Any], dict[str, Any]]:
+    from aws_lambda_powertools.utilities.idempotency import (
+        DynamoDBPersistenceLayer,
+        IdempotencyConfig,
+        idempotent_function,
+    )
+
+    settings = commands_settings()
+    config = IdempotencyConfig(
+        event_key_jmespath="requestId",
+        # The same id with another user, phone or caller id is a caller's bug, not a repeat.
+        payload_validation_jmespath="[user, phone, clid]",
+        expires_after_seconds=settings.make_call_idempotency_seconds,
+    )
+    persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table, boto3_client=dynamodb_client())
+
+    @idempotent_function(  # type: ignore[untyped-decorator]
+        data_keyword_argument="request", persistence_store=persistence, config=config, key_prefix="makeCall"
+    )
+    def dial(request: dict[str, Any], command: MakeCallCommand) -> dict[str, Any]:
+        try:
+            return success(service.make_call(command))
+        except PbxUnavailableError as exc:
+            if not exc.request_sent:
+                raise  # nothing reached the PBX: not remembered, a retry may dial
+            return failure(exc.code, exc.message, dialled="unknown")
+
+    def dial_once(command: MakeCallCommand, context: Any) -> dict[str, Any]:
+        if context is not None:
+            config.register_lambda_context(context)
+        request = {
+            "requestId": command.request_id,
+            "user": command.user,
+            "phone": command.phone.e164,
+            "clid": command.clid,
+        }
+        return dial(request=request, command=command)  # type: ignore[no-any-return]
+
+    return dial_once
+
+
+def execute(payload: Any, context: Any = None, deps: CommandsDependencies | None = None) -> dict[str, Any]:
+    """Run one command and answer the envelope; every failure is an `ok: false` with a code."""
+    from aws_lambda_powertools.utilities.idempotency.exceptions import (
+        IdempotencyAlreadyInProgressError,
+        IdempotencyValidationError,
+    )
+
+    deps = deps or default_dependencies()
+    name = payload.get("cmd") if isinstance(payload, dict) else None
+    label = name if isinstance(name, str) and name in _KNOWN else "unknown"
+    started = time.perf_counter()
+    try:
+        command = read_command(payload, deps.phone_region)
+        if isinstance(command, MakeCallCommand) and command.request_id and deps.dial_once:
+            answer = deps.dial_once(command, context)
+        else:
+            answer = success(deps.service.run(command))
+    except InvalidCommandError as exc:
+        answer = failure("invalid_request", str(exc))
+    except InvalidCursorError as exc:
+        answer = failure("invalid_request", str(exc))
+    except CommandError as exc:
+        answer = failure(exc.code, exc.message)
+    except PbxError as exc:
+        answer = failure(exc.code, exc.message, **({"status": exc.status} if exc.status else {}))
+    except StoreUnavailableError:
+        logger.exception("DynamoDB unavailable", extra={"command": label})
+        answer = failure("unavailable", "the data store is unavailable; try again")
+    except IdempotencyAlreadyInProgressError:
+        answer = failure("request_in_progress", "a call with this requestId is being placed")
+    except IdempotencyValidationError:
+        answer = failure("request_id_reused", "this requestId was used for another call")
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    outcome = "ok" if answer["ok"] else answer["error"]["code"]
+    metrics.add_dimension(name="command", value=label)
+    metrics.add_dimension(name="outcome", value=outcome)
+    metrics.add_metric(name="Commands", unit=MetricUnit.Count, value=1)
+    if label in PBX_COMMANDS:
+        metrics.add_metric(name="PbxLatency", unit=MetricUnit.Milliseconds, value=elapsed_ms)
+    log = logger.info if answer["ok"] else logger.warning
+    log("command answered", extra={"command": label, "outcome": outcome, "ms": round(elapsed_ms, 1)})
+    return answer
+
+
+_KNOWN = frozenset({*PBX_COMMANDS, "upsertContacts", "deleteContact", "getCall", "listCalls"})
+
+
+def handle_command(event: Any, context: Any = None) -> dict[str, Any]:
+    """A direct invoke's payload, or an API Gateway HTTP API event for `POST /commands` (IAM-signed)."""
+    if isinstance(event, dict) and event.get("version") == "2.0" and "requestContext" in event:
+        return _over_http(event, context)
+    return execute(event, context)
+
+
+def _over_http(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    body = event.get("body") or ""
+    try:
+        text = base64.b64decode(body, validate=True).decode() if event.get("isBase64Encoded") else body
+        payload = json.loads(text)
+    except (ValueError, binascii.Error):
+        answer = failure("invalid_request", "the body must be a JSON object")
+    else:
+        answer = execute(payload, context)
+    status = 200 if answer["ok"] else HTTP_STATUS.get(answer["error"]["code"], 500)
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": "application/json"},
+        "body": json.dumps(answer, ensure_ascii=False, default=str),
+        "isBase64Encoded": False,
+    }

@@ -1,0 +1,164 @@
+"""What each command does: the PBX's eight through the PBX client, and the CRM's own data.
+
+The PBX client and the stores are passed in (Protocols below), so this module never touches HTTP or
+boto3 and tests can swap either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any, Protocol
+
+from pbxbridge.domain.contacts import Contact, ContactStore, RejectedRow, read_contacts, save_contacts
+from pbxbridge.pbx.models import (
+    HistoryPeriod,
+    HistoryRow,
+    HistoryType,
+    MakeCallResult,
+    PbxAccount,
+    PbxGroup,
+    RejectedHistoryRow,
+)
+from pbxbridge.phones import Phone
+from pbxbridge.protocol.commands import (
+    AccountsCommand,
+    DeleteContactCommand,
+    GetCallCommand,
+    GetDndCommand,
+    GroupsCommand,
+    HistoryCommand,
+    ListCallsCommand,
+    MakeCallCommand,
+    SetDndCommand,
+    SubscribeOnCallsCommand,
+    SubscriptionStatusCommand,
+    UpsertContactsCommand,
+)
+
+
+class Pbx(Protocol):
+    """What the commands need of the PBX (pbxbridge.pbx.PbxClient is one)."""
+
+    def accounts(self) -> list[PbxAccount]: ...
+    def groups(self, user: str | None = None) -> list[PbxGroup]: ...
+    def make_call(self, phone: Phone | str, user: str, clid: str | None = None) -> MakeCallResult: ...
+    def subscribe_on_calls(self, user: str, on: bool, group_id: str | None = None) -> None: ...
+    def subscription_status(self, user: str, group_id: str) -> bool: ...
+    def set_dnd(self, user: str, state: bool) -> None: ...
+    def get_dnd(self, user: str) -> bool: ...
+    def history(
+        self,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        period: HistoryPeriod | None = None,
+        call_type: HistoryType = HistoryType.ALL,
+        limit: int | None = None,
+    ) -> Iterator[HistoryRow | RejectedHistoryRow]: ...
+
+
+class CallReader(Protocol):
+    def get_call(self, callid: str) -> dict[str, Any] | None: ...
+    def timeline(self, callid: str) -> list[dict[str, Any]]: ...
+    def calls_by_client(self, phone_e164: str, limit: int = 50, cursor: str | None = None) -> Any: ...
+    def calls_by_user(self, login: str, limit: int = 50, cursor: str | None = None) -> Any: ...
+
+
+class CommandError(Exception):
+    """A command that cannot be done as asked, with a stable `code`."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class CommandService:
+    def __init__(self, pbx: Callable[[], Pbx], calls: CallReader, contacts: ContactStore, region: str) -> None:
+        self._pbx = pbx  # made on first use: CRM-data commands need no PBX key
+        self._calls = calls
+        self._contacts = contacts
+        self._region = region
+
+    def run(self, command: Any) -> Any:
+        handlers: dict[type, Callable[[Any], Any]] = {
+            AccountsCommand: self._accounts,
+            GroupsCommand: self._groups,
+            MakeCallCommand: self.make_call,
+            HistoryCommand: self._history,
+            SubscribeOnCallsCommand: self._subscribe_on_calls,
+            SubscriptionStatusCommand: self._subscription_status,
+            SetDndCommand: self._set_dnd,
+            GetDndCommand: self._get_dnd,
+            UpsertContactsCommand: self._upsert_contacts,
+            DeleteContactCommand: self._delete_contact,
+            GetCallCommand: self._get_call,
+            ListCallsCommand: self._list_calls,
+        }
+        return handlers[type(command)](command)
+
+    def make_call(self, command: MakeCallCommand) -> dict[str, Any]:
+        result = self._pbx().make_call(command.phone, command.user, command.clid)
+        return {"call_id": result.call_id, "id_known": result.id_known}
+
+    def _accounts(self, command: AccountsCommand) -> list[dict[str, Any]]:
+        return [account.model_dump(exclude_none=True) for account in self._pbx().accounts()]
+
+    def _groups(self, command: GroupsCommand) -> list[dict[str, Any]]:
+        return [group.model_dump(exclude_none=True) for group in self._pbx().groups(command.user)]
+
+    def _history(self, command: HistoryCommand) -> dict[str, Any]:
+        rows: list[dict[str, Any]] = []
+        rejected: list[dict[str, Any]] = []
+        for row in self._pbx().history(
+            start=command.start, end=command.end, period=command.period, call_type=command.type, limit=command.limit
+        ):
+            if isinstance(row, RejectedHistoryRow):
+                rejected.append(row.model_dump())
+            else:
+                rows.append({**row.model_dump(exclude={"line"}), "start": row.start.isoformat()})
+        # The PBX has no offset: a full page means there may be more; ask again with a later start.
+        return {"rows": rows, "rejected": rejected, "truncated": len(rows) + len(rejected) >= command.limit}
+
+    def _subscribe_on_calls(self, command: SubscribeOnCallsCommand) -> dict[str, Any]:
+        self._pbx().subscribe_on_calls(command.user, command.status, command.group_id)
+        return {"status": "on" if command.status else "off"}
+
+    def _subscription_status(self, command: SubscriptionStatusCommand) -> dict[str, Any]:
+        return {"status": "on" if self._pbx().subscription_status(command.user, command.group_id) else "off"}
+
+    def _set_dnd(self, command: SetDndCommand) -> dict[str, Any]:
+        self._pbx().set_dnd(command.user, command.state)
+        return {"state": command.state}
+
+    def _get_dnd(self, command: GetDndCommand) -> dict[str, Any]:
+        return {"state": self._pbx().get_dnd(command.user)}
+
+    def _upsert_contacts(self, command: UpsertContactsCommand) -> dict[str, Any]:
+        records = ((index, contact.model_dump()) for index, contact in enumerate(command.contacts))
+        report = save_contacts(self._contacts, read_contacts(records, self._region, unit="index"))
+        return {
+            "upserted": report.imported,
+            "rejected": [{"index": row.position, "reason": row.reason} for row in report.rejected],
+        }
+
+    def _delete_contact(self, command: DeleteContactCommand) -> dict[str, Any]:
+        return {"phone": command.phone.e164, "deleted": self._contacts.delete_contact(command.phone.e164)}
+
+    def _get_call(self, command: GetCallCommand) -> dict[str, Any]:
+        call = self._calls.get_call(command.callid)
+        if call is None:
+            raise CommandError("not_found", f"no call {command.callid}")
+        return {"call": call, "timeline": self._calls.timeline(command.callid)}
+
+    def _list_calls(self, command: ListCallsCommand) -> dict[str, Any]:
+        if command.phone is not None:
+            page = self._calls.calls_by_client(command.phone.e164, command.limit, command.cursor)
+        else:
+            assert command.user is not None  # the model requires one of them
+            page = self._calls.calls_by_user(command.user, command.limit, command.cursor)
+        return {"calls": page.calls, "cursor": page.cursor}
+
+
+__all__ = ["CallReader", "CommandError", "CommandService", "Contact", "Pbx", "RejectedRow"]

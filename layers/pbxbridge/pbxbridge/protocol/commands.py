@@ -1,0 +1,227 @@
+"""The commands function's wire format: what other services send it, and the envelope it answers.
+
+{"cmd": "makeCall", "user": "andy", "phone": "+7 910 123-45-67", "requestId": "..."}
+-> {"ok": true, "result": {...}}  or  {"ok": false, "error": {"code": "...", "message": "..."}}
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from pbxbridge.pbx.models import HistoryPeriod, HistoryType
+from pbxbridge.phones import InvalidPhoneError, Phone, normalize_phone
+
+MAX_HISTORY_ROWS = 5000
+MAX_CONTACTS_PER_UPSERT = 1000
+
+
+def _moment(value: object) -> object:
+    """ISO 8601 or the API's compact `YYYYmmddTHHMMSSZ`; a time without an offset is UTC."""
+    if isinstance(value, str):
+        text = value.strip()
+        if re.fullmatch(r"\d{8}T\d{6}Z", text, flags=re.IGNORECASE):
+            return datetime.strptime(text.upper(), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError("not an ISO 8601 time") from None
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return value
+
+
+def _switch(value: object) -> object:
+    if isinstance(value, str) and value.strip().lower() in ("on", "off"):
+        return value.strip().lower() == "on"
+    return value
+
+
+Moment = Annotated[datetime, BeforeValidator(_moment)]
+Switch = Annotated[bool, BeforeValidator(_switch)]
+User = Annotated[str, Field(min_length=1, max_length=256)]
+PhoneNumber = Annotated[Phone, WithJsonSchema({"type": "string", "examples": ["+7 910 123-45-67"]})]
+GROUP_ID = AliasChoices("group_id", "group")
+
+
+class _Command(BaseModel):
+    # Unknown fields are refused: a typo in our own API should be an error, not a silent default.
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True, populate_by_name=True)
+
+    @field_validator("phone", mode="before", check_fields=False)
+    @classmethod
+    def _read_phone(cls, value: object, info: ValidationInfo) -> object:
+        if value is None or isinstance(value, Phone):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str):
+            raise ValueError("phone must be a string")
+        try:
+            return normalize_phone(value, (info.context or {}).get("region", "RU"))
+        except InvalidPhoneError as exc:
+            raise ValueError(str(exc)) from exc
+
+
+class AccountsCommand(_Command):
+    cmd: Literal["accounts"]
+
+
+class GroupsCommand(_Command):
+    cmd: Literal["groups"]
+    user: User | None = None
+
+
+class MakeCallCommand(_Command):
+    cmd: Literal["makeCall"]
+    user: User
+    phone: PhoneNumber
+    clid: str | None = Field(default=None, max_length=32)
+    request_id: str | None = Field(default=None, alias="requestId", min_length=1, max_length=128)
+
+
+class HistoryCommand(_Command):
+    cmd: Literal["history"]
+    start: Moment | None = None
+    end: Moment | None = None
+    period: HistoryPeriod | None = None
+    type: HistoryType = HistoryType.ALL
+    limit: int = Field(default=500, ge=1, le=MAX_HISTORY_ROWS)
+
+    @model_validator(mode="after")
+    def _a_range(self) -> HistoryCommand:
+        if self.period is None and self.start is None:
+            raise ValueError("give period, or start (and end)")
+        if self.start and self.end and self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
+class SubscribeOnCallsCommand(_Command):
+    cmd: Literal["subscribeOnCalls"]
+    user: User
+    status: Switch
+    group_id: str | None = Field(default=None, validation_alias=GROUP_ID)
+
+
+class SubscriptionStatusCommand(_Command):
+    cmd: Literal["subscriptionStatus"]
+    user: User
+    group_id: str = Field(validation_alias=GROUP_ID, min_length=1)
+
+
+class SetDndCommand(_Command):
+    cmd: Literal["set_dnd"]
+    user: User
+    state: Switch
+
+
+class GetDndCommand(_Command):
+    cmd: Literal["get_dnd"]
+    user: User
+
+
+class ContactInput(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    phone: str = Field(min_length=1, max_length=64)
+    contact_name: str = Field(min_length=1, max_length=512)
+    responsible: str | None = Field(default=None, max_length=256)
+    crm_id: str | None = Field(default=None, max_length=256)
+
+
+class UpsertContactsCommand(_Command):
+    cmd: Literal["upsertContacts"]
+    contacts: list[ContactInput] = Field(min_length=1, max_length=MAX_CONTACTS_PER_UPSERT)
+
+
+class DeleteContactCommand(_Command):
+    cmd: Literal["deleteContact"]
+    phone: PhoneNumber
+
+
+class GetCallCommand(_Command):
+    cmd: Literal["getCall"]
+    callid: str = Field(min_length=1, max_length=200)
+
+
+class ListCallsCommand(_Command):
+    cmd: Literal["listCalls"]
+    phone: PhoneNumber | None = None
+    user: User | None = None
+    limit: int = Field(default=50, ge=1, le=200)
+    cursor: str | None = Field(default=None, max_length=2048)
+
+    @model_validator(mode="after")
+    def _one_key(self) -> ListCallsCommand:
+        if (self.phone is None) == (self.user is None):
+            raise ValueError("give exactly one of phone and user")
+        return self
+
+
+PBX_COMMANDS = (
+    "accounts",
+    "groups",
+    "makeCall",
+    "history",
+    "subscribeOnCalls",
+    "subscriptionStatus",
+    "set_dnd",
+    "get_dnd",
+)
+
+Command = Annotated[
+    AccountsCommand
+    | GroupsCommand
+    | MakeCallCommand
+    | HistoryCommand
+    | SubscribeOnCallsCommand
+    | SubscriptionStatusCommand
+    | SetDndCommand
+    | GetDndCommand
+    | UpsertContactsCommand
+    | DeleteContactCommand
+    | GetCallCommand
+    | ListCallsCommand,
+    Field(discriminator="cmd"),
+]
+_COMMAND = TypeAdapter(Command)
+
+
+class InvalidCommandError(ValueError):
+    """The request is not a command we know, or its fields are wrong; the message says which."""
+
+
+def read_command(payload: Any, region: str) -> Any:
+    if not isinstance(payload, dict):
+        raise InvalidCommandError("the request must be a JSON object")
+    try:
+        return _COMMAND.validate_python(payload, context={"region": region})
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_url=False, include_input=False):
+            where = ".".join(str(part) for part in error["loc"][1:] if part != "function-after") or "request"
+            problems.append(f"{where}: {error['msg']}")
+        raise InvalidCommandError("; ".join(problems[:5])) from None
+
+
+def success(result: Any) -> dict[str, Any]:
+    return {"ok": True, "result": result}
+
+
+def failure(code: str, message: str, **details: Any) -> dict[str, Any]:
+    return {"ok": False, "error": {"code": code, "message": message, **details}}
