@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from typing import Any
 
 import boto3
-from moto.server import ThreadedMotoServer
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import make_server
 
 from local.template import LOCAL_REGION, Template
 
@@ -38,10 +40,36 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_moto(port: int) -> tuple[ThreadedMotoServer, str]:
-    server = ThreadedMotoServer(ip_address=LOOPBACK, port=port, verbose=False)
-    server.start()
-    return server, f"http://{LOOPBACK}:{port}"
+class EmbeddedAws:
+    """moto's server on a thread, applying one request at a time.
+
+    DynamoDB applies the writes to one item one after another, which is what makes conditional and
+    ADD updates atomic; moto's threaded server does not, so concurrent pushes could interleave inside
+    moto as they never would in DynamoDB. Requests still arrive concurrently; they are applied in turn.
+    """
+
+    def __init__(self, port: int) -> None:
+        app = DomainDispatcherApplication(create_backend_app)
+        lock = threading.Lock()
+
+        def one_at_a_time(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+            with lock:
+                return list(app(environ, start_response))
+
+        self._server = make_server(LOOPBACK, port, one_at_a_time, threaded=True, request_handler=MotoRequestHandler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        self.url = f"http://{LOOPBACK}:{self._server.server_port}"
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+
+def start_moto(port: int) -> tuple[EmbeddedAws, str]:
+    server = EmbeddedAws(port)
+    return server, server.url
 
 
 def client(service: str, endpoint: str) -> Any:

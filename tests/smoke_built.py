@@ -27,16 +27,17 @@ import app
 import pbxbridge.webhook
 assert "/PbxbridgeLayer/" in pbxbridge.webhook.__file__, pbxbridge.webhook.__file__
 assert "boto3" in sys.modules  # from the runtime (here: the overlay), not from the layer
-def event(body, content_type="application/json"):
+def event(body, content_type="application/json", b64=False):
     return {"version": "2.0", "routeKey": "POST /pbx", "rawPath": "/pbx", "headers": {"content-type": content_type},
             "requestContext": {"http": {"method": "POST", "path": "/pbx", "sourceIp": "127.0.0.1"},
                                "requestId": "smoke", "stage": "$default", "timeEpoch": 0},
-            "body": body, "isBase64Encoded": False}
+            "body": body, "isBase64Encoded": b64}
 class Context:
     function_name = "smoke"; memory_limit_in_mb = 512; aws_request_id = "smoke"
     invoked_function_arn = "arn:aws:lambda:eu-central-1:000000000000:function:smoke"
     def get_remaining_time_in_millis(self): return 10000
-print(json.dumps([app.lambda_handler(event("[1]"), Context()),
+# Both are answered before any AWS call: there is no AWS here.
+print(json.dumps([app.lambda_handler(event("!!not base64!!", "application/x-www-form-urlencoded", True), Context()),
                   app.lambda_handler(event("x" * 70000, "text/plain"), Context())]))
 """
 

@@ -107,8 +107,14 @@ def test_any_order_with_duplicates_gives_the_same_call(
 ) -> None:
     from pbxbridge.storage.dynamodb import dynamodb_client
 
-    # Each example starts from an empty call: the fixture's in-order call is the expected result.
-    dynamodb_client().delete_item(TableName=call_store._calls_table, Key={"callid": {"S": CALLID}})
+    # Each example starts from an empty call and timeline: the fixture's in-order call is the expected result.
+    client = dynamodb_client()
+    client.delete_item(TableName=call_store._calls_table, Key={"callid": {"S": CALLID}})
+    for entry in call_store.timeline(CALLID):
+        client.delete_item(
+            TableName=call_store._events_table,
+            Key={"callid": {"S": CALLID}, "event_key": {"S": entry["event_key"]}},
+        )
     for index in [*order, *repeats]:
         apply(call_store, GROUP_CALL[index])
     assert stable_view(call_store.get_call(CALLID)) == in_order

@@ -36,15 +36,29 @@ PLAUSIBLE = {
     "type": st.sampled_from(["in", "out", "IN", "INCOMING", "accepted", "COMPLETED", "CANCELLED", "TRANSFERRED", "x"]),
     "status": st.sampled_from(["Success", "missed", "Busy", "NotAvailable", "NotAllowed", "Cancel", "NotFound", "?"]),
     "phone": st.one_of(
-        st.sampled_from(["79101234567", "+7 910 123-45-67", "8 (910) 123-45-67", "0", "+", "++7"]), st.text(max_size=30)
+        st.sampled_from(["79101234567", "+7 910 123-45-67", "8 (910) 123-45-67", "0", "+", "++7", "112", "708"]),
+        st.text(max_size=30),
     ),
+    "user": st.one_of(
+        st.sampled_from(["andy", "andy@t.example.ru", "g_1@t", "pbx"]),
+        st.text(max_size=60),
+        st.text(min_size=200, max_size=1100),
+        st.text(alphabet="жЯ😀", min_size=100, max_size=700),
+    ),
+    "second_callid": st.one_of(st.text(max_size=60), st.text(alphabet="жЯ😀", min_size=40, max_size=300)),
     "start": st.one_of(
         st.sampled_from(["20170703T121110Z", "20171303T121110Z", "20170703T256110Z"]), st.text(max_size=20)
     ),
     "duration": st.one_of(st.integers(-5, 10**12).map(str), st.text(max_size=8)),
     "callid": st.one_of(st.text(min_size=1, max_size=40), st.just("fuzz-call")),
 }
-value = st.one_of(st.text(max_size=60), st.integers().map(str))
+# Short, long (past DynamoDB's key limits) and multibyte text, and numbers.
+value = st.one_of(
+    st.text(max_size=60),
+    st.text(min_size=200, max_size=1100),
+    st.text(alphabet="жЯ😀", min_size=100, max_size=700),
+    st.integers().map(str),
+)
 RATING = {"cmd": "rating", "callid": "fuzz-call", "rating": "5"}
 
 

@@ -43,7 +43,22 @@ def test_phone_forms_read_into_e164(raw: str, region: str, e164: str) -> None:
     assert (phone.e164, phone.raw, phone.digits) == (e164, raw, e164[1:])
 
 
-@pytest.mark.parametrize("raw", ["", "   ", "abc", "708", "+", "1" * 80, "+7 910"])
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [("708", "708"), ("112", "112"), ("0611", "0611"), ("1234567", "1234567"), ("8-800", "8800")],
+)
+def test_short_numbers_are_kept_as_digits(raw: str, key: str) -> None:
+    """Service numbers and internal extensions have no E.164 form; they are still numbers."""
+    phone = normalize_phone(raw, "RU")
+    assert (phone.e164, phone.digits, phone.is_short) == (key, key, True)
+
+
+def test_a_valid_number_wins_over_a_merely_possible_one() -> None:
+    assert normalize_phone("16502530000", "RU").e164 == "+16502530000"
+    assert normalize_phone("79101234567", "RU").is_short is False
+
+
+@pytest.mark.parametrize("raw", ["", "   ", "abc", "+", "1" * 80, "+7 910", "+12"])
 def test_non_numbers_are_refused(raw: str) -> None:
     with pytest.raises(InvalidPhoneError):
         normalize_phone(raw, "RU")
@@ -55,8 +70,21 @@ def test_phone_reading_never_crashes(raw: str) -> None:
         phone = normalize_phone(raw, "RU")
     except InvalidPhoneError:
         return
-    assert phone.e164.startswith("+")
-    assert phone.e164[1:].isdigit()
+    assert phone.digits.isdigit()
+    assert phone.e164.startswith("+") or 2 <= len(phone.e164) <= 8
+
+
+def test_a_mislabelled_body_is_sniffed() -> None:
+    assert decode_body("cmd=contact&crm_token=k", False, "application/json") == {"cmd": "contact", "crm_token": "k"}
+    assert decode_body('{"cmd": "contact"}', False, "application/x-www-form-urlencoded") == {"cmd": "contact"}
+
+
+def test_user_and_callid_are_capped_in_bytes_for_dynamodb_keys() -> None:
+    base = {"cmd": "event", "type": "TRANSFERRED", "phone": "79101234567", "callid": "c"}
+    read_push({**base, "user": "я" * 128, "second_callid": "x" * 200}, "RU")
+    for too_long in ({"user": "я" * 129}, {"user": "a" * 257}, {"user": "u", "second_callid": "ж" * 101}):
+        with pytest.raises(InvalidPushError):
+            read_push({**base, "user": "u", **too_long}, "RU")
 
 
 def test_decode_form_json_base64_and_sniffing() -> None:
@@ -70,7 +98,7 @@ def test_decode_form_json_base64_and_sniffing() -> None:
 
 @pytest.mark.parametrize(
     ("body", "is_base64", "content_type"),
-    [("[1]", False, "application/json"), ("{", False, None), ("%%%", True, None), ("&" * 1000, False, None)],
+    [("%%%", True, None), ("&" * 1000, False, None), ("&" * 1000, False, "application/json")],
 )
 def test_malformed_bodies(body: str, is_base64: bool, content_type: str | None) -> None:
     with pytest.raises(MalformedBodyError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.conftest import CONTACT, EVENT, HISTORY, Webhook
+from tests.conftest import CONTACT, EVENT, HISTORY, PREVIOUS_CRM_TOKEN, Webhook
 
 
 def warm(webhook: Webhook) -> None:
@@ -60,26 +60,39 @@ def test_rejected_pushes_make_no_request(webhook: Webhook, dynamodb_requests: li
     assert dynamodb_requests == []
 
 
-def test_keys_are_read_once_and_cached(webhook: Webhook, aws: dict[str, str]) -> None:
-    from pbxbridge.keys import fetch_keys_from_ssm
+def count_ssm_requests() -> tuple[list[str], Any]:
+    from pbxbridge.keys import ssm_provider
 
-    ssm_calls: list[str] = []
-    from aws_lambda_powertools.utilities import parameters
-    from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
-
-    provider: Any = DEFAULT_PROVIDERS.get("ssm") or parameters.SSMProvider()
-    DEFAULT_PROVIDERS["ssm"] = provider
+    made: list[str] = []
 
     def count(model: Any, **_: Any) -> None:
-        ssm_calls.append(model.name)
+        made.append(model.name)
 
-    provider.client.meta.events.register("before-call.ssm", count)
+    events = ssm_provider().client.meta.events
+    events.register("before-call.ssm", count)
+    return made, lambda: events.unregister("before-call.ssm", count)
+
+
+def test_keys_are_read_once_and_cached(webhook: Webhook) -> None:
+    made, stop = count_ssm_requests()
     try:
         for _ in range(5):
-            fetch_keys_from_ssm("/pbxbridge/crm-token", "/pbxbridge/crm-token-previous", 300)
-        assert ssm_calls == ["GetParameters"]
-        for _ in range(3):
             webhook.push(**CONTACT)
-        assert ssm_calls == ["GetParameters"]
+        assert made == ["GetParameters"]
     finally:
-        provider.client.meta.events.unregister("before-call.ssm", count)
+        stop()
+
+
+def test_a_missing_previous_key_is_cached_too(webhook: Webhook, moto_url: str) -> None:
+    """A rotation left half done (the previous key's parameter deleted) must not send every push to SSM."""
+    from local.aws import client
+
+    client("ssm", moto_url).delete_parameter(Name="/pbxbridge/crm-token-previous")
+    made, stop = count_ssm_requests()
+    try:
+        for _ in range(5):
+            assert webhook.push(**CONTACT).status == 200
+        assert webhook.push(token=PREVIOUS_CRM_TOKEN, **CONTACT).status == 401
+        assert made == ["GetParameters"]
+    finally:
+        stop()

@@ -61,6 +61,28 @@ class TestAnswers:
         answer = webhook.push(**CONTACT)
         assert (answer.status, answer.body) == (200, b"{}")
 
+    def test_a_badly_written_contact_row_is_answered_as_unknown(
+        self, webhook: Webhook, aws: dict[str, str], log_output: io.StringIO
+    ) -> None:
+        from pbxbridge.storage.dynamodb import dynamodb_client
+
+        dynamodb_client().put_item(
+            TableName=aws["ContactsTable"], Item={"phone": {"S": "+79101234567"}, "contact_name": {"S": ""}}
+        )
+        assert webhook.push(**CONTACT).body == b"{}"
+
+    def test_a_numeric_responsible_is_answered_as_text(self, webhook: Webhook, aws: dict[str, str]) -> None:
+        from pbxbridge.storage.dynamodb import dynamodb_client
+
+        item = {"phone": {"S": "+79101234567"}, "contact_name": {"S": "Ext"}, "responsible": {"N": "708"}}
+        dynamodb_client().put_item(TableName=aws["ContactsTable"], Item=item)
+        assert webhook.push(**CONTACT).json() == {"contact_name": "Ext", "responsible": "708"}
+
+    def test_short_and_internal_numbers_are_stored(self, webhook: Webhook, call_store: Any) -> None:
+        assert webhook.push(**{**HISTORY, "phone": "112", "callid": "short-1"}).status == 200
+        assert call_store.get_call("short-1")["client"] == "112"
+        assert webhook.push(**{**CONTACT, "phone": "708"}).json() == {}
+
     def test_event_and_rating_answer_an_empty_object(self, webhook: Webhook, call_store: Any) -> None:
         assert webhook.push(**EVENT).json() == {}
         rating = {"cmd": "rating", "callid": EVENT["callid"], "rating": "5", "phone": "79101234567", "user": "andy"}
@@ -140,6 +162,7 @@ class TestRejections:
         [
             {"phone": "not a phone"},
             {"phone": ""},
+            {"phone": "+7 910"},
             {"duration": "-1"},
             {"duration": "12s"},
             {"start": "2017-07-03 12:11:10"},
@@ -161,9 +184,23 @@ class TestRejections:
         fields = {k: v for k, v in HISTORY.items() if k != missing}
         assert webhook.push(**fields).json() == INVALID_PARAMETERS
 
-    @pytest.mark.parametrize("body", [b"[1, 2]", b"{not json", b"\xff\xfe\x00garbage"])
-    def test_unreadable_body_is_400(self, webhook: Webhook, body: bytes) -> None:
+    @pytest.mark.parametrize("body", [b"\xff\xfe\x00garbage", b"cmd=x&" + b"&" * 300])
+    def test_undecodable_body_is_400(self, webhook: Webhook, body: bytes) -> None:
+        # Not text: API Gateway hands it over base64-encoded, and it is not UTF-8 underneath.
+        answer = webhook.raw(body, content_type="application/octet-stream")
+        assert (answer.status, answer.json()) == (400, INVALID_PARAMETERS)
+
+    @pytest.mark.parametrize("body", [b"[1, 2]", b"{not json", b"hello"])
+    def test_a_body_with_no_key_in_it_is_401(self, webhook: Webhook, body: bytes) -> None:
         answer = webhook.raw(body, content_type="application/json")
+        assert (answer.status, answer.json()) == (401, INVALID_TOKEN)
+
+    def test_a_mislabelled_form_is_read(self, webhook: Webhook) -> None:
+        body = urlencode({**CONTACT, "crm_token": CRM_TOKEN}).encode()
+        assert webhook.raw(body, content_type="application/json").status == 200
+
+    def test_a_user_too_long_for_a_dynamodb_key_is_400_not_503(self, webhook: Webhook) -> None:
+        answer = webhook.push(**{**EVENT, "user": "u" * 1015})
         assert (answer.status, answer.json()) == (400, INVALID_PARAMETERS)
 
     def test_body_over_64_kib_is_413_with_a_spec_body(self, webhook: Webhook) -> None:
@@ -188,13 +225,20 @@ class TestFailures:
         assert answer.json() == {"error": "Service unavailable"}
 
     def test_an_unreachable_ssm_is_a_5xx(self, webhook: Webhook, monkeypatch: pytest.MonkeyPatch) -> None:
-        from aws_lambda_powertools.utilities import parameters
+        from pbxbridge.keys import ssm_provider
 
         def refuse(**_: Any) -> None:
             raise ConnectionError("SSM is down")
 
-        monkeypatch.setattr(parameters, "get_parameters_by_name", refuse)
+        monkeypatch.setattr(ssm_provider(), "get_parameters_by_name", refuse)
         assert webhook.push(**HISTORY).status == 503
+
+    def test_a_contact_lookup_that_fails_is_answered_as_unknown(self, webhook: Webhook, aws: dict[str, str]) -> None:
+        from pbxbridge.storage.dynamodb import dynamodb_client
+
+        dynamodb_client().delete_table(TableName=aws["ContactsTable"])
+        answer = webhook.push(**CONTACT)
+        assert (answer.status, answer.body) == (200, b"{}")
 
     def test_an_unreadable_key_parameter_is_a_5xx_not_a_401(self, webhook: Webhook, moto_url: str) -> None:
         from local.aws import client
@@ -210,15 +254,22 @@ class TestSecrets:
         self,
         webhook: Webhook,
         call_store: Any,
+        contact_store: Any,
+        aws: dict[str, str],
         log_output: io.StringIO,
         capfd: pytest.CaptureFixture[str],
         caplog: pytest.LogCaptureFixture,
     ) -> None:
+        from pbxbridge.storage.dynamodb import dynamodb_client
+
         tokens = [CRM_TOKEN, PREVIOUS_CRM_TOKEN, "attacker-guess-123"]
+        seed_contact(contact_store, phone="+79101234567", contact_name="Known", responsible="andy")
         answers = [
             webhook.push(**HISTORY),
             webhook.push(**EVENT),
             webhook.push(**CONTACT),
+            webhook.push(cmd="rating", callid=HISTORY["callid"], rating="5"),
+            webhook.push(**{**CONTACT, "phone": "+7 999 000-00-00"}),
             webhook.push(token="attacker-guess-123", **HISTORY),
             webhook.push(token=PREVIOUS_CRM_TOKEN, **{**HISTORY, "phone": "bad"}),
             webhook.push(**{**HISTORY, "cmd": "what"}),
@@ -226,13 +277,19 @@ class TestSecrets:
             webhook.push(**HISTORY, padding="y" * 70_000),
             webhook.push_json(**{**CONTACT, "phone": CRM_TOKEN}),
         ]
+        stored = repr(call_store.get_call(HISTORY["callid"])) + repr(call_store.timeline(EVENT["callid"]))
+        # The failure paths log tracebacks: those must not carry a key either.
+        dynamodb_client().delete_table(TableName=aws["CallsTable"])
+        dynamodb_client().delete_table(TableName=aws["ContactsTable"])
+        answers += [webhook.push(**HISTORY), webhook.push(**CONTACT)]
+        assert [answer.status for answer in answers[-2:]] == [503, 200]
         captured = capfd.readouterr()
         logs = log_output.getvalue()
         records = "\n".join(record.getMessage() + repr(record.__dict__) for record in caplog.records)
-        stored = repr(call_store.get_call(HISTORY["callid"])) + repr(call_store.timeline(EVENT["callid"]))
         bodies = b"".join(answer.body for answer in answers).decode()
         assert "push stored" in logs  # the logs were captured, not lost
         assert "push rejected" in logs
+        assert "Traceback" in logs  # the failure paths were taken and logged
         assert '"Pushes"' in captured.out  # so were the metrics
         for token in tokens:
             for where, text in [

@@ -11,8 +11,8 @@ logger = Logger()
 metrics = Metrics()
 
 
-# log_event stays off: payloads carry clients' phone numbers.
-@logger.inject_lambda_context(clear_state=True)
+# log_event=False, not the default: payloads carry clients' phone numbers.
+@logger.inject_lambda_context(clear_state=True, log_event=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return handle_command(event, context)

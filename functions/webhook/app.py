@@ -12,8 +12,8 @@ logger = Logger()
 metrics = Metrics()
 
 
-# log_event stays off: the body carries the CRM key.
-@logger.inject_lambda_context(clear_state=True)
+# log_event=False, not the default: POWERTOOLS_LOGGER_LOG_EVENT would log bodies, and they carry the key.
+@logger.inject_lambda_context(clear_state=True, log_event=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
 @event_source(data_class=APIGatewayProxyEventV2)
 def lambda_handler(event: APIGatewayProxyEventV2, context: LambdaContext) -> dict[str, Any]:

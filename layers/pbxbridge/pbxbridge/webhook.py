@@ -135,7 +135,14 @@ def handle_push(event: APIGatewayProxyEventV2, deps: WebhookDependencies | None 
 def _store(push: Any, label: str, deps: WebhookDependencies, received_at: datetime) -> dict[str, Any]:
     duplicate = False
     if isinstance(push, ContactQuery):
-        contact = lookup_contact(deps.contacts, push.phone.e164)
+        try:
+            contact = lookup_contact(deps.contacts, push.phone.e164)
+        except StoreUnavailableError:
+            # Nothing is lost by not knowing: `{}` lets the PBX ring its own dial plan now, where a
+            # 5xx would leave the caller waiting on a retry.
+            logger.exception("contact lookup failed, answered as unknown", extra={"cmd": label})
+            metrics.add_metric(name="ContactErrors", unit=MetricUnit.Count, value=1)
+            return {}
         metrics.add_metric(name="ContactHits" if contact else "ContactMisses", unit=MetricUnit.Count, value=1)
         logger.info("contact answered", extra={"cmd": label, "known": contact is not None})
         if contact is None:

@@ -179,7 +179,8 @@ def history_from_push(push: HistoryPush, received_at: datetime) -> CallHistory:
         ("diversion_raw", push.diversion.raw if push.diversion else None),
         ("link", push.link),
         ("wait", _number_or_none(push.wait)),
-        ("rating", _number_or_none(push.rating)),
+        # Kept apart from the `rating` push's score, so neither overwrites the other by arriving late.
+        ("history_rating", _number_or_none(push.rating)),
         ("missed_status", push.missed_status),
     ):
         if value is not None:

@@ -15,7 +15,8 @@ from pbxbridge.phones import InvalidPhoneError, normalize_phone
 class Contact(BaseModel):
     """A CRM contact as stored: `phone` is E.164."""
 
-    model_config = ConfigDict(frozen=True, str_strip_whitespace=True)
+    # `responsible` is often an extension, and CRMs write it as a number.
+    model_config = ConfigDict(frozen=True, str_strip_whitespace=True, coerce_numbers_to_str=True)
 
     phone: str
     contact_name: str = Field(min_length=1, max_length=512)

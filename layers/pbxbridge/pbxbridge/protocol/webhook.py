@@ -16,6 +16,7 @@ from typing import Annotated, Any, ClassVar
 from urllib.parse import parse_qsl
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -105,8 +106,21 @@ def _parse_compact_utc(value: object) -> object:
     raise ValueError("start must be YYYYmmddTHHMMSSZ")
 
 
-CallId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\s\x00-\x1f\x7f]+$")]
+def _fits_in_bytes(limit: int) -> AfterValidator:
+    # DynamoDB limits keys in bytes (1024 for a sort key, 2048 for an index key); a push whose
+    # fields could never be stored is bad input (400), not a failure to retry forever (5xx).
+    def check(value: str) -> str:
+        if len(value.encode("utf-8", "surrogatepass")) > limit:
+            raise ValueError(f"longer than {limit} bytes")
+        return value
+
+    return AfterValidator(check)
+
+
+CallId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\s\x00-\x1f\x7f]+$"), _fits_in_bytes(200)]
 Text = Annotated[str, Field(max_length=1024)]
+# A PBX user is part of the timeline's key and of the by_user index key.
+User = Annotated[str, Field(min_length=1), _fits_in_bytes(256)]
 CompactUtc = Annotated[
     datetime,
     BeforeValidator(_parse_compact_utc),
@@ -164,7 +178,7 @@ class HistoryPush(_Push):
     type: CallDirection
     status: HistoryStatus
     phone: PhoneNumber
-    user: Text = Field(min_length=1)
+    user: User
     start: CompactUtc
     duration: Seconds
     ext: Text | None = None
@@ -184,7 +198,7 @@ class EventPush(_Push):
 
     type: EventType
     phone: PhoneNumber
-    user: Text = Field(min_length=1)
+    user: User
     ext: Text | None = None
     telnum: PhoneNumber | None = None
     group_real_name: Text | None = Field(default=None, alias="groupRealName")
@@ -205,7 +219,7 @@ class RatingPush(_Push):
 
     rating: Annotated[int, Field(ge=0, le=1000)]
     phone: PhoneNumber | None = None
-    user: Text | None = None
+    user: User | None = None
     ext: Text | None = None
 
 
@@ -255,12 +269,24 @@ def decode_body(body: str | None, is_base64_encoded: bool, content_type: str | N
         raise MalformedBodyError("body is not UTF-8") from exc
 
     kind = (content_type or "").split(";", 1)[0].strip().lower()
-    if kind.endswith("json"):
-        return _decode_json(text)
-    if kind == "application/x-www-form-urlencoded":
-        return _decode_form(text)
-    stripped = text.lstrip()
-    return _decode_json(text) if stripped.startswith("{") else _decode_form(text)
+    looks_json = text.lstrip().startswith("{")
+    if kind.endswith("json") or (kind != "application/x-www-form-urlencoded" and looks_json):
+        first, second = _decode_json, _decode_form
+    else:
+        first, second = _decode_form, _decode_json
+    # A declared type is a hint, not a promise: PBX cabinets mislabel bodies. What the label says
+    # is tried first; when that fails or reads no push at all, the body is sniffed the other way.
+    try:
+        fields = first(text)
+    except MalformedBodyError:
+        return second(text)
+    if "cmd" in fields or "crm_token" in fields:
+        return fields
+    try:
+        other = second(text)
+    except MalformedBodyError:
+        return fields
+    return other if ("cmd" in other or "crm_token" in other) else fields
 
 
 def _decode_json(text: str) -> dict[str, Any]:

@@ -14,10 +14,11 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import logging
 import secrets
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, ParamSpec, TypeVar
 
@@ -26,9 +27,12 @@ from boto3.dynamodb.table import BatchWriter
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import ValidationError
 
 from pbxbridge.domain.calls import CallEvent, CallHistory, CallRating, Milestone, live_state
 from pbxbridge.domain.contacts import Contact
+
+log = logging.getLogger(__name__)
 
 BY_CLIENT_INDEX = "by_client"
 BY_USER_INDEX = "by_user"
@@ -68,19 +72,23 @@ def _is_condition_failure(exc: ClientError) -> bool:
 
 @functools.lru_cache(maxsize=1)
 def dynamodb_client() -> Any:
-    """One client per process. Tight timeouts: `contact` answers while the phone rings."""
+    """One client per process. Tight timeouts: `contact` answers while the phone rings (the PBX
+    allows about a second), and a failed write is better answered 5xx soon, for the PBX to retry."""
     config = Config(
-        connect_timeout=1,
-        read_timeout=2,
-        retries={"max_attempts": 3, "mode": "standard"},
+        connect_timeout=0.5,
+        read_timeout=1.0,
+        retries={"max_attempts": 2, "mode": "standard"},
         tcp_keepalive=True,
     )
     return boto3.client("dynamodb", config=config)
 
 
 def utc_iso(moment: datetime, *, precise: bool = False) -> str:
-    """ISO 8601 in UTC with `Z`, one width per kind, so strings sort as times."""
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if precise else "%Y-%m-%dT%H:%M:%SZ")
+    """ISO 8601 in UTC with `Z`, one width per kind (years padded to 4), so strings sort as times."""
+    moment = moment.astimezone(UTC) if moment.tzinfo else moment
+    date = f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
+    text = f"{date}T{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}"
+    return f"{text}.{moment.microsecond:06d}Z" if precise else f"{text}Z"
 
 
 class _Update:
@@ -352,7 +360,15 @@ class DynamoContactStore:
             ExpressionAttributeNames={"#p": "phone", "#n": "contact_name", "#r": "responsible", "#c": "crm_id"},
         )
         item = response.get("Item")
-        return Contact.model_validate(_plain(item)) if item else None
+        if not item:
+            return None
+        try:
+            return Contact.model_validate(_plain(item))
+        except ValidationError as exc:
+            # A row the CRM wrote badly must not cost the ringing call its answer: treat it as unknown.
+            fields = sorted({str(error["loc"][0]) for error in exc.errors()})
+            log.warning("unreadable contact item, answered as unknown: %s", ", ".join(fields))
+            return None
 
     @_unavailable_on_aws_errors
     def delete_contact(self, phone_e164: str) -> bool:
