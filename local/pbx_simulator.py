@@ -136,10 +136,11 @@ class PbxSimulator:
         """Script the next answers to `cmd`: `502`, `500`, `301`, `garbage`, `drop`, `hang:SECONDS`."""
         self.faults[cmd].extend(faults)
 
-    def handle(self, form: dict[str, str]) -> tuple[int, str, bytes, dict[str, str]]:
+    def handle(self, form: dict[str, str], record: bool = True) -> tuple[int, str, bytes, dict[str, str]]:
         """One API request -> (status, content type, body, extra headers)."""
-        with self._lock:
-            self.requests_seen.append(dict(form))
+        if record:
+            with self._lock:
+                self.requests_seen.append(dict(form))
         cmd = form.get("cmd", "")
         if form.get("token") != self.token:
             return _json(401, INVALID_TOKEN)
@@ -494,6 +495,9 @@ class _SimulatorHandler(BaseHTTPRequestHandler):
     def _serve(self, form: dict[str, str]) -> None:
         simulator = self.server.simulator
         fault = None
+        # Seen, even when the answer will be a fault: tests count retries by it.
+        with simulator._lock:
+            simulator.requests_seen.append(dict(form))
         queue = simulator.faults.get(form.get("cmd", ""))
         if queue:
             fault = queue.popleft()
@@ -513,7 +517,7 @@ class _SimulatorHandler(BaseHTTPRequestHandler):
         if fault == "garbage":
             self._answer(200, "text/html", b"<html>maintenance</html>", {})
             return
-        self._answer(*simulator.handle(form))
+        self._answer(*simulator.handle(form, record=False))
 
     def do_POST(self) -> None:
         path = self.path.split("?", 1)[0]

@@ -197,9 +197,8 @@ def _over_http(event: dict[str, Any], context: Any) -> dict[str, Any]:
         text = base64.b64decode(body, validate=True).decode() if event.get("isBase64Encoded") else body
         payload = json.loads(text)
     except (ValueError, binascii.Error):
-        answer = failure("invalid_request", "the body must be a JSON object")
-    else:
-        answer = execute(payload, context)
+        payload = None  # answered (and counted) as an invalid request
+    answer = execute(payload, context)
     status = 200 if answer["ok"] else HTTP_STATUS.get(answer["error"]["code"], 500)
     return {
         "statusCode": status,

@@ -208,6 +208,9 @@ class PbxClient:
 
     def make_call(self, phone: Phone | str, user: str, clid: str | None = None) -> MakeCallResult:
         response = self._post("makeCall", {"phone": self._phone(phone), "user": user, "clid": clid}, dial=True)
+        if "html" in response.headers.get("Content-Type", "").lower():
+            # A gateway's page, not the PBX's answer: whether it dialled is unknown.
+            raise PbxUnavailableError("the PBX answered an HTML page, not a call id", status=response.status_code)
         return _make_call_result(response.text)
 
     def subscribe_on_calls(self, user: str, on: bool, group_id: str | None = None) -> None:
@@ -252,15 +255,28 @@ class PbxClient:
         }
         response = self._post("history", params, stream=True)
         try:
-            # Lines, not a file object: fields are never quoted across lines, and iter_lines keeps
-            # memory flat however long the history is. The PBX writes UTF-8 whatever it declares.
-            lines = (line.decode("utf-8", "replace") for line in response.iter_lines(chunk_size=64 * 1024))
+            # Streamed line by line: memory stays flat however long the history is (fields are never
+            # quoted across lines). The PBX writes UTF-8 whatever it declares.
+            lines = _lines(response.iter_content(chunk_size=64 * 1024))
             try:
                 yield from parse_history_csv(lines)
             except (requests.RequestException, OSError) as exc:
                 raise PbxUnavailableError(f"the history stream broke ({type(exc).__name__})") from exc
         finally:
             response.close()
+
+
+def _lines(chunks: Iterator[bytes]) -> Iterator[str]:
+    """Lines of a byte stream ending in LF or CRLF. Not requests' iter_lines: it splits a CRLF that
+    straddles two chunks into two line ends, which shifts every later line number by one."""
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            yield line.removesuffix(b"\r").decode("utf-8", "replace")
+    if pending:
+        yield pending.removesuffix(b"\r").decode("utf-8", "replace")
 
 
 def _never_connected(exc: requests.ConnectionError) -> bool:
