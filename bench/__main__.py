@@ -291,12 +291,16 @@ def main() -> None:
     finally:
         moto.terminate()
         moto.wait(timeout=10)
+    from bench.pbx_client import command_overhead, history_streaming
+
+    pbx = {"commands": command_overhead(WARM_PUSHES // 2), "history": history_streaming()}
     results = {
         "python": sys.version.split()[0],
         "warm_pushes": WARM_PUSHES,
         "cold_starts": COLD_STARTS,
         "warm": warm,
         "cold": cold,
+        "pbx": pbx,
     }
     (REPO / "bench-results.json").write_text(json.dumps(results, indent=2) + "\n")
 
@@ -320,6 +324,18 @@ def main() -> None:
             f"{row['process_ms']:>12.0f}{row['process_ratio']:>7.2f}"
         )
     print(f"\nPeak memory of a handler process after 500 pushes: {cold['peak_memory_mb_after_500_pushes']:.0f} MB")
+    print("\nPBX client vs a bare requests Session.post of the same form (simulator in its own process)")
+    print(f"{'command':<10}{'client ms':>11}{'floor ms':>10}{'ratio':>8}")
+    for name, row in pbx["commands"].items():
+        print(f"{name:<10}{row['client_ms']:>11.2f}{row['floor_ms']:>10.2f}{row['ratio']:>8.2f}")
+    print("\nHistory CSV streamed from the simulator")
+    for count, row in pbx["history"].items():
+        if isinstance(row, dict):
+            print(
+                f"{int(count):>8} rows: {row['rows_per_second']:>9.0f} rows/s, process peak {row['peak_mb']:.0f} MB "
+                f"(+{row['growth_mb']:.1f} MB while streaming)"
+            )
+    print(f"parsing alone: {pbx['history']['parse_only_rows_per_second']:.0f} rows/s")
     print("wrote bench-results.json")
 
 
