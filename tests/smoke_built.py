@@ -19,6 +19,7 @@ from pathlib import Path
 BUILD = Path(__file__).resolve().parent.parent / ".aws-sam" / "build"
 LAYER = BUILD / "PbxbridgeLayer" / "python"
 FUNCTION = BUILD / "WebhookFunction"
+COMMANDS = BUILD / "CommandsFunction"
 RUNTIME_PYTHON = "python3.13"
 
 PROBE = r"""
@@ -36,9 +37,21 @@ class Context:
     function_name = "smoke"; memory_limit_in_mb = 512; aws_request_id = "smoke"
     invoked_function_arn = "arn:aws:lambda:eu-central-1:000000000000:function:smoke"
     def get_remaining_time_in_millis(self): return 10000
-# Both are answered before any AWS call: there is no AWS here.
+# Answered before any AWS call: there is no AWS here.
 print(json.dumps([app.lambda_handler(event("!!not base64!!", "application/x-www-form-urlencoded", True), Context()),
                   app.lambda_handler(event("x" * 70000, "text/plain"), Context())]))
+"""
+
+COMMANDS_PROBE = r"""
+import json, sys
+import app
+import pbxbridge.commands
+assert "/PbxbridgeLayer/" in pbxbridge.commands.__file__, pbxbridge.commands.__file__
+class Context:
+    function_name = "smoke"; memory_limit_in_mb = 512; aws_request_id = "smoke"
+    invoked_function_arn = "arn:aws:lambda:eu-central-1:000000000000:function:smoke"
+    def get_remaining_time_in_millis(self): return 10000
+print(json.dumps([app.lambda_handler({"cmd": "teleport"}, Context())]))
 """
 
 
@@ -48,7 +61,7 @@ def fail(message: str) -> None:
 
 
 def check_layer_contents() -> None:
-    if not LAYER.is_dir() or not (FUNCTION / "app.py").is_file():
+    if not LAYER.is_dir() or not (FUNCTION / "app.py").is_file() or not (COMMANDS / "app.py").is_file():
         fail("run `sam build` first")
     for forbidden in ("boto3", "botocore", "s3transfer"):
         if (LAYER / forbidden).exists():
@@ -114,9 +127,28 @@ def import_as_built(work: Path) -> None:
         "CALL_EVENTS_TABLE": "CallEvents",
         "CONTACTS_TABLE": "Contacts",
         "CRM_TOKEN_PARAMETER": "/pbxbridge/crm-token",
+        "IDEMPOTENCY_TABLE": "Idempotency",
+        "PBX_URL": "https://tenant.example.ru",
+        "PBX_TOKEN_PARAMETER": "/pbxbridge/pbx-token",
         "POWERTOOLS_SERVICE_NAME": "pbxbridge",
         "POWERTOOLS_METRICS_NAMESPACE": "PbxBridge",
     }
+    commands_env = {**env, "PYTHONPATH": env["PYTHONPATH"].replace(str(FUNCTION), str(COMMANDS), 1)}
+    commands = subprocess.run(
+        [RUNTIME_PYTHON, "-c", COMMANDS_PROBE],
+        env=commands_env,
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if commands.returncode != 0:
+        fail(f"importing the built commands handler failed:\n{commands.stderr[-3000:]}")
+    answer = json.loads(commands.stdout.strip().splitlines()[-1])[0]
+    if answer.get("ok") is not False or answer["error"]["code"] != "invalid_request":
+        fail(f"unexpected answer from the built commands handler: {answer}")
+    print("smoke: built commands handler imported from the layer and refused an unknown command")
     result = subprocess.run(
         [RUNTIME_PYTHON, "-c", PROBE], env=env, cwd=work, capture_output=True, text=True, timeout=120, check=False
     )

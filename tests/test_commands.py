@@ -365,6 +365,22 @@ class TestOverHttp:
         assert json.loads(refused.stdout)["error"]["code"] == "not_found"
 
 
+def test_sample_events_are_valid_commands(functions: dict[str, LocalFunction], simulator: PbxSimulator) -> None:
+    from pathlib import Path
+
+    from pbxbridge.protocol.commands import read_command
+
+    samples = sorted((Path(__file__).resolve().parent.parent / "events").glob("commands-*.json"))
+    assert len(samples) >= 6
+    for path in samples:
+        event = json.loads(path.read_text())
+        if event.get("version") == "2.0":
+            status, _, body = http_response(invoke(functions, event))
+            assert status == 200, (path.name, body)
+        else:
+            read_command(event, "RU")  # raises on an invalid sample
+
+
 def test_full_loop_a_click_to_call_lands_in_dynamodb_with_its_timeline(
     functions: dict[str, LocalFunction], simulator: PbxSimulator, webhook: Any
 ) -> None:
