@@ -56,6 +56,7 @@ sam-build: $(SAM_VENV)/.installed
 
 sam-validate: $(SAM_VENV)/.installed
 	SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=eu-central-1 $(SAM_VENV)/bin/sam validate --lint
+	$(SAM_VENV)/bin/python tests/sam_translate.py
 
 # Import the layer and handler exactly as `sam build` left them.
 smoke: $(STAMP) sam-build

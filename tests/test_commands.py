@@ -24,6 +24,7 @@ from local.lambdas import LocalFunction
 from local.pbx_simulator import PbxSimulator, SimulatorServer
 from local.server import ApiGatewayServer
 from local.template import Template
+from pbxbridge.pbx.configured import client_for
 
 PBX_TOKEN = "test-pbx-key-5d1e"
 PHONE = "79101234567"
@@ -64,7 +65,7 @@ def simulator(
     )
     os.environ["PBX_URL"] = pbx[1].api_url
     commands.default_dependencies.cache_clear()
-    commands._client_for.cache_clear()
+    client_for.cache_clear()
     from pbxbridge.settings import commands_settings
 
     commands_settings.cache_clear()
@@ -207,7 +208,7 @@ class TestMakeCallOnce:
         closed = free_port()
         os.environ["PBX_URL"] = f"http://{LOOPBACK}:{closed}"
         commands_settings.cache_clear()
-        commands._client_for.cache_clear()
+        client_for.cache_clear()
         commands.default_dependencies.cache_clear()
         payload = {"cmd": "makeCall", "user": "andy", "phone": PHONE, "requestId": "crm-45"}
         failed = invoke(functions, payload)

@@ -24,7 +24,8 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from pbxbridge.domain.commands import CommandError, CommandService, Pbx
-from pbxbridge.pbx import PbxClient, PbxError, PbxUnavailableError
+from pbxbridge.pbx import PbxError, PbxUnavailableError
+from pbxbridge.pbx.configured import configured_pbx
 from pbxbridge.protocol.commands import (
     PBX_COMMANDS,
     InvalidCommandError,
@@ -68,19 +69,10 @@ class CommandsDependencies:
 
 
 def _pbx_client() -> Pbx:
-    from aws_lambda_powertools.utilities import parameters
-
     settings = commands_settings()
-    if not settings.pbx_url:
-        raise CommandError("pbx_error", "the PBX URL is not configured (PbxUrl)")
-    token = parameters.get_parameter(settings.pbx_token_parameter, decrypt=True, max_age=settings.key_cache_seconds)
-    return _client_for(settings.pbx_url, str(token), settings.phone_region)
-
-
-@lru_cache(maxsize=2)
-def _client_for(url: str, token: str, region: str) -> PbxClient:
-    # One client (and its connection pool) per key: a rotated key gets a new one.
-    return PbxClient(url, token, region=region)
+    return configured_pbx(
+        settings.pbx_url, settings.pbx_token_parameter, settings.phone_region, settings.key_cache_seconds
+    )
 
 
 @lru_cache(maxsize=1)

@@ -58,3 +58,27 @@ class CommandsSettings(BaseModel):
 @lru_cache(maxsize=1)
 def commands_settings() -> CommandsSettings:
     return CommandsSettings.model_validate(dict(os.environ))
+
+
+class HistorySyncSettings(BaseModel):
+    """What history reconciliation needs from its environment."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    calls_table: str = Field(alias="CALLS_TABLE", min_length=1)
+    sync_state_table: str = Field(alias="SYNC_STATE_TABLE", min_length=1)
+    pbx_url: str = Field(default="", alias="PBX_URL")
+    pbx_token_parameter: str = Field(alias="PBX_TOKEN_PARAMETER", min_length=1)
+    phone_region: str = Field(default="RU", alias="PHONE_REGION", min_length=2, max_length=2)
+    key_cache_seconds: int = Field(default=300, alias="KEY_CACHE_SECONDS", ge=0)
+    overlap_minutes: int = Field(default=30, alias="HISTORY_OVERLAP_MINUTES", ge=0)
+    window_hours: float = Field(default=6, alias="HISTORY_WINDOW_HOURS", gt=0)
+    limit: int = Field(default=1000, alias="HISTORY_LIMIT", ge=10)
+    first_run_days: int = Field(default=1, alias="HISTORY_FIRST_RUN_DAYS", ge=0)
+    # The PBX's named periods (`last_month`) are in the tenant's local time.
+    pbx_utc_offset_hours: float = Field(default=3, alias="PBX_UTC_OFFSET_HOURS", ge=-12, le=14)
+
+
+@lru_cache(maxsize=1)
+def history_sync_settings() -> HistorySyncSettings:
+    return HistorySyncSettings.model_validate(dict(os.environ))

@@ -43,6 +43,8 @@ class Outcome(StrEnum):
     NOT_ALLOWED = "not_allowed"
     CANCELLED = "cancelled"
     NOT_FOUND = "not_found"
+    # Only from the history CSV, which does not say why an outbound call was not answered.
+    NOT_ANSWERED = "not_answered"
 
 
 _OUTCOMES: dict[HistoryStatus, Outcome] = {

@@ -16,6 +16,7 @@ import functools
 import json
 import logging
 import secrets
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,6 +32,7 @@ from pydantic import ValidationError
 
 from pbxbridge.domain.calls import CallEvent, CallHistory, CallRating, Milestone, live_state
 from pbxbridge.domain.contacts import Contact
+from pbxbridge.domain.reconciliation import CallState, HistoryCall
 
 log = logging.getLogger(__name__)
 
@@ -388,3 +390,109 @@ class DynamoContactStore:
                 batch.put_item(Item={key: _serialize(value) for key, value in item.items()})
                 count += 1
         return count
+
+
+class DynamoLedger:
+    """Reconciliation's data access: calls in batches, and the watermark in the sync state table."""
+
+    WATERMARK = "history_watermark"
+
+    def __init__(self, client: Any, calls_table: str, state_table: str) -> None:
+        self._client = client
+        self._calls_table = calls_table
+        self._state_table = state_table
+
+    @_unavailable_on_aws_errors
+    def reconciliation_state(self, callids: list[str]) -> dict[str, CallState]:
+        keys: list[dict[str, Any]] = [{"callid": {"S": callid}} for callid in dict.fromkeys(callids)]
+        found: dict[str, CallState] = {}
+        request: dict[str, Any] = {
+            self._calls_table: {
+                "Keys": keys,
+                "ProjectionExpression": "callid, reconciled_at",
+            }
+        }
+        for attempt in range(8):
+            response = self._client.batch_get_item(RequestItems=request)
+            for item in response.get("Responses", {}).get(self._calls_table, []):
+                found[item["callid"]["S"]] = CallState(exists=True, reconciled="reconciled_at" in item)
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                return found
+            time.sleep(min(0.05 * 2**attempt, 1.0))
+        raise StoreUnavailableError("BatchGetItem kept leaving keys unprocessed")
+
+    @_unavailable_on_aws_errors
+    def create_calls(self, calls: list[HistoryCall], reconciled_at: datetime) -> None:
+        with BatchWriter(self._calls_table, self._client) as batch:
+            for call in calls:
+                batch.put_item(Item={k: _serialize(v) for k, v in _history_call_item(call, reconciled_at).items()})
+
+    @_unavailable_on_aws_errors
+    def merge_call(self, call: HistoryCall, reconciled_at: datetime) -> bool:
+        item = _history_call_item(call, reconciled_at)
+        update = _Update()
+        # The CSV's own fields; everything else only where the webhook left it empty.
+        for name in ("wait", "via", "csv_rating"):
+            update.set(name, item.get(name))
+        for name, value in item.items():
+            if name not in ("callid", "wait", "via", "csv_rating"):
+                update.set_if_absent(name, value)
+        response = self._client.update_item(
+            TableName=self._calls_table,
+            Key={"callid": {"S": call.callid}},
+            UpdateExpression=update.expression(),
+            ExpressionAttributeNames=update.names,
+            ExpressionAttributeValues=update.values,
+            ReturnValues="ALL_OLD",
+        )
+        return "Attributes" not in response
+
+    @_unavailable_on_aws_errors
+    def watermark(self) -> datetime | None:
+        response = self._client.get_item(
+            TableName=self._state_table, Key={"name": {"S": self.WATERMARK}}, ConsistentRead=True
+        )
+        value = response.get("Item", {}).get("watermark", {}).get("S")
+        return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+    @_unavailable_on_aws_errors
+    def advance_watermark(self, to: datetime) -> bool:
+        try:
+            self._client.update_item(
+                TableName=self._state_table,
+                Key={"name": {"S": self.WATERMARK}},
+                UpdateExpression="SET #w = :w, #u = :u",
+                ConditionExpression="attribute_not_exists(#w) OR #w < :w",
+                ExpressionAttributeNames={"#w": "watermark", "#u": "updated_at"},
+                ExpressionAttributeValues={
+                    ":w": {"S": utc_iso(to, precise=True)},
+                    ":u": {"S": utc_iso(datetime.now(tz=UTC), precise=True)},
+                },
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return False  # another run got further: never move back
+            raise
+        return True
+
+
+def _history_call_item(call: HistoryCall, reconciled_at: datetime) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "callid": call.callid,
+        "direction": call.direction,
+        "status": call.status,
+        "outcome": call.outcome.value,
+        "client": call.client,
+        "client_raw": call.client_raw,
+        "user": call.user,
+        "pbx_user": call.pbx_user,
+        "started_at": utc_iso(call.started_at),
+        "duration": call.duration,
+        "wait": call.wait,
+        "via": call.via,
+        "link": call.link,
+        "csv_rating": call.rating,
+        "reconciled_at": utc_iso(reconciled_at, precise=True),
+    }
+    return {name: value for name, value in item.items() if value is not None}

@@ -1,0 +1,264 @@
+"""Reconciliation: converge on the PBX's call history, the source of truth, whatever pushes were lost.
+
+A run walks a time range in windows. Each window's history CSV is streamed in chunks of rows: the
+chunk's calls are looked up in one batch read; a call never seen is created complete from its row, a
+call the webhook stored is merged (its fields are kept, the CSV's own are added), a call already
+reconciled is skipped. The API has no offset, so a window that returns `limit` rows is split in two
+and walked again. The watermark moves to a window's end only after that window is stored, and only
+forwards: a run that dies halfway repeats safely, and an overlapping run cannot move it back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from pbxbridge.domain.calls import Outcome, pbx_login
+from pbxbridge.pbx.models import HistoryPeriod, HistoryRow, HistoryType, RejectedHistoryRow
+from pbxbridge.phones import InvalidPhoneError, normalize_phone
+
+CHUNK = 100  # one BatchGetItem
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryCall:
+    """A call as the history CSV tells it, read into the call item's terms."""
+
+    callid: str
+    direction: str
+    status: str | None
+    outcome: Outcome
+    client: str
+    client_raw: str
+    user: str
+    pbx_user: str | None
+    started_at: datetime
+    duration: int
+    wait: int
+    via: str | None
+    link: str | None
+    rating: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class CallState:
+    exists: bool
+    reconciled: bool
+
+
+class History(Protocol):
+    def history(
+        self,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        period: HistoryPeriod | None = None,
+        call_type: HistoryType = HistoryType.ALL,
+        limit: int | None = None,
+    ) -> Iterator[HistoryRow | RejectedHistoryRow]: ...
+
+
+class Ledger(Protocol):
+    """Data access for reconciliation: batch reads and writes of calls, and the watermark."""
+
+    def reconciliation_state(self, callids: list[str]) -> dict[str, CallState]: ...
+    def create_calls(self, calls: list[HistoryCall], reconciled_at: datetime) -> None: ...
+    def merge_call(self, call: HistoryCall, reconciled_at: datetime) -> bool:
+        """Merge into the stored call; True when no call was stored (it was created)."""
+        ...
+
+    def watermark(self) -> datetime | None: ...
+    def advance_watermark(self, to: datetime) -> bool:
+        """Move the watermark to `to` if that is later; False when it already was."""
+        ...
+
+
+@dataclass
+class SyncReport:
+    rows_seen: int = 0
+    created: int = 0  # calls whose every push was lost
+    merged: int = 0  # calls the webhook had, completed from the CSV
+    already_reconciled: int = 0
+    rejected: list[str] = field(default_factory=list)
+    windows: int = 0
+    splits: int = 0
+    watermark: datetime | None = None
+    complete: bool = True
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "rows_seen": self.rows_seen,
+            "created": self.created,
+            "merged": self.merged,
+            "already_reconciled": self.already_reconciled,
+            "rejected": len(self.rejected),
+            "rejected_reasons": self.rejected[:50],
+            "windows": self.windows,
+            "splits": self.splits,
+            "watermark": self.watermark.isoformat() if self.watermark else None,
+            "complete": self.complete,
+        }
+
+
+def call_from_row(row: HistoryRow, region: str) -> HistoryCall:
+    """Raises InvalidPhoneError when the client's number cannot be read."""
+    phone = normalize_phone(row.client, region)
+    kind = row.type.lower()
+    status: str | None
+    if kind == "missed":
+        direction, status, outcome = "in", "missed", Outcome.MISSED
+    elif kind == "out":
+        answered = row.duration > 0
+        direction, status, outcome = (
+            "out",
+            "Success" if answered else None,
+            (Outcome.ANSWERED if answered else Outcome.NOT_ANSWERED),
+        )
+    else:
+        direction, status, outcome = "in", "Success", Outcome.ANSWERED
+    rating = int(row.rating) if row.rating and row.rating.isdecimal() and len(row.rating) < 10 else None
+    return HistoryCall(
+        callid=row.uid,
+        direction=direction,
+        status=status,
+        outcome=outcome,
+        client=phone.e164,
+        client_raw=row.client,
+        user=row.account,
+        pbx_user=pbx_login(row.account),
+        started_at=row.start.astimezone(UTC),
+        duration=row.duration,
+        wait=row.wait,
+        via=normalize_via(row.via, region),
+        link=row.record,
+        rating=rating,
+    )
+
+
+def normalize_via(via: str, region: str) -> str | None:
+    if not via:
+        return None
+    try:
+        return normalize_phone(via, region).e164
+    except InvalidPhoneError:
+        return via
+
+
+def _chunks(
+    rows: Iterable[HistoryRow | RejectedHistoryRow], size: int
+) -> Iterator[list[HistoryRow | RejectedHistoryRow]]:
+    chunk: list[HistoryRow | RejectedHistoryRow] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+@dataclass
+class Reconciler:
+    history: History
+    ledger: Ledger
+    region: str
+    limit: int = 1000
+    # Calls older than this get no more pushes: a missing one is written in a batch, not merged.
+    settled_after: timedelta = timedelta(hours=2)
+    min_window: timedelta = timedelta(seconds=1)
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(tz=UTC))
+
+    def store_rows(self, rows: Iterable[HistoryRow | RejectedHistoryRow], report: SyncReport) -> int:
+        """Store one window's rows; returns how many rows (rejected included) the PBX sent."""
+        count = 0
+        for chunk in _chunks(rows, CHUNK):
+            count += len(chunk)
+            now = self.clock()
+            calls: dict[str, HistoryCall] = {}
+            for row in chunk:
+                if isinstance(row, RejectedHistoryRow):
+                    report.rejected.append(f"line {row.line}: {row.reason}")
+                    continue
+                try:
+                    calls[row.uid] = call_from_row(row, self.region)
+                except InvalidPhoneError:
+                    report.rejected.append(f"call {row.uid}: client {row.client[:40]!r} is not a phone number")
+            report.rows_seen += sum(1 for row in chunk if isinstance(row, HistoryRow))
+            if not calls:
+                continue
+            state = self.ledger.reconciliation_state(list(calls))
+            settled_before = now - self.settled_after
+            to_create: list[HistoryCall] = []
+            for callid, call in calls.items():
+                known = state.get(callid)
+                if known and known.reconciled:
+                    report.already_reconciled += 1
+                elif known is None and call.started_at < settled_before:
+                    to_create.append(call)
+                elif self.ledger.merge_call(call, now):
+                    report.created += 1
+                else:
+                    report.merged += 1
+            if to_create:
+                self.ledger.create_calls(to_create, now)
+                report.created += len(to_create)
+        return count
+
+    def walk(
+        self,
+        start: datetime,
+        end: datetime,
+        report: SyncReport,
+        *,
+        advance: bool,
+        window: timedelta,
+        keep_going: Callable[[], bool] = lambda: True,
+    ) -> SyncReport:
+        """Reconcile [start, end) in windows; with `advance`, move the watermark after each one."""
+        cursor = start
+        while cursor < end:
+            if not keep_going():
+                report.complete = False
+                break
+            window_end = min(cursor + window, end)
+            self._window(cursor, window_end, report)
+            if advance:
+                self.ledger.advance_watermark(window_end)
+                report.watermark = window_end
+            cursor = window_end
+        return report
+
+    def _window(self, start: datetime, end: datetime, report: SyncReport) -> None:
+        report.windows += 1
+        count = self.store_rows(self.history.history(start=start, end=end, limit=self.limit), report)
+        if count >= self.limit and end - start > self.min_window:
+            # The page was full and there is no offset: what the PBX did not send is in halves of it.
+            report.splits += 1
+            middle = start + (end - start) / 2
+            middle = middle.replace(microsecond=0) if middle.replace(microsecond=0) > start else middle
+            self._window(start, middle, report)
+            self._window(middle, end, report)
+        elif count >= self.limit:
+            report.rejected.append(
+                f"more than {self.limit} calls started within {start.isoformat()}: some were not read"
+            )
+
+
+def period_range(period: HistoryPeriod, now: datetime, utc_offset: timedelta) -> tuple[datetime, datetime]:
+    """The PBX's named periods as UTC ranges, in the tenant's local time (its UTC offset)."""
+    local = now.astimezone(UTC) + utc_offset
+    today = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    monday = today - timedelta(days=today.weekday())
+    first = today.replace(day=1)
+    ranges = {
+        HistoryPeriod.TODAY: (today, today + timedelta(days=1)),
+        HistoryPeriod.YESTERDAY: (today - timedelta(days=1), today),
+        HistoryPeriod.THIS_WEEK: (monday, monday + timedelta(days=7)),
+        HistoryPeriod.LAST_WEEK: (monday - timedelta(days=7), monday),
+        HistoryPeriod.THIS_MONTH: (first, (first + timedelta(days=32)).replace(day=1)),
+        HistoryPeriod.LAST_MONTH: ((first - timedelta(days=1)).replace(day=1), first),
+    }
+    start, end = ranges[period]
+    return (start - utc_offset).replace(tzinfo=UTC), min((end - utc_offset).replace(tzinfo=UTC), now)
