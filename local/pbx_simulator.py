@@ -423,6 +423,26 @@ class PbxSimulator:
         )
         return callid
 
+    def play_mix(self, count: int, *, drop: float | None = None, duplicate: float | None = None) -> list[str]:
+        """`count` calls of every kind, with the given share of pushes dropped and duplicated."""
+        if drop is not None:
+            self.drop_rate = drop
+        if duplicate is not None:
+            self.duplicate_rate = duplicate
+        callids = []
+        for index in range(count):
+            phone = f"7910{self._random.randrange(10**7):07d}"
+            kind = index % 4
+            if kind == 0:
+                callids.append(self.play_inbound(phone, answered_by="andy"))
+            elif kind == 1:
+                callids.append(self.play_inbound(phone, answered_by=None))
+            elif kind == 2:
+                callids.append(self.play_outbound("mike", phone))
+            else:
+                callids.append(self.play_outbound("mike", phone, answered=False))
+        return callids
+
     # Serving
 
     def serve(self, port: int = 0, host: str = "127.0.0.1") -> SimulatorServer:
@@ -529,10 +549,35 @@ class _SimulatorHandler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length).decode("utf-8", "replace") if length else ""
+        if path == "/_simulator/calls":
+            self._play(body)
+            return
         if path != API_PATH:
             self._answer(404, "text/plain", b"not found", {})
             return
         self._serve(dict(parse_qsl(body, keep_blank_values=True)))
+
+    def _play(self, body: str) -> None:
+        """The simulator's own control: `{"count": 20, "drop": 0.3, "duplicate": 0.1}` plays calls now."""
+        try:
+            order = json.loads(body or "{}")
+            count = int(order.get("count", 10))
+            drop, duplicate = order.get("drop"), order.get("duplicate")
+            if not 0 < count <= 1000:
+                raise ValueError("count must be 1..1000")
+        except (ValueError, TypeError, AttributeError) as exc:
+            self._answer(400, "application/json", json.dumps({"error": str(exc)}).encode(), {})
+            return
+        simulator = self.server.simulator
+        before = len(simulator.pushes)
+        callids = simulator.play_mix(count, drop=drop, duplicate=duplicate)
+        played = simulator.pushes[before:]
+        answer = {
+            "callids": callids,
+            "pushes_sent": sum(1 for p in played if not p.dropped),
+            "pushes_dropped": sum(1 for p in played if p.dropped),
+        }
+        self._answer(200, "application/json", json.dumps(answer).encode(), {})
 
     def do_GET(self) -> None:
         path, _, query = self.path.partition("?")

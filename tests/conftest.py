@@ -40,7 +40,8 @@ def moto_url(template: Template) -> Iterator[str]:
     (as in Lambda, where Powertools reads it at import)."""
     server, url = start_moto(free_port())
     use_local_aws(url)
-    os.environ.update(template.functions()["WebhookFunction"].environment)
+    for spec in template.functions().values():
+        os.environ.update(spec.environment)
     yield url
     server.stop()
 

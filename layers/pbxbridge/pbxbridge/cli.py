@@ -4,6 +4,7 @@
     pbxbridge calls show CALLID            a stored call with its event timeline, as JSON
     pbxbridge pbx COMMAND [options]        one of the PBX's eight commands, straight to the PBX
     pbxbridge invoke CMD [key=value ...]   the deployed (or local) commands function, via Lambda Invoke
+    pbxbridge sync history [--period P | --start S [--end E]]   reconcile calls with the PBX's history
 
 Tables and the phone region come from the same variables the functions read (CONTACTS_TABLE,
 CALLS_TABLE, CALL_EVENTS_TABLE, PHONE_REGION), the PBX from PBX_URL and PBX_TOKEN, the commands
@@ -54,6 +55,21 @@ def _parser() -> argparse.ArgumentParser:
         "--events-table", default=os.environ.get("CALL_EVENTS_TABLE"), help="timeline table [CALL_EVENTS_TABLE]"
     )
     _add_pbx_commands(groups)
+
+    sync = groups.add_parser("sync", help="reconcile with the PBX")
+    sync_cmds = sync.add_subparsers(dest="action", required=True)
+    history_sync = sync_cmds.add_parser(
+        "history",
+        help="fetch the PBX's history and store every call the webhook missed",
+        description="Without a range: a scheduled run (from the watermark, which it moves). With --period or "
+        "--start/--end: a backfill (the watermark is left alone). Needs PBX_URL, PBX_TOKEN, CALLS_TABLE and "
+        "SYNC_STATE_TABLE.",
+    )
+    history_sync.add_argument("--period", choices=[p.value for p in HistoryPeriod])
+    history_sync.add_argument("--start", help="ISO 8601 (UTC if no offset)")
+    history_sync.add_argument("--end")
+    history_sync.add_argument("--url", default=os.environ.get("PBX_URL"), help="[PBX_URL]")
+    history_sync.add_argument("--token", default=os.environ.get("PBX_TOKEN"), help="[PBX_TOKEN]")
 
     invoke = groups.add_parser(
         "invoke",
@@ -117,6 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _pbx(args)
         if args.group == "invoke":
             return _invoke(args)
+        if args.group == "sync":
+            return _sync_history(args)
         return _show_call(args)
     except StoreUnavailableError as exc:
         print(f"pbxbridge: DynamoDB unavailable ({exc})", file=sys.stderr)
@@ -256,6 +274,44 @@ def _print_history(rows: Any) -> int:
             ]
         )
     return EXIT_PARTIAL if rejected else EXIT_OK
+
+
+def _sync_history(args: argparse.Namespace) -> int:
+    import logging
+
+    from pbxbridge.domain.reconciliation import Reconciler
+    from pbxbridge.history_sync import InvalidSyncRequestError, run_sync
+    from pbxbridge.pbx import PbxClient, PbxError
+    from pbxbridge.settings import history_sync_settings
+    from pbxbridge.storage.dynamodb import DynamoLedger, dynamodb_client
+
+    for handler in logging.getLogger("pbxbridge").handlers:  # the report is stdout's; logs go to stderr
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(sys.stderr)
+    try:
+        settings = history_sync_settings()
+    except ValueError as exc:
+        print(f"pbxbridge: the environment lacks what the sync needs: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    client = PbxClient(
+        _require(args.url, "the PBX (--url or PBX_URL)"),
+        _require(args.token, "the PBX key (--token or PBX_TOKEN)"),
+        region=settings.phone_region,
+        history_read_timeout=300,
+    )
+    ledger = DynamoLedger(dynamodb_client(), settings.calls_table, settings.sync_state_table)
+    reconciler = Reconciler(history=client, ledger=ledger, region=settings.phone_region, limit=settings.limit)
+    event = {k: v for k, v in (("period", args.period), ("start", args.start), ("end", args.end)) if v}
+    try:
+        report = run_sync(event, reconciler=reconciler)
+    except InvalidSyncRequestError as exc:
+        print(f"pbxbridge: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except PbxError as exc:
+        print(f"pbxbridge: {exc.code}: {exc.message}", file=sys.stderr)
+        return EXIT_REFUSED if exc.code in ("invalid_token", "wrong_tenant") else EXIT_UNAVAILABLE
+    print(json.dumps(report, ensure_ascii=False, indent=2))
+    return EXIT_PARTIAL if report["rejected"] else EXIT_OK
 
 
 def _field(text: str) -> tuple[str, Any]:

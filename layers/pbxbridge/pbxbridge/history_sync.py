@@ -85,7 +85,7 @@ def run_sync(
     if request.period is not None:
         start, end = period_range(request.period, moment, timedelta(hours=settings.pbx_utc_offset_hours))
     elif request.start is not None:
-        start, end = request.start, min(request.end or moment, moment)
+        start, end = request.start, request.end or moment
     else:
         watermark = ledger.watermark() or moment - timedelta(days=settings.first_run_days)
         start, end = watermark - timedelta(minutes=settings.overlap_minutes), moment - SETTLE
@@ -111,7 +111,8 @@ def run_sync(
             name="HistoryLagSeconds", unit=MetricUnit.Seconds, value=(moment - report.watermark).total_seconds()
         )
     answer = {"range": {"start": start.isoformat(), "end": end.isoformat()}, "scheduled": scheduled, **report.as_dict()}
-    logger.info("history reconciled", extra={k: v for k, v in answer.items() if k != "rejected_reasons"})
+    # Nested: `created` is a LogRecord attribute and cannot be a top-level extra key.
+    logger.info("history reconciled", extra={"report": {k: v for k, v in answer.items() if k != "rejected_reasons"}})
     return answer
 
 

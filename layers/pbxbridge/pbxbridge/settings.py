@@ -68,11 +68,12 @@ class HistorySyncSettings(BaseModel):
     calls_table: str = Field(alias="CALLS_TABLE", min_length=1)
     sync_state_table: str = Field(alias="SYNC_STATE_TABLE", min_length=1)
     pbx_url: str = Field(default="", alias="PBX_URL")
-    pbx_token_parameter: str = Field(alias="PBX_TOKEN_PARAMETER", min_length=1)
+    pbx_token_parameter: str = Field(default="/pbxbridge/pbx-token", alias="PBX_TOKEN_PARAMETER", min_length=1)
     phone_region: str = Field(default="RU", alias="PHONE_REGION", min_length=2, max_length=2)
     key_cache_seconds: int = Field(default=300, alias="KEY_CACHE_SECONDS", ge=0)
     overlap_minutes: int = Field(default=30, alias="HISTORY_OVERLAP_MINUTES", ge=0)
-    window_hours: float = Field(default=6, alias="HISTORY_WINDOW_HOURS", gt=0)
+    # Windows are split further wherever the PBX returns a full page, so they can start wide.
+    window_hours: float = Field(default=24, alias="HISTORY_WINDOW_HOURS", gt=0)
     limit: int = Field(default=1000, alias="HISTORY_LIMIT", ge=10)
     first_run_days: int = Field(default=1, alias="HISTORY_FIRST_RUN_DAYS", ge=0)
     # The PBX's named periods (`last_month`) are in the tenant's local time.

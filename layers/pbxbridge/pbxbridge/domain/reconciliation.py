@@ -217,7 +217,8 @@ class Reconciler:
         keep_going: Callable[[], bool] = lambda: True,
     ) -> SyncReport:
         """Reconcile [start, end) in windows; with `advance`, move the watermark after each one."""
-        cursor = start
+        # The API speaks whole seconds: a window's end with a fraction would be cut short on the wire.
+        cursor, end = start.replace(microsecond=0), end.replace(microsecond=0)
         while cursor < end:
             if not keep_going():
                 report.complete = False

@@ -1,0 +1,256 @@
+"""History reconciliation against the simulator: lost and duplicated pushes, crashes, windows, watermark."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from local.aws import LOOPBACK
+from local.lambdas import LocalFunction
+from local.pbx_simulator import PbxSimulator, SimulatorServer
+from local.server import ApiGatewayServer
+from local.template import Template
+from pbxbridge.domain.reconciliation import Reconciler, SyncReport
+from pbxbridge.history_sync import run_sync
+from pbxbridge.pbx import PbxClient
+from tests.conftest import CRM_TOKEN
+
+PBX_KEY = "sync-pbx-key"
+EXPECTED_OUTCOMES = {
+    ("in", True): {"answered"},
+    ("missed", False): {"missed"},
+    ("out", True): {"answered"},
+    ("out", False): {"busy", "not_answered"},  # busy from the webhook's history, not_answered from the CSV
+}
+
+
+@dataclass
+class Rig:
+    simulator: PbxSimulator
+    server: SimulatorServer
+    api: ApiGatewayServer
+    client: PbxClient
+    ledger: Any
+    store: Any
+
+    def reconciler(self, limit: int = 1000) -> Reconciler:
+        return Reconciler(history=self.client, ledger=self.ledger, region="RU", limit=limit)
+
+    def all_calls(self) -> dict[str, dict[str, Any]]:
+        from pbxbridge.storage.dynamodb import dynamodb_client
+
+        items: dict[str, dict[str, Any]] = {}
+        for page in dynamodb_client().get_paginator("scan").paginate(TableName=self.store._calls_table):
+            for item in page["Items"]:
+                callid = item["callid"]["S"]
+                assert callid not in items
+                items[callid] = self.store.get_call(callid)
+        return items
+
+
+@pytest.fixture
+def rig(aws: dict[str, str], webhook_function: LocalFunction, template: Template) -> Iterator[Rig]:
+    from pbxbridge.storage.dynamodb import DynamoCallStore, DynamoLedger, dynamodb_client
+
+    api = ApiGatewayServer((LOOPBACK, 0), [webhook_function])
+    threading.Thread(target=api.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    simulator = PbxSimulator(token=PBX_KEY, crm_url=api.url + "/pbx", crm_token=CRM_TOKEN, seed=7)
+    server = simulator.serve()
+    client = PbxClient(server.url, PBX_KEY, read_timeout=5, backoff=0.01)
+    ledger = DynamoLedger(dynamodb_client(), aws["CallsTable"], aws["SyncStateTable"])
+    store = DynamoCallStore(dynamodb_client(), aws["CallsTable"], aws["CallEventsTable"])
+    yield Rig(simulator, server, api, client, ledger, store)
+    client.close()
+    server.stop()
+    api.shutdown()
+    api.server_close()
+
+
+def soon() -> datetime:
+    """A run a few minutes from now: the calls just played are settled into the PBX's history."""
+    return datetime.now(tz=UTC) + timedelta(minutes=3)
+
+
+def assert_converged(rig: Rig) -> None:
+    """Every call of the PBX's history is stored once, with the right outcome; nothing else is."""
+    calls = rig.all_calls()
+    records = {record.uid: record for record in rig.simulator.history_records}
+    assert set(calls) == set(records)
+    for callid, record in records.items():
+        call = calls[callid]
+        assert call["outcome"] in EXPECTED_OUTCOMES[(record.type, record.duration > 0)], (record, call)
+        assert call["client"] == record.client
+        assert call["started_at"] == record.start.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_lost_and_duplicated_pushes_converge_after_one_run(rig: Rig) -> None:
+    rig.simulator.play_mix(40, drop=0.3, duplicate=0.1)
+    dropped = [push for push in rig.simulator.pushes if push.dropped]
+    assert len(dropped) > 20  # the scenario really loses pushes
+    lost_history = {p.fields["callid"] for p in dropped if p.fields["cmd"] == "history"}
+    assert lost_history
+    report = run_sync({}, reconciler=rig.reconciler(), now=soon)
+    assert_converged(rig)
+    assert report["rows_seen"] == 40
+    assert report["created"] + report["merged"] + report["already_reconciled"] == 40
+    assert report["created"] + report["merged"] >= len(lost_history)
+    assert report["rejected"] == 0
+    again = run_sync({}, reconciler=rig.reconciler(), now=soon)
+    assert again["already_reconciled"] == 40  # the overlap re-reads: nothing written twice
+    assert_converged(rig)
+
+
+def test_webhook_fields_are_kept_and_csv_fields_added(rig: Rig) -> None:
+    callid = rig.simulator.play_inbound("79101234567", answered_by="andy", wait=7)
+    before = rig.store.get_call(callid)
+    run_sync({}, reconciler=rig.reconciler(), now=soon)
+    after = rig.store.get_call(callid)
+    for name in ("status", "outcome", "link", "group_name", "diversion", "history_at", "accepted_by"):
+        assert after[name] == before[name], name
+    assert after["wait"] == 7
+    assert after["via"] == "+74996861574"
+    assert "reconciled_at" in after
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def test_a_run_killed_halfway_is_safe_to_repeat(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pbxbridge.settings import history_sync_settings
+
+    monkeypatch.setenv("HISTORY_WINDOW_HOURS", "2")
+    history_sync_settings.cache_clear()
+    old = datetime.now(tz=UTC) - timedelta(hours=20)
+    rig.simulator.drop_rate = 1.0  # the webhook heard nothing: everything comes from the history
+    for index in range(30):
+        rig.simulator.play_inbound(f"7910555{index:04d}", start=old + timedelta(minutes=index * 30))
+    reconciler = rig.reconciler(limit=1000)
+    real_create = rig.ledger.create_calls
+    writes = 0
+
+    def create_then_die(calls: list[Any], at: datetime) -> None:
+        nonlocal writes
+        writes += 1
+        if writes == 2:
+            raise Crash("killed")
+        real_create(calls, at)
+
+    rig.ledger.create_calls = create_then_die
+    with pytest.raises(Crash):
+        run_sync({}, reconciler=reconciler)
+    partial_watermark = rig.ledger.watermark()
+    assert partial_watermark is not None
+    assert partial_watermark < datetime.now(tz=UTC) - timedelta(hours=1)  # stopped at the last whole window
+    rig.ledger.create_calls = real_create
+    run_sync({}, reconciler=reconciler)
+    assert_converged(rig)
+    history_sync_settings.cache_clear()
+
+
+def test_the_watermark_never_moves_back(rig: Rig) -> None:
+    later = datetime(2026, 11, 27, 12, tzinfo=UTC)
+    assert rig.ledger.advance_watermark(later) is True
+    assert rig.ledger.advance_watermark(later - timedelta(hours=1)) is False
+    assert rig.ledger.watermark() == later
+    # A run that started earlier (its "now" is earlier) and finishes later cannot undo it either.
+    run_sync({}, reconciler=rig.reconciler(), now=lambda: later - timedelta(minutes=20))
+    assert rig.ledger.watermark() == later
+    run_sync({}, reconciler=rig.reconciler(), now=lambda: later + timedelta(minutes=20))
+    assert rig.ledger.watermark() == later + timedelta(minutes=19)
+
+
+def test_a_full_window_is_split_until_nothing_is_missed(rig: Rig) -> None:
+    start = datetime.now(tz=UTC).replace(microsecond=0) - timedelta(hours=5)
+    rig.simulator.drop_rate = 1.0
+    for index in range(35):
+        rig.simulator.play_outbound("andy", f"7910666{index:04d}", start=start + timedelta(minutes=index))
+    report = Reconciler(history=rig.client, ledger=rig.ledger, region="RU", limit=10).walk(
+        start - timedelta(minutes=1), start + timedelta(hours=1), SyncReport(), advance=False, window=timedelta(hours=1)
+    )
+    assert report.splits >= 3
+    assert report.created == 35
+    assert_converged(rig)
+    limits = {request.get("limit") for request in rig.simulator.requests_seen if request.get("cmd") == "history"}
+    assert limits == {"10"}
+
+
+def test_more_calls_in_one_second_than_the_limit_are_reported(rig: Rig) -> None:
+    moment = datetime.now(tz=UTC).replace(microsecond=0) - timedelta(hours=3)
+    rig.simulator.drop_rate = 1.0
+    for index in range(4):
+        rig.simulator.play_inbound(f"7910777{index:04d}", start=moment)
+    report = Reconciler(history=rig.client, ledger=rig.ledger, region="RU", limit=3).walk(
+        moment, moment + timedelta(seconds=1), SyncReport(), advance=False, window=timedelta(hours=1)
+    )
+    assert any("more than 3 calls" in reason for reason in report.rejected)
+
+
+def test_a_backfill_leaves_the_watermark_alone(rig: Rig) -> None:
+    now = datetime.now(tz=UTC)
+    last_month = (now.replace(day=1) - timedelta(days=10)).replace(hour=12, minute=0, second=0, microsecond=0)
+    rig.simulator.drop_rate = 1.0
+    callid = rig.simulator.play_inbound("79101234567", start=last_month)
+    report = run_sync({"period": "last_month"}, reconciler=rig.reconciler())
+    assert report["scheduled"] is False
+    assert report["created"] == 1
+    assert rig.store.get_call(callid)["outcome"] == "answered"
+    assert rig.ledger.watermark() is None
+    explicit = run_sync(
+        {"start": (last_month - timedelta(hours=1)).isoformat(), "end": (last_month + timedelta(hours=1)).isoformat()},
+        reconciler=rig.reconciler(),
+    )
+    assert explicit["already_reconciled"] == 1
+    assert rig.ledger.watermark() is None
+
+
+def test_the_lambda_and_the_console(rig: Rig, moto_url: str, template: Template) -> None:
+    from local.aws import client
+    from pbxbridge.pbx.configured import client_for
+    from pbxbridge.settings import history_sync_settings
+
+    rig.simulator.drop_rate = 1.0
+    callids = [rig.simulator.play_inbound("79101234567"), rig.simulator.play_outbound("mike", "79101234568")]
+    client("ssm", moto_url).put_parameter(
+        Name="/pbxbridge/pbx-token", Value=PBX_KEY, Type="SecureString", Overwrite=True
+    )
+    function = LocalFunction(
+        Template(parameters={**template.parameters, "PbxUrl": rig.server.api_url}).functions()["HistorySyncFunction"]
+    )
+    history_sync_settings.cache_clear()
+    client_for.cache_clear()
+    end = soon().isoformat()
+    answer = function.invoke({"start": "2026-11-01T00:00:00Z", "end": end})
+    assert (answer["created"], answer["scheduled"]) == (2, False), {
+        k: answer[k] for k in ("windows", "splits", "complete", "rejected_reasons")
+    }
+    assert all(rig.store.get_call(callid) for callid in callids)
+    env = {**os.environ, "PBX_URL": rig.server.url, "PBX_TOKEN": PBX_KEY}
+    run = subprocess.run(
+        [sys.executable, "-m", "pbxbridge.cli", "sync", "history", "--start", "2026-11-01", "--end", end],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["already_reconciled"] == 2
+    bad = subprocess.run(
+        [sys.executable, "-m", "pbxbridge.cli", "sync", "history", "--start", "2021", "--end", "2020"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert bad.returncode == 2
