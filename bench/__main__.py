@@ -285,9 +285,12 @@ def main() -> None:
     port = free_port()
     moto = start_moto(port)
     moto_url = f"http://127.0.0.1:{port}"
+    from bench.reconciliation import reconciliation_benchmark
+
     try:
         warm = warm_benchmark(moto_url)
         cold = cold_benchmark(moto_url)
+        sync = reconciliation_benchmark(moto_url) if os.environ.get("BENCH_SYNC", "1") == "1" else {}
     finally:
         moto.terminate()
         moto.wait(timeout=10)
@@ -301,6 +304,7 @@ def main() -> None:
         "warm": warm,
         "cold": cold,
         "pbx": pbx,
+        "reconciliation": sync,
     }
     (REPO / "bench-results.json").write_text(json.dumps(results, indent=2) + "\n")
 
@@ -336,6 +340,16 @@ def main() -> None:
                 f"(+{row['growth_mb']:.1f} MB while streaming)"
             )
     print(f"parsing alone: {pbx['history']['parse_only_rows_per_second']:.0f} rows/s")
+    if sync:
+        print(
+            "\nReconciliation: history rows from the simulator into DynamoDB vs bare batch_write_item of the same items"
+        )
+        for count, row in sync.items():
+            print(
+                f"{int(count):>8} rows: {row['seconds']:.1f} s ({row['rows_per_second']:.0f} rows/s), floor "
+                f"{row['floor_seconds']:.1f} s, ratio {row['ratio']:.2f}; peak {row['peak_mb']:.0f} MB "
+                f"(+{row['growth_mb']:.1f} MB during the run)"
+            )
     print("wrote bench-results.json")
 
 
