@@ -8,13 +8,15 @@ Ctrl-C stops it.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 import shlex
 import signal
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import FrameType
 
 from local.aws import LOOPBACK, client, create_tables, local_aws_environment, start_moto, store_crm_keys, use_local_aws
@@ -42,6 +44,8 @@ class LocalStack:
     tables: dict[str, str]
     crm_token: str
     pbx_token: str
+    schedules: list[str] = field(default_factory=list)
+    stopping: threading.Event = field(default_factory=threading.Event)
 
     @property
     def webhook_url(self) -> str:
@@ -87,7 +91,42 @@ Try it: the demo contact ({DEMO_CONTACT["contact_name"]}, responsible {DEMO_CONT
 Place a call through the simulator, then read it back with its timeline:
   pbxbridge invoke makeCall user=andy phone=79101234567
   pbxbridge invoke getCall callid=<call_id printed by makeCall>
+Have the simulator play calls while losing pushes, then reconcile and see every call:
+  curl -s {self.pbx.url}/_simulator/calls -d '{{"count": 20, "drop": 0.3, "duplicate": 0.1}}'
+  pbxbridge sync history --period today
+  pbxbridge invoke listCalls user=mike
+Schedules run here as on AWS: {", ".join(self.schedules) or "none"}
 """.rstrip()
+
+
+def rate_seconds(expression: str) -> float | None:
+    """`rate(10 minutes)` -> 600; other expressions (cron) are not run locally."""
+    match = re.fullmatch(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)", expression.strip())
+    if not match:
+        return None
+    unit = {"minute": 60, "hour": 3600, "day": 86400}[match[2].rstrip("s")]
+    return int(match[1]) * unit
+
+
+def run_schedules(functions: list[LocalFunction], stopping: threading.Event) -> list[str]:
+    """EventBridge Scheduler's part: each ScheduleV2 rate of the template invokes its function."""
+    started = []
+    for function in functions:
+        for expression, payload in function.spec.schedules:
+            every = rate_seconds(expression)
+            if every is None:
+                continue
+
+            def tick(function: LocalFunction = function, every: float = every, payload: str = payload) -> None:
+                while not stopping.wait(every):
+                    try:
+                        function.invoke(json.loads(payload))
+                    except Exception:
+                        logging.getLogger("local.schedule").exception("%s failed", function.spec.logical_id)
+
+            threading.Thread(target=tick, daemon=True).start()
+            started.append(f"{function.spec.logical_id} {expression}")
+    return started
 
 
 def start(
@@ -109,6 +148,7 @@ def start(
     functions = [LocalFunction(spec) for spec in template.functions().values()]
     api = ApiGatewayServer((LOOPBACK, port), functions)
     stack = LocalStack(template, moto_url, api, pbx, tables, crm_token, pbx_token)
+    stack.schedules = run_schedules(functions, stack.stopping)
     simulator.crm_url = stack.webhook_url
     return stack, moto
 
@@ -137,6 +177,7 @@ def main() -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        stack.stopping.set()
         stack.api.server_close()
         stack.pbx.stop()
         moto.stop()  # type: ignore[attr-defined]

@@ -162,8 +162,11 @@ class Template:
             props = resource["Properties"]
             env = dict(self.resolve(globals_.get("Environment", {}).get("Variables", {})))
             env.update(self.resolve(props.get("Environment", {}).get("Variables", {})))
-            routes, iam_routes = [], set()
+            routes, iam_routes, schedules = [], set(), []
             for event in props.get("Events", {}).values():
+                if event["Type"] == "ScheduleV2":
+                    event_props = self.resolve(event["Properties"])
+                    schedules.append((event_props["ScheduleExpression"], event_props.get("Input", "{}")))
                 if event["Type"] == "HttpApi":
                     event_props = self.resolve(event["Properties"])
                     route = (event_props["Method"].upper(), event_props["Path"])
@@ -177,6 +180,7 @@ class Template:
                 environment={k: str(v) for k, v in env.items()},
                 http_routes=routes,
                 iam_routes=frozenset(iam_routes),
+                schedules=schedules,
                 timeout=int(props.get("Timeout", globals_.get("Timeout", 3))),
             )
         return specs
@@ -195,3 +199,4 @@ class LocalFunctionSpec:
     http_routes: list[tuple[str, str]]
     timeout: int
     iam_routes: frozenset[tuple[str, str]] = frozenset()
+    schedules: list[tuple[str, str]] = field(default_factory=list)  # (expression, input)

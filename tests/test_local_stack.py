@@ -31,6 +31,7 @@ def stack(moto_url: str) -> Iterator[LocalStack]:
     thread = threading.Thread(target=stack.api.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield stack
+    stack.stopping.set()
     stack.api.shutdown()
     stack.api.server_close()
     moto.stop()  # type: ignore[attr-defined]
@@ -58,8 +59,19 @@ def test_the_printed_curl_returns_the_demo_contact(stack: LocalStack) -> None:
     assert json.loads(result.stdout) == {"contact_name": DEMO_CONTACT["contact_name"], "responsible": "andy"}
 
 
+def test_schedules_are_read_from_the_template() -> None:
+    from local.stack import rate_seconds
+
+    assert (rate_seconds("rate(10 minutes)"), rate_seconds("rate(1 hour)"), rate_seconds("cron(0 3 * * ? *)")) == (
+        600,
+        3600,
+        None,
+    )
+
+
 def test_summary_names_the_webhook_the_endpoint_and_the_exports(stack: LocalStack) -> None:
     summary = stack.summary()
+    assert "HistorySyncFunction rate(10 minutes)" in summary
     assert f"{stack.api.url}/pbx" in summary
     assert f"export AWS_ENDPOINT_URL={stack.moto_url}" in summary
     assert "export CONTACTS_TABLE=ContactsTable" in summary

@@ -123,6 +123,7 @@ def _add_pbx_commands(groups: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "pbxbridge")
     args = _parser().parse_args(argv)
     from pbxbridge.storage.dynamodb import StoreUnavailableError
 
