@@ -8,8 +8,19 @@ from tests.conftest import CONTACT, EVENT, HISTORY, PREVIOUS_CRM_TOKEN, Webhook
 
 
 def warm(webhook: Webhook) -> None:
-    # The first push reads the keys from SSM (cached afterwards); the budgets are per warm push.
+    # A container's first pushes read the keys (SSM) and the directory (one Query), both cached for
+    # minutes; the budgets are per warm push.
     webhook.push(**{**CONTACT, "callid": "warm-up"})
+    webhook.push(**{**HISTORY, "callid": "warm-up"})
+
+
+def test_the_directory_is_read_once_per_container_not_per_push(
+    webhook: Webhook, dynamodb_requests: list[str]
+) -> None:
+    for index in range(5):
+        webhook.push(**{**HISTORY, "callid": f"d{index}"})
+        webhook.push(**{**EVENT, "callid": f"d{index}"})
+    assert dynamodb_requests.count("Query") == 1
 
 
 def test_contact_is_exactly_one_read(webhook: Webhook, dynamodb_requests: list[str]) -> None:

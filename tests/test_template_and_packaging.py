@@ -45,7 +45,14 @@ def test_layer_is_a_makefile_arm64_build_without_boto3(body: dict[str, Any]) -> 
 
 def test_tables_are_durable(body: dict[str, Any]) -> None:
     tables = resources(body, "AWS::DynamoDB::Table")
-    assert set(tables) == {"CallsTable", "CallEventsTable", "ContactsTable", "IdempotencyTable", "SyncStateTable"}
+    assert set(tables) == {
+        "CallsTable",
+        "CallEventsTable",
+        "ContactsTable",
+        "IdempotencyTable",
+        "SyncStateTable",
+        "DirectoryTable",
+    }
     # Idempotency records live an hour (TTL): nothing to recover or protect there.
     assert tables.pop("IdempotencyTable")["Properties"]["TimeToLiveSpecification"]["Enabled"] is True
     for name, table in tables.items():

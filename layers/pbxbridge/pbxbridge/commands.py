@@ -38,6 +38,7 @@ from pbxbridge.settings import commands_settings
 from pbxbridge.storage.dynamodb import (
     DynamoCallStore,
     DynamoContactStore,
+    DynamoDirectoryStore,
     InvalidCursorError,
     StoreUnavailableError,
     dynamodb_client,
@@ -51,6 +52,7 @@ HTTP_STATUS = {
     "invalid_request": 400,
     "invalid_parameters": 400,
     "not_found": 404,
+    "not_configured": 500,
     "request_in_progress": 409,
     "request_id_reused": 409,
     "invalid_token": 502,
@@ -84,6 +86,7 @@ def default_dependencies() -> CommandsDependencies:
         calls=DynamoCallStore(client, settings.calls_table, settings.call_events_table),
         contacts=DynamoContactStore(client, settings.contacts_table),
         region=settings.phone_region,
+        directory=DynamoDirectoryStore(client, settings.directory_table) if settings.directory_table else None,
     )
     return CommandsDependencies(service=service, dial_once=_dial_once(service), phone_region=settings.phone_region)
 
@@ -173,7 +176,19 @@ def execute(payload: Any, context: Any = None, deps: CommandsDependencies | None
     return answer
 
 
-_KNOWN = frozenset({*PBX_COMMANDS, "upsertContacts", "deleteContact", "getCall", "listCalls"})
+_KNOWN = frozenset(
+    {
+        *PBX_COMMANDS,
+        "upsertContacts",
+        "deleteContact",
+        "getCall",
+        "listCalls",
+        "syncDirectory",
+        "listUsers",
+        "mapUser",
+        "proposeUserMappings",
+    }
+)
 
 
 def handle_command(event: Any, context: Any = None) -> dict[str, Any]:

@@ -21,8 +21,16 @@ class WebhookSettings(BaseModel):
     phone_region: str = Field(default="RU", alias="PHONE_REGION", min_length=2, max_length=2)
     # Keys are re-read this often, so a rotated key is picked up without a deploy.
     key_cache_seconds: int = Field(default=300, alias="KEY_CACHE_SECONDS", ge=0)
+    directory_table: str | None = Field(default=None, alias="DIRECTORY_TABLE")
+    directory_cache_seconds: int = Field(default=300, alias="DIRECTORY_CACHE_SECONDS", ge=0)
+    missed_call_leads: bool = Field(default=False, alias="SCENARIO_MISSED_CALL_LEADS")
+    lead_responsible: str | None = Field(default=None, alias="LEAD_RESPONSIBLE")
+    outbound_contacts: bool = Field(default=False, alias="SCENARIO_OUTBOUND_CONTACTS")
+    default_crm_user: str | None = Field(default=None, alias="DEFAULT_CRM_USER")
 
-    @field_validator("crm_token_previous_parameter", mode="before")
+    @field_validator(
+        "crm_token_previous_parameter", "directory_table", "lead_responsible", "default_crm_user", mode="before"
+    )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return value or None
@@ -47,6 +55,7 @@ class CommandsSettings(BaseModel):
     call_events_table: str = Field(alias="CALL_EVENTS_TABLE", min_length=1)
     contacts_table: str = Field(alias="CONTACTS_TABLE", min_length=1)
     idempotency_table: str = Field(alias="IDEMPOTENCY_TABLE", min_length=1)
+    directory_table: str | None = Field(default=None, alias="DIRECTORY_TABLE")
     pbx_url: str = Field(default="", alias="PBX_URL")
     pbx_token_parameter: str = Field(alias="PBX_TOKEN_PARAMETER", min_length=1)
     phone_region: str = Field(default="RU", alias="PHONE_REGION", min_length=2, max_length=2)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -18,8 +18,10 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
-from pbxbridge.domain.calls import CallStore, record_event, record_history, record_rating
+from pbxbridge.domain.calls import CallStore, record_event, record_rating
 from pbxbridge.domain.contacts import ContactStore, lookup_contact
+from pbxbridge.domain.directory import CachedDirectory, Directory
+from pbxbridge.domain.scenarios import Scenarios, record_finished_call
 from pbxbridge.keys import KeysUnavailableError, fetch_keys_from_ssm, key_matches
 from pbxbridge.protocol.webhook import (
     INVALID_PARAMETERS,
@@ -40,6 +42,7 @@ from pbxbridge.settings import webhook_settings
 from pbxbridge.storage.dynamodb import (
     DynamoCallStore,
     DynamoContactStore,
+    DynamoDirectoryStore,
     StoreUnavailableError,
     dynamodb_client,
 )
@@ -60,12 +63,26 @@ class WebhookDependencies:
     contacts: ContactStore
     keys: Callable[[], Sequence[str]]
     phone_region: str
+    directory: Callable[[], Directory] = field(default=lambda: Directory())
+    scenarios: Scenarios = field(default_factory=Scenarios)
+
+    def attribute(self, user: str | None) -> tuple[str | None, str | None]:
+        """A PBX user as (canonical login, CRM user), the default CRM user standing in for none."""
+        directory = self.directory()
+        login = directory.resolve(user)
+        return login, directory.crm_user(login) or self.scenarios.default_crm_user
 
 
 @lru_cache(maxsize=1)
 def default_dependencies() -> WebhookDependencies:
     settings = webhook_settings()
     client = dynamodb_client()
+    directory: Callable[[], Directory] = lambda: Directory(region=settings.phone_region)  # noqa: E731
+    if settings.directory_table:
+        store = DynamoDirectoryStore(client, settings.directory_table)
+        directory = CachedDirectory(
+            lambda: store.snapshot(settings.phone_region, departments=False), settings.directory_cache_seconds
+        )
     return WebhookDependencies(
         calls=DynamoCallStore(client, settings.calls_table, settings.call_events_table),
         contacts=DynamoContactStore(client, settings.contacts_table),
@@ -75,6 +92,13 @@ def default_dependencies() -> WebhookDependencies:
             settings.key_cache_seconds,
         ),
         phone_region=settings.phone_region,
+        directory=directory,
+        scenarios=Scenarios(
+            missed_call_leads=settings.missed_call_leads,
+            lead_responsible=settings.lead_responsible,
+            outbound_contacts=settings.outbound_contacts,
+            default_crm_user=settings.default_crm_user,
+        ),
     )
 
 
@@ -147,11 +171,18 @@ def _store(push: Any, label: str, deps: WebhookDependencies, received_at: dateti
         logger.info("contact answered", extra={"cmd": label, "known": contact is not None})
         if contact is None:
             return {}
-        return ContactAnswer(contact_name=contact.contact_name, responsible=contact.responsible).to_wire()
+        # The PBX routes by its own logins: a responsible CRM user is answered as the PBX user mapped to it.
+        responsible = deps.directory().pbx_login_for(contact.responsible)
+        return ContactAnswer(contact_name=contact.contact_name, responsible=responsible).to_wire()
     if isinstance(push, HistoryPush):
-        duplicate = record_history(deps.calls, push, received_at)
+        duplicate, created = record_finished_call(
+            deps.calls, deps.contacts, push, received_at, deps.scenarios, deps.attribute
+        )
+        if created is not None:
+            metrics.add_metric(name="ContactsCreatedByScenario", unit=MetricUnit.Count, value=1)
+            logger.info("contact created by scenario", extra={"scenario": created.created_by})
     elif isinstance(push, EventPush):
-        duplicate = record_event(deps.calls, push, received_at)
+        duplicate = record_event(deps.calls, push, received_at, deps.attribute)
     elif isinstance(push, RatingPush):
         record_rating(deps.calls, push, received_at)
     if duplicate:

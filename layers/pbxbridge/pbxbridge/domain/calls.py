@@ -12,6 +12,7 @@ atomically and in any order with the same result:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -112,6 +113,7 @@ class CallHistory:
     duration: int
     received_at: datetime
     optional: dict[str, str | int] = field(default_factory=dict)
+    crm_user: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +133,7 @@ class CallEvent:
     rang_leg: str | None
     transferred_to: str | None
     optional: dict[str, str] = field(default_factory=dict)
+    crm_user: str | None = None
 
     @property
     def timeline_key(self) -> str:
@@ -169,7 +172,15 @@ def _number_or_none(value: str | None) -> int | None:
     return int(value) if value is not None and value.isdecimal() and len(value) < 10 else None
 
 
-def history_from_push(push: HistoryPush, received_at: datetime) -> CallHistory:
+Attribution = Callable[[str | None], tuple[str | None, str | None]]
+
+
+def by_login(user: str | None) -> tuple[str | None, str | None]:
+    """Attribution without a directory: the login as given, no CRM user."""
+    return pbx_login(user), None
+
+
+def history_from_push(push: HistoryPush, received_at: datetime, attribute: Attribution = by_login) -> CallHistory:
     optional: dict[str, str | int] = {}
     for name, value in (
         ("ext", push.ext),
@@ -195,7 +206,8 @@ def history_from_push(push: HistoryPush, received_at: datetime) -> CallHistory:
         client=push.phone.e164,
         client_raw=push.phone.raw,
         user=push.user,
-        pbx_user=pbx_login(push.user),
+        pbx_user=attribute(push.user)[0],
+        crm_user=attribute(push.user)[1],
         started_at=push.start,
         duration=push.duration,
         received_at=received_at,
@@ -203,7 +215,7 @@ def history_from_push(push: HistoryPush, received_at: datetime) -> CallHistory:
     )
 
 
-def event_from_push(push: EventPush, received_at: datetime) -> CallEvent:
+def event_from_push(push: EventPush, received_at: datetime, attribute: Attribution = by_login) -> CallEvent:
     direction = push.direction.value if push.direction else None
     if direction is None and push.type in (EventType.INCOMING, EventType.OUTGOING):
         direction = CallDirection.IN.value if push.type is EventType.INCOMING else CallDirection.OUT.value
@@ -219,7 +231,8 @@ def event_from_push(push: EventPush, received_at: datetime) -> CallEvent:
         )
         if value is not None
     }
-    login = pbx_login(push.user)
+    takes_call = push.type in (EventType.ACCEPTED, EventType.OUTGOING)
+    login, crm_user = attribute(push.user) if takes_call else (None, None)
     return CallEvent(
         callid=push.callid,
         type=push.type,
@@ -229,7 +242,8 @@ def event_from_push(push: EventPush, received_at: datetime) -> CallEvent:
         received_at=received_at,
         direction=direction,
         milestone=_MILESTONES.get(push.type),
-        answered_by=login if push.type in (EventType.ACCEPTED, EventType.OUTGOING) else None,
+        answered_by=login,
+        crm_user=crm_user,
         cancelled_leg=push.user if push.type is EventType.CANCELLED else None,
         rang_leg=push.user if push.type is EventType.INCOMING else None,
         transferred_to=push.second_callid if push.type is EventType.TRANSFERRED else None,
@@ -237,18 +251,20 @@ def event_from_push(push: EventPush, received_at: datetime) -> CallEvent:
     )
 
 
-def record_history(store: CallStore, push: HistoryPush, received_at: datetime) -> bool:
+def record_history(
+    store: CallStore, push: HistoryPush, received_at: datetime, attribute: Attribution = by_login
+) -> bool:
     """Store a finished call; returns True when it was a duplicate push."""
-    return store.save_history(history_from_push(push, received_at))
+    return store.save_history(history_from_push(push, received_at, attribute))
 
 
-def record_event(store: CallStore, push: EventPush, received_at: datetime) -> bool:
+def record_event(store: CallStore, push: EventPush, received_at: datetime, attribute: Attribution = by_login) -> bool:
     """Store an event in the timeline and the call's live state; returns True for a duplicate.
 
     The live state is advanced even for a duplicate: if an earlier attempt stored the timeline entry
     but failed before the state, the PBX's retry must still complete it (the update is idempotent).
     """
-    event = event_from_push(push, received_at)
+    event = event_from_push(push, received_at, attribute)
     duplicate = store.add_timeline_event(event)
     store.advance_live_state(event)
     return duplicate

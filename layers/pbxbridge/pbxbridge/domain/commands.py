@@ -7,10 +7,12 @@ boto3 and tests can swap either.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any, Protocol
 
 from pbxbridge.domain.contacts import Contact, ContactStore, RejectedRow, read_contacts, save_contacts
+from pbxbridge.domain.directory import CrmUser, DirectoryStore, propose_mappings, sync_directory
 from pbxbridge.pbx.models import (
     HistoryPeriod,
     HistoryRow,
@@ -29,10 +31,14 @@ from pbxbridge.protocol.commands import (
     GroupsCommand,
     HistoryCommand,
     ListCallsCommand,
+    ListUsersCommand,
     MakeCallCommand,
+    MapUserCommand,
+    ProposeUserMappingsCommand,
     SetDndCommand,
     SubscribeOnCallsCommand,
     SubscriptionStatusCommand,
+    SyncDirectoryCommand,
     UpsertContactsCommand,
 )
 
@@ -75,11 +81,19 @@ class CommandError(Exception):
 
 
 class CommandService:
-    def __init__(self, pbx: Callable[[], Pbx], calls: CallReader, contacts: ContactStore, region: str) -> None:
+    def __init__(
+        self,
+        pbx: Callable[[], Pbx],
+        calls: CallReader,
+        contacts: ContactStore,
+        region: str,
+        directory: DirectoryStore | None = None,
+    ) -> None:
         self._pbx = pbx  # made on first use: CRM-data commands need no PBX key
         self._calls = calls
         self._contacts = contacts
         self._region = region
+        self._directory = directory
 
     def run(self, command: Any) -> Any:
         handlers: dict[type, Callable[[Any], Any]] = {
@@ -95,6 +109,10 @@ class CommandService:
             DeleteContactCommand: self._delete_contact,
             GetCallCommand: self._get_call,
             ListCallsCommand: self._list_calls,
+            SyncDirectoryCommand: self._sync_directory,
+            ListUsersCommand: self._list_users,
+            MapUserCommand: self._map_user,
+            ProposeUserMappingsCommand: self._propose_user_mappings,
         }
         return handlers[type(command)](command)
 
@@ -159,6 +177,34 @@ class CommandService:
             assert command.user is not None  # the model requires one of them
             page = self._calls.calls_by_user(command.user, command.limit, command.cursor)
         return {"calls": page.calls, "cursor": page.cursor}
+
+    def _directory_store(self) -> DirectoryStore:
+        if self._directory is None:
+            raise CommandError("not_configured", "the directory table is not configured (DIRECTORY_TABLE)")
+        return self._directory
+
+    def _sync_directory(self, command: SyncDirectoryCommand) -> dict[str, Any]:
+        report = sync_directory(self._pbx(), self._directory_store(), self._region)
+        return {"users": report.users, "departments": report.departments, "deactivated": report.deactivated}
+
+    def _list_users(self, command: ListUsersCommand) -> dict[str, Any]:
+        snapshot = self._directory_store().snapshot(self._region)
+        return {
+            "users": [asdict(user) for user in snapshot.users],
+            "departments": [asdict(department) for department in snapshot.departments],
+        }
+
+    def _map_user(self, command: MapUserCommand) -> dict[str, Any]:
+        if not self._directory_store().map_user(command.login, command.crm_user):
+            raise CommandError("not_found", f"no PBX user {command.login} (run syncDirectory first?)")
+        return {"login": command.login, "crm_user": command.crm_user}
+
+    def _propose_user_mappings(self, command: ProposeUserMappingsCommand) -> dict[str, Any]:
+        store = self._directory_store()
+        crm_users = [CrmUser(crm_user=u.crm_user, email=u.email, name=u.name) for u in command.crm_users]
+        proposals = propose_mappings(store.snapshot(self._region), crm_users)
+        applied = sum(1 for p in proposals if store.map_user(p.login, p.crm_user)) if command.apply else 0
+        return {"proposals": [asdict(p) for p in proposals], "applied": applied}
 
 
 __all__ = ["CallReader", "CommandError", "CommandService", "Contact", "Pbx", "RejectedRow"]

@@ -23,6 +23,8 @@ class Contact(BaseModel):
     responsible: str | None = Field(default=None, max_length=256)
     crm_id: str | None = Field(default=None, max_length=256)
     phone_raw: str | None = None
+    lead: bool = False
+    created_by: str | None = None  # a scenario's name, for contacts pbxbridge created itself
 
     @field_validator("responsible", "crm_id", mode="before")
     @classmethod
@@ -41,6 +43,10 @@ class ContactStore(Protocol):
 
     def delete_contact(self, phone_e164: str) -> bool:
         """Forget a contact; True when there was one."""
+        ...
+
+    def create_contact_if_absent(self, contact: Contact) -> bool:
+        """One conditional write: True when no contact had this phone and this one was created."""
         ...
 
 

@@ -173,6 +173,34 @@ class ListCallsCommand(_Command):
         return self
 
 
+class SyncDirectoryCommand(_Command):
+    cmd: Literal["syncDirectory"]
+
+
+class ListUsersCommand(_Command):
+    cmd: Literal["listUsers"]
+
+
+class MapUserCommand(_Command):
+    cmd: Literal["mapUser"]
+    login: User
+    crm_user: str | None = Field(max_length=256)  # null removes the mapping
+
+
+class CrmUserInput(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    crm_user: str = Field(min_length=1, max_length=256)
+    email: str | None = Field(default=None, max_length=256)
+    name: str | None = Field(default=None, max_length=256)
+
+
+class ProposeUserMappingsCommand(_Command):
+    cmd: Literal["proposeUserMappings"]
+    crm_users: list[CrmUserInput] = Field(min_length=1, max_length=5000)
+    apply: bool = False
+
+
 PBX_COMMANDS = (
     "accounts",
     "groups",
@@ -196,7 +224,11 @@ Command = Annotated[
     | UpsertContactsCommand
     | DeleteContactCommand
     | GetCallCommand
-    | ListCallsCommand,
+    | ListCallsCommand
+    | SyncDirectoryCommand
+    | ListUsersCommand
+    | MapUserCommand
+    | ProposeUserMappingsCommand,
     Field(discriminator="cmd"),
 ]
 _COMMAND = TypeAdapter(Command)

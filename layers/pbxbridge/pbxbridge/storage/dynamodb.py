@@ -32,6 +32,7 @@ from pydantic import ValidationError
 
 from pbxbridge.domain.calls import CallEvent, CallHistory, CallRating, Milestone, live_state
 from pbxbridge.domain.contacts import Contact
+from pbxbridge.domain.directory import Department, Directory, PbxUser
 from pbxbridge.domain.reconciliation import CallState, HistoryCall
 
 log = logging.getLogger(__name__)
@@ -183,6 +184,7 @@ class DynamoCallStore:
             .set("client_raw", history.client_raw)
             .set("user", history.user)
             .set("pbx_user", history.pbx_user)
+            .set("crm_user", history.crm_user)
             .set("started_at", utc_iso(history.started_at))
             .set("duration", history.duration)
             .set("history_updated_at", utc_iso(history.received_at, precise=True))
@@ -234,6 +236,7 @@ class DynamoCallStore:
             .set_if_absent("started_at", utc_iso(event.received_at))
             .set_if_absent("direction", event.direction)
             .set_if_absent("pbx_user", event.answered_by)
+            .set_if_absent("crm_user", event.crm_user)
             .set("last_event_at", received)
             .add_to_set("legs_rang", event.rang_leg)
             .add_to_set("legs_cancelled", event.cancelled_leg)
@@ -358,8 +361,14 @@ class DynamoContactStore:
         response = self._client.get_item(
             TableName=self._table,
             Key={"phone": {"S": phone_e164}},
-            ProjectionExpression="#p, #n, #r, #c",
-            ExpressionAttributeNames={"#p": "phone", "#n": "contact_name", "#r": "responsible", "#c": "crm_id"},
+            ProjectionExpression="#p, #n, #r, #c, #l",
+            ExpressionAttributeNames={
+                "#p": "phone",
+                "#n": "contact_name",
+                "#r": "responsible",
+                "#c": "crm_id",
+                "#l": "lead",
+            },
         )
         item = response.get("Item")
         if not item:
@@ -371,6 +380,21 @@ class DynamoContactStore:
             fields = sorted({str(error["loc"][0]) for error in exc.errors()})
             log.warning("unreadable contact item, answered as unknown: %s", ", ".join(fields))
             return None
+
+    @_unavailable_on_aws_errors
+    def create_contact_if_absent(self, contact: Contact) -> bool:
+        item = contact.model_dump(exclude_none=True, exclude_defaults=False)
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item={key: _serialize(value) for key, value in item.items()},
+                ConditionExpression="attribute_not_exists(phone)",
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise
+        return True
 
     @_unavailable_on_aws_errors
     def delete_contact(self, phone_e164: str) -> bool:
@@ -496,3 +520,99 @@ def _history_call_item(call: HistoryCall, reconciled_at: datetime) -> dict[str, 
         "reconciled_at": utc_iso(reconciled_at, precise=True),
     }
     return {name: value for name, value in item.items() if value is not None}
+
+
+class DynamoDirectoryStore:
+    """The directory table: (`kind` = user | department, `id`) -> the PBX's view, and a user's CRM user."""
+
+    def __init__(self, client: Any, table: str) -> None:
+        self._client = client
+        self._table = table
+
+    def _query(self, kind: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "#k = :k",
+            "ExpressionAttributeNames": {"#k": "kind"},
+            "ExpressionAttributeValues": {":k": {"S": kind}},
+        }
+        while True:
+            page = self._client.query(**kwargs)
+            items.extend(_plain(item) for item in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return items
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    @_unavailable_on_aws_errors
+    def snapshot(self, region: str, departments: bool = True) -> Directory:
+        users = tuple(
+            PbxUser(
+                login=item["id"],
+                real_name=item.get("real_name"),
+                ext=item.get("ext"),
+                telnum=item.get("telnum"),
+                email=item.get("email"),
+                groups=tuple(item.get("groups", [])),
+                crm_user=item.get("crm_user"),
+                active=bool(item.get("active", True)),
+            )
+            for item in self._query("user")
+        )
+        found = tuple(
+            Department(id=item["id"], real_name=item.get("real_name"), ext=item.get("ext"))
+            for item in (self._query("department") if departments else [])
+        )
+        return Directory(users=users, departments=found, region=region)
+
+    @_unavailable_on_aws_errors
+    def save_user(self, user: PbxUser) -> None:
+        update = _Update()
+        for name in ("real_name", "ext", "telnum", "email"):
+            update.set(name, getattr(user, name))
+        update.set("groups", list(user.groups))
+        update.set("active", True)
+        update.set("synced_at", utc_iso(datetime.now(tz=UTC), precise=True))
+        self._client.update_item(
+            TableName=self._table,
+            Key={"kind": {"S": "user"}, "id": {"S": user.login}},
+            UpdateExpression=update.expression(),
+            ExpressionAttributeNames=update.names,
+            ExpressionAttributeValues=update.values,
+        )
+
+    @_unavailable_on_aws_errors
+    def save_department(self, department: Department) -> None:
+        item = {"kind": "department", "id": department.id, "real_name": department.real_name, "ext": department.ext}
+        self._client.put_item(TableName=self._table, Item={k: _serialize(v) for k, v in item.items() if v is not None})
+
+    @_unavailable_on_aws_errors
+    def deactivate_users(self, logins: Iterable[str]) -> None:
+        for login in logins:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"kind": {"S": "user"}, "id": {"S": login}},
+                UpdateExpression="SET #a = :f",
+                ExpressionAttributeNames={"#a": "active"},
+                ExpressionAttributeValues={":f": {"BOOL": False}},
+            )
+
+    @_unavailable_on_aws_errors
+    def map_user(self, login: str, crm_user: str | None) -> bool:
+        expression = "SET #c = :c" if crm_user else "REMOVE #c"
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": {"kind": {"S": "user"}, "id": {"S": login}},
+            "UpdateExpression": expression,
+            "ConditionExpression": "attribute_exists(#i)",
+            "ExpressionAttributeNames": {"#c": "crm_user", "#i": "id"},
+        }
+        if crm_user:
+            kwargs["ExpressionAttributeValues"] = {":c": {"S": crm_user}}
+        try:
+            self._client.update_item(**kwargs)
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise
+        return True

@@ -1,0 +1,71 @@
+"""The vendor document's CRM scenarios (section 4.3), each switched on by a template parameter.
+
+- a missed inbound call from an unknown number creates a lead, owned by a senior manager;
+- an outbound call to an unknown number creates a contact, owned by the caller;
+- calls of PBX users with no CRM user are attributed to a default CRM user.
+
+"Unknown" and "once per number" are one conditional write: the contact is created only if no contact
+has that number, so no read is spent and a repeated or concurrent push creates it once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from pbxbridge.domain.calls import Attribution, CallHistory, CallStore, Outcome, by_login, history_from_push
+from pbxbridge.domain.contacts import Contact, ContactStore
+from pbxbridge.protocol.webhook import HistoryPush
+
+
+@dataclass(frozen=True, slots=True)
+class Scenarios:
+    missed_call_leads: bool = False
+    lead_responsible: str | None = None  # a CRM user (or PBX login) who owns new leads
+    outbound_contacts: bool = False
+    default_crm_user: str | None = None
+
+
+def contact_to_create(history: CallHistory, scenarios: Scenarios) -> Contact | None:
+    """The contact a finished call should create if its number is unknown, or None."""
+    if not history.client.startswith("+"):
+        return None  # short and internal numbers are nobody's client
+    if scenarios.missed_call_leads and history.direction == "in" and history.outcome is Outcome.MISSED:
+        return Contact(
+            phone=history.client,
+            phone_raw=history.client_raw,
+            contact_name=f"Lead {history.client}",
+            responsible=scenarios.lead_responsible,
+            lead=True,
+            created_by="missed_call",
+        )
+    if scenarios.outbound_contacts and history.direction == "out":
+        return Contact(
+            phone=history.client,
+            phone_raw=history.client_raw,
+            contact_name=f"Client {history.client}",
+            responsible=history.crm_user or history.pbx_user,
+            created_by="outbound_call",
+        )
+    return None
+
+
+def record_finished_call(
+    calls: CallStore,
+    contacts: ContactStore,
+    push: HistoryPush,
+    received_at: datetime,
+    scenarios: Scenarios,
+    attribute: Attribution = by_login,
+) -> tuple[bool, Contact | None]:
+    """Store a `history` push, then let the scenarios create its contact if the number is unknown.
+
+    Returns (the push was a duplicate, the contact a scenario created). The call is stored first: a
+    failure after it is answered 5xx, and the PBX's retry finds the call stored and the contact to do.
+    """
+    history = history_from_push(push, received_at, attribute)
+    duplicate = calls.save_history(history)
+    contact = contact_to_create(history, scenarios)
+    if contact is not None and contacts.create_contact_if_absent(contact):
+        return duplicate, contact
+    return duplicate, None
