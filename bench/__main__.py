@@ -169,6 +169,10 @@ def warm_benchmark(moto_url: str) -> dict[str, Any]:
 
 COLD_PROBE = r"""
 import json, os, resource, sys, time
+def peak_kb():
+    # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so it would report the parent's peak.
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
 start = time.perf_counter()
 sys.path[:0] = [os.environ["BENCH_FUNCTION"], os.environ["BENCH_LAYER"]]
 import app
@@ -188,7 +192,7 @@ assert answer["statusCode"] == 200 and "Bench" in answer["body"], answer
 for _ in range(int(os.environ.get("BENCH_MORE", "0"))):
     app.lambda_handler(event, Context())
 print(json.dumps({"import_s": imported - start, "first_push_s": first - imported, "total_s": first - start,
-                  "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}), file=sys.stderr)
+                  "maxrss_kb": peak_kb()}), file=sys.stderr)
 """
 
 FLOOR_PROBE = r"""

@@ -89,16 +89,20 @@ def command_overhead(repeat: int) -> dict[str, Any]:
 
 HISTORY_PROBE = r"""
 import json, resource, sys, time
+def peak_kb():
+    # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so it would report the parent's peak.
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
 from datetime import datetime, UTC
 from pbxbridge.pbx import PbxClient
 from pbxbridge.pbx.models import HistoryRow
 client = PbxClient(sys.argv[1], sys.argv[2], history_read_timeout=120)
 client.get_dnd("andy")  # connections and imports warmed: what follows is the stream
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = peak_kb()
 start = time.perf_counter()
 rows = sum(1 for row in client.history(start=datetime(2020, 1, 1, tzinfo=UTC)) if isinstance(row, HistoryRow))
 elapsed = time.perf_counter() - start
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+after = peak_kb()
 print(json.dumps({"rows": rows, "seconds": elapsed, "peak_mb": after / 1024, "growth_mb": (after - before) / 1024}))
 """
 

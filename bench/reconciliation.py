@@ -17,6 +17,10 @@ SIZES = (10_000, 100_000)
 
 PROBE = r"""
 import json, os, resource, sys, time
+def peak_kb():
+    # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so it would report the parent's peak.
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
 from datetime import UTC, datetime, timedelta
 from pbxbridge.domain.reconciliation import Reconciler, SyncReport
 from pbxbridge.pbx import PbxClient
@@ -25,12 +29,12 @@ client = PbxClient(sys.argv[1], sys.argv[2], history_read_timeout=600)
 ledger = DynamoLedger(dynamodb_client(), "CallsTable", "SyncStateTable")
 reconciler = Reconciler(history=client, ledger=ledger, region="RU", limit=1_000_000)
 client.get_dnd("andy")
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = peak_kb()
 start = time.perf_counter()
 report = reconciler.walk(datetime(2025, 12, 31, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC), SyncReport(),
                          advance=True, window=timedelta(days=400))
 elapsed = time.perf_counter() - start
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+after = peak_kb()
 print(json.dumps({"seconds": elapsed, "created": report.created, "rows": report.rows_seen,
                   "peak_mb": after / 1024, "growth_mb": (after - before) / 1024}))
 """
