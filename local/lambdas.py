@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import sys
 import threading
@@ -64,4 +65,6 @@ class LocalFunction:
     def invoke(self, event: dict[str, Any]) -> Any:
         context = LambdaContext(function_name=self.spec.logical_id, timeout_seconds=self.spec.timeout)
         with self._lock:
-            return self.handler(event, context)
+            result = self.handler(event, context)
+        # Lambda hands back what json.dumps makes of the result: a tuple becomes a list, a datetime fails.
+        return json.loads(json.dumps(result))

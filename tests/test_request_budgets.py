@@ -14,9 +14,7 @@ def warm(webhook: Webhook) -> None:
     webhook.push(**{**HISTORY, "callid": "warm-up"})
 
 
-def test_the_directory_is_read_once_per_container_not_per_push(
-    webhook: Webhook, dynamodb_requests: list[str]
-) -> None:
+def test_the_directory_is_read_once_per_container_not_per_push(webhook: Webhook, dynamodb_requests: list[str]) -> None:
     for index in range(5):
         webhook.push(**{**HISTORY, "callid": f"d{index}"})
         webhook.push(**{**EVENT, "callid": f"d{index}"})
