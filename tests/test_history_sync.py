@@ -254,3 +254,35 @@ def test_the_lambda_and_the_console(rig: Rig, moto_url: str, template: Template)
         check=False,
     )
     assert bad.returncode == 2
+
+
+def test_calls_only_the_history_knows_get_their_scenario_and_crm_user(
+    rig: Rig, contact_store: Any, monkeypatch: pytest.MonkeyPatch, aws: dict[str, str]
+) -> None:
+    from pbxbridge.domain.directory import PbxUser
+    from pbxbridge.history_sync import default_reconciler
+    from pbxbridge.settings import history_sync_settings
+    from pbxbridge.storage.dynamodb import DynamoDirectoryStore, dynamodb_client
+
+    directory = DynamoDirectoryStore(dynamodb_client(), aws["DirectoryTable"])
+    directory.save_user(PbxUser(login="andy", ext="708"))
+    directory.map_user("andy", "crm-17")
+    for name, value in {
+        "SCENARIO_MISSED_CALL_LEADS": "true",
+        "LEAD_RESPONSIBLE": "crm-boss",
+        "DEFAULT_CRM_USER": "crm-default",
+    }.items():
+        monkeypatch.setenv(name, value)
+    history_sync_settings.cache_clear()
+    rig.simulator.drop_rate = 1.0  # the webhook heard nothing of these calls
+    missed = rig.simulator.play_inbound("79167770001", answered_by=None)
+    answered = rig.simulator.play_inbound("79167770002", answered_by="andy")
+    reconciler, _ = default_reconciler(pbx=rig.client)
+    report = run_sync({}, reconciler=reconciler, now=soon)
+    history_sync_settings.cache_clear()
+    assert report["created"] == 2
+    lead = contact_store.get_contact("+79167770001")
+    assert (lead.lead, lead.responsible) == (True, "crm-boss")
+    assert contact_store.get_contact("+79167770002") is None
+    assert rig.store.get_call(answered)["crm_user"] == "crm-17"
+    assert rig.store.get_call(missed)["crm_user"] == "crm-default"

@@ -280,11 +280,9 @@ def _print_history(rows: Any) -> int:
 def _sync_history(args: argparse.Namespace) -> int:
     import logging
 
-    from pbxbridge.domain.reconciliation import Reconciler
-    from pbxbridge.history_sync import InvalidSyncRequestError, run_sync
+    from pbxbridge.history_sync import InvalidSyncRequestError, default_reconciler, run_sync
     from pbxbridge.pbx import PbxClient, PbxError
     from pbxbridge.settings import history_sync_settings
-    from pbxbridge.storage.dynamodb import DynamoLedger, dynamodb_client
 
     for handler in logging.getLogger("pbxbridge").handlers:  # the report is stdout's; logs go to stderr
         if isinstance(handler, logging.StreamHandler):
@@ -300,8 +298,7 @@ def _sync_history(args: argparse.Namespace) -> int:
         region=settings.phone_region,
         history_read_timeout=300,
     )
-    ledger = DynamoLedger(dynamodb_client(), settings.calls_table, settings.sync_state_table)
-    reconciler = Reconciler(history=client, ledger=ledger, region=settings.phone_region, limit=settings.limit)
+    reconciler, _ = default_reconciler(pbx=client)
     event = {k: v for k, v in (("period", args.period), ("start", args.start), ("end", args.end)) if v}
     try:
         report = run_sync(event, reconciler=reconciler)

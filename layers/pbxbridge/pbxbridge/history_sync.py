@@ -18,12 +18,14 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
+from pbxbridge.domain.directory import Directory
 from pbxbridge.domain.reconciliation import History, Ledger, Reconciler, SyncReport, period_range
+from pbxbridge.domain.scenarios import Scenarios, scenarios_for_reconciled_calls
 from pbxbridge.pbx.configured import configured_pbx
 from pbxbridge.pbx.models import HistoryPeriod
 from pbxbridge.protocol.commands import Moment
 from pbxbridge.settings import history_sync_settings
-from pbxbridge.storage.dynamodb import DynamoLedger, dynamodb_client
+from pbxbridge.storage.dynamodb import DynamoContactStore, DynamoDirectoryStore, DynamoLedger, dynamodb_client
 
 logger = Logger()
 metrics = Metrics()
@@ -54,13 +56,45 @@ class InvalidSyncRequestError(ValueError):
     pass
 
 
-def default_reconciler() -> tuple[Reconciler, Ledger]:
+def default_reconciler(pbx: History | None = None) -> tuple[Reconciler, Ledger]:
+    """The reconciler as configured: DynamoDB, the PBX (or `pbx`), the directory and the scenarios."""
     settings = history_sync_settings()
-    ledger = DynamoLedger(dynamodb_client(), settings.calls_table, settings.sync_state_table)
-    pbx: History = configured_pbx(
-        settings.pbx_url, settings.pbx_token_parameter, settings.phone_region, settings.key_cache_seconds
+    client = dynamodb_client()
+    ledger = DynamoLedger(client, settings.calls_table, settings.sync_state_table)
+    if pbx is None:
+        pbx = configured_pbx(
+            settings.pbx_url, settings.pbx_token_parameter, settings.phone_region, settings.key_cache_seconds
+        )
+    directory = (
+        DynamoDirectoryStore(client, settings.directory_table).snapshot(settings.phone_region, departments=False)
+        if settings.directory_table
+        else Directory(region=settings.phone_region)
     )
-    return Reconciler(history=pbx, ledger=ledger, region=settings.phone_region, limit=settings.limit), ledger
+
+    def attribute(user: str | None) -> tuple[str | None, str | None]:
+        login = directory.resolve(user)
+        return login, directory.crm_user(login) or settings.default_crm_user
+
+    scenarios = Scenarios(
+        missed_call_leads=settings.missed_call_leads,
+        lead_responsible=settings.lead_responsible,
+        outbound_contacts=settings.outbound_contacts,
+        default_crm_user=settings.default_crm_user,
+    )
+    on_created = (
+        scenarios_for_reconciled_calls(DynamoContactStore(client, settings.contacts_table), scenarios)
+        if settings.contacts_table
+        else (lambda call: None)
+    )
+    reconciler = Reconciler(
+        history=pbx,
+        ledger=ledger,
+        region=settings.phone_region,
+        limit=settings.limit,
+        attribute=attribute,
+        on_created=on_created,
+    )
+    return reconciler, ledger
 
 
 def run_sync(

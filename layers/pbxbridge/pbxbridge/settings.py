@@ -75,6 +75,12 @@ class HistorySyncSettings(BaseModel):
     model_config = ConfigDict(frozen=True, populate_by_name=True)
 
     calls_table: str = Field(alias="CALLS_TABLE", min_length=1)
+    contacts_table: str | None = Field(default=None, alias="CONTACTS_TABLE")
+    directory_table: str | None = Field(default=None, alias="DIRECTORY_TABLE")
+    missed_call_leads: bool = Field(default=False, alias="SCENARIO_MISSED_CALL_LEADS")
+    lead_responsible: str | None = Field(default=None, alias="LEAD_RESPONSIBLE")
+    outbound_contacts: bool = Field(default=False, alias="SCENARIO_OUTBOUND_CONTACTS")
+    default_crm_user: str | None = Field(default=None, alias="DEFAULT_CRM_USER")
     sync_state_table: str = Field(alias="SYNC_STATE_TABLE", min_length=1)
     pbx_url: str = Field(default="", alias="PBX_URL")
     pbx_token_parameter: str = Field(default="/pbxbridge/pbx-token", alias="PBX_TOKEN_PARAMETER", min_length=1)
@@ -87,6 +93,11 @@ class HistorySyncSettings(BaseModel):
     first_run_days: int = Field(default=1, alias="HISTORY_FIRST_RUN_DAYS", ge=0)
     # The PBX's named periods (`last_month`) are in the tenant's local time.
     pbx_utc_offset_hours: float = Field(default=3, alias="PBX_UTC_OFFSET_HOURS", ge=-12, le=14)
+
+    @field_validator("contacts_table", "directory_table", "lead_responsible", "default_crm_user", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return value or None
 
 
 @lru_cache(maxsize=1)

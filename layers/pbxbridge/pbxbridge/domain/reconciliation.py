@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from pbxbridge.domain.calls import Outcome, pbx_login
+from pbxbridge.domain.calls import Attribution, Outcome, by_login
 from pbxbridge.pbx.models import HistoryPeriod, HistoryRow, HistoryType, RejectedHistoryRow
 from pbxbridge.phones import InvalidPhoneError, normalize_phone
 
@@ -40,6 +40,7 @@ class HistoryCall:
     via: str | None
     link: str | None
     rating: int | None
+    crm_user: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +103,7 @@ class SyncReport:
         }
 
 
-def call_from_row(row: HistoryRow, region: str) -> HistoryCall:
+def call_from_row(row: HistoryRow, region: str, attribute: Attribution = by_login) -> HistoryCall:
     """Raises InvalidPhoneError when the client's number cannot be read."""
     phone = normalize_phone(row.client, region)
     kind = row.type.lower()
@@ -127,7 +128,8 @@ def call_from_row(row: HistoryRow, region: str) -> HistoryCall:
         client=phone.e164,
         client_raw=row.client,
         user=row.account,
-        pbx_user=pbx_login(row.account),
+        pbx_user=attribute(row.account)[0],
+        crm_user=attribute(row.account)[1],
         started_at=row.start.astimezone(UTC),
         duration=row.duration,
         wait=row.wait,
@@ -169,6 +171,9 @@ class Reconciler:
     settled_after: timedelta = timedelta(hours=2)
     min_window: timedelta = timedelta(seconds=1)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(tz=UTC))
+    attribute: Attribution = by_login
+    # Told of every call reconciliation created: the scenarios' chance at calls whose pushes were lost.
+    on_created: Callable[[HistoryCall], None] = field(default=lambda call: None)
 
     def store_rows(self, rows: Iterable[HistoryRow | RejectedHistoryRow], report: SyncReport) -> int:
         """Store one window's rows; returns how many rows (rejected included) the PBX sent."""
@@ -182,7 +187,7 @@ class Reconciler:
                     report.rejected.append(f"line {row.line}: {row.reason}")
                     continue
                 try:
-                    calls[row.uid] = call_from_row(row, self.region)
+                    calls[row.uid] = call_from_row(row, self.region, self.attribute)
                 except InvalidPhoneError:
                     report.rejected.append(f"call {row.uid}: client {row.client[:40]!r} is not a phone number")
             report.rows_seen += sum(1 for row in chunk if isinstance(row, HistoryRow))
@@ -199,11 +204,14 @@ class Reconciler:
                     to_create.append(call)
                 elif self.ledger.merge_call(call, now):
                     report.created += 1
+                    self.on_created(call)
                 else:
                     report.merged += 1
             if to_create:
                 self.ledger.create_calls(to_create, now)
                 report.created += len(to_create)
+                for call in to_create:
+                    self.on_created(call)
         return count
 
     def walk(

@@ -10,10 +10,12 @@ has that number, so no read is spent and a repeated or concurrent push creates i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
-from pbxbridge.domain.calls import Attribution, CallHistory, CallStore, Outcome, by_login, history_from_push
+from pbxbridge.domain.calls import Attribution, CallStore, Outcome, by_login, history_from_push
 from pbxbridge.domain.contacts import Contact, ContactStore
 from pbxbridge.protocol.webhook import HistoryPush
 
@@ -26,7 +28,24 @@ class Scenarios:
     default_crm_user: str | None = None
 
 
-def contact_to_create(history: CallHistory, scenarios: Scenarios) -> Contact | None:
+class FinishedCall(Protocol):
+    """What the scenarios read of a call, from a `history` push or a history CSV row alike."""
+
+    @property
+    def direction(self) -> str: ...
+    @property
+    def outcome(self) -> Outcome: ...
+    @property
+    def client(self) -> str: ...
+    @property
+    def client_raw(self) -> str: ...
+    @property
+    def pbx_user(self) -> str | None: ...
+    @property
+    def crm_user(self) -> str | None: ...
+
+
+def contact_to_create(history: FinishedCall, scenarios: Scenarios) -> Contact | None:
     """The contact a finished call should create if its number is unknown, or None."""
     if not history.client.startswith("+"):
         return None  # short and internal numbers are nobody's client
@@ -69,3 +88,14 @@ def record_finished_call(
     if contact is not None and contacts.create_contact_if_absent(contact):
         return duplicate, contact
     return duplicate, None
+
+
+def scenarios_for_reconciled_calls(contacts: ContactStore, scenarios: Scenarios) -> Callable[[FinishedCall], None]:
+    """Reconciliation's hook: a call it had to create (its pushes were lost) gets its scenario too."""
+
+    def apply(call: FinishedCall) -> None:
+        contact = contact_to_create(call, scenarios)
+        if contact is not None:
+            contacts.create_contact_if_absent(contact)
+
+    return apply
