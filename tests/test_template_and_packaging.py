@@ -140,3 +140,28 @@ def test_readme_shows_the_two_commands_and_ci_runs_make_test() -> None:
     assert "make run" in readme
     assert "make test" in readme
     assert "make test" in (REPO / ".ci" / "run").read_text()
+
+
+def test_the_webhook_does_not_import_what_it_does_not_use() -> None:
+    """Every import in the handler is paid on every cold start: the webhook never needs the PBX
+    client's `requests`, the X-Ray SDK, or Powertools' idempotency and event handler."""
+    import os
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; sys.path[:0] = ['functions/webhook']; import app; "
+        "print(','.join(sorted(m for m in ('requests', 'aws_xray_sdk', "
+        "'aws_lambda_powertools.utilities.idempotency', 'aws_lambda_powertools.event_handler') if m in sys.modules)))"
+    )
+    env = {
+        **os.environ,
+        "CALLS_TABLE": "a",
+        "CALL_EVENTS_TABLE": "b",
+        "CONTACTS_TABLE": "c",
+        "CRM_TOKEN_PARAMETER": "/k",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == ""

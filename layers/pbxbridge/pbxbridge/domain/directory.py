@@ -12,11 +12,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pbxbridge.domain.calls import pbx_login
-from pbxbridge.pbx.models import PbxAccount, PbxGroup
 from pbxbridge.phones import InvalidPhoneError, normalize_phone
+
+if TYPE_CHECKING:  # the webhook imports this module; the PBX client (and requests) it never needs
+    from pbxbridge.pbx.models import PbxAccount, PbxGroup
 
 
 @dataclass(frozen=True, slots=True)
