@@ -6,20 +6,15 @@ boto3 and tests can swap either.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict
-from datetime import datetime
 from typing import Any, Protocol
 
 from pbxbridge.domain.contacts import Contact, ContactStore, RejectedRow, read_contacts, save_contacts
-from pbxbridge.domain.directory import CrmUser, DirectoryStore, propose_mappings, sync_directory
+from pbxbridge.domain.directory import CrmUser, DirectorySource, DirectoryStore, propose_mappings, sync_directory
+from pbxbridge.domain.reconciliation import History
 from pbxbridge.pbx.models import (
-    HistoryPeriod,
-    HistoryRow,
-    HistoryType,
     MakeCallResult,
-    PbxAccount,
-    PbxGroup,
     RejectedHistoryRow,
 )
 from pbxbridge.phones import Phone
@@ -43,25 +38,14 @@ from pbxbridge.protocol.commands import (
 )
 
 
-class Pbx(Protocol):
+class Pbx(History, DirectorySource, Protocol):
     """What the commands need of the PBX (pbxbridge.pbx.PbxClient is one)."""
 
-    def accounts(self) -> list[PbxAccount]: ...
-    def groups(self, user: str | None = None) -> list[PbxGroup]: ...
     def make_call(self, phone: Phone | str, user: str, clid: str | None = None) -> MakeCallResult: ...
     def subscribe_on_calls(self, user: str, on: bool, group_id: str | None = None) -> None: ...
     def subscription_status(self, user: str, group_id: str) -> bool: ...
     def set_dnd(self, user: str, state: bool) -> None: ...
     def get_dnd(self, user: str) -> bool: ...
-    def history(
-        self,
-        *,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        period: HistoryPeriod | None = None,
-        call_type: HistoryType = HistoryType.ALL,
-        limit: int | None = None,
-    ) -> Iterator[HistoryRow | RejectedHistoryRow]: ...
 
 
 class CallReader(Protocol):

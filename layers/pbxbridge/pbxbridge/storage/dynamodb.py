@@ -69,6 +69,33 @@ def _error_code(exc: Exception) -> str:
     return "connection"
 
 
+def _put_if_absent(client: Any, table: str, item: Mapping[str, Any], key: str) -> bool:
+    """One conditional PutItem: True when the item was new, False when one with its key was there."""
+    try:
+        client.put_item(
+            TableName=table,
+            Item={name: _serialize(value) for name, value in item.items()},
+            ConditionExpression="attribute_not_exists(#k)",
+            ExpressionAttributeNames={"#k": key},
+        )
+    except ClientError as exc:
+        if _is_condition_failure(exc):
+            return False
+        raise
+    return True
+
+
+def _query_all(client: Any, **kwargs: Any) -> list[dict[str, Any]]:
+    """Every page of a Query, as plain items."""
+    items: list[dict[str, Any]] = []
+    while True:
+        page = client.query(**kwargs)
+        items.extend(_plain(item) for item in page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            return items
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
 def _is_condition_failure(exc: ClientError) -> bool:
     return bool(exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException")
 
@@ -214,17 +241,7 @@ class DynamoCallStore:
             **({"second_callid": event.transferred_to} if event.transferred_to else {}),
             **event.optional,
         }
-        try:
-            self._client.put_item(
-                TableName=self._events_table,
-                Item={key: _serialize(value) for key, value in item.items()},
-                ConditionExpression="attribute_not_exists(event_key)",
-            )
-        except ClientError as exc:
-            if _is_condition_failure(exc):
-                return True
-            raise
-        return False
+        return not _put_if_absent(self._client, self._events_table, item, "event_key")
 
     @_unavailable_on_aws_errors
     def advance_live_state(self, event: CallEvent) -> None:
@@ -278,20 +295,14 @@ class DynamoCallStore:
 
     @_unavailable_on_aws_errors
     def timeline(self, callid: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self._events_table,
-            "IndexName": BY_ARRIVAL_INDEX,
-            "KeyConditionExpression": "callid = :c",
-            "ExpressionAttributeValues": {":c": {"S": callid}},
-            "ConsistentRead": True,
-        }
-        while True:
-            page = self._client.query(**kwargs)
-            items.extend(_plain(item) for item in page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                return items
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return _query_all(
+            self._client,
+            TableName=self._events_table,
+            IndexName=BY_ARRIVAL_INDEX,
+            KeyConditionExpression="callid = :c",
+            ExpressionAttributeValues={":c": {"S": callid}},
+            ConsistentRead=True,
+        )
 
     @_unavailable_on_aws_errors
     def calls_by_client(self, phone_e164: str, limit: int = 50, cursor: str | None = None) -> CallPage:
@@ -383,18 +394,7 @@ class DynamoContactStore:
 
     @_unavailable_on_aws_errors
     def create_contact_if_absent(self, contact: Contact) -> bool:
-        item = contact.model_dump(exclude_none=True, exclude_defaults=False)
-        try:
-            self._client.put_item(
-                TableName=self._table,
-                Item={key: _serialize(value) for key, value in item.items()},
-                ConditionExpression="attribute_not_exists(phone)",
-            )
-        except ClientError as exc:
-            if _is_condition_failure(exc):
-                return False
-            raise
-        return True
+        return _put_if_absent(self._client, self._table, contact.model_dump(exclude_none=True), "phone")
 
     @_unavailable_on_aws_errors
     def delete_contact(self, phone_e164: str) -> bool:
@@ -531,19 +531,13 @@ class DynamoDirectoryStore:
         self._table = table
 
     def _query(self, kind: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "#k = :k",
-            "ExpressionAttributeNames": {"#k": "kind"},
-            "ExpressionAttributeValues": {":k": {"S": kind}},
-        }
-        while True:
-            page = self._client.query(**kwargs)
-            items.extend(_plain(item) for item in page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                return items
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return _query_all(
+            self._client,
+            TableName=self._table,
+            KeyConditionExpression="#k = :k",
+            ExpressionAttributeNames={"#k": "kind"},
+            ExpressionAttributeValues={":k": {"S": kind}},
+        )
 
     @_unavailable_on_aws_errors
     def snapshot(self, region: str, departments: bool = True) -> Directory:
