@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from pbxbridge.domain.directory import Directory
 from pbxbridge.domain.reconciliation import History, Ledger, Reconciler, SyncReport, period_range
-from pbxbridge.domain.scenarios import Scenarios, scenarios_for_reconciled_calls
+from pbxbridge.domain.scenarios import scenarios_for_reconciled_calls
 from pbxbridge.pbx.configured import configured_pbx
 from pbxbridge.pbx.models import HistoryPeriod
 from pbxbridge.protocol.commands import Moment
@@ -75,17 +75,7 @@ def default_reconciler(pbx: History | None = None) -> tuple[Reconciler, Ledger]:
         login = directory.resolve(user)
         return login, directory.crm_user(login) or settings.default_crm_user
 
-    scenarios = Scenarios(
-        missed_call_leads=settings.missed_call_leads,
-        lead_responsible=settings.lead_responsible,
-        outbound_contacts=settings.outbound_contacts,
-        default_crm_user=settings.default_crm_user,
-    )
-    on_created = (
-        scenarios_for_reconciled_calls(DynamoContactStore(client, settings.contacts_table), scenarios)
-        if settings.contacts_table
-        else (lambda call: None)
-    )
+    on_created = scenarios_for_reconciled_calls(DynamoContactStore(client, settings.contacts_table), settings.scenarios)
     reconciler = Reconciler(
         history=pbx,
         ledger=ledger,

@@ -93,12 +93,7 @@ def default_dependencies() -> WebhookDependencies:
         ),
         phone_region=settings.phone_region,
         directory=directory,
-        scenarios=Scenarios(
-            missed_call_leads=settings.missed_call_leads,
-            lead_responsible=settings.lead_responsible,
-            outbound_contacts=settings.outbound_contacts,
-            default_crm_user=settings.default_crm_user,
-        ),
+        scenarios=settings.scenarios,
     )
 
 
