@@ -147,9 +147,11 @@ class Template:
                 "AttributeDefinitions": props["AttributeDefinitions"],
                 "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
             }
-            for key in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes", "StreamSpecification"):
+            for key in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
                 if key in props:
                     args[key] = props[key]
+            if "StreamSpecification" in props:
+                args["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
             if "SSESpecification" in props:
                 args["SSESpecification"] = {"Enabled": bool(props["SSESpecification"].get("SSEEnabled"))}
             tables[logical_id] = args

@@ -43,6 +43,7 @@ from pbxbridge.storage.dynamodb import (
     StoreUnavailableError,
     dynamodb_client,
 )
+from pbxbridge.storage.s3 import S3RecordingArchive, s3_client
 
 logger = Logger()
 metrics = Metrics()
@@ -87,6 +88,7 @@ def default_dependencies() -> CommandsDependencies:
         contacts=DynamoContactStore(client, settings.contacts_table),
         region=settings.phone_region,
         directory=DynamoDirectoryStore(client, settings.directory_table) if settings.directory_table else None,
+        recordings=S3RecordingArchive(s3_client(), settings.recordings_bucket) if settings.recordings_bucket else None,
     )
     return CommandsDependencies(service=service, dial_once=_dial_once(service), phone_region=settings.phone_region)
 
@@ -186,6 +188,7 @@ _KNOWN = frozenset(
         "syncDirectory",
         "listUsers",
         "mapUser",
+        "getRecordingUrl",
         "proposeUserMappings",
     }
 )

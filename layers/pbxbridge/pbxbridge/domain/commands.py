@@ -23,6 +23,7 @@ from pbxbridge.protocol.commands import (
     DeleteContactCommand,
     GetCallCommand,
     GetDndCommand,
+    GetRecordingUrlCommand,
     GroupsCommand,
     HistoryCommand,
     ListCallsCommand,
@@ -36,6 +37,7 @@ from pbxbridge.protocol.commands import (
     SyncDirectoryCommand,
     UpsertContactsCommand,
 )
+from pbxbridge.recordings.archive import RecordingArchive
 
 
 class Pbx(History, DirectorySource, Protocol):
@@ -72,12 +74,14 @@ class CommandService:
         contacts: ContactStore,
         region: str,
         directory: DirectoryStore | None = None,
+        recordings: RecordingArchive | None = None,
     ) -> None:
         self._pbx = pbx  # made on first use: CRM-data commands need no PBX key
         self._calls = calls
         self._contacts = contacts
         self._region = region
         self._directory = directory
+        self._recordings = recordings
 
     def run(self, command: Any) -> Any:
         handlers: dict[type, Callable[[Any], Any]] = {
@@ -97,6 +101,7 @@ class CommandService:
             ListUsersCommand: self._list_users,
             MapUserCommand: self._map_user,
             ProposeUserMappingsCommand: self._propose_user_mappings,
+            GetRecordingUrlCommand: self._recording_url,
         }
         return handlers[type(command)](command)
 
@@ -189,6 +194,16 @@ class CommandService:
         proposals = propose_mappings(store.snapshot(self._region), crm_users)
         applied = sum(1 for p in proposals if store.map_user(p.login, p.crm_user)) if command.apply else 0
         return {"proposals": [asdict(p) for p in proposals], "applied": applied}
+
+    def _recording_url(self, command: GetRecordingUrlCommand) -> dict[str, Any]:
+        call = self._calls.get_call(command.callid)
+        if call is None:
+            raise CommandError("not_found", f"no call {command.callid}")
+        key = call.get("recording_key")
+        if not key or self._recordings is None:
+            reason = call.get("recording_rejected") or "the recording is not archived (yet)"
+            raise CommandError("not_found", reason)
+        return {"url": self._recordings.url_for(key, command.expires_in), "expires_in": command.expires_in}
 
 
 __all__ = ["CallReader", "CommandError", "CommandService", "Contact", "Pbx", "RejectedRow"]

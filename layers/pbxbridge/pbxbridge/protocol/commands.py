@@ -201,6 +201,12 @@ class ProposeUserMappingsCommand(_Command):
     apply: bool = False
 
 
+class GetRecordingUrlCommand(_Command):
+    cmd: Literal["getRecordingUrl"]
+    callid: str = Field(min_length=1, max_length=200)
+    expires_in: int = Field(default=900, ge=60, le=12 * 3600)
+
+
 PBX_COMMANDS = (
     "accounts",
     "groups",
@@ -228,7 +234,8 @@ Command = Annotated[
     | SyncDirectoryCommand
     | ListUsersCommand
     | MapUserCommand
-    | ProposeUserMappingsCommand,
+    | ProposeUserMappingsCommand
+    | GetRecordingUrlCommand,
     Field(discriminator="cmd"),
 ]
 _COMMAND = TypeAdapter(Command)

@@ -90,7 +90,7 @@ def _query_all(client: Any, **kwargs: Any) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     while True:
         page = client.query(**kwargs)
-        items.extend(_plain(item) for item in page.get("Items", []))
+        items.extend(plain_item(item) for item in page.get("Items", []))
         if "LastEvaluatedKey" not in page:
             return items
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -169,7 +169,7 @@ class _Update:
         return " ".join(parts)
 
 
-def _plain(item: Mapping[str, Any]) -> dict[str, Any]:
+def plain_item(item: Mapping[str, Any]) -> dict[str, Any]:
     """A DynamoDB item as plain Python: numbers as int, sets as sorted lists."""
     out: dict[str, Any] = {}
     for key, wire in item.items():
@@ -278,6 +278,19 @@ class DynamoCallStore:
         )
         self._update_call(rating.callid, update)
 
+    # Recordings
+
+    @_unavailable_on_aws_errors
+    def recording_archived(self, callid: str, key: str, size: int) -> None:
+        now = utc_iso(datetime.now(tz=UTC), precise=True)
+        update = _Update().set("recording_key", key).set("recording_size", size).set("recorded_at", now)
+        self._update_call(callid, update)
+
+    @_unavailable_on_aws_errors
+    def recording_rejected(self, callid: str, reason: str) -> None:
+        update = _Update().set("recording_rejected", reason[:500])
+        self._update_call(callid, update)
+
     # Reads (for the commands and the tests): each is one request.
 
     @_unavailable_on_aws_errors
@@ -287,7 +300,7 @@ class DynamoCallStore:
         )
         if "Item" not in response:
             return None
-        call = _plain(response["Item"])
+        call = plain_item(response["Item"])
         state = live_state({m.value for m in Milestone if m.value in call})
         if state is not None:
             call["live_state"] = state.value
@@ -330,7 +343,7 @@ class DynamoCallStore:
         page = self._client.query(**kwargs)
         last = page.get("LastEvaluatedKey")
         return CallPage(
-            calls=[_plain(item) for item in page.get("Items", [])], cursor=_encode_cursor(last) if last else None
+            calls=[plain_item(item) for item in page.get("Items", [])], cursor=_encode_cursor(last) if last else None
         )
 
 
@@ -385,7 +398,7 @@ class DynamoContactStore:
         if not item:
             return None
         try:
-            return Contact.model_validate(_plain(item))
+            return Contact.model_validate(plain_item(item))
         except ValidationError as exc:
             # A row the CRM wrote badly must not cost the ringing call its answer: treat it as unknown.
             fields = sorted({str(error["loc"][0]) for error in exc.errors()})

@@ -1,0 +1,174 @@
+"""Call events for other services, derived from the tables' change streams (never a second write in
+the webhook, so a push is never half-published).
+
+Each event is decided by comparing a record's old and new image, so it is published once per
+transition whatever order the pushes came in; a redelivered stream record publishes the same event
+again with the same `id` (delivery is at least once: consumers deduplicate on `id`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SOURCE = "pbxbridge"
+
+
+class _Detail(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(description="stable: the same transition always has the same id")
+    callid: str
+    occurred_at: datetime = Field(description="when the call reached this state (UTC)")
+    direction: Literal["in", "out"] | None = None
+    client: str | None = Field(default=None, description="the client's number, E.164")
+    pbx_user: str | None = None
+    crm_user: str | None = None
+
+
+class CallRinging(_Detail):
+    """A call started ringing: the CRM's popup card."""
+
+    contact_name: str | None = None
+    responsible: str | None = None
+
+
+class CallAnswered(_Detail):
+    answered_by: str | None = None
+
+
+class CallEnded(_Detail):
+    outcome: str | None = None
+    duration: int | None = None
+
+
+class CallMissed(_Detail):
+    """Decided by the PBX's history (status `missed`), never by CANCELLED legs alone."""
+
+
+class CallRecorded(_Detail):
+    recording_key: str
+    recording_size: int | None = None
+
+
+class LeadCreated(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    phone: str
+    contact_name: str
+    responsible: str | None = None
+    created_by: str | None = None
+    occurred_at: datetime
+
+
+EVENT_TYPES: dict[str, type[BaseModel]] = {
+    model.__name__: model for model in (CallRinging, CallAnswered, CallEnded, CallMissed, CallRecorded, LeadCreated)
+}
+
+
+def _time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _first(item: Mapping[str, Any], *names: str) -> datetime | None:
+    times = [t for t in (_time(item.get(name)) for name in names) if t is not None]
+    return min(times) if times else None
+
+
+def call_events(
+    old: Mapping[str, Any] | None,
+    new: Mapping[str, Any],
+    contact: Callable[[str], tuple[str | None, str | None]] = lambda phone: (None, None),
+) -> Iterator[BaseModel]:
+    """The events one change of a call item means. `contact` gives (name, responsible) for a number."""
+    old = old or {}
+    callid = str(new["callid"])
+    common: dict[str, Any] = {
+        "callid": callid,
+        "direction": new.get("direction") if new.get("direction") in ("in", "out") else None,
+        "client": new.get("client"),
+        "pbx_user": new.get("pbx_user"),
+        "crm_user": new.get("crm_user"),
+    }
+    rang = _first(new, "rang_at", "dialled_at")
+    if rang and not _first(old, "rang_at", "dialled_at"):
+        name, responsible = contact(str(new["client"])) if new.get("client") else (None, None)
+        yield CallRinging(
+            id=f"{callid}/CallRinging", occurred_at=rang, contact_name=name, responsible=responsible, **common
+        )
+    answered = _time(new.get("accepted_at"))
+    if answered and not _time(old.get("accepted_at")):
+        yield CallAnswered(
+            id=f"{callid}/CallAnswered", occurred_at=answered, answered_by=new.get("accepted_by"), **common
+        )
+    ended = _first(new, "completed_at", "history_at", "reconciled_at")
+    if ended and not _first(old, "completed_at", "history_at", "reconciled_at"):
+        yield CallEnded(
+            id=f"{callid}/CallEnded",
+            occurred_at=ended,
+            outcome=new.get("outcome"),
+            duration=new.get("duration"),
+            **common,
+        )
+    if new.get("outcome") == "missed" and old.get("outcome") != "missed":
+        when = _first(new, "history_at", "reconciled_at") or datetime.now(tz=UTC)
+        yield CallMissed(id=f"{callid}/CallMissed", occurred_at=when, **common)
+    if new.get("recording_key") and not old.get("recording_key"):
+        when = _time(new.get("recorded_at")) or datetime.now(tz=UTC)
+        yield CallRecorded(
+            id=f"{callid}/CallRecorded",
+            occurred_at=when,
+            recording_key=new["recording_key"],
+            recording_size=new.get("recording_size"),
+            **common,
+        )
+
+
+def contact_events(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> Iterator[BaseModel]:
+    if old is None and new is not None and new.get("lead") is True:
+        yield LeadCreated(
+            id=f"{new['phone']}/LeadCreated",
+            phone=new["phone"],
+            contact_name=new["contact_name"],
+            responsible=new.get("responsible"),
+            created_by=new.get("created_by"),
+            occurred_at=datetime.now(tz=UTC),
+        )
+
+
+def new_recording_link(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> str | None:
+    """The link, when this change stored a call's recording link for the first time."""
+    link = new.get("link")
+    if isinstance(link, str) and link and not (old or {}).get("link") and not new.get("recording_key"):
+        return link
+    return None
+
+
+def to_entry(event: BaseModel, bus: str) -> dict[str, Any]:
+    """A PutEvents entry; `Time` is when the call reached the state, not when it was published."""
+    occurred = getattr(event, "occurred_at", None)
+    return {
+        "Source": SOURCE,
+        "DetailType": type(event).__name__,
+        "Detail": event.model_dump_json(),
+        "EventBusName": bus,
+        **({"Time": occurred} if occurred else {}),
+    }
+
+
+def schemas() -> dict[str, str]:
+    """Each event's JSON schema, as kept under schemas/events/ (a test checks they are current)."""
+    return {
+        name: json.dumps(model.model_json_schema(), indent=2, sort_keys=True) + "\n"
+        for name, model in EVENT_TYPES.items()
+    }

@@ -1,0 +1,1 @@
+"""Recordings: the PBX's short-lived, unauthenticated links fetched safely into S3."""
