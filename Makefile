@@ -38,9 +38,10 @@ unit: $(STAMP)
 
 test: lint typecheck cfn-lint unit
 
-# Regenerate the webhook's OpenAPI document from the models (a test fails when it drifts).
+# Regenerate the webhook's OpenAPI document and the call events' schemas from the models (tests fail when they drift).
 openapi: $(STAMP)
 	$(BIN)/python -m pbxbridge.openapi > openapi/webhook.json
+	$(BIN)/python -c "from pbxbridge.call_events import schemas; [open(f'schemas/events/{n}.json', 'w').write(t) for n, t in schemas().items()]"
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -7,6 +7,7 @@ it to the dead-letter queue, which raises an alarm. A rejected link is recorded 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass
@@ -100,8 +101,13 @@ def handle_message(record: SQSRecord, deps: RecorderDependencies | None = None) 
         logger.info("recording archived", extra={"callid": job.callid, "key": archived.key, "bytes": archived.size})
 
 
-def handle_batch(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def handle_batch(event: dict[str, Any], context: Any, deps: RecorderDependencies | None = None) -> dict[str, Any]:
     processor = BatchProcessor(event_type=EventType.SQS)
     return dict(
-        process_partial_response(event=event, record_handler=handle_message, processor=processor, context=context)
+        process_partial_response(
+            event=event,
+            record_handler=functools.partial(handle_message, deps=deps),
+            processor=processor,
+            context=context,
+        )
     )

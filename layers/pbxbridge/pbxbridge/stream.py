@@ -6,6 +6,7 @@ reported failed and the stream hands it (and what follows it in its shard) back,
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -100,7 +101,9 @@ def handle_record(record: DynamoDBRecord, deps: StreamDependencies | None = None
         metrics.add_metric(name="CallEventsPublished", unit=MetricUnit.Count, value=len(events))
 
 
-def handle_stream(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def handle_stream(event: dict[str, Any], context: Any, deps: StreamDependencies | None = None) -> dict[str, Any]:
     processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
-    response = process_partial_response(event=event, record_handler=handle_record, processor=processor, context=context)
+    response = process_partial_response(
+        event=event, record_handler=functools.partial(handle_record, deps=deps), processor=processor, context=context
+    )
     return dict(response)
