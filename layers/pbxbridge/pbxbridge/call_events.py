@@ -42,7 +42,9 @@ class CallAnswered(_Detail):
 
 
 class CallEnded(_Detail):
-    outcome: str | None = None
+    """The call is over and its outcome decided (by the PBX's history)."""
+
+    outcome: str
     duration: int | None = None
 
 
@@ -111,12 +113,14 @@ def call_events(
         yield CallAnswered(
             id=f"{callid}/CallAnswered", occurred_at=answered, answered_by=new.get("accepted_by"), **common
         )
-    ended = _first(new, "completed_at", "history_at", "reconciled_at")
-    if ended and not _first(old, "completed_at", "history_at", "reconciled_at"):
+    # Ended once the outcome is known (history, or reconciliation when the push was lost), so the
+    # event always says how it ended; it happened when the last leg hung up, if an event said so.
+    ended = _first(new, "completed_at") or _first(new, "history_at", "reconciled_at")
+    if new.get("outcome") and not old.get("outcome") and ended:
         yield CallEnded(
             id=f"{callid}/CallEnded",
             occurred_at=ended,
-            outcome=new.get("outcome"),
+            outcome=str(new["outcome"]),
             duration=new.get("duration"),
             **common,
         )
