@@ -10,6 +10,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from local.template import LOCAL_ACCOUNT
+
 # HTTP APIs pass these bodies as text; every other body (a form included) arrives base64-encoded.
 _TEXT_TYPES = ("text/", "application/json", "application/xml", "application/javascript")
 
@@ -43,7 +45,7 @@ def http_api_event(
         "rawQueryString": query,
         "headers": joined,
         "requestContext": {
-            "accountId": "000000000000",
+            "accountId": LOCAL_ACCOUNT,
             "apiId": "local",
             "domainName": joined["host"],
             "domainPrefix": joined["host"].split(".", 1)[0],

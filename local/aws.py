@@ -41,11 +41,12 @@ def free_port() -> int:
 
 
 class EmbeddedAws:
-    """moto's server on a thread, applying one request at a time.
+    """moto's server on a thread, applying one DynamoDB request at a time.
 
     DynamoDB applies the writes to one item one after another, which is what makes conditional and
     ADD updates atomic; moto's threaded server does not, so concurrent pushes could interleave inside
-    moto as they never would in DynamoDB. Requests still arrive concurrently; they are applied in turn.
+    moto as they never would in DynamoDB. Requests still arrive concurrently; DynamoDB's are applied
+    in turn, other services' as they come.
     """
 
     def __init__(self, port: int) -> None:
@@ -53,6 +54,9 @@ class EmbeddedAws:
         lock = threading.Lock()
 
         def one_at_a_time(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+            # Only DynamoDB's writes need it; an SQS long poll must not hold up everything else.
+            if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+                return list(app(environ, start_response))
             with lock:
                 return list(app(environ, start_response))
 
@@ -102,3 +106,18 @@ def store_crm_keys(template: Template, endpoint: str, current: str, previous: st
     previous_name = template.parameter("CrmTokenPreviousParameterName")
     if previous and previous_name:
         ssm.put_parameter(Name=previous_name, Value=previous, Type="SecureString", Overwrite=True)
+
+
+def create_queues_buckets_and_buses(template: Template, endpoint: str) -> None:
+    """The template's queues (with their redrive), buckets and event buses, as CloudFormation would."""
+    sqs = client("sqs", endpoint)
+    for args in template.queues().values():
+        sqs.create_queue(**args)
+    s3 = client("s3", endpoint)
+    for logical_id in template.resources("AWS::S3::Bucket"):
+        s3.create_bucket(
+            Bucket=template.physical_name(logical_id), CreateBucketConfiguration={"LocationConstraint": LOCAL_REGION}
+        )
+    events = client("events", endpoint)
+    for logical_id in template.resources("AWS::Events::EventBus"):
+        events.create_event_bus(Name=template.resolve({"Ref": logical_id}))

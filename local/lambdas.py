@@ -35,16 +35,18 @@ class LambdaContext:
         return self.timeout_seconds * 1000
 
 
-class LocalFunction:
-    """One function's handler, loaded from its CodeUri with its template environment.
+# Lambda gives every function its own process; here they share one, and with it Powertools' module
+# state (the logger's context, the pending metrics). Invocations therefore take turns, all functions
+# together, so each sees that state as its own environment would.
+_ONE_AT_A_TIME = threading.RLock()
 
-    Invocations are serialised, as in one Lambda execution environment: module state (Powertools'
-    metrics, caches) is per environment and is not shared by concurrent invocations.
-    """
+
+class LocalFunction:
+    """One function's handler, loaded from its CodeUri with its template environment."""
 
     def __init__(self, spec: LocalFunctionSpec) -> None:
         self.spec = spec
-        self._lock = threading.Lock()
+        self._lock = _ONE_AT_A_TIME
         os.environ.update(spec.environment)
         os.environ.setdefault("AWS_LAMBDA_FUNCTION_NAME", spec.logical_id)
         self.handler = self._load()

@@ -19,10 +19,20 @@ import threading
 from dataclasses import dataclass, field
 from types import FrameType
 
-from local.aws import LOOPBACK, client, create_tables, local_aws_environment, start_moto, store_crm_keys, use_local_aws
+from local.aws import (
+    LOOPBACK,
+    client,
+    create_queues_buckets_and_buses,
+    create_tables,
+    local_aws_environment,
+    start_moto,
+    store_crm_keys,
+    use_local_aws,
+)
 from local.lambdas import LocalFunction
 from local.pbx_simulator import PbxSimulator, SimulatorServer
 from local.server import ApiGatewayServer
+from local.sources import run_sources
 from local.template import Template
 
 DEFAULT_CRM_TOKEN = "local-crm-token"  # noqa: S105 - the documented local default
@@ -45,6 +55,7 @@ class LocalStack:
     crm_token: str
     pbx_token: str
     schedules: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
     stopping: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -96,6 +107,9 @@ Have the simulator play calls while losing pushes, then reconcile and see every 
   pbxbridge sync history --period today
   pbxbridge invoke listCalls user=mike
 Schedules run here as on AWS: {", ".join(self.schedules) or "none"}
+Event sources run here as on AWS: {", ".join(self.sources) or "none"}
+Call events are logged below ("call event published"); recordings land in the bucket RecordingsBucket:
+  aws s3 ls s3://RecordingsBucket/recordings/ --recursive
 """.rstrip()
 
 
@@ -136,8 +150,11 @@ def start(
     use_local_aws(moto_url)
     simulator = PbxSimulator(token=pbx_token, crm_token=crm_token)
     pbx = simulator.serve(pbx_port, LOOPBACK)
-    template = Template(parameters={"PbxUrl": pbx.api_url})
+    template = Template(parameters={"PbxUrl": pbx.api_url}, endpoint=moto_url)
     tables = create_tables(template, moto_url)
+    create_queues_buckets_and_buses(template, moto_url)
+    # The simulator serves recordings over plain http on loopback: allowed here, never in Lambda.
+    os.environ["RECORDINGS_ALLOW_LOCAL_HTTP"] = "true"
     store_crm_keys(template, moto_url, crm_token)
     client("ssm", moto_url).put_parameter(
         Name=template.parameter("PbxTokenParameterName"), Value=pbx_token, Type="SecureString", Overwrite=True
@@ -149,6 +166,7 @@ def start(
     api = ApiGatewayServer((LOOPBACK, port), functions)
     stack = LocalStack(template, moto_url, api, pbx, tables, crm_token, pbx_token)
     stack.schedules = run_schedules(functions, stack.stopping)
+    stack.sources = run_sources(template, functions, stack.stopping)
     simulator.crm_url = stack.webhook_url
     return stack, moto
 

@@ -6,6 +6,7 @@ local values: a parameter resolves to its override or default, a resource to its
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_PATH = REPO_ROOT / "template.yaml"
 LOCAL_REGION = "eu-central-1"
-LOCAL_ACCOUNT = "000000000000"
+LOCAL_ACCOUNT = "123456789012"  # moto's default account: its ARNs and queue URLs use it
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -54,6 +55,7 @@ class Template:
 
     body: dict[str, Any] = field(default_factory=load_template)
     parameters: dict[str, str] = field(default_factory=dict)
+    endpoint: str = "http://127.0.0.1:8000"  # the embedded AWS, for values that name it (queue URLs)
 
     def parameter(self, name: str) -> str:
         if name in self.parameters:
@@ -106,6 +108,12 @@ class Template:
         if name in self.body.get("Parameters", {}):
             return self.parameter(name)
         if name in self.body["Resources"]:
+            resource = self.body["Resources"][name]
+            if resource["Type"] == "AWS::SQS::Queue":
+                # Ref of a queue is its URL, which names the endpoint it lives at.
+                return f"{self.endpoint}/{LOCAL_ACCOUNT}/{self.physical_name(name)}"
+            if resource["Type"] == "AWS::Events::EventBus":
+                return str(self.resolve(resource["Properties"]["Name"]))
             return self.physical_name(name)
         raise KeyError(f"template has no parameter or resource {name}")
 
@@ -114,6 +122,9 @@ class Template:
         service = {
             "AWS::DynamoDB::Table": "dynamodb:{r}:{a}:table/{n}",
             "AWS::Logs::LogGroup": "logs:{r}:{a}:log-group:{n}",
+            "AWS::SQS::Queue": "sqs:{r}:{a}:{n}",
+            "AWS::S3::Bucket": "s3:::{n}",
+            "AWS::Events::EventBus": "events:{r}:{a}:event-bus/{n}",
         }
         template = service.get(kind, "local:{r}:{a}:{n}")
         if attribute == "Arn":
@@ -157,6 +168,19 @@ class Template:
             tables[logical_id] = args
         return tables
 
+    def queues(self) -> dict[str, dict[str, Any]]:
+        """CreateQueue arguments for each AWS::SQS::Queue (dead-letter queues first)."""
+        queues: dict[str, dict[str, Any]] = {}
+        resources = self.resources("AWS::SQS::Queue")
+        ordered = sorted(resources, key=lambda name: "RedrivePolicy" in resources[name].get("Properties", {}))
+        for logical_id in ordered:
+            props = self.resolve(resources[logical_id].get("Properties", {}))
+            attributes = {k: str(v) for k, v in props.items() if k in ("VisibilityTimeout", "MessageRetentionPeriod")}
+            if "RedrivePolicy" in props:
+                attributes["RedrivePolicy"] = json.dumps(props["RedrivePolicy"])
+            queues[logical_id] = {"QueueName": self.physical_name(logical_id), "Attributes": attributes}
+        return queues
+
     def functions(self) -> dict[str, LocalFunctionSpec]:
         globals_ = self.body.get("Globals", {}).get("Function", {})
         specs = {}
@@ -165,7 +189,11 @@ class Template:
             env = dict(self.resolve(globals_.get("Environment", {}).get("Variables", {})))
             env.update(self.resolve(props.get("Environment", {}).get("Variables", {})))
             routes, iam_routes, schedules = [], set(), []
+            sources: list[tuple[str, str]] = []  # (DynamoDB | SQS, the table's or queue's logical id)
             for event in props.get("Events", {}).values():
+                if event["Type"] in ("DynamoDB", "SQS"):
+                    key = "Stream" if event["Type"] == "DynamoDB" else "Queue"
+                    sources.append((event["Type"], event["Properties"][key]["Fn::GetAtt"][0]))
                 if event["Type"] == "ScheduleV2":
                     event_props = self.resolve(event["Properties"])
                     schedules.append((event_props["ScheduleExpression"], event_props.get("Input", "{}")))
@@ -183,6 +211,7 @@ class Template:
                 http_routes=routes,
                 iam_routes=frozenset(iam_routes),
                 schedules=schedules,
+                sources=sources,
                 timeout=int(props.get("Timeout", globals_.get("Timeout", 3))),
             )
         return specs
@@ -202,3 +231,4 @@ class LocalFunctionSpec:
     timeout: int
     iam_routes: frozenset[tuple[str, str]] = frozenset()
     schedules: list[tuple[str, str]] = field(default_factory=list)  # (expression, input)
+    sources: list[tuple[str, str]] = field(default_factory=list)  # (DynamoDB | SQS, logical id)

@@ -40,6 +40,7 @@ def moto_url(template: Template) -> Iterator[str]:
     (as in Lambda, where Powertools reads it at import)."""
     server, url = start_moto(free_port())
     use_local_aws(url)
+    template.endpoint = url
     for spec in template.functions().values():
         os.environ.update(spec.environment)
     yield url

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -153,3 +154,34 @@ def test_console_help(stack: LocalStack) -> None:
     result = console(stack, "contacts", "import", "--help")
     assert result.returncode == 0
     assert "contact_name" in result.stdout
+
+
+def test_a_placed_call_is_recorded_into_the_embedded_s3_and_its_events_logged(
+    stack: LocalStack, log_output: io.StringIO
+) -> None:
+    """makeCall -> simulator -> pushes -> stream -> SQS -> recorder -> S3, and CallRecorded."""
+    import time
+
+    import boto3
+
+    lambda_client = boto3.client("lambda", endpoint_url=stack.api.url)
+    answer = lambda_client.invoke(
+        FunctionName="CommandsFunction", Payload=json.dumps({"cmd": "makeCall", "user": "andy", "phone": "79101234567"})
+    )
+    callid = json.loads(answer["Payload"].read())["result"]["call_id"]
+    call: dict[str, Any] = {}
+    for _ in range(100):  # the stream and queue pollers run every half second or so
+        payload = json.dumps({"cmd": "getCall", "callid": callid})
+        got = json.loads(lambda_client.invoke(FunctionName="CommandsFunction", Payload=payload)["Payload"].read())
+        call = got.get("result", {}).get("call", {})
+        if "recording_key" in call:
+            break
+        time.sleep(0.2)
+    assert call.get("recording_key", "").endswith(".mp3"), call
+    s3 = boto3.client("s3", endpoint_url=stack.moto_url)
+    body = s3.get_object(Bucket="RecordingsBucket", Key=call["recording_key"])["Body"].read()
+    assert body.startswith(b"ID3")
+    time.sleep(1.5)  # CallRecorded comes from the change the recorder made
+    logged = log_output.getvalue()
+    for kind in ("CallRinging", "CallAnswered", "CallEnded", "CallRecorded"):
+        assert f'"detail_type":"{kind}"' in logged, kind

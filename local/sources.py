@@ -1,0 +1,100 @@
+"""Lambda's event source mappings, locally: the template's DynamoDB streams and SQS queues, polled,
+handed to their functions in Lambda's event shapes, with partial batch failures honoured."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from local.aws import client
+from local.lambdas import LocalFunction
+from local.template import LOCAL_ACCOUNT, LOCAL_REGION, Template
+
+log = logging.getLogger("local.sources")
+
+
+def _stream_records(streams: Any, arn: str, iterator: str) -> tuple[list[dict[str, Any]], str]:
+    answer = streams.get_records(ShardIterator=iterator, Limit=50)
+    records = [
+        {**record, "eventSourceARN": arn, "eventSource": "aws:dynamodb", "awsRegion": LOCAL_REGION}
+        for record in answer["Records"]
+    ]
+    return records, answer["NextShardIterator"]
+
+
+def poll_stream(function: LocalFunction, table: str, endpoint: str, stopping: threading.Event) -> None:
+    dynamodb, streams = client("dynamodb", endpoint), client("dynamodbstreams", endpoint)
+    arn = dynamodb.describe_table(TableName=table)["Table"]["LatestStreamArn"]
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="LATEST")["ShardIterator"]
+    pending: list[dict[str, Any]] = []
+    while not stopping.wait(0.5):
+        try:
+            records, iterator = _stream_records(streams, arn, iterator)
+            pending += records
+            if not pending:
+                continue
+            answer = function.invoke({"Records": pending})
+            failed = [item["itemIdentifier"] for item in (answer or {}).get("batchItemFailures", [])]
+            # As Lambda does: the batch is retried from the first failed record on.
+            pending = pending[
+                next((i for i, r in enumerate(pending) if r["dynamodb"]["SequenceNumber"] in failed), len(pending)) :
+            ]
+        except Exception:
+            log.exception("%s: stream batch failed", function.spec.logical_id)
+
+
+def poll_queue(function: LocalFunction, queue_url: str, endpoint: str, stopping: threading.Event) -> None:
+    sqs = client("sqs", endpoint)
+    arn = f"arn:aws:sqs:{LOCAL_REGION}:{LOCAL_ACCOUNT}:{queue_url.rsplit('/', 1)[-1]}"
+    while not stopping.is_set():
+        try:
+            messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=5, WaitTimeSeconds=1).get(
+                "Messages", []
+            )
+            if not messages:
+                continue
+            event = {
+                "Records": [
+                    {
+                        "messageId": m["MessageId"],
+                        "receiptHandle": m["ReceiptHandle"],
+                        "body": m["Body"],
+                        "attributes": {},
+                        "messageAttributes": {},
+                        "md5OfBody": m["MD5OfBody"],
+                        "eventSource": "aws:sqs",
+                        "eventSourceARN": arn,
+                        "awsRegion": LOCAL_REGION,
+                    }
+                    for m in messages
+                ]
+            }
+            answer = function.invoke(event)
+            failed = {item["itemIdentifier"] for item in (answer or {}).get("batchItemFailures", [])}
+            for message in messages:
+                if message["MessageId"] not in failed:  # failures come back after the visibility timeout
+                    sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+        except Exception:
+            log.exception("%s: queue batch failed", function.spec.logical_id)
+            stopping.wait(1)
+
+
+def run_sources(template: Template, functions: list[LocalFunction], stopping: threading.Event) -> list[str]:
+    started = []
+    for function in functions:
+        for kind, logical_id in function.spec.sources:
+            if kind == "DynamoDB":
+                target: Any = poll_stream
+                source = template.physical_name(logical_id)
+            else:
+                target = poll_queue
+                source = template.resolve({"Ref": logical_id})
+            args = (function, source, template.endpoint, stopping)
+            threading.Thread(target=target, args=args, daemon=True).start()
+            started.append(f"{logical_id} -> {function.spec.logical_id}")
+    return started
+
+
+__all__ = ["run_sources"]
