@@ -64,15 +64,26 @@ def aws(moto_url: str, template: Template) -> dict[str, str]:
 
 def drop_process_caches(keep_clients: bool = False) -> None:
     """Forget what a warm Lambda environment keeps: keys, settings and (optionally) AWS clients."""
+    from pbxbridge import commands, recorder, stream
     from pbxbridge.keys import clear_key_cache, ssm_provider
-    from pbxbridge.settings import webhook_settings
+    from pbxbridge.pbx.configured import client_for
+    from pbxbridge.settings import commands_settings, history_sync_settings, webhook_settings
     from pbxbridge.storage.dynamodb import dynamodb_client
     from pbxbridge.webhook import default_dependencies
 
     parameters.clear_caches()  # type: ignore[no-untyped-call]
     clear_key_cache()
-    webhook_settings.cache_clear()
-    default_dependencies.cache_clear()
+    for cache in (
+        webhook_settings,
+        commands_settings,
+        history_sync_settings,
+        default_dependencies,
+        client_for,
+        commands.default_dependencies,
+        recorder.default_dependencies,
+        stream.default_dependencies,
+    ):
+        cache.cache_clear()
     if not keep_clients:
         DEFAULT_PROVIDERS.clear()
         ssm_provider.cache_clear()
