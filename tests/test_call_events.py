@@ -207,3 +207,11 @@ def test_a_publish_that_fails_is_retried_from_that_record(
     sink.fail = False
     assert process(records) == {"batchItemFailures": []}
     assert sink.types() == ["CallRinging"]
+
+
+def test_the_sample_stream_event_publishes_call_answered(published: tuple[Published, Any]) -> None:
+    sink, process = published
+    sample = json.loads((REPO / "events" / "stream-calls-answered.json").read_text())
+    assert process(sample["Records"]) == {"batchItemFailures": []}
+    assert sink.types() == ["CallAnswered"]
+    assert sink.details("CallAnswered")[0]["answered_by"] == "andy"

@@ -286,3 +286,14 @@ def test_calls_only_the_history_knows_get_their_scenario_and_crm_user(
     assert contact_store.get_contact("+79167770002") is None
     assert rig.store.get_call(answered)["crm_user"] == "crm-17"
     assert rig.store.get_call(missed)["crm_user"] == "crm-default"
+
+
+@pytest.mark.parametrize(
+    "name", ["history-sync-scheduled.json", "history-sync-backfill-period.json", "history-sync-backfill-range.json"]
+)
+def test_the_sample_events_are_sync_requests(name: str) -> None:
+    from pathlib import Path
+
+    from pbxbridge.history_sync import SyncRequest
+
+    SyncRequest.model_validate(json.loads((Path(__file__).resolve().parent.parent / "events" / name).read_text()))

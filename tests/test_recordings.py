@@ -278,3 +278,13 @@ def test_a_recording_that_never_appears_ends_in_the_dead_letter_queue(moto_url: 
         tries += len(messages)  # each one fails (404) and is left for SQS to hand back
     assert tries == max_receives
     assert len(sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10).get("Messages", [])) == 1
+
+
+def test_the_sample_recorder_event_is_a_recording_job() -> None:
+    from pathlib import Path
+
+    from pbxbridge.recorder import RecordingJob
+
+    sample = json.loads((Path(__file__).resolve().parent.parent / "events" / "recorder-sqs.json").read_text())
+    job = RecordingJob.model_validate(json.loads(sample["Records"][0]["body"]))
+    assert job.link.startswith("https://tenant.example.ru/")
