@@ -201,3 +201,42 @@ def test_scenarios_fire_once_and_only_when_switched_on(
     assert (created.contact_name, created.responsible, created.lead) == ("Client +79160000003", "mike", False)
     webhook.push(**missed, phone="112", callid="s6")
     assert contact_store.get_contact("112") is None  # a service number is nobody's lead
+
+
+def test_contact_survives_a_directory_it_cannot_read(
+    webhook: Webhook, contact_store: Any, aws: dict[str, str], dynamodb_requests: list[str]
+) -> None:
+    from pbxbridge.domain.contacts import Contact
+    from pbxbridge.storage.dynamodb import dynamodb_client
+
+    contact_store.put_contacts(
+        [
+            Contact(phone="+79101234567", contact_name="Mapped", responsible="crm-17"),
+            Contact(phone="+79101234568", contact_name="Nobody's"),
+        ]
+    )
+    dynamodb_client().delete_table(TableName=aws["DirectoryTable"])
+    dynamodb_requests.clear()
+    # No responsible: the directory is not even asked, so the answer is one read.
+    assert webhook.push(cmd="contact", phone="79101234568", callid="d1").json() == {"contact_name": "Nobody's"}
+    assert dynamodb_requests == ["GetItem"]
+    # A responsible, and the directory cannot be read: the name still answers, the value as stored.
+    answer = webhook.push(cmd="contact", phone="79101234567", callid="d2")
+    assert (answer.status, answer.json()) == (200, {"contact_name": "Mapped", "responsible": "crm-17"})
+
+
+def test_a_cached_directory_outlives_a_failed_refresh() -> None:
+    from pbxbridge.domain.directory import CachedDirectory
+
+    loads: list[int] = []
+
+    def load() -> Directory:
+        loads.append(1)
+        if len(loads) > 1:
+            raise RuntimeError("DynamoDB is down")
+        return Directory(users=(MIKE,))
+
+    cached = CachedDirectory(load, ttl=0)
+    assert cached().pbx_login_for("crm-2") == "mike"
+    assert cached().pbx_login_for("crm-2") == "mike"  # refresh failed: the old snapshot answers
+    assert len(loads) == 2

@@ -75,14 +75,15 @@ def default_reconciler(pbx: History | None = None) -> tuple[Reconciler, Ledger]:
         login = directory.resolve(user)
         return login, directory.crm_user(login) or settings.default_crm_user
 
-    on_created = scenarios_for_reconciled_calls(DynamoContactStore(client, settings.contacts_table), settings.scenarios)
+    contacts = DynamoContactStore(client, settings.contacts_table)
+    on_reconciling = scenarios_for_reconciled_calls(contacts, settings.scenarios)
     reconciler = Reconciler(
         history=pbx,
         ledger=ledger,
         region=settings.phone_region,
         limit=settings.limit,
         attribute=attribute,
-        on_created=on_created,
+        on_reconciling=on_reconciling,
     )
     return reconciler, ledger
 

@@ -166,9 +166,9 @@ def _store(push: Any, label: str, deps: WebhookDependencies, received_at: dateti
         logger.info("contact answered", extra={"cmd": label, "known": contact is not None})
         if contact is None:
             return {}
-        # The PBX routes by its own logins: a responsible CRM user is answered as the PBX user mapped to it.
-        responsible = deps.directory().pbx_login_for(contact.responsible)
-        return ContactAnswer(contact_name=contact.contact_name, responsible=responsible).to_wire()
+        return ContactAnswer(
+            contact_name=contact.contact_name, responsible=_routable(contact.responsible, deps)
+        ).to_wire()
     if isinstance(push, HistoryPush):
         duplicate, created = record_finished_call(
             deps.calls, deps.contacts, push, received_at, deps.scenarios, deps.attribute
@@ -187,6 +187,18 @@ def _store(push: Any, label: str, deps: WebhookDependencies, received_at: dateti
         extra={"cmd": label, "duplicate": duplicate, "type": str(getattr(push, "type", "")) or None},
     )
     return {}
+
+
+def _routable(responsible: str | None, deps: WebhookDependencies) -> str | None:
+    """The PBX routes by its own logins: a responsible CRM user is answered as the PBX user mapped to it.
+    Without a directory to ask, the CRM's value is answered as it is: the name still shows."""
+    if not responsible:
+        return None
+    try:
+        return deps.directory().pbx_login_for(responsible)
+    except StoreUnavailableError:
+        logger.exception("directory unavailable, responsible answered as stored")
+        return responsible
 
 
 def _rejected(status: int, body: dict[str, str], label: str, reason: str) -> dict[str, Any]:

@@ -205,7 +205,14 @@ class CachedDirectory:
         if self._value is None or now >= self._expires:
             with self._lock:
                 if self._value is None or now >= self._expires:
-                    self._value = self._load()
+                    try:
+                        self._value = self._load()
+                    except Exception:
+                        if self._value is None:
+                            raise
+                        # A directory a few minutes old beats none: keep it, and try again soon.
+                        self._expires = now + min(self._ttl, 30)
+                        return self._value
                     self._expires = now + self._ttl
         return self._value
 

@@ -47,6 +47,7 @@ class HistoryCall:
 class CallState:
     exists: bool
     reconciled: bool
+    had_history: bool = False  # the webhook stored its `history` push (and ran its scenario then)
 
 
 class History(Protocol):
@@ -86,6 +87,7 @@ class SyncReport:
     windows: int = 0
     splits: int = 0
     watermark: datetime | None = None
+    done_until: datetime | None = None  # a backfill stopped early goes on from here
     complete: bool = True
 
     def as_dict(self) -> dict[str, object]:
@@ -99,6 +101,7 @@ class SyncReport:
             "windows": self.windows,
             "splits": self.splits,
             "watermark": self.watermark.isoformat() if self.watermark else None,
+            "resume_from": None if self.complete or not self.done_until else self.done_until.isoformat(),
             "complete": self.complete,
         }
 
@@ -172,8 +175,9 @@ class Reconciler:
     min_window: timedelta = timedelta(seconds=1)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(tz=UTC))
     attribute: Attribution = by_login
-    # Told of every call reconciliation created: the scenarios' chance at calls whose pushes were lost.
-    on_created: Callable[[HistoryCall], None] = field(default=lambda call: None)
+    # Told of every call not yet reconciled, before it is written: the scenarios' chance at calls
+    # whose history push was lost.
+    on_reconciling: Callable[[HistoryCall], None] = field(default=lambda call: None)
 
     def store_rows(self, rows: Iterable[HistoryRow | RejectedHistoryRow], report: SyncReport) -> int:
         """Store one window's rows; returns how many rows (rejected included) the PBX sent."""
@@ -200,18 +204,21 @@ class Reconciler:
                 known = state.get(callid)
                 if known and known.reconciled:
                     report.already_reconciled += 1
-                elif known is None and call.started_at < settled_before:
+                    continue
+                # Before the call is marked reconciled: a run that dies after this repeats it (it is
+                # one conditional write, so repeating is harmless), never skips it. A call whose
+                # history push arrived had its scenario then; a contact deleted since stays deleted.
+                if not (known and known.had_history):
+                    self.on_reconciling(call)
+                if known is None and call.started_at < settled_before:
                     to_create.append(call)
                 elif self.ledger.merge_call(call, now):
                     report.created += 1
-                    self.on_created(call)
                 else:
                     report.merged += 1
             if to_create:
                 self.ledger.create_calls(to_create, now)
                 report.created += len(to_create)
-                for call in to_create:
-                    self.on_created(call)
         return count
 
     def walk(
@@ -236,6 +243,7 @@ class Reconciler:
             if advance:
                 self.ledger.advance_watermark(window_end)
                 report.watermark = window_end
+            report.done_until = window_end
             cursor = window_end
         return report
 

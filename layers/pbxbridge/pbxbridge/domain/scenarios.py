@@ -59,11 +59,14 @@ def contact_to_create(history: FinishedCall, scenarios: Scenarios) -> Contact | 
             created_by="missed_call",
         )
     if scenarios.outbound_contacts and history.direction == "out":
+        # The caller owns the client: their CRM user when mapped, else their login, never the default
+        # CRM user (that one only stands in for attribution).
+        mapped = history.crm_user if history.crm_user != scenarios.default_crm_user else None
         return Contact(
             phone=history.client,
             phone_raw=history.client_raw,
             contact_name=f"Client {history.client}",
-            responsible=history.crm_user or history.pbx_user,
+            responsible=mapped or history.pbx_user,
             created_by="outbound_call",
         )
     return None

@@ -446,13 +446,15 @@ class DynamoLedger:
         request: dict[str, Any] = {
             self._calls_table: {
                 "Keys": keys,
-                "ProjectionExpression": "callid, reconciled_at",
+                "ProjectionExpression": "callid, reconciled_at, history_at",
             }
         }
         for attempt in range(8):
             response = self._client.batch_get_item(RequestItems=request)
             for item in response.get("Responses", {}).get(self._calls_table, []):
-                found[item["callid"]["S"]] = CallState(exists=True, reconciled="reconciled_at" in item)
+                found[item["callid"]["S"]] = CallState(
+                    exists=True, reconciled="reconciled_at" in item, had_history="history_at" in item
+                )
             request = response.get("UnprocessedKeys") or {}
             if not request:
                 return found
