@@ -240,3 +240,21 @@ def test_a_cached_directory_outlives_a_failed_refresh() -> None:
     assert cached().pbx_login_for("crm-2") == "mike"
     assert cached().pbx_login_for("crm-2") == "mike"  # refresh failed: the old snapshot answers
     assert len(loads) == 2
+
+
+def test_a_scheduled_sync_that_fails_fails_the_invocation(
+    commands: LocalFunction, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from local.aws import LOOPBACK, free_port
+    from pbxbridge import commands as commands_module
+    from pbxbridge.commands import CommandFailedError
+    from pbxbridge.settings import commands_settings
+
+    monkeypatch.setenv("PBX_URL", f"http://{LOOPBACK}:{free_port()}")
+    commands_settings.cache_clear()
+    commands_module.default_dependencies.cache_clear()
+    assert commands.invoke({"cmd": "syncDirectory"})["error"]["code"] == "pbx_unavailable"
+    with pytest.raises(CommandFailedError, match="pbx_unavailable"):
+        commands.invoke({"cmd": "syncDirectory", "raiseOnError": True})  # the schedule's input
+    commands_settings.cache_clear()
+    commands_module.default_dependencies.cache_clear()

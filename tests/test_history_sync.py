@@ -297,3 +297,54 @@ def test_the_sample_events_are_sync_requests(name: str) -> None:
     from pbxbridge.history_sync import SyncRequest
 
     SyncRequest.model_validate(json.loads((Path(__file__).resolve().parent.parent / "events" / name).read_text()))
+
+
+def test_a_run_killed_after_writing_still_gives_each_call_its_scenario(
+    rig: Rig, contact_store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pbxbridge.history_sync import default_reconciler
+    from pbxbridge.settings import history_sync_settings
+
+    monkeypatch.setenv("SCENARIO_MISSED_CALL_LEADS", "true")
+    history_sync_settings.cache_clear()
+    old = datetime.now(tz=UTC) - timedelta(hours=5)
+    rig.simulator.drop_rate = 1.0
+    rig.simulator.play_inbound("79168880001", answered_by=None, start=old)
+    reconciler, _ = default_reconciler(pbx=rig.client)
+
+    def die(calls: list[Any], at: datetime) -> None:
+        raise Crash("killed while writing")
+
+    ledger: Any = reconciler.ledger
+    real = ledger.create_calls
+    ledger.create_calls = die
+    with pytest.raises(Crash):
+        run_sync({}, reconciler=reconciler, now=soon)
+    ledger.create_calls = real
+    run_sync({}, reconciler=reconciler, now=soon)
+    history_sync_settings.cache_clear()
+    lead = contact_store.get_contact("+79168880001")
+    assert lead is not None
+    assert lead.lead is True
+    assert_converged(rig)
+
+
+def test_the_pbx_start_replaces_an_events_arrival_time(rig: Rig) -> None:
+    """A call known only from events has the first event's arrival as its start; the CSV knows better."""
+    start = datetime.now(tz=UTC).replace(microsecond=0) - timedelta(minutes=5)
+    rig.simulator.drop_rate = 0.0
+    callid = rig.simulator.play_inbound("79169990001", answered_by="andy", start=start)
+    from pbxbridge.storage.dynamodb import dynamodb_client
+
+    # As if the history push had been lost: only the events' state remains.
+    dynamodb_client().update_item(
+        TableName=rig.store._calls_table,
+        Key={"callid": {"S": callid}},
+        UpdateExpression="REMOVE history_at, #s, outcome, #d SET started_at = :late",
+        ExpressionAttributeNames={"#s": "status", "#d": "duration"},
+        ExpressionAttributeValues={":late": {"S": "2099-01-01T00:00:00Z"}},
+    )
+    run_sync({}, reconciler=rig.reconciler(), now=soon)
+    call = rig.store.get_call(callid)
+    assert call["started_at"] == start.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert call["outcome"] == "answered"

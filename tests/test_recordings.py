@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -52,6 +53,9 @@ class TestLinkRules:
             ("https://tenant.example.ru.evil.com/r.mp3", "not the PBX's"),
             ("https://user:pass@tenant.example.ru/r.mp3", "no plain host"),
             ("https:///r.mp3", "no plain host"),
+            ("https://tenant.example.ru:22/r.mp3", "port 22"),
+            ("https://tenant.example.ru:abc/r.mp3", "not a port"),
+            ("https://tenant.example.ru:99999/r.mp3", "not a port"),
             ("http://127.0.0.1/r.mp3", "only https"),  # loopback over http is for the local stack only
         ],
     )
@@ -70,6 +74,9 @@ class TestLinkRules:
             "::1",
             "fd00::1",
             "::ffff:10.0.0.1",
+            "2002:a00:1::1",  # 6to4 of 10.0.0.1
+            "2001:0:4136:e378:8000:63bf:f5ff:fffe",  # Teredo
+            "fec0::1",  # site-local
             "0.0.0.0",  # noqa: S104 - an address under test, nothing binds to it
             "100.64.0.1",
             "224.0.0.1",
@@ -107,6 +114,18 @@ class _Files(BaseHTTPRequestHandler):
             try:
                 for _ in range(64):
                     self.wfile.write(b"\0" * 65536)
+            except OSError:
+                pass
+        elif path == "/rec/trickle":
+            self.send_response(200)
+            self.send_header("Content-Type", "audio/mpeg")
+            self.end_headers()
+            self.close_connection = True
+            try:
+                for _ in range(40):  # a byte every 0.1 s: each recv succeeds, the whole never ends in time
+                    self.wfile.write(b"\0")
+                    self.wfile.flush()
+                    time.sleep(0.1)
             except OSError:
                 pass
         elif path == "/rec/away":
@@ -173,6 +192,15 @@ class TestFetching:
         with pytest.raises(RecordingRejectedError, match="over"):
             b"".join(download.body.chunks())
         download.close()
+
+    def test_a_server_that_trickles_meets_the_time_cap(self, files: str) -> None:
+        rules = FetchPolicy(allowed_hosts=(), allow_local_http=True, max_seconds=1)
+        download = open_recording(f"{files}/rec/trickle", rules)
+        started = time.monotonic()
+        with pytest.raises(RecordingNotReadyError, match="too long"):
+            download.body.read(8 * 1024 * 1024)  # what S3's managed upload asks for at a time
+        download.close()
+        assert time.monotonic() - started < 2.5
 
     @pytest.mark.parametrize("path", ["/rec/missing.mp3", "/rec/broken"])
     def test_404_and_5xx_are_retried_later(self, files: str, path: str) -> None:

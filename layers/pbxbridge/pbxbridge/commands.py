@@ -166,6 +166,10 @@ def execute(payload: Any, context: Any = None, deps: CommandsDependencies | None
         answer = failure("request_in_progress", "a call with this requestId is being placed")
     except IdempotencyValidationError:
         answer = failure("request_id_reused", "this requestId was used for another call")
+    except Exception:
+        # Whatever else failed (SSM, the idempotency store, S3), the caller still gets the envelope.
+        logger.exception("command failed", extra={"command": label})
+        answer = failure("unavailable", "the command could not be done; try again")
     elapsed_ms = (time.perf_counter() - started) * 1000
     outcome = "ok" if answer["ok"] else answer["error"]["code"]
     metrics.add_dimension(name="command", value=label)
@@ -175,7 +179,13 @@ def execute(payload: Any, context: Any = None, deps: CommandsDependencies | None
         metrics.add_metric(name="PbxLatency", unit=MetricUnit.Milliseconds, value=elapsed_ms)
     log = logger.info if answer["ok"] else logger.warning
     log("command answered", extra={"command": label, "outcome": outcome, "ms": round(elapsed_ms, 1)})
+    if not answer["ok"] and isinstance(payload, dict) and payload.get("raiseOnError") is True:
+        raise CommandFailedError(f"{label}: {answer['error']['code']}: {answer['error']['message']}")
     return answer
+
+
+class CommandFailedError(RuntimeError):
+    """Raised for a request that asked for it (`raiseOnError`), so that a scheduled run fails visibly."""
 
 
 _KNOWN = frozenset(

@@ -52,11 +52,13 @@ class RecorderSettings(BaseModel):
 
     def policy(self) -> FetchPolicy:
         hosts = [host.strip() for host in self.extra_hosts.split(",") if host.strip()]
-        tenant = urlsplit(self.pbx_url).hostname
-        if tenant:
-            hosts.append(tenant)
+        tenant = urlsplit(self.pbx_url)
+        if tenant.hostname:
+            hosts.append(tenant.hostname)
+        ports = {443} | ({tenant.port} if tenant.port else set())
         return FetchPolicy(
             allowed_hosts=tuple(hosts),
+            allowed_ports=tuple(sorted(ports)),
             max_bytes=self.max_megabytes * 1024 * 1024,
             max_seconds=self.max_seconds,
             allow_local_http=self.allow_local_http,

@@ -67,7 +67,7 @@ class Ledger(Protocol):
 
     def reconciliation_state(self, callids: list[str]) -> dict[str, CallState]: ...
     def create_calls(self, calls: list[HistoryCall], reconciled_at: datetime) -> None: ...
-    def merge_call(self, call: HistoryCall, reconciled_at: datetime) -> bool:
+    def merge_call(self, call: HistoryCall, reconciled_at: datetime, *, had_history: bool = True) -> bool:
         """Merge into the stored call; True when no call was stored (it was created)."""
         ...
 
@@ -212,7 +212,7 @@ class Reconciler:
                     self.on_reconciling(call)
                 if known is None and call.started_at < settled_before:
                     to_create.append(call)
-                elif self.ledger.merge_call(call, now):
+                elif self.ledger.merge_call(call, now, had_history=bool(known and known.had_history)):
                     report.created += 1
                 else:
                     report.merged += 1

@@ -175,6 +175,8 @@ class ListCallsCommand(_Command):
 
 class SyncDirectoryCommand(_Command):
     cmd: Literal["syncDirectory"]
+    # Scheduled runs ask for a failed invocation, so that the scheduler retries and the alarm sounds.
+    raise_on_error: bool = Field(default=False, alias="raiseOnError")
 
 
 class ListUsersCommand(_Command):

@@ -32,6 +32,7 @@ class RecordingNotReadyError(Exception):
 @dataclass(frozen=True)
 class FetchPolicy:
     allowed_hosts: tuple[str, ...]  # a host, or ".example.ru" for it and its subdomains
+    allowed_ports: tuple[int, ...] = (443,)
     max_bytes: int = 200 * 1024 * 1024
     max_seconds: float = 120.0
     # Only for the local stack and tests, where the simulator serves plain http on loopback.
@@ -56,8 +57,9 @@ def _resolve(host: str, port: int) -> list[str]:
 
 def _public(address: str) -> bool:
     ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
+    # Tunnelled IPv6 forms carry an IPv4 address inside; Python's tables for them differ by version.
+    if isinstance(ip, ipaddress.IPv6Address) and (ip.ipv4_mapped or ip.sixtofour or ip.teredo or ip.is_site_local):
+        return False
     return ip.is_global and not (ip.is_multicast or ip.is_reserved)
 
 
@@ -81,7 +83,12 @@ def check_link(url: str, policy: FetchPolicy) -> Target:
         raise RecordingRejectedError("the link has no plain host")
     if not local and not policy.host_allowed(host):
         raise RecordingRejectedError(f"host {host} is not the PBX's")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise RecordingRejectedError("the link's port is not a port") from None
+    if not local and port not in policy.allowed_ports:
+        raise RecordingRejectedError(f"port {port} is not the PBX's")
     addresses = policy.resolve(host, port)
     if not addresses:
         raise RecordingNotReadyError(f"{host} has no address")
@@ -113,13 +120,23 @@ class CappedBody:
         self.size = 0
 
     def read(self, amount: int = 1024 * 1024) -> bytes:
-        if time.monotonic() > self._deadline:
-            raise RecordingNotReadyError("the download took too long")
-        chunk = self._response.read(amount if amount and amount > 0 else 1024 * 1024)
-        self.size += len(chunk)
-        if self.size > self._max:
-            raise RecordingRejectedError(f"the recording is over {self._max} bytes")
-        return chunk
+        """Up to `amount` bytes, fewer only at the end. Read in short pieces (`read1` returns what
+        has arrived), so a server that trickles a byte at a time still meets the deadline."""
+        wanted = amount if amount and amount > 0 else 1024 * 1024
+        pieces: list[bytes] = []
+        got = 0
+        while got < wanted:
+            if time.monotonic() > self._deadline:
+                raise RecordingNotReadyError("the download took too long")
+            piece = self._response.read1(min(wanted - got, 64 * 1024))
+            if not piece:
+                break
+            pieces.append(piece)
+            got += len(piece)
+            self.size += len(piece)
+            if self.size > self._max:
+                raise RecordingRejectedError(f"the recording is over {self._max} bytes")
+        return b"".join(pieces)
 
     def chunks(self) -> Iterator[bytes]:
         while chunk := self.read():
@@ -138,7 +155,8 @@ def open_recording(url: str, policy: FetchPolicy) -> Download:
     deadline = time.monotonic() + policy.max_seconds
     for _ in range(MAX_REDIRECTS + 1):
         target = check_link(url, policy)
-        timeout = max(1.0, deadline - time.monotonic())
+        # Each wait on the socket ends by the deadline (and in 10 s at most): no single recv can stall.
+        timeout = min(10.0, max(0.5, deadline - time.monotonic()))
         connection: http.client.HTTPConnection
         if target.scheme == "https":
             connection = _PinnedHTTPSConnection(target, timeout)

@@ -468,14 +468,16 @@ class DynamoLedger:
                 batch.put_item(Item={k: _serialize(v) for k, v in _history_call_item(call, reconciled_at).items()})
 
     @_unavailable_on_aws_errors
-    def merge_call(self, call: HistoryCall, reconciled_at: datetime) -> bool:
+    def merge_call(self, call: HistoryCall, reconciled_at: datetime, *, had_history: bool = True) -> bool:
         item = _history_call_item(call, reconciled_at)
         update = _Update()
-        # The CSV's own fields; everything else only where the webhook left it empty.
-        for name in ("wait", "via", "csv_rating"):
+        # The CSV's own fields; everything else only where the webhook left it empty. Without a
+        # history push, the call's start is only an event's arrival: the PBX's own start wins.
+        own = ("wait", "via", "csv_rating") if had_history else ("wait", "via", "csv_rating", "started_at")
+        for name in own:
             update.set(name, item.get(name))
         for name, value in item.items():
-            if name not in ("callid", "wait", "via", "csv_rating"):
+            if name not in own and name != "callid":
                 update.set_if_absent(name, value)
         response = self._client.update_item(
             TableName=self._calls_table,
