@@ -138,12 +138,12 @@ def test_a_run_killed_halfway_is_safe_to_repeat(rig: Rig, monkeypatch: pytest.Mo
     real_create = rig.ledger.create_calls
     writes = 0
 
-    def create_then_die(calls: list[Any], at: datetime) -> None:
+    def create_then_die(calls: list[Any], at: datetime) -> int:
         nonlocal writes
         writes += 1
         if writes == 2:
             raise Crash("killed")
-        real_create(calls, at)
+        return int(real_create(calls, at))
 
     rig.ledger.create_calls = create_then_die
     with pytest.raises(Crash):
@@ -312,7 +312,7 @@ def test_a_run_killed_after_writing_still_gives_each_call_its_scenario(
     rig.simulator.play_inbound("79168880001", answered_by=None, start=old)
     reconciler, _ = default_reconciler(pbx=rig.client)
 
-    def die(calls: list[Any], at: datetime) -> None:
+    def die(calls: list[Any], at: datetime) -> int:
         raise Crash("killed while writing")
 
     ledger: Any = reconciler.ledger
@@ -348,3 +348,35 @@ def test_the_pbx_start_replaces_an_events_arrival_time(rig: Rig) -> None:
     call = rig.store.get_call(callid)
     assert call["started_at"] == start.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert call["outcome"] == "answered"
+
+
+def test_a_push_that_lands_while_reconciliation_writes_is_not_overwritten(rig: Rig, webhook: Any) -> None:
+    old = datetime.now(tz=UTC).replace(microsecond=0) - timedelta(hours=4)
+    rig.simulator.drop_rate = 1.0
+    callids = [rig.simulator.play_inbound(f"7916444{index:04d}", answered_by="andy", start=old) for index in range(3)]
+    real = rig.ledger.create_calls
+
+    def push_first(calls: list[Any], at: datetime) -> int:
+        # Between the batch lookup (all three missing) and the write, the PBX's late push arrives.
+        webhook.push(
+            cmd="history",
+            type="in",
+            status="Success",
+            user="andy",
+            phone="79164440000",
+            start=old.strftime("%Y%m%dT%H%M%SZ"),
+            duration="42",
+            callid=callids[0],
+            groupRealName="Отдел продаж",
+            ext="708",
+        )
+        return int(real(calls, at))
+
+    ledger: Any = rig.ledger
+    ledger.create_calls = push_first
+    report = run_sync({}, reconciler=rig.reconciler(), now=soon)
+    assert (report["created"], report["merged"]) == (2, 1)
+    kept = rig.store.get_call(callids[0])
+    assert (kept["group_name"], kept["ext"], kept["history_pushes"]) == ("Отдел продаж", "708", 1)
+    assert kept["wait"] == 5  # and the CSV's own fields were merged in
+    assert_converged(rig)

@@ -66,7 +66,10 @@ class Ledger(Protocol):
     """Data access for reconciliation: batch reads and writes of calls, and the watermark."""
 
     def reconciliation_state(self, callids: list[str]) -> dict[str, CallState]: ...
-    def create_calls(self, calls: list[HistoryCall], reconciled_at: datetime) -> None: ...
+    def create_calls(self, calls: list[HistoryCall], reconciled_at: datetime) -> int:
+        """Create calls still missing (a call stored meanwhile is merged instead); returns how many."""
+        ...
+
     def merge_call(self, call: HistoryCall, reconciled_at: datetime, *, had_history: bool = True) -> bool:
         """Merge into the stored call; True when no call was stored (it was created)."""
         ...
@@ -217,8 +220,9 @@ class Reconciler:
                 else:
                     report.merged += 1
             if to_create:
-                self.ledger.create_calls(to_create, now)
-                report.created += len(to_create)
+                created = self.ledger.create_calls(to_create, now)
+                report.created += created
+                report.merged += len(to_create) - created
         return count
 
     def walk(
