@@ -24,9 +24,9 @@ def peak_kb():
 from datetime import UTC, datetime, timedelta
 from pbxbridge.domain.reconciliation import Reconciler, SyncReport
 from pbxbridge.pbx import PbxClient
-from pbxbridge.storage.dynamodb import DynamoLedger, dynamodb_client
+from pbxbridge.storage.dynamodb import DynamoLedger, batch_dynamodb_client
 client = PbxClient(sys.argv[1], sys.argv[2], history_read_timeout=600)
-ledger = DynamoLedger(dynamodb_client(), "CallsTable", "SyncStateTable")
+ledger = DynamoLedger(batch_dynamodb_client(), "CallsTable", "SyncStateTable")
 reconciler = Reconciler(history=client, ledger=ledger, region="RU", limit=1_000_000)
 client.get_dnd("andy")
 before = peak_kb()

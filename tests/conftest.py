@@ -68,7 +68,7 @@ def drop_process_caches(keep_clients: bool = False) -> None:
     from pbxbridge.keys import clear_key_cache, ssm_provider
     from pbxbridge.pbx.configured import client_for
     from pbxbridge.settings import commands_settings, history_sync_settings, webhook_settings
-    from pbxbridge.storage.dynamodb import dynamodb_client
+    from pbxbridge.storage.dynamodb import batch_dynamodb_client, dynamodb_client
     from pbxbridge.webhook import default_dependencies
 
     parameters.clear_caches()  # type: ignore[no-untyped-call]
@@ -88,6 +88,7 @@ def drop_process_caches(keep_clients: bool = False) -> None:
         DEFAULT_PROVIDERS.clear()
         ssm_provider.cache_clear()
         dynamodb_client.cache_clear()
+        batch_dynamodb_client.cache_clear()
 
 
 @dataclass

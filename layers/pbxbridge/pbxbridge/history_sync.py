@@ -25,7 +25,13 @@ from pbxbridge.pbx.configured import configured_pbx
 from pbxbridge.pbx.models import HistoryPeriod
 from pbxbridge.protocol.commands import Moment
 from pbxbridge.settings import history_sync_settings
-from pbxbridge.storage.dynamodb import DynamoContactStore, DynamoDirectoryStore, DynamoLedger, dynamodb_client
+from pbxbridge.storage.dynamodb import (
+    DynamoContactStore,
+    DynamoDirectoryStore,
+    DynamoLedger,
+    batch_dynamodb_client,
+    dynamodb_client,
+)
 
 logger = Logger()
 metrics = Metrics()
@@ -60,7 +66,7 @@ def default_reconciler(pbx: History | None = None) -> tuple[Reconciler, Ledger]:
     """The reconciler as configured: DynamoDB, the PBX (or `pbx`), the directory and the scenarios."""
     settings = history_sync_settings()
     client = dynamodb_client()
-    ledger = DynamoLedger(client, settings.calls_table, settings.sync_state_table)
+    ledger = DynamoLedger(batch_dynamodb_client(), settings.calls_table, settings.sync_state_table)
     if pbx is None:
         pbx = configured_pbx(
             settings.pbx_url, settings.pbx_token_parameter, settings.phone_region, settings.key_cache_seconds

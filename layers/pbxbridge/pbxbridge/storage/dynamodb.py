@@ -113,6 +113,13 @@ def dynamodb_client() -> Any:
     return boto3.client("dynamodb", config=config)
 
 
+@functools.lru_cache(maxsize=1)
+def batch_dynamodb_client() -> Any:
+    """For work off the caller's path (reconciliation): patient timeouts, more retries."""
+    config = Config(connect_timeout=2, read_timeout=15, retries={"max_attempts": 6, "mode": "standard"})
+    return boto3.client("dynamodb", config=config)
+
+
 def utc_iso(moment: datetime, *, precise: bool = False) -> str:
     """ISO 8601 in UTC with `Z`, one width per kind (years padded to 4), so strings sort as times."""
     moment = moment.astimezone(UTC) if moment.tzinfo else moment
@@ -463,12 +470,12 @@ class DynamoLedger:
 
     @_unavailable_on_aws_errors
     def create_calls(self, calls: list[HistoryCall], reconciled_at: datetime) -> int:
-        """Write calls that were missing, 100 to a request, each only if it is still missing: a push
+        """Write calls that were missing, 25 to a request, each only if it is still missing: a push
         that stored one since it was looked up wins, and that call is merged instead. Returns how
         many were created."""
         created = 0
-        for offset in range(0, len(calls), 100):
-            group = calls[offset : offset + 100]
+        for offset in range(0, len(calls), 25):
+            group = calls[offset : offset + 25]
             taken = self._put_missing(group, reconciled_at)
             created += len(group) - len(taken)
             for call in group:
