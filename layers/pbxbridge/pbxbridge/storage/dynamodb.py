@@ -18,6 +18,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -470,54 +471,22 @@ class DynamoLedger:
 
     @_unavailable_on_aws_errors
     def create_calls(self, calls: list[HistoryCall], reconciled_at: datetime) -> int:
-        """Write calls that were missing, 25 to a request, each only if it is still missing: a push
-        that stored one since it was looked up wins, and that call is merged instead. Returns how
-        many were created."""
-        created = 0
-        for offset in range(0, len(calls), 25):
-            group = calls[offset : offset + 25]
-            taken = self._put_missing(group, reconciled_at)
-            created += len(group) - len(taken)
-            for call in group:
-                if call.callid in taken:
-                    self.merge_call(call, reconciled_at, had_history=False)
-        return created
+        """Write calls that were missing, each only if it is still missing (a conditional put, several
+        at once): a push that stored one since it was looked up wins, and that call is merged
+        instead. Returns how many were created.
 
-    def _put_missing(self, calls: list[HistoryCall], reconciled_at: datetime) -> set[str]:
-        """One TransactWriteItems of conditional puts; returns the calls that turned out to exist."""
-        pending = list(calls)
-        taken: set[str] = set()
-        for _ in range(4):
-            items = [
-                {
-                    "Put": {
-                        "TableName": self._calls_table,
-                        "Item": {k: _serialize(v) for k, v in _history_call_item(call, reconciled_at).items()},
-                        "ConditionExpression": "attribute_not_exists(callid)",
-                    }
-                }
-                for call in pending
-            ]
-            try:
-                self._client.transact_write_items(TransactItems=items)
-                return taken
-            except ClientError as exc:
-                reasons = exc.response.get("CancellationReasons") or []
-                if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException" or not reasons:
-                    raise
-                # The whole transaction was cancelled: put again all but the calls that exist now.
-                failed = {
-                    call.callid
-                    for call, reason in zip(pending, reasons, strict=False)
-                    if reason.get("Code") == "ConditionalCheckFailed"
-                }
-                if not failed:
-                    raise
-                taken |= failed
-                pending = [call for call in pending if call.callid not in failed]
-                if not pending:
-                    return taken
-        raise StoreUnavailableError("the calls kept changing while they were written")
+        Not BatchWriteItem, which cannot be conditional; not TransactWriteItems, which costs twice
+        the writes and cancels a whole group for one call that appeared."""
+
+        def create(call: HistoryCall) -> bool:
+            item = _history_call_item(call, reconciled_at)
+            if _put_if_absent(self._client, self._calls_table, item, "callid"):
+                return True
+            self.merge_call(call, reconciled_at, had_history=False)
+            return False
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            return sum(pool.map(create, calls))
 
     @_unavailable_on_aws_errors
     def merge_call(self, call: HistoryCall, reconciled_at: datetime, *, had_history: bool = True) -> bool:
