@@ -70,6 +70,10 @@ class Ledger(Protocol):
         """Create calls still missing (a call stored meanwhile is merged instead); returns how many."""
         ...
 
+    def write_old_calls(self, calls: list[HistoryCall], reconciled_at: datetime) -> None:
+        """Write missing calls too old to get any more pushes, in batches."""
+        ...
+
     def merge_call(self, call: HistoryCall, reconciled_at: datetime, *, had_history: bool = True) -> bool:
         """Merge into the stored call; True when no call was stored (it was created)."""
         ...
@@ -173,8 +177,11 @@ class Reconciler:
     ledger: Ledger
     region: str
     limit: int = 1000
-    # Calls older than this get no more pushes: a missing one is written in a batch, not merged.
+    # A missing call older than this is created whole (only if still missing), not merged field by field.
     settled_after: timedelta = timedelta(hours=2)
+    # One older than this can get no more pushes at all (the PBX pushes as a call ends): a backfill
+    # writes those in batches.
+    old_after: timedelta = timedelta(days=1)
     min_window: timedelta = timedelta(seconds=1)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(tz=UTC))
     attribute: Attribution = by_login
@@ -201,8 +208,9 @@ class Reconciler:
             if not calls:
                 continue
             state = self.ledger.reconciliation_state(list(calls))
-            settled_before = now - self.settled_after
+            settled_before, old_before = now - self.settled_after, now - self.old_after
             to_create: list[HistoryCall] = []
+            to_write: list[HistoryCall] = []
             for callid, call in calls.items():
                 known = state.get(callid)
                 if known and known.reconciled:
@@ -213,7 +221,9 @@ class Reconciler:
                 # history push arrived had its scenario then; a contact deleted since stays deleted.
                 if not (known and known.had_history):
                     self.on_reconciling(call)
-                if known is None and call.started_at < settled_before:
+                if known is None and call.started_at < old_before:
+                    to_write.append(call)
+                elif known is None and call.started_at < settled_before:
                     to_create.append(call)
                 elif self.ledger.merge_call(call, now, had_history=bool(known and known.had_history)):
                     report.created += 1
@@ -223,6 +233,9 @@ class Reconciler:
                 created = self.ledger.create_calls(to_create, now)
                 report.created += created
                 report.merged += len(to_create) - created
+            if to_write:
+                self.ledger.write_old_calls(to_write, now)
+                report.created += len(to_write)
         return count
 
     def walk(

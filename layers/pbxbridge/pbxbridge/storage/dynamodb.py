@@ -489,6 +489,14 @@ class DynamoLedger:
             return sum(pool.map(create, calls))
 
     @_unavailable_on_aws_errors
+    def write_old_calls(self, calls: list[HistoryCall], reconciled_at: datetime) -> None:
+        """Write missing calls in batches of 25, unconditionally: only for calls so old that no push
+        can still arrive for them (a backfill), where a conditional write per call buys nothing."""
+        with BatchWriter(self._calls_table, self._client) as batch:
+            for call in calls:
+                batch.put_item(Item={k: _serialize(v) for k, v in _history_call_item(call, reconciled_at).items()})
+
+    @_unavailable_on_aws_errors
     def merge_call(self, call: HistoryCall, reconciled_at: datetime, *, had_history: bool = True) -> bool:
         item = _history_call_item(call, reconciled_at)
         update = _Update()
