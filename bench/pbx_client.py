@@ -107,22 +107,34 @@ print(json.dumps({"rows": rows, "seconds": elapsed, "peak_mb": after / 1024, "gr
 """
 
 
+def run_against_simulator(
+    rows: int, probe: str, env: dict[str, str] | None = None, timeout: float = 600
+) -> dict[str, Any]:
+    """Run `probe` in a fresh process against a simulator seeded with `rows` calls; its last line of
+    stdout is JSON."""
+    process, url = start_simulator(rows)
+    try:
+        run = subprocess.run(
+            [sys.executable, "-c", probe, url, PBX_TOKEN],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env=env,
+        )
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    if run.returncode != 0:
+        raise RuntimeError(run.stderr[-2000:])
+    measured: dict[str, Any] = json.loads(run.stdout.strip().splitlines()[-1])
+    return measured
+
+
 def history_streaming() -> dict[str, Any]:
     results: dict[str, Any] = {}
     for count in HISTORY_ROWS:
-        process, url = start_simulator(count)
-        try:
-            run = subprocess.run(
-                [sys.executable, "-c", HISTORY_PROBE, url, PBX_TOKEN],
-                capture_output=True,
-                text=True,
-                timeout=600,
-                check=True,
-            )
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
-        measured = json.loads(run.stdout.strip().splitlines()[-1])
+        measured = run_against_simulator(count, HISTORY_PROBE)
         assert measured["rows"] == count, measured
         measured["rows_per_second"] = count / measured["seconds"]
         results[str(count)] = measured

@@ -3,15 +3,13 @@ bare `batch_write_item` of the same items, and the memory of the run as the rows
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 import time
 from typing import Any
 
 import requests
 
-from bench.pbx_client import PBX_TOKEN, start_simulator
+from bench.pbx_client import run_against_simulator
 
 SIZES = (10_000, 100_000)
 
@@ -102,22 +100,7 @@ def reconciliation_benchmark(moto_url: str) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for count in SIZES:
         _reset(moto_url)
-        process, url = start_simulator(count)
-        try:
-            run = subprocess.run(
-                [sys.executable, "-c", PROBE, url, PBX_TOKEN],
-                capture_output=True,
-                text=True,
-                timeout=3600,
-                check=False,
-                env={**env, "PYTHONPATH": ":".join(sys.path)},
-            )
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
-        if run.returncode != 0:
-            raise RuntimeError(run.stderr[-2000:])
-        measured = json.loads(run.stdout.strip().splitlines()[-1])
+        measured = run_against_simulator(count, PROBE, env={**env, "PYTHONPATH": ":".join(sys.path)}, timeout=3600)
         assert measured["created"] == count, measured
         _reset(moto_url)
         floor = _bare_batch_writes(moto_url, _items(count))

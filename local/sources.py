@@ -45,6 +45,21 @@ def poll_stream(function: LocalFunction, table: str, endpoint: str, stopping: th
             log.exception("%s: stream batch failed", function.spec.logical_id)
 
 
+def sqs_record(message_id: str, receipt_handle: str, body: str, queue_arn: str) -> dict[str, Any]:
+    """One message as Lambda's SQS event source hands it to a function."""
+    return {
+        "messageId": message_id,
+        "receiptHandle": receipt_handle,
+        "body": body,
+        "attributes": {},
+        "messageAttributes": {},
+        "md5OfBody": "",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": LOCAL_REGION,
+    }
+
+
 def poll_queue(function: LocalFunction, queue_url: str, endpoint: str, stopping: threading.Event) -> None:
     sqs = client("sqs", endpoint)
     arn = f"arn:aws:sqs:{LOCAL_REGION}:{LOCAL_ACCOUNT}:{queue_url.rsplit('/', 1)[-1]}"
@@ -55,22 +70,7 @@ def poll_queue(function: LocalFunction, queue_url: str, endpoint: str, stopping:
             )
             if not messages:
                 continue
-            event = {
-                "Records": [
-                    {
-                        "messageId": m["MessageId"],
-                        "receiptHandle": m["ReceiptHandle"],
-                        "body": m["Body"],
-                        "attributes": {},
-                        "messageAttributes": {},
-                        "md5OfBody": m["MD5OfBody"],
-                        "eventSource": "aws:sqs",
-                        "eventSourceARN": arn,
-                        "awsRegion": LOCAL_REGION,
-                    }
-                    for m in messages
-                ]
-            }
+            event = {"Records": [sqs_record(m["MessageId"], m["ReceiptHandle"], m["Body"], arn) for m in messages]}
             answer = function.invoke(event)
             failed = {item["itemIdentifier"] for item in (answer or {}).get("batchItemFailures", [])}
             for message in messages:

@@ -247,22 +247,10 @@ def test_archive_into_s3_and_note_on_the_call(
 
 
 def sqs_event(*bodies: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "Records": [
-            {
-                "messageId": f"m{index}",
-                "receiptHandle": f"r{index}",
-                "body": json.dumps(body),
-                "attributes": {},
-                "messageAttributes": {},
-                "md5OfBody": "",
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:eu-central-1:000000000000:RecordingsQueue",
-                "awsRegion": "eu-central-1",
-            }
-            for index, body in enumerate(bodies)
-        ]
-    }
+    from local.sources import sqs_record
+
+    arn = "arn:aws:sqs:eu-central-1:123456789012:RecordingsQueue"
+    return {"Records": [sqs_record(f"m{i}", f"r{i}", json.dumps(body), arn) for i, body in enumerate(bodies)]}
 
 
 def test_the_recorder_reports_only_what_to_retry(files: str, bucket: str, call_store: Any, moto_url: str) -> None:

@@ -27,6 +27,7 @@ from pbxbridge.domain.commands import CommandError, CommandService, Pbx
 from pbxbridge.pbx import PbxError, PbxUnavailableError
 from pbxbridge.pbx.configured import configured_pbx
 from pbxbridge.protocol.commands import (
+    COMMAND_NAMES,
     PBX_COMMANDS,
     InvalidCommandError,
     MakeCallCommand,
@@ -143,7 +144,7 @@ def execute(payload: Any, context: Any = None, deps: CommandsDependencies | None
 
     deps = deps or default_dependencies()
     name = payload.get("cmd") if isinstance(payload, dict) else None
-    label = name if isinstance(name, str) and name in _KNOWN else "unknown"
+    label = name if isinstance(name, str) and name in COMMAND_NAMES else "unknown"
     started = time.perf_counter()
     try:
         command = read_command(payload, deps.phone_region)
@@ -186,22 +187,6 @@ def execute(payload: Any, context: Any = None, deps: CommandsDependencies | None
 
 class CommandFailedError(RuntimeError):
     """Raised for a request that asked for it (`raiseOnError`), so that a scheduled run fails visibly."""
-
-
-_KNOWN = frozenset(
-    {
-        *PBX_COMMANDS,
-        "upsertContacts",
-        "deleteContact",
-        "getCall",
-        "listCalls",
-        "syncDirectory",
-        "listUsers",
-        "mapUser",
-        "getRecordingUrl",
-        "proposeUserMappings",
-    }
-)
 
 
 def handle_command(event: Any, context: Any = None) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any, Protocol
 
-from pbxbridge.domain.contacts import Contact, ContactStore, RejectedRow, read_contacts, save_contacts
+from pbxbridge.domain.contacts import ContactStore, read_contacts, save_contacts
 from pbxbridge.domain.directory import CrmUser, DirectorySource, DirectoryStore, propose_mappings, sync_directory
 from pbxbridge.domain.reconciliation import History
 from pbxbridge.pbx.models import (
@@ -206,4 +206,4 @@ class CommandService:
         return {"url": self._recordings.url_for(key, command.expires_in), "expires_in": command.expires_in}
 
 
-__all__ = ["CallReader", "CommandError", "CommandService", "Contact", "Pbx", "RejectedRow"]
+__all__ = ["CallReader", "CommandError", "CommandService", "Pbx"]

@@ -66,9 +66,6 @@ class ImportReport:
     rejected: list[RejectedRow]
 
 
-IMPORT_COLUMNS = ("phone", "contact_name", "responsible", "crm_id")
-
-
 def read_contacts(
     records: Iterable[tuple[int, Mapping[str, Any]]], region: str, unit: str = "line"
 ) -> Iterator[Contact | RejectedRow]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AliasChoices,
@@ -241,6 +241,10 @@ Command = Annotated[
     Field(discriminator="cmd"),
 ]
 _COMMAND = TypeAdapter(Command)
+# Every command's name, read off the union itself so the two can never disagree.
+COMMAND_NAMES = frozenset(
+    name for model in get_args(get_args(Command)[0]) for name in get_args(model.model_fields["cmd"].annotation)
+)
 
 
 class InvalidCommandError(ValueError):
