@@ -14,7 +14,8 @@ from pbxbridge.domain.scenarios import Scenarios
 
 
 class _Common(BaseModel):
-    model_config = ConfigDict(frozen=True, populate_by_name=True)
+    # Built when a function reads its own settings: each pays for its model only.
+    model_config = ConfigDict(frozen=True, populate_by_name=True, defer_build=True)
 
     calls_table: str = Field(alias="CALLS_TABLE", min_length=1)
     call_events_table: str = Field(alias="CALL_EVENTS_TABLE", min_length=1)
