@@ -65,7 +65,7 @@ def aws(moto_url: str, template: Template) -> dict[str, str]:
 def drop_process_caches(keep_clients: bool = False) -> None:
     """Forget what a warm Lambda environment keeps: keys, settings and (optionally) AWS clients."""
     from pbxbridge import commands, recorder, stream
-    from pbxbridge.keys import clear_key_cache, ssm_provider
+    from pbxbridge.keys import clear_key_cache, ssm_client
     from pbxbridge.pbx.configured import client_for
     from pbxbridge.settings import commands_settings, history_sync_settings, webhook_settings
     from pbxbridge.storage.dynamodb import batch_dynamodb_client, dynamodb_client
@@ -89,7 +89,7 @@ def drop_process_caches(keep_clients: bool = False) -> None:
 
         session.cache_clear()
         DEFAULT_PROVIDERS.clear()
-        ssm_provider.cache_clear()
+        ssm_client.cache_clear()
         dynamodb_client.cache_clear()
         batch_dynamodb_client.cache_clear()
 

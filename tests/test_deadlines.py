@@ -65,11 +65,11 @@ def warm_keys(webhook: Webhook) -> None:
 
 def build_clients() -> None:
     """What a container builds at init (no request is made), so that a test times the push alone."""
-    from pbxbridge.keys import ssm_provider
+    from pbxbridge.keys import ssm_client
     from pbxbridge.webhook import default_dependencies
 
     default_dependencies()
-    ssm_provider()
+    ssm_client()
 
 
 class TestDynamoDBHangs:
@@ -174,7 +174,7 @@ class TestSsm:
                 conn.settimeout(keys.REFRESH_SECONDS)
                 conn.recv(1)  # waits out the refresh's budget, as a hanging SSM would
 
-        monkeypatch.setattr(keys.ssm_provider(), "get_parameters_by_name", hang)
+        monkeypatch.setattr(keys.ssm_client(), "get_parameters", hang)
         answer, took = timed(lambda: webhook.push(**CONTACT))
         assert answer.json() == {"contact_name": "Known"}
         assert took < CONTACT_BOUND_S

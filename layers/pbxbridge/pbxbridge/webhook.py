@@ -26,7 +26,7 @@ from pbxbridge.domain.calls import CallStore, record_event, record_rating
 from pbxbridge.domain.contacts import ContactStore, lookup_contact
 from pbxbridge.domain.directory import CachedDirectory, Directory
 from pbxbridge.domain.scenarios import Scenarios, record_finished_call
-from pbxbridge.keys import KeysUnavailableError, clear_key_cache, fetch_keys_from_ssm, key_matches, ssm_provider
+from pbxbridge.keys import KeysUnavailableError, clear_key_cache, fetch_keys_from_ssm, key_matches, ssm_client
 from pbxbridge.protocol.webhook import (
     INVALID_PARAMETERS,
     INVALID_TOKEN,
@@ -121,7 +121,7 @@ def prepare() -> None:
     it on first use). No request is made: no key is fetched and no connection opened, so a SnapStart
     snapshot taken after this holds neither. Registers the SnapStart restore hook when there is one."""
     deps = default_dependencies()
-    ssm_provider()
+    ssm_client()
     # In a region where the sample is no number, the metadata is loaded all the same.
     with suppress(InvalidPushError):
         read_push({"cmd": "contact", "phone": "79101234567", "callid": "prepare"}, deps.phone_region)
@@ -145,7 +145,7 @@ def after_restore() -> None:
     deps = default_dependencies()
     if isinstance(deps.directory, CachedDirectory):
         deps.directory.forget()
-    for client in (dynamodb_client(), ssm_provider().client):
+    for client in (dynamodb_client(), ssm_client()):
         client.close()
 
 
