@@ -316,8 +316,10 @@ def main() -> None:
     faults: dict[str, Any] = {}
     sync: dict[str, Any] = {}
     try:
-        if "warm" in parts or "faults" in parts:
-            warm = warm_benchmark(moto_url) if "warm" in parts else _provision(moto_url)
+        if "warm" in parts:
+            warm = warm_benchmark(moto_url)
+        elif "cold" in parts or "faults" in parts:
+            _provision(moto_url)
         if "cold" in parts:
             cold = cold_benchmark(moto_url)
         if "faults" in parts:
@@ -350,7 +352,7 @@ def main() -> None:
     print("wrote bench-results.json")
 
 
-def _provision(moto_url: str) -> dict[str, Any]:
+def _provision(moto_url: str) -> None:
     """Tables, keys and the bench's contact, without the warm measurements."""
     from local.aws import client, create_tables, store_crm_keys, use_local_aws
     from local.template import Template
@@ -363,7 +365,6 @@ def _provision(moto_url: str) -> dict[str, Any]:
         TableName=tables["ContactsTable"],
         Item={"phone": {"S": "+79101234567"}, "contact_name": {"S": "Bench"}, "responsible": {"S": "andy"}},
     )
-    return {}
 
 
 def print_warm(warm: dict[str, Any]) -> None:
