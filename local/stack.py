@@ -122,7 +122,12 @@ Call events are logged below ("call event published"); recordings land in the bu
             return "Forward call events to a CRM: make run CRM_RECEIVER=1 (a receiver prints them), or CRM_URL=..."
         receiver = " (the local CRM receiver prints each below)" if self.crm_receiver else ""
         types = ", ".join(self.crm.pattern.get("detail-type", []))
-        return f"Call events forwarded to the CRM at {self.crm.endpoint}{receiver}:\n  {types}"
+        secret = self.template.parameter("CrmSecretName")
+        return (
+            f"Call events forwarded to the CRM at {self.crm.endpoint}{receiver}:\n  {types}\n"
+            f"  auth {self.crm.auth_type} from the secret {secret}; undelivered ones: "
+            f"aws sqs receive-message --queue-url {self.template.resolve({'Ref': 'CrmDeadLetterQueue'})}"
+        )
 
 
 def rate_seconds(expression: str) -> float | None:
