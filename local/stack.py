@@ -121,7 +121,7 @@ Call events are logged below ("call event published"); recordings land in the bu
         if self.crm is None:
             return "Forward call events to a CRM: make run CRM_RECEIVER=1 (a receiver prints them), or CRM_URL=..."
         receiver = " (the local CRM receiver prints each below)" if self.crm_receiver else ""
-        types = ", ".join(self.crm.pattern.get("detail-type", []))
+        types = ", ".join(self.crm.pattern.get("detail-type", ["every call event"]))
         secret = self.template.parameter("CrmSecretName")
         return (
             f"Call events forwarded to the CRM at {self.crm.endpoint}{receiver}:\n  {types}\n"

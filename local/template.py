@@ -1,6 +1,6 @@
 """template.yaml read as the single source of truth for tables, routes, handlers and environment.
 
-Only the intrinsics the template uses are resolved (Ref, Sub, GetAtt, If, Not, Equals), against
+Only the intrinsics the template uses are resolved (Ref, Sub, GetAtt, If, Not, Equals, Join), against
 local values: a parameter resolves to its override or default, a resource to its local name.
 """
 
@@ -96,6 +96,9 @@ class Template:
                 chosen = then if self.condition(name) else otherwise
                 # An If that chose AWS::NoValue stays unresolved, so the list or mapping around it drops it.
                 return chosen if _is_no_value(chosen) else self.resolve(chosen)
+            if key == "Fn::Join":
+                separator, items = arg
+                return separator.join(str(item) for item in self.resolve(items))
             if key == "Fn::Not":
                 return not self.resolve(arg[0])
             if key == "Fn::Equals":

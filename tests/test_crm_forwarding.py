@@ -60,7 +60,13 @@ def test_the_template_wires_rule_destination_connection_role_and_dead_letters() 
     resources = Template().body["Resources"]
     rule = resources["CrmForwardRule"]["Properties"]
     assert rule["EventBusName"] == {"Ref": "CallEventBus"}
-    assert rule["EventPattern"] == {"source": ["pbxbridge"], "detail-type": {"Ref": "CrmEventTypes"}}
+    assert rule["EventPattern"] == {
+        "Fn::If": [
+            "CrmAllEventTypes",
+            {"source": ["pbxbridge"]},
+            {"source": ["pbxbridge"], "detail-type": {"Ref": "CrmEventTypes"}},
+        ]
+    }
     (target,) = rule["Targets"]
     assert target["Arn"] == {"Fn::GetAtt": ["CrmApiDestination", "Arn"]}
     assert "InputTransformer" not in target  # the CRM receives the whole event, as documented
@@ -196,6 +202,18 @@ def test_only_the_selected_types_are_forwarded(bus: str, receiver: CrmReceiver, 
     assert [r.body["detail-type"] for r in receiver.received] == ["CallMissed"]
 
 
+def test_by_default_every_event_is_forwarded_those_added_later_included(
+    bus: str, receiver: CrmReceiver, stopping: threading.Event
+) -> None:
+    template = forwarding_to(bus, receiver, stopping, {"api_key": "k"})
+    assert read_forwarding(template).pattern == {"source": ["pbxbridge"]}  # type: ignore[union-attr]
+    receiver.auth = ReceiverAuth(api_key="k")
+    publish(bus, template, "CallbackOpened", {"id": "cb-1/CallbackOpened", "callid": "cb-1"})
+    publish(bus, template, "LeadCreated", {"id": "+79101234567/LeadCreated", "phone": "+79101234567"})
+    wait_for(lambda: len(receiver.received) == 2)
+    assert sorted(r.body["detail-type"] for r in receiver.received) == ["CallbackOpened", "LeadCreated"]
+
+
 def test_a_crm_that_fails_for_a_while_gets_the_event_once(
     bus: str, receiver: CrmReceiver, stopping: threading.Event
 ) -> None:
@@ -231,6 +249,27 @@ def test_an_event_the_crm_refuses_goes_to_the_dead_letter_queue(
     assert json.loads(message["Body"])["detail"]["id"] == "c-dlq/CallMissed"
     assert message["MessageAttributes"]["ERROR_MESSAGE"]["StringValue"] == "HTTP 400"
     assert receiver.received == []
+
+
+def test_make_run_crm_receiver_forwards_to_a_receiver_with_a_generated_key(
+    bus: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from local.stack import _local_crm
+
+    monkeypatch.setenv("CRM_RECEIVER_PORT", str(free_port()))
+    parameters, receiver = _local_crm(bus, "receiver", None)
+    assert receiver is not None
+    try:
+        assert parameters["CrmEndpointUrl"].startswith(receiver.url)
+        secret = client("secretsmanager", bus).get_secret_value(SecretId=parameters["CrmSecretName"])
+        key = json.loads(secret["SecretString"])["api_key"]
+        assert receiver.auth.api_key == key
+        assert len(key) >= 16
+        url = parameters["CrmEndpointUrl"]
+        assert requests.post(url, json={}, headers={"X-Api-Key": "wrong"}, timeout=5).status_code == 401
+        assert requests.post(url, json={}, headers={"X-Api-Key": key}, timeout=5).status_code == 200
+    finally:
+        receiver.stop()
 
 
 def test_a_missing_secret_is_named() -> None:
