@@ -205,8 +205,8 @@ class CrmDelivery:
 
 
 def provision(template: Template, endpoint: str) -> Forwarding | None:
-    """The template's connection, destination and rule on the embedded EventBridge; the rule's
-    target is the local delivery queue. None when forwarding is off."""
+    """The template's rule, with its event pattern, on the embedded bus; its target is the local
+    delivery queue (the destination and connection are applied by `CrmDelivery`). None when off."""
     forwarding = read_forwarding(template)
     if forwarding is None:
         return None
