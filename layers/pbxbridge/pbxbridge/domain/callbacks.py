@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -37,6 +37,8 @@ from pydantic import BaseModel, ConfigDict, Field
 UNASSIGNED = "unassigned"  # the owner of a call-back no user or group can be found for
 MAX_LEDGER_CALLS = 1000  # a number's ledger stays far below DynamoDB's 400 KB item limit
 MAX_LISTED_CALLIDS = 50  # the missed call ids a call-back shows (the count is always exact)
+# A call-back closed this long before the number's newest call is settled: its calls are forgotten.
+SETTLED_AFTER = timedelta(days=3)
 SAVE_ATTEMPTS = 8
 
 
@@ -219,16 +221,21 @@ def apply(ledger: Ledger, fact: CallFact, owner_of: OwnerOf) -> tuple[Ledger, li
 
 
 def _forget_settled(ledger: Ledger, callbacks: Sequence[Callback]) -> Ledger:
-    """Keep the ledger small: forget the calls before the answered call that closed the call-back
-    before the last one (those call-backs are settled), and the oldest calls beyond the cap.
+    """Keep the ledger small: forget the call-backs settled long ago (closed, with another call-back
+    after them, and closed more than SETTLED_AFTER before the newest call), and the oldest calls
+    beyond the cap.
 
-    The boundary is always an answered call's start, so no call-back straddles it; a call that
-    arrives later but started before it is ignored (it was returned by then)."""
+    Until then every call counts, however late it comes (reconciliation finds lost calls within
+    minutes, its daily run within a day). The boundary is always an answered call's start, so no
+    call-back straddles it; a call that arrives later but started before it is ignored."""
+    if not ledger.calls:
+        return ledger
+    ordered = sorted(ledger.calls.values(), key=_key)
+    settled = ordered[-1].at - SETTLED_AFTER
     boundary = ledger.boundary
-    closers = [callback.closed_at for callback in callbacks[:-1] if callback.closed_at is not None]
+    closers = [c.closed_at for c in callbacks[:-1] if c.closed_at is not None and c.closed_at <= settled]
     if closers:
         boundary = max(closers[-1], boundary) if boundary else closers[-1]
-    ordered = sorted(ledger.calls.values(), key=_key)
     if len(ordered) > MAX_LEDGER_CALLS:
         answered = [f.at for f in ordered[: len(ordered) - MAX_LEDGER_CALLS] if f.kind is CallKind.ANSWERED]
         if answered:
