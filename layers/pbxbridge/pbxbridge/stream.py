@@ -80,11 +80,11 @@ def default_dependencies() -> StreamDependencies:
         put_events=lambda entries: events.put_events(Entries=entries),
         send_recording=lambda body: sqs.send_message(QueueUrl=settings.recordings_queue_url, MessageBody=body),
         contact=contact,
-        record_call=_callback_recorder(settings, contacts) if settings.callbacks_table else None,
+        record_call=callback_recorder(settings, contacts) if settings.callbacks_table else None,
     )
 
 
-def _callback_recorder(settings: StreamSettings, contacts: DynamoContactStore) -> Callable[[CallFact], Any]:
+def callback_recorder(settings: StreamSettings, contacts: DynamoContactStore) -> Callable[[CallFact], Any]:
     from pbxbridge.domain.callbacks import owner_by, record_call
     from pbxbridge.domain.directory import CachedDirectory, Directory
     from pbxbridge.storage.callbacks import DynamoCallbackStore

@@ -26,6 +26,8 @@ The store interface (`CallbackStore`) is the data access; this module never touc
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -39,7 +41,7 @@ MAX_LEDGER_CALLS = 1000  # a number's ledger stays far below DynamoDB's 400 KB i
 MAX_LISTED_CALLIDS = 50  # the missed call ids a call-back shows (the count is always exact)
 # A call-back closed this long before the number's newest call is settled: its calls are forgotten.
 SETTLED_AFTER = timedelta(days=3)
-SAVE_ATTEMPTS = 8
+SAVE_ATTEMPTS = 10
 
 
 class CallbackStatus(StrEnum):
@@ -275,7 +277,10 @@ class CallbackConflictError(RuntimeError):
 
 def record_call(store: CallbackStore, fact: CallFact, owner_of: OwnerOf) -> list[Callback]:
     """Add one call to its number's ledger; returns the call-backs it opened, extended or closed."""
-    for _ in range(SAVE_ATTEMPTS):
+    for attempt in range(SAVE_ATTEMPTS):
+        if attempt:
+            # Writers that collided would collide again in step: spread them out a little.
+            time.sleep(random.uniform(0, 0.01 * attempt))  # noqa: S311 - jitter, not a secret
         ledger = store.ledger(fact.phone) or Ledger(phone=fact.phone)
         updated, changed = apply(ledger, fact, owner_of)
         if updated is ledger:
