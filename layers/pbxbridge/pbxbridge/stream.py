@@ -88,15 +88,16 @@ def callback_recorder(settings: StreamSettings, contacts: DynamoContactStore) ->
     from pbxbridge.domain.callbacks import owner_by, record_call
     from pbxbridge.domain.directory import CachedDirectory, Directory
     from pbxbridge.storage.callbacks import DynamoCallbackStore
-    from pbxbridge.storage.dynamodb import DynamoDirectoryStore
+    from pbxbridge.storage.dynamodb import DynamoDirectoryStore, batch_dynamodb_client
 
     assert settings.callbacks_table is not None
-    store = DynamoCallbackStore(dynamodb_client(), settings.callbacks_table)
+    # Off the caller's path, and a transaction: the patient client, not the webhook's tight one.
+    store = DynamoCallbackStore(batch_dynamodb_client(), settings.callbacks_table)
     directory_table = settings.directory_table
     region = os.environ.get("PHONE_REGION", "RU")
     directory = CachedDirectory(
         lambda: (
-            DynamoDirectoryStore(dynamodb_client(), directory_table).snapshot(region, departments=False)
+            DynamoDirectoryStore(batch_dynamodb_client(), directory_table).snapshot(region, departments=False)
             if directory_table
             else Directory(region=region)
         )
