@@ -182,6 +182,22 @@ def test_a_late_call_within_days_still_corrects_a_closed_call_back() -> None:
     assert (third.missed_callids, third.status) == (("m3",), CallbackStatus.OPEN)
 
 
+def test_a_number_that_is_always_answered_keeps_a_small_ledger() -> None:
+    day = 24 * 60
+    store = play([answered(f"a{i}", i * day / 4) for i in range(60)])  # four calls a day for 15 days
+    ledger = store.ledgers[PHONE]
+    assert store.items == {}
+    assert len(ledger.calls) <= 4 * 3 + 1  # the last three days, and the answered call at the boundary
+
+
+def test_a_number_that_only_ever_misses_stops_growing_at_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(domain, "MAX_LEDGER_CALLS", 5)
+    store = play([missed(f"m{i}", i) for i in range(12)])
+    (callback,) = store.items.values()
+    assert callback.missed_count == 10  # then the ledger is full, and nothing answered to settle it at
+    assert callback.missed_callids[-1] == "m9"
+
+
 def test_the_owner_is_the_responsible_as_a_login_else_who_was_rung() -> None:
     logins = {PHONE: "andy"}
     owner = owner_by(logins.get)

@@ -37,7 +37,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 UNASSIGNED = "unassigned"  # the owner of a call-back no user or group can be found for
-MAX_LEDGER_CALLS = 1000  # a number's ledger stays far below DynamoDB's 400 KB item limit
+MAX_LEDGER_CALLS = 1000  # a number's ledger stays far below DynamoDB's 400 KB item limit (~100 B a call)
 MAX_LISTED_CALLIDS = 50  # the missed call ids a call-back shows (the count is always exact)
 # A call-back closed this long before the number's newest call is settled: its calls are forgotten.
 SETTLED_AFTER = timedelta(days=3)
@@ -214,37 +214,36 @@ def apply(ledger: Ledger, fact: CallFact, owner_of: OwnerOf) -> tuple[Ledger, li
     merged = known.merge(fact) if known else fact
     if merged == known:
         return ledger, []
+    if known is None and len(ledger.calls) >= 2 * MAX_LEDGER_CALLS:
+        # Thousands of calls and not one answered to settle them at (a number that only ever
+        # misses): the call-back stops growing rather than the ledger outgrowing its item.
+        return ledger, []
     calls = {**ledger.calls, fact.callid: merged}
     before = {callback.id: callback for callback in ledger.callbacks()}
     callbacks, opened = derive(ledger.phone, calls.values(), ledger.opened, owner_of)
     changed = [callback for callback in callbacks if before.get(callback.id) != callback]
-    updated = _forget_settled(replace(ledger, calls=calls, opened=opened), callbacks)
+    updated = _forget_settled(replace(ledger, calls=calls, opened=opened))
     return updated, changed
 
 
-def _forget_settled(ledger: Ledger, callbacks: Sequence[Callback]) -> Ledger:
-    """Keep the ledger small: forget the call-backs settled long ago (closed, with another call-back
-    after them, and closed more than SETTLED_AFTER before the newest call), and the oldest calls
-    beyond the cap.
+def _forget_settled(ledger: Ledger) -> Ledger:
+    """Keep the ledger small: forget everything before the last answered call that started more than
+    SETTLED_AFTER before the number's newest call (or, beyond MAX_LEDGER_CALLS, before the last
+    answered call among the oldest calls).
 
     Until then every call counts, however late it comes (reconciliation finds lost calls within
-    minutes, its daily run within a day). The boundary is always an answered call's start, so no
-    call-back straddles it; a call that arrives later but started before it is ignored."""
-    if not ledger.calls:
-        return ledger
+    minutes, its daily run within a day). An answered call ends every call-back before it, so none
+    straddles the boundary: the ones before it are settled as stored, and a call that arrives later
+    but started before it is ignored."""
     ordered = sorted(ledger.calls.values(), key=_key)
     settled = ordered[-1].at - SETTLED_AFTER
-    boundary = ledger.boundary
-    closers = [c.closed_at for c in callbacks[:-1] if c.closed_at is not None and c.closed_at <= settled]
-    if closers:
-        boundary = max(closers[-1], boundary) if boundary else closers[-1]
-    if len(ordered) > MAX_LEDGER_CALLS:
-        answered = [f.at for f in ordered[: len(ordered) - MAX_LEDGER_CALLS] if f.kind is CallKind.ANSWERED]
-        if answered:
-            boundary = max(answered[-1], boundary) if boundary else answered[-1]
-    if boundary == ledger.boundary:
+    overflow = len(ordered) - MAX_LEDGER_CALLS
+    candidates = [
+        f.at for index, f in enumerate(ordered) if f.kind is CallKind.ANSWERED and (f.at <= settled or index < overflow)
+    ]
+    boundary = candidates[-1] if candidates else None
+    if boundary is None or (ledger.boundary is not None and boundary <= ledger.boundary):
         return ledger
-    assert boundary is not None
     # The answered call at the boundary itself is kept: it still closes what comes right before it.
     calls = {f.callid: f for f in ordered if f.at >= boundary}
     opened = {callid: o for callid, o in ledger.opened.items() if callid in calls}
