@@ -47,12 +47,12 @@ def test_tables_are_durable(body: dict[str, Any]) -> None:
     tables = resources(body, "AWS::DynamoDB::Table")
     assert set(tables) == {
         "CallsTable",
-        "CallbacksTable",
         "CallEventsTable",
         "ContactsTable",
         "IdempotencyTable",
         "SyncStateTable",
         "DirectoryTable",
+        "CallbacksTable",
     }
     # Idempotency records live an hour (TTL): nothing to recover or protect there.
     assert tables.pop("IdempotencyTable")["Properties"]["TimeToLiveSpecification"]["Enabled"] is True

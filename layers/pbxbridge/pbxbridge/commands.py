@@ -89,9 +89,9 @@ def default_dependencies() -> CommandsDependencies:
         calls=DynamoCallStore(client, settings.calls_table, settings.call_events_table),
         contacts=DynamoContactStore(client, settings.contacts_table),
         region=settings.phone_region,
-        callbacks=DynamoCallbackStore(client, settings.callbacks_table) if settings.callbacks_table else None,
         directory=DynamoDirectoryStore(client, settings.directory_table) if settings.directory_table else None,
         recordings=S3RecordingArchive(s3_client(), settings.recordings_bucket) if settings.recordings_bucket else None,
+        callbacks=DynamoCallbackStore(client, settings.callbacks_table) if settings.callbacks_table else None,
     )
     return CommandsDependencies(service=service, dial_once=_dial_once(service), phone_region=settings.phone_region)
 

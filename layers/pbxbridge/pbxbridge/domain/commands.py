@@ -75,17 +75,17 @@ class CommandService:
         calls: CallReader,
         contacts: ContactStore,
         region: str,
-        callbacks: CallbackStore | None = None,
         directory: DirectoryStore | None = None,
         recordings: RecordingArchive | None = None,
+        callbacks: CallbackStore | None = None,
     ) -> None:
         self._pbx = pbx  # made on first use: CRM-data commands need no PBX key
         self._calls = calls
         self._contacts = contacts
         self._region = region
-        self._callbacks = callbacks
         self._directory = directory
         self._recordings = recordings
+        self._callbacks = callbacks
 
     def run(self, command: Any) -> Any:
         handlers: dict[type, Callable[[Any], Any]] = {
@@ -101,12 +101,12 @@ class CommandService:
             DeleteContactCommand: self._delete_contact,
             GetCallCommand: self._get_call,
             ListCallsCommand: self._list_calls,
-            ListCallbacksCommand: self._list_callbacks,
             SyncDirectoryCommand: self._sync_directory,
             ListUsersCommand: self._list_users,
             MapUserCommand: self._map_user,
             ProposeUserMappingsCommand: self._propose_user_mappings,
             GetRecordingUrlCommand: self._recording_url,
+            ListCallbacksCommand: self._list_callbacks,
         }
         return handlers[type(command)](command)
 
@@ -172,17 +172,6 @@ class CommandService:
             page = self._calls.calls_by_user(command.user, command.limit, command.cursor)
         return {"calls": page.calls, "cursor": page.cursor}
 
-    def _list_callbacks(self, command: ListCallbacksCommand) -> dict[str, Any]:
-        if self._callbacks is None:
-            raise CommandError("not_configured", "the call-backs table is not configured (CALLBACKS_TABLE)")
-        page = list_callbacks(
-            self._callbacks, command.owner, CallbackStatus(command.status), command.limit, command.cursor
-        )
-        return {
-            "callbacks": [callback.model_dump(mode="json", exclude_none=True) for callback in page.callbacks],
-            "cursor": page.cursor,
-        }
-
     def _directory_store(self) -> DirectoryStore:
         if self._directory is None:
             raise CommandError("not_configured", "the directory table is not configured (DIRECTORY_TABLE)")
@@ -220,6 +209,17 @@ class CommandService:
             reason = call.get("recording_rejected") or "the recording is not archived (yet)"
             raise CommandError("not_found", reason)
         return {"url": self._recordings.url_for(key, command.expires_in), "expires_in": command.expires_in}
+
+    def _list_callbacks(self, command: ListCallbacksCommand) -> dict[str, Any]:
+        if self._callbacks is None:
+            raise CommandError("not_configured", "the call-backs table is not configured (CALLBACKS_TABLE)")
+        page = list_callbacks(
+            self._callbacks, command.owner, CallbackStatus(command.status), command.limit, command.cursor
+        )
+        return {
+            "callbacks": [callback.model_dump(mode="json", exclude_none=True) for callback in page.callbacks],
+            "cursor": page.cursor,
+        }
 
 
 __all__ = ["CallReader", "CommandError", "CommandService", "Pbx"]

@@ -173,14 +173,6 @@ class ListCallsCommand(_Command):
         return self
 
 
-class ListCallbacksCommand(_Command):
-    cmd: Literal["listCallbacks"]
-    owner: User = Field(description="a PBX login, a group (`g_<id>`), or `unassigned`")
-    status: Literal["open", "closed"] = "open"
-    limit: int = Field(default=50, ge=1, le=200)
-    cursor: str | None = Field(default=None, max_length=2048)
-
-
 class SyncDirectoryCommand(_Command):
     cmd: Literal["syncDirectory"]
     # Scheduled runs ask for a failed invocation, so that the scheduler retries and the alarm sounds.
@@ -217,6 +209,14 @@ class GetRecordingUrlCommand(_Command):
     expires_in: int = Field(default=900, ge=60, le=12 * 3600)
 
 
+class ListCallbacksCommand(_Command):
+    cmd: Literal["listCallbacks"]
+    owner: User = Field(description="a PBX login, a group (`g_<id>`), or `unassigned`")
+    status: Literal["open", "closed"] = "open"
+    limit: int = Field(default=50, ge=1, le=200)
+    cursor: str | None = Field(default=None, max_length=2048)
+
+
 PBX_COMMANDS = (
     "accounts",
     "groups",
@@ -241,12 +241,12 @@ Command = Annotated[
     | DeleteContactCommand
     | GetCallCommand
     | ListCallsCommand
-    | ListCallbacksCommand
     | SyncDirectoryCommand
     | ListUsersCommand
     | MapUserCommand
     | ProposeUserMappingsCommand
-    | GetRecordingUrlCommand,
+    | GetRecordingUrlCommand
+    | ListCallbacksCommand,
     Field(discriminator="cmd"),
 ]
 _COMMAND = TypeAdapter(Command)
