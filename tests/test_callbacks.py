@@ -133,6 +133,7 @@ def test_a_missed_call_opens_a_call_back_for_the_responsible_and_a_call_back_clo
     from pbxbridge.stream import metrics
 
     # The contact's responsible is a CRM user; the widget's token is for a PBX login: andy.
+    metrics.clear_metrics()
     contact_store.put_contacts([Contact(phone=E164, contact_name="ЗАО Рога и копыта", responsible="crm-7")])
     missed_call(webhook, "cb-m1", "20261127T100000Z")
     missed_call(webhook, "cb-m2", "20261127T100500Z")
@@ -328,3 +329,34 @@ def test_list_callbacks_through_the_commands_function(
         },
     ):
         assert commands.invoke(bad)["error"]["code"] == "invalid_request", bad
+
+
+def test_the_sample_stream_event_publishes_callback_closed() -> None:
+    from pbxbridge.stream import StreamDependencies, StreamSettings, handle_stream, metrics
+
+    sink = Published()
+    deps = StreamDependencies(
+        settings=StreamSettings(
+            CALLS_TABLE="pbxbridge-CallsTable",
+            CONTACTS_TABLE="pbxbridge-ContactsTable",
+            CALLBACKS_TABLE="pbxbridge-CallbacksTable",
+            EVENT_BUS_NAME="calls",
+            RECORDINGS_QUEUE_URL="queue",
+        ),
+        put_events=sink.put_events,
+        send_recording=lambda body: None,
+        contact=lambda phone: (None, None),
+    )
+    metrics.clear_metrics()
+    sample = json.loads((REPO / "events" / "stream-callbacks-closed.json").read_text())
+    assert handle_stream(sample, None, deps) == {"batchItemFailures": []}
+    assert sink.types() == ["CallbackClosed"]
+    closed = sink.details("CallbackClosed")[0]
+    assert (closed["closed_by"], closed["seconds_to_call_back"], closed["attempts"]) == ("mike", 1800, 1)
+    assert sink.entries[0]["Time"] == datetime(2026, 11, 27, 10, 30, tzinfo=UTC)
+    assert (metrics.metric_set["CallbacksClosed"]["Value"], metrics.metric_set["TimeToCallBack"]["Value"]) == (
+        [1.0],
+        [1800.0],
+    )
+    assert "CallbacksOpened" not in metrics.metric_set
+    validate([("CallbackClosed", closed)])
