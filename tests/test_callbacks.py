@@ -174,6 +174,32 @@ def test_without_a_contact_the_group_that_was_rung_owns_it_and_duplicates_change
     assert opened == [f"{E164}/cb-m1/CallbackOpened"]
 
 
+def test_a_responsible_no_pbx_user_stands_for_leaves_it_to_whoever_was_rung(
+    webhook: Webhook, pipeline: Pipeline, contact_store: Any, callback_store: Any
+) -> None:
+    from pbxbridge.domain.contacts import Contact
+
+    contact_store.put_contacts([Contact(phone=E164, contact_name="ЗАО Рога и копыта", responsible="crm-left")])
+    missed_call(webhook, "cb-m1", "20261127T100000Z", user="g_sales@tenant.ru")
+    pipeline.run()
+    (callback,) = callback_store.callbacks_of(E164)
+    assert callback.owner == "g_sales"
+    contact_store.put_contacts([Contact(phone="+79101234568", contact_name="ИП Иванов", responsible="101")])
+    webhook.push(
+        cmd="history",
+        type="in",
+        status="missed",
+        user="mike",
+        phone="79101234568",
+        callid="cb-m2",
+        start="20261127T100000Z",
+        duration="0",
+    )
+    pipeline.run()
+    (callback,) = callback_store.callbacks_of("+79101234568")
+    assert callback.owner == "andy"  # the responsible given as andy's extension
+
+
 def test_a_call_answered_while_ringing_closes_it_and_its_history_gives_the_exact_start(
     webhook: Webhook, pipeline: Pipeline, callback_store: Any
 ) -> None:

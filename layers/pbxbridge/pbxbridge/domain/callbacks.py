@@ -350,7 +350,7 @@ def _time(value: Any) -> datetime | None:
 def _group(user: Any) -> str | None:
     """`g_<id>@tenant` -> `g_<id>`: a group as an owner."""
     if isinstance(user, str) and user.lower().startswith("g_"):
-        return user.split("@", 1)[0]
+        return "g_" + user.split("@", 1)[0][2:]
     return None
 
 
