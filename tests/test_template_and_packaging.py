@@ -192,9 +192,12 @@ def test_the_webhook_builds_at_init_only_what_contact_needs() -> None:
         "AWS_DEFAULT_REGION": "eu-central-1",
     }
     env.pop("AWS_LAMBDA_INITIALIZATION_TYPE", None)
-    run = lambda **extra: subprocess.run(  # noqa: E731
-        [sys.executable, "-c", probe], cwd=REPO, env={**env, **extra}, capture_output=True, text=True, timeout=60
-    )
+
+    def run(**extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", probe], cwd=REPO, env={**env, **extra}, capture_output=True, text=True, timeout=60
+        )
+
     on_demand = run()
     assert on_demand.returncode == 0, on_demand.stderr[-2000:]
     assert on_demand.stdout.strip() == "ContactQuery"
