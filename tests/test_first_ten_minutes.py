@@ -1,0 +1,282 @@
+"""What a newcomer meets first: the local stack as `make run` starts it (directory synced, data kept,
+short log, the reconciliation demo), the console's `invoke`, and the typed commands client."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import requests
+
+from local.aws import create_queues_buckets_and_buses, create_tables, free_port
+from local.stack import LocalStack, data_file_from_environment, start
+from local.template import Template
+from pbxbridge import client as commands_client
+from tests.conftest import drop_process_caches
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def stack(moto_url: str) -> Iterator[LocalStack]:
+    saved = dict(os.environ)
+    requests.post(f"{moto_url}/moto-api/reset", timeout=5).raise_for_status()
+    drop_process_caches()
+    stack, moto = start(port=free_port(), dynamodb_port=free_port(), crm_token="first-key")
+    thread = threading.Thread(target=stack.api.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield stack
+    stack.stopping.set()
+    stack.api.shutdown()
+    stack.api.server_close()
+    stack.pbx.stop()
+    moto.stop()  # type: ignore[attr-defined]
+    os.environ.clear()
+    os.environ.update(saved)
+    drop_process_caches()
+
+
+@pytest.fixture
+def commands(stack: LocalStack) -> commands_client.CommandsClient:
+    lambda_client = boto3.client("lambda", endpoint_url=stack.api.url)
+    return commands_client.CommandsClient("CommandsFunction", lambda_client=lambda_client)
+
+
+def console(stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **stack.environment()}
+    return subprocess.run(
+        [sys.executable, "-m", "pbxbridge.cli", *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def wait_for(check: Any, timeout: float = 20) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.2)
+
+
+# The stack
+
+
+def test_the_directory_is_synced_at_start(stack: LocalStack, commands: commands_client.CommandsClient) -> None:
+    users = {user.login: user for user in commands.list_users().users}
+    assert users["andy"].ext == "708"
+    assert "4 users and 2 departments synced from the PBX at start" in stack.summary()
+
+
+def test_the_reconciliation_demo_recovers_whole_lost_calls(
+    stack: LocalStack, commands: commands_client.CommandsClient
+) -> None:
+    order = {"count": 12, "drop": 0.0, "lose_calls": 0.5}
+    played = requests.post(f"{stack.pbx.url}/_simulator/calls", data=json.dumps(order), timeout=60).json()
+    lost = played["calls_lost"]
+    assert 0 < len(lost) < 12  # seeded: some calls lost whole, others not
+    for callid in lost:
+        with pytest.raises(commands_client.NotFoundError):
+            commands.get_call(callid)
+    synced = console(stack, "sync", "history", "--period", "today")
+    assert synced.returncode == 0, synced.stderr
+    report = json.loads(synced.stdout)
+    assert report["created"] == len(lost)
+    assert "history reconciled" not in synced.stderr  # the report is printed once, not logged again
+    for callid in lost:
+        recovered = commands.get_call(callid).call
+        assert recovered.outcome is not None
+        assert recovered.live_state == "COMPLETED"
+    assert "lose_calls" in stack.summary()
+    assert "created: calls the webhook never saw" in stack.summary()
+
+
+# The console's invoke and the typed client
+
+
+def test_invoke_keeps_text_fields_text(stack: LocalStack) -> None:
+    placed = console(stack, "invoke", "makeCall", "user=708", "phone=79101234567")
+    assert placed.returncode == 0, placed.stdout + placed.stderr
+    assert json.loads(placed.stdout)["ok"] is True
+    assert stack.pbx.simulator.requests_seen[-1]["user"] == "708"
+    missing = console(stack, "invoke", "getCall", "callid=123")  # a numeric id is still an id
+    assert missing.returncode == 1
+    assert json.loads(missing.stdout)["error"] == {"code": "not_found", "message": "no call 123"}
+    invalid = console(stack, "invoke", "listCalls", "user=andy", "limit=0")  # numbers still numbers
+    assert invalid.returncode == 2
+    assert "limit" in json.loads(invalid.stdout)["error"]["message"]
+
+
+def test_list_calls_by_extension(stack: LocalStack, commands: commands_client.CommandsClient) -> None:
+    dialled = commands.make_call(user="andy", phone="+7 910 765-43-21")
+    assert dialled.id_known
+    by_login = wait_for(lambda: [c.callid for c in commands.iter_calls(user="andy", page_size=2)])
+    assert by_login
+    listed = console(stack, "invoke", "listCalls", "user=708", "limit=200")
+    assert listed.returncode == 0, listed.stderr
+    assert by_login[0] in [call["callid"] for call in json.loads(listed.stdout)["result"]["calls"]]
+
+
+def test_the_client_turns_the_envelope_into_results(
+    stack: LocalStack, commands: commands_client.CommandsClient
+) -> None:
+    report = commands.upsert_contacts(
+        [
+            {"phone": "8 916 000-11-22", "contact_name": "ООО Ромашка", "responsible": "mike"},
+            {"phone": "x", "contact_name": "Broken"},
+        ]
+    )
+    assert (report.upserted, [(r.index, r.reason) for r in report.rejected]) == (
+        1,
+        [(1, "phone 'x' is not a phone number")],
+    )
+    assert commands.delete_contact("+79160001122") is True
+    assert commands.delete_contact("+79160001122") is False
+    accounts = commands.accounts()
+    assert accounts[0].name == "andy"
+    assert commands.set_dnd("mike", True) is True
+    assert commands.get_dnd("mike") is True
+    assert commands.history(period="today", limit=5).rows[0].uid
+    proposals = commands.propose_user_mappings([{"crm_user": "crm-1", "email": "nobody@example.ru"}])
+    assert proposals.applied == 0
+
+
+def test_the_client_raises_typed_errors(stack: LocalStack, commands: commands_client.CommandsClient) -> None:
+    with pytest.raises(commands_client.InvalidRequestError) as invalid:
+        commands.list_calls(user="andy", limit=0)
+    assert invalid.value.code == "invalid_request"
+    assert "limit" in invalid.value.message
+    with pytest.raises(commands_client.NotFoundError):
+        commands.map_user("ghost", "crm-1")
+    with pytest.raises(commands_client.InvalidParametersError):
+        commands.get_dnd("nobody")  # the PBX's own 400
+    stack.pbx.simulator.fail_next("accounts", "502", "502", "502", "502")
+    with pytest.raises(commands_client.PbxUnavailableError) as down:
+        commands.accounts()
+    assert stack.pbx.api_url in down.value.message  # which PBX did not answer
+    nowhere = commands_client.CommandsClient(
+        "NoSuchFunction", lambda_client=boto3.client("lambda", endpoint_url=stack.api.url)
+    )
+    with pytest.raises(commands_client.InvokeError):
+        nowhere.accounts()
+
+
+def test_make_call_through_the_client_dials_once_per_request_id(
+    stack: LocalStack, commands: commands_client.CommandsClient
+) -> None:
+    simulator = stack.pbx.simulator
+    before = sum(1 for seen in simulator.requests_seen if seen.get("cmd") == "makeCall")
+    first = commands.make_call(user="andy", phone="79101234567", request_id="crm-once-1")
+    again = commands.make_call(user="andy", phone="79101234567", request_id="crm-once-1")
+    assert first == again
+    assert sum(1 for seen in simulator.requests_seen if seen.get("cmd") == "makeCall") == before + 1
+
+
+def test_errors_by_code() -> None:
+    envelope = {"ok": False, "error": {"code": "pbx_unavailable", "message": "down", "dialled": "unknown"}}
+    error = commands_client.error_from_envelope(envelope)
+    assert isinstance(error, commands_client.PbxUnavailableError)
+    assert error.dialled == "unknown"
+    refused = commands_client.error_from_envelope({"ok": False, "error": {"code": "wrong_tenant", "message": "m"}})
+    assert (type(refused), refused.code) == (commands_client.PbxRefusedError, "wrong_tenant")
+    unknown = commands_client.error_from_envelope({"ok": False, "error": {"code": "new_code", "message": "m"}})
+    assert (type(unknown), unknown.code) == (commands_client.CommandsError, "new_code")
+
+
+@pytest.mark.parametrize(
+    ("cmd", "items", "fields"),
+    [
+        (
+            "makeCall",
+            ["user=708", "phone=0079101234567", "requestId=42"],
+            {"user": "708", "phone": "0079101234567", "requestId": "42"},
+        ),
+        ("getCall", ["callid=123"], {"callid": "123"}),
+        ("listCalls", ["user=708", "limit=20"], {"user": "708", "limit": 20}),
+        ("mapUser", ["login=andy", "crm_user=null"], {"login": "andy", "crm_user": None}),
+        ("mapUser", ["login=andy", "crm_user=17"], {"login": "andy", "crm_user": "17"}),
+        ("set_dnd", ["user=708", "state=true"], {"user": "708", "state": True}),
+        ("subscribeOnCalls", ["user=708", "status=on", "group=701"], {"user": "708", "status": "on", "group": "701"}),
+        ("upsertContacts", ['contacts=[{"phone": "1"}]'], {"contacts": [{"phone": "1"}]}),
+        ("proposeUserMappings", ["crm_users=[]", "apply=true"], {"crm_users": [], "apply": True}),
+    ],
+)
+def test_console_fields_are_typed_by_the_command(cmd: str, items: list[str], fields: dict[str, Any]) -> None:
+    assert commands_client.command_fields(cmd, items) == fields
+
+
+# Data across restarts
+
+
+def test_the_data_survives_a_restart(aws: dict[str, str], moto_url: str, template: Template, tmp_path: Path) -> None:
+    from local.aws import client
+    from local.snapshot import restore, save
+
+    create_queues_buckets_and_buses(template, moto_url)
+    tables = list(aws.values())
+    buckets = [template.physical_name(b) for b in template.resources("AWS::S3::Bucket")]
+    dynamodb, s3 = client("dynamodb", moto_url), client("s3", moto_url)
+    contact = {"phone": {"S": "+79101234567"}, "contact_name": {"S": "Рога"}, "blob": {"B": b"\x00\xff"}}
+    dynamodb.put_item(TableName=aws["ContactsTable"], Item=contact)
+    for index in range(30):  # more than one batch
+        dynamodb.put_item(TableName=aws["CallsTable"], Item={"callid": {"S": f"c{index}"}, "duration": {"N": "5"}})
+    s3.put_object(Bucket=buckets[0], Key="recordings/a.mp3", Body=b"ID3\x00")
+    path = tmp_path / "data" / "state.json"
+    save(path, moto_url, tables, buckets)
+
+    requests.post(f"{moto_url}/moto-api/reset", timeout=5).raise_for_status()
+    create_tables(template, moto_url)
+    create_queues_buckets_and_buses(template, moto_url)
+    report = restore(path, moto_url, tables, buckets)
+    assert (report.items[aws["CallsTable"]], report.items[aws["ContactsTable"]], report.objects) == (30, 1, 1)
+    assert dynamodb.get_item(TableName=aws["ContactsTable"], Key={"phone": {"S": "+79101234567"}})["Item"] == contact
+    assert dynamodb.scan(TableName=aws["CallsTable"], Select="COUNT")["Count"] == 30
+    assert s3.get_object(Bucket=buckets[0], Key="recordings/a.mp3")["Body"].read() == b"ID3\x00"
+    assert restore(tmp_path / "none.json", moto_url, tables, buckets).items == {}
+
+
+def test_fresh_starts_empty_and_keeps_one_step_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "state.json"
+    path.write_text("{}")
+    monkeypatch.setenv("LOCAL_DATA", str(path))
+    monkeypatch.delenv("FRESH", raising=False)
+    assert data_file_from_environment() == path
+    assert path.exists()
+    monkeypatch.setenv("FRESH", "1")
+    assert data_file_from_environment() == path
+    assert not path.exists()
+    assert (tmp_path / "state.previous.json").exists()
+    monkeypatch.setenv("LOCAL_DATA", "none")
+    assert data_file_from_environment() is None
+
+
+# The log
+
+
+def test_the_short_log_is_one_readable_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from aws_lambda_powertools import Logger
+
+    from local.logs import ShortFormatter, _WithoutMetrics
+
+    logger = Logger(service="short-log-test")
+    handler = logging.getLogger("short-log-test").handlers[0]
+    handler.setFormatter(ShortFormatter(handler.formatter))  # type: ignore[arg-type]
+    logger.append_keys(function_name="WebhookFunction")  # passed through to Powertools' formatter
+    logger.set_correlation_id("call-1")
+    logger.info("push stored", extra={"cmd": "event", "type": "INCOMING", "duplicate": False, "absent": None})
+    line = capsys.readouterr().out.strip()
+    assert "\n" not in line
+    assert line.endswith("WebhookFunction      push stored  cmd=event type=INCOMING duplicate=False callid=call-1")
+    filtered = _WithoutMetrics(sys.stdout)
+    print('{"_aws": {"CloudWatchMetrics": []}}', file=filtered)
+    print("kept", file=filtered)
+    assert capsys.readouterr().out == "kept\n"
