@@ -280,3 +280,85 @@ def test_the_short_log_is_one_readable_line(capsys: pytest.CaptureFixture[str]) 
     print('{"_aws": {"CloudWatchMetrics": []}}', file=filtered)
     print("kept", file=filtered)
     assert capsys.readouterr().out == "kept\n"
+
+
+# Contacts as Excel writes them
+
+ROWS = [
+    ("phone", "contact_name", "responsible", "crm_id"),
+    ("8 (916) 000-11-22", "ООО Ромашка", "mike", "crm-7"),
+    ("+7 903 555-00-00", "ИП Васильев", "708", "crm-8"),
+]
+
+
+def lines(separator: str) -> str:
+    return "\r\n".join(separator.join(row) for row in ROWS) + "\r\n"
+
+
+def contact_of(stack: LocalStack, phone: str) -> Any:
+    return requests.post(
+        stack.webhook_url, data={"cmd": "contact", "phone": phone, "callid": "x", "crm_token": "first-key"}, timeout=10
+    ).json()
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "kind"),
+    [
+        ("bom.csv", b"\xef\xbb\xbf" + lines(",").encode(), "CSV (utf-8 with BOM, ','-separated)"),
+        ("semicolon.csv", lines(";").encode("utf-8"), "CSV (utf-8, ';'-separated)"),
+        ("russian-excel.csv", lines(";").encode("cp1251"), "CSV (windows-1251, ';'-separated)"),
+        ("unicode.txt", lines("\t").encode("utf-16"), "CSV (utf-16, tab-separated)"),
+    ],
+)
+def test_contacts_import_reads_what_excel_writes(
+    stack: LocalStack, tmp_path: Path, name: str, content: bytes, kind: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    result = console(stack, "contacts", "import", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines()[0] == "imported 2 contact(s), rejected 0"
+    assert f"as {kind}" in result.stderr
+    assert contact_of(stack, "79160001122") == {"contact_name": "ООО Ромашка", "responsible": "mike"}
+    assert contact_of(stack, "79035550000")["contact_name"] == "ИП Васильев"
+
+
+def test_contacts_import_reads_xlsx(stack: LocalStack, tmp_path: Path) -> None:
+    from openpyxl import Workbook
+
+    workbook = Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.title = "Контакты"
+    sheet.append(["Phone", "Contact_Name", "Responsible", "CRM_ID"])
+    sheet.append([79160001133, "ООО Лютик", 702, None])  # numbers, as Excel keeps typed digits
+    sheet.append([None, None, None, None])
+    sheet.append(["not a phone", "Broken", None, None])
+    path = tmp_path / "contacts.xlsx"
+    workbook.save(path)
+    result = console(stack, "contacts", "import", str(path))
+    assert result.returncode == 1, result.stderr  # one row rejected
+    assert result.stdout.splitlines() == [
+        "imported 1 contact(s), rejected 1",
+        "  line 4: phone 'not a phone' is not a phone number",  # the sheet's own row number
+    ]
+    assert "as xlsx (sheet 'Контакты')" in result.stderr
+    assert contact_of(stack, "79160001133") == {"contact_name": "ООО Лютик", "responsible": "702"}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"name,number\r\nx,1\r\n", "header lacks column(s): phone, contact_name (found: name, number)"),
+        (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 64, "an old .xls workbook: save it as .xlsx or CSV"),
+        ("phone,contact_name\r\n1,Müller GmbH\r\n".encode("latin-1"), "not UTF-8, and not Windows-1251 Cyrillic"),
+    ],
+)
+def test_contacts_files_that_cannot_be_read_say_why(
+    stack: LocalStack, tmp_path: Path, content: bytes, message: str
+) -> None:
+    path = tmp_path / "contacts.csv"
+    path.write_bytes(content)
+    result = console(stack, "contacts", "import", str(path))
+    assert result.returncode == 2
+    assert message in result.stderr

@@ -1,6 +1,6 @@
 """`pbxbridge`: the operators' console.
 
-    pbxbridge contacts import FILE.csv     load the CRM's contacts (phone, contact_name, responsible, crm_id)
+    pbxbridge contacts import FILE         load the CRM's contacts from CSV or .xlsx (phone, contact_name, ...)
     pbxbridge calls show CALLID            a stored call with its event timeline, as JSON
     pbxbridge pbx COMMAND [options]        one of the PBX's eight commands, straight to the PBX
     pbxbridge invoke CMD [key=value ...]   the deployed (or local) commands function, via Lambda Invoke
@@ -39,11 +39,13 @@ def _parser() -> argparse.ArgumentParser:
     contacts_cmds = contacts.add_subparsers(dest="action")
     importer = contacts_cmds.add_parser(
         "import",
-        help="import contacts from a CSV file",
-        description="Import contacts from a CSV whose header names phone, contact_name, responsible, crm_id. "
-        "Rows with the same phone as an earlier row are rejected, not merged.",
+        help="import contacts from a CSV or .xlsx file",
+        description="Import contacts from a CSV or .xlsx whose header names phone, contact_name, responsible, "
+        "crm_id. CSV may be UTF-8 (with or without a BOM), UTF-16 or Windows-1251, separated by commas, "
+        "semicolons or tabs, as Excel writes it. Rows with the same phone as an earlier row are rejected, "
+        "not merged.",
     )
-    importer.add_argument("file", type=Path, help="CSV file (UTF-8), or - for standard input")
+    importer.add_argument("file", type=Path, help="CSV or .xlsx file, or - for standard input")
     importer.add_argument("--table", default=os.environ.get("CONTACTS_TABLE"), help="contacts table [CONTACTS_TABLE]")
     importer.add_argument("--region", default=os.environ.get("PHONE_REGION", "RU"), help="phone region [PHONE_REGION]")
 
@@ -199,23 +201,35 @@ def _require(value: str | None, what: str) -> str:
 
 
 def _import_contacts(args: argparse.Namespace) -> int:
-    from pbxbridge.domain.contacts import import_contacts
+    from pbxbridge.contacts_files import UnreadableFileError, read_contacts_file
+    from pbxbridge.domain.contacts import read_contacts, save_contacts
     from pbxbridge.storage.dynamodb import DynamoContactStore, dynamodb_client
 
     table = _require(args.table, "the contacts table (--table or CONTACTS_TABLE)")
+    name = str(args.file)
+    try:
+        if name == "-":
+            contacts_file = read_contacts_file(sys.stdin.buffer)
+        else:
+            with args.file.open("rb") as source:
+                contacts_file = read_contacts_file(source, name)
+    except OSError as exc:
+        print(f"pbxbridge: cannot read {name}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    except UnreadableFileError as exc:
+        print(f"pbxbridge: {name}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"pbxbridge: reading {name} as {contacts_file.kind}", file=sys.stderr)
+    if contacts_file.missing:
+        found = ", ".join(contacts_file.columns) or "none"
+        print(
+            f"pbxbridge: {name}: header lacks column(s): {', '.join(contacts_file.missing)} (found: {found}); "
+            "the header names phone, contact_name, responsible, crm_id",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     store = DynamoContactStore(dynamodb_client(), table)
-    if str(args.file) == "-":
-        report = import_contacts(store, sys.stdin, args.region)
-    else:
-        try:
-            with args.file.open(encoding="utf-8-sig", newline="") as source:
-                report = import_contacts(store, source, args.region)
-        except OSError as exc:
-            print(f"pbxbridge: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
-            return EXIT_USAGE
-        except UnicodeDecodeError:
-            print(f"pbxbridge: {args.file} is not UTF-8", file=sys.stderr)
-            return EXIT_USAGE
+    report = save_contacts(store, read_contacts(contacts_file.records, args.region))
     print(f"imported {report.imported} contact(s), rejected {len(report.rejected)}")
     for row in report.rejected:
         print(f"  line {row.position}: {row.reason}")
