@@ -89,6 +89,9 @@ def drop_process_caches(keep_clients: bool = False) -> None:
         ssm_provider.cache_clear()
         dynamodb_client.cache_clear()
         batch_dynamodb_client.cache_clear()
+        from pbxbridge.storage.s3 import s3_client
+
+        s3_client.cache_clear()  # a second stack in the process has its own embedded S3
 
 
 @dataclass
