@@ -117,6 +117,18 @@ def test_invoke_keeps_text_fields_text(stack: LocalStack) -> None:
 def test_list_calls_by_extension(stack: LocalStack, commands: commands_client.CommandsClient) -> None:
     dialled = commands.make_call(user="andy", phone="+7 910 765-43-21")
     assert dialled.id_known
+    assert dialled.call_id
+
+    def finished() -> commands_client.CallDetails | None:
+        try:
+            details = commands.get_call(str(dialled.call_id))
+        except commands_client.NotFoundError:
+            return None
+        return details if details.call.outcome else None
+
+    details = wait_for(finished)
+    assert (details.call.outcome, details.call.live_state, details.call.pbx_user) == ("answered", "COMPLETED", "andy")
+    assert [entry.type for entry in details.timeline] == ["OUTGOING", "ACCEPTED", "COMPLETED"]
     by_login = wait_for(lambda: [c.callid for c in commands.iter_calls(user="andy", page_size=2)])
     assert by_login
     listed = console(stack, "invoke", "listCalls", "user=708", "limit=200")
