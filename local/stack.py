@@ -116,13 +116,13 @@ Point the console (`. .venv/bin/activate; pbxbridge ...`) and the AWS CLI at thi
 Try it: the demo contact ({DEMO_CONTACT["contact_name"]}, responsible {DEMO_CONTACT["responsible"]}):
   {curl}
 Place a call through the simulator, then read it back with its timeline:
-  pbxbridge invoke makeCall user=andy phone=79101234567
+  pbxbridge invoke makeCall user=708 phone=79101234567      # 708: andy, by his extension
   pbxbridge invoke getCall callid=<call_id printed by makeCall>
 Have the simulator play calls, losing 30% of single pushes and a quarter of whole calls (every push),
 then reconcile from the PBX's history and see every call:
   curl -s {self.pbx.url}/_simulator/calls -d '{{"count": 20, "drop": 0.3, "duplicate": 0.1, "lose_calls": 0.25}}'
   pbxbridge sync history --period today
-  pbxbridge invoke listCalls user=mike
+  pbxbridge invoke listCalls user=702        # mike, by his extension
   (created: calls the webhook never saw, every push lost, now stored from the history;
    merged: calls the webhook stored in part, completed from the history (wait, via, outcome);
    already_reconciled: calls an earlier run handled: run it twice and the second only reads)
