@@ -18,6 +18,7 @@ help:
 	@echo "pbxbridge: make TARGET"
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-zA-Z_-]+):.*## (.*)$$/  \1\t\2/' | expand -t 16
 	@echo "Variables: FRESH=1 (make run: start with no saved data), LOG_FORMAT=json (make run: the functions' JSON logs),"
+	@echo "  CRM_RECEIVER=1 or CRM_URL=... (make run: forward call events to a local receiver or a CRM),"
 	@echo "  PORT, DYNAMODB_PORT, PBX_PORT, CRM_TOKEN (make run), PYTEST_ARGS (make unit), PYTHON (the venv's interpreter)"
 
 $(STAMP): pyproject.toml requirements-dev.txt layers/pbxbridge/requirements.txt
@@ -47,10 +48,12 @@ unit: $(STAMP) ## pytest only (PYTEST_ARGS="-k name -x")
 
 test: lint typecheck cfn-lint unit ## every check: lint, typecheck, cfn-lint, pytest
 
-# Regenerate the webhook's OpenAPI document and the call events' schemas from the models (tests fail when they drift).
-openapi: $(STAMP) ## regenerate openapi/webhook.json and the event schemas
+# Regenerate the webhook's OpenAPI document and the call events' schemas from the models, and the template's
+# schema registry from those (tests fail when they drift).
+openapi: $(STAMP) ## regenerate openapi/webhook.json, the event schemas and the template's schema registry
 	$(BIN)/python -m pbxbridge.openapi > openapi/webhook.json
 	$(BIN)/python -c "from pbxbridge.call_events import schemas; [open(f'schemas/events/{n}.json', 'w').write(t) for n, t in schemas().items()]"
+	$(BIN)/python -m local.event_schemas
 
 bench: $(STAMP) ## benchmarks against a floor measured in the same run
 	$(BIN)/python -m bench

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import shlex
 import signal
 import sys
@@ -31,6 +32,8 @@ from local.aws import (
     store_crm_keys,
     use_local_aws,
 )
+from local.crm_forwarding import Forwarding, local_crm_parameters, run_forwarding
+from local.crm_receiver import CrmReceiver, ReceiverAuth
 from local.lambdas import LocalFunction
 from local.logs import json_logs, use_short_logs
 from local.pbx_simulator import PbxSimulator, SimulatorServer
@@ -61,6 +64,8 @@ class LocalStack:
     schedules: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
     stopping: threading.Event = field(default_factory=threading.Event)
+    crm: Forwarding | None = None  # forwarding to a CRM's URL (CRM_RECEIVER=1 or CRM_URL)
+    crm_receiver: CrmReceiver | None = None
     # Where the data is kept across restarts (None: nowhere), and what the start found there.
     data_file: Path | None = None
     restored: RestoreReport | None = None
@@ -127,13 +132,27 @@ then reconcile from the PBX's history and see every call:
    merged: calls the webhook stored in part, completed from the history (wait, via, outcome);
    already_reconciled: calls an earlier run handled: run it twice and the second only reads)
 Directory: {self._directory_line()}
+Missed calls wait in their owner's call-back list until an answered call with the number closes them:
+  pbxbridge invoke listCallbacks owner=andy        (status=closed for the returned ones)
 Schedules run here as on AWS: {", ".join(self.schedules) or "none"}
 Event sources run here as on AWS: {", ".join(self.sources) or "none"}
 Call events are logged below ("call event published"); recordings land in the bucket RecordingsBucket:
   aws s3 ls s3://RecordingsBucket/recordings/ --recursive
 Data: {self._data_line()}
 Log: one line per request below; LOG_FORMAT=json make run shows the functions' JSON (and metrics) as CloudWatch gets it.
-""".rstrip()
+{self.crm_summary()}""".rstrip()
+
+    def crm_summary(self) -> str:
+        if self.crm is None:
+            return "Forward call events to a CRM: make run CRM_RECEIVER=1 (a receiver prints them), or CRM_URL=..."
+        receiver = " (the local CRM receiver prints each below)" if self.crm_receiver else ""
+        types = ", ".join(self.crm.pattern.get("detail-type", ["every call event"]))
+        secret = self.template.parameter("CrmSecretName")
+        return (
+            f"Call events forwarded to the CRM at {self.crm.endpoint}{receiver}:\n  {types}\n"
+            f"  auth {self.crm.auth_type} from the secret {secret}; undelivered ones: "
+            f"aws sqs receive-message --queue-url {self.template.resolve({'Ref': 'CrmDeadLetterQueue'})}"
+        )
 
     def _directory_line(self) -> str:
         result = self.directory.get("result")
@@ -185,12 +204,29 @@ def run_schedules(functions: list[LocalFunction], stopping: threading.Event) -> 
     return started
 
 
+def _local_crm(moto_url: str, crm_url: str | None, api_key: str | None) -> tuple[dict[str, str], CrmReceiver | None]:
+    """Forwarding to a CRM's URL: `crm_url` with `api_key`, or with crm_url "receiver" a local
+    receiver that prints what arrives. No URL: forwarding off, as in the template by default."""
+    if not crm_url:
+        return {}, None
+    receiver = None
+    if crm_url == "receiver":
+        api_key = api_key or secrets.token_urlsafe(16)
+        port = int(os.environ.get("CRM_RECEIVER_PORT", "3200"))
+        receiver = CrmReceiver(port, ReceiverAuth(api_key=api_key), echo=lambda text: print(text, flush=True))
+        crm_url = f"{receiver.start().url}/pbxbridge/events"
+    return local_crm_parameters(moto_url, crm_url, api_key or ""), receiver
+
+
 def start(
     port: int,
     dynamodb_port: int,
     crm_token: str,
     pbx_port: int = 0,
     pbx_token: str = DEFAULT_PBX_TOKEN,
+    crm_url: str | None = None,
+    crm_api_key: str | None = None,
+    parameters: dict[str, str] | None = None,
     data_file: Path | None = None,
     short_logs: bool = False,
 ) -> tuple[LocalStack, object]:
@@ -199,7 +235,8 @@ def start(
     use_local_aws(moto_url)
     simulator = PbxSimulator(token=pbx_token, crm_token=crm_token)
     pbx = simulator.serve(pbx_port, LOOPBACK)
-    template = Template(parameters={"PbxUrl": pbx.api_url}, endpoint=moto_url)
+    crm_parameters, receiver = _local_crm(moto_url, crm_url, crm_api_key)
+    template = Template(parameters={"PbxUrl": pbx.api_url, **crm_parameters, **(parameters or {})}, endpoint=moto_url)
     tables = create_tables(template, moto_url)
     create_queues_buckets_and_buses(template, moto_url)
     # The simulator serves recordings over plain http on loopback: allowed here, never in Lambda.
@@ -225,6 +262,7 @@ def start(
     stack.directory = sync_directory_now(functions)
     stack.schedules = run_schedules(functions, stack.stopping)
     stack.sources = run_sources(template, functions, stack.stopping)
+    stack.crm, stack.crm_receiver = run_forwarding(template, moto_url, stack.stopping), receiver
     simulator.crm_url = stack.webhook_url
     return stack, moto
 
@@ -264,9 +302,18 @@ def main() -> int:
     dynamodb_port = int(os.environ.get("DYNAMODB_PORT", "8000"))
     pbx_port = int(os.environ.get("PBX_PORT", "3100"))
     crm_token = os.environ.get("CRM_TOKEN") or DEFAULT_CRM_TOKEN
+    crm_url = "receiver" if os.environ.get("CRM_RECEIVER") not in (None, "", "0") else os.environ.get("CRM_URL")
     try:
+        crm_api_key = os.environ.get("CRM_API_KEY")
         stack, moto = start(
-            port, dynamodb_port, crm_token, pbx_port, data_file=data_file_from_environment(), short_logs=short
+            port,
+            dynamodb_port,
+            crm_token,
+            pbx_port,
+            crm_url=crm_url,
+            crm_api_key=crm_api_key,
+            data_file=data_file_from_environment(),
+            short_logs=short,
         )
     except OSError as exc:
         ports = f"PORT={port}, DYNAMODB_PORT={dynamodb_port} or PBX_PORT={pbx_port}"
@@ -287,6 +334,8 @@ def main() -> int:
         stack.stopping.set()
         stack.api.server_close()
         stack.pbx.stop()
+        if stack.crm_receiver:
+            stack.crm_receiver.stop()
         try:
             stack.save_data()
         except Exception as exc:

@@ -52,6 +52,7 @@ def test_tables_are_durable(body: dict[str, Any]) -> None:
         "IdempotencyTable",
         "SyncStateTable",
         "DirectoryTable",
+        "CallbacksTable",
     }
     # Idempotency records live an hour (TTL): nothing to recover or protect there.
     assert tables.pop("IdempotencyTable")["Properties"]["TimeToLiveSpecification"]["Enabled"] is True

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any, Protocol
 
+from pbxbridge.domain.callbacks import CallbackStatus, CallbackStore, list_callbacks
 from pbxbridge.domain.contacts import ContactStore, read_contacts, save_contacts
 from pbxbridge.domain.directory import CrmUser, DirectorySource, DirectoryStore, propose_mappings, sync_directory
 from pbxbridge.domain.reconciliation import History
@@ -26,6 +27,7 @@ from pbxbridge.protocol.commands import (
     GetRecordingUrlCommand,
     GroupsCommand,
     HistoryCommand,
+    ListCallbacksCommand,
     ListCallsCommand,
     ListUsersCommand,
     MakeCallCommand,
@@ -75,6 +77,7 @@ class CommandService:
         region: str,
         directory: DirectoryStore | None = None,
         recordings: RecordingArchive | None = None,
+        callbacks: CallbackStore | None = None,
     ) -> None:
         self._pbx = pbx  # made on first use: CRM-data commands need no PBX key
         self._calls = calls
@@ -82,6 +85,7 @@ class CommandService:
         self._region = region
         self._directory = directory
         self._recordings = recordings
+        self._callbacks = callbacks
 
     def run(self, command: Any) -> Any:
         handlers: dict[type, Callable[[Any], Any]] = {
@@ -102,6 +106,7 @@ class CommandService:
             MapUserCommand: self._map_user,
             ProposeUserMappingsCommand: self._propose_user_mappings,
             GetRecordingUrlCommand: self._recording_url,
+            ListCallbacksCommand: self._list_callbacks,
         }
         return handlers[type(command)](command)
 
@@ -211,6 +216,17 @@ class CommandService:
             reason = call.get("recording_rejected") or "the recording is not archived (yet)"
             raise CommandError("not_found", reason)
         return {"url": self._recordings.url_for(key, command.expires_in), "expires_in": command.expires_in}
+
+    def _list_callbacks(self, command: ListCallbacksCommand) -> dict[str, Any]:
+        if self._callbacks is None:
+            raise CommandError("not_configured", "the call-backs table is not configured (CALLBACKS_TABLE)")
+        page = list_callbacks(
+            self._callbacks, command.owner, CallbackStatus(command.status), command.limit, command.cursor
+        )
+        return {
+            "callbacks": [callback.model_dump(mode="json", exclude_none=True) for callback in page.callbacks],
+            "cursor": page.cursor,
+        }
 
 
 __all__ = ["CallReader", "CommandError", "CommandService", "Pbx"]

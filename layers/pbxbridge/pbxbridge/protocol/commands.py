@@ -209,6 +209,14 @@ class GetRecordingUrlCommand(_Command):
     expires_in: int = Field(default=900, ge=60, le=12 * 3600)
 
 
+class ListCallbacksCommand(_Command):
+    cmd: Literal["listCallbacks"]
+    owner: User = Field(description="a PBX login, a group (`g_<id>`), or `unassigned`")
+    status: Literal["open", "closed"] = "open"
+    limit: int = Field(default=50, ge=1, le=200)
+    cursor: str | None = Field(default=None, max_length=2048)
+
+
 PBX_COMMANDS = (
     "accounts",
     "groups",
@@ -237,7 +245,8 @@ Command = Annotated[
     | ListUsersCommand
     | MapUserCommand
     | ProposeUserMappingsCommand
-    | GetRecordingUrlCommand,
+    | GetRecordingUrlCommand
+    | ListCallbacksCommand,
     Field(discriminator="cmd"),
 ]
 _COMMAND = TypeAdapter(Command)
