@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import threading
+import warnings
 from typing import Any
 
 # What every Powertools line carries and a person reading along does not need.
@@ -114,6 +115,8 @@ def use_short_logs() -> None:
     """Short lines for the functions' loggers, and no EMF blobs (the metrics are CloudWatch's)."""
     if not isinstance(sys.stdout, _WithoutMetrics):
         sys.stdout = _WithoutMetrics(sys.stdout)
+    # Powertools warns when an invocation adds no metric (a stream batch with nothing to publish): EMF's concern.
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
     for handler in logging.getLogger(os.environ.get("POWERTOOLS_SERVICE_NAME", "pbxbridge")).handlers:
         if handler.formatter is not None and not isinstance(handler.formatter, ShortFormatter):
             handler.setFormatter(ShortFormatter(handler.formatter))
