@@ -358,6 +358,8 @@ def test_list_callbacks_through_the_commands_function(
 
 
 def test_the_sample_stream_event_publishes_callback_closed() -> None:
+    from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+
     from pbxbridge.stream import StreamDependencies, StreamSettings, handle_stream, metrics
 
     sink = Published()
@@ -375,6 +377,11 @@ def test_the_sample_stream_event_publishes_callback_closed() -> None:
     )
     metrics.clear_metrics()
     sample = json.loads((REPO / "events" / "stream-callbacks-closed.json").read_text())
+    sink.fail = True  # the bus refuses: the record comes back, and nothing is counted yet
+    with pytest.raises(BatchProcessingError):
+        handle_stream(sample, None, deps)
+    assert "CallbacksClosed" not in metrics.metric_set
+    sink.fail = False
     assert handle_stream(sample, None, deps) == {"batchItemFailures": []}
     assert sink.types() == ["CallbackClosed"]
     closed = sink.details("CallbackClosed")[0]
