@@ -49,6 +49,7 @@ class StreamSettings(BaseModel):
     recordings_queue_url: str = Field(alias="RECORDINGS_QUEUE_URL", min_length=1)
     callbacks_table: str | None = Field(default=None, alias="CALLBACKS_TABLE")
     directory_table: str | None = Field(default=None, alias="DIRECTORY_TABLE")
+    phone_region: str = Field(default="RU", alias="PHONE_REGION")
 
 
 class PublishFailedError(RuntimeError):
@@ -95,7 +96,7 @@ def callback_recorder(settings: StreamSettings, contacts: DynamoContactStore) ->
     # Off the caller's path, and a transaction: the patient client, not the webhook's tight one.
     store = DynamoCallbackStore(batch_dynamodb_client(), settings.callbacks_table)
     directory_table = settings.directory_table
-    region = os.environ.get("PHONE_REGION", "RU")
+    region = settings.phone_region
     directory = CachedDirectory(
         lambda: (
             DynamoDirectoryStore(batch_dynamodb_client(), directory_table).snapshot(region, departments=False)
