@@ -214,3 +214,35 @@ class TestDirectory:
         assert call_store.get_call(HISTORY["callid"])["pbx_user"] == "user"
         assert sum(queries) <= 0.25 + 1e-6
         assert took < 1.0
+
+
+class TestWithAnOlderBotocore:
+    """The Lambda runtime's boto3 may predate per-request read timeouts: attempts are then waited for
+    only as long as the deadline allows, and left behind."""
+
+    @pytest.fixture(autouse=True)
+    def older_botocore(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from pbxbridge import aws
+
+        monkeypatch.setattr(aws, "PER_REQUEST_READ_TIMEOUTS", False)
+
+    def test_contact_against_a_hanging_dynamodb(self, webhook: Webhook, point: Any, hanging: HangingServer) -> None:
+        point("dynamodb", hanging.url)
+        warm_keys(webhook)
+        before = len(hanging.connections)
+        answer, took = timed(lambda: webhook.push(**CONTACT))
+        assert (answer.status, answer.body) == (200, b"{}")
+        assert took < CONTACT_BOUND_S
+        # Two attempts of at most 0.4 s fitted, where the client's own 1 s read timeout would allow one.
+        assert len(hanging.connections) - before >= 2
+
+    def test_a_write_against_a_hanging_dynamodb(self, webhook: Webhook, point: Any, hanging: HangingServer) -> None:
+        point("dynamodb", hanging.url)
+        warm_keys(webhook)
+        answer, took = timed(lambda: webhook.push(cmd="rating", callid="r1", rating="4"))
+        assert answer.status == 503
+        assert took < WRITE_BOUND_S
+
+    def test_pushes_are_stored_as_before(self, webhook: Webhook, call_store: Any) -> None:
+        assert webhook.push(**HISTORY).status == 200
+        assert call_store.get_call(HISTORY["callid"])["history_pushes"] == 1
