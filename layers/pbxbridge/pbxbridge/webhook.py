@@ -205,6 +205,7 @@ def _checked_push(fields: dict[str, Any], label: str, deps: WebhookDependencies,
         if label == Command.CONTACT.value:
             # `{}` lets the PBX ring its own dial plan, and tells a caller without the key nothing.
             metrics.add_metric(name="ContactErrors", unit=MetricUnit.Count, value=1)
+            _failed(label)  # counted as a push that failed, but not answered 503
             return _answer(200, {})
         return _failed(label)
     if not key_matches(fields.get("crm_token"), keys):
