@@ -154,11 +154,12 @@ def warm_benchmark(moto_url: str) -> dict[str, Any]:
             floor = floor_of(push)
             timed(push, 20)
             timed(floor, 20)
-            # Interleaved rounds, so drift on the machine affects both sides alike.
+            # Push and floor alternate one by one, so drift on a shared machine (other processes'
+            # load coming and going within seconds) affects both sides alike.
             pushes, floors = [], []
-            for _ in range(4):
-                pushes += timed(push, WARM_PUSHES // 4)
-                floors += timed(floor, WARM_PUSHES // 4)
+            for _ in range(WARM_PUSHES):
+                pushes += timed(push, 1)
+                floors += timed(floor, 1)
         handler_stats, floor_stats = summary(pushes), summary(floors)
         results[name] = {
             "handler": handler_stats,
