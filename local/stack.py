@@ -34,6 +34,7 @@ from local.pbx_simulator import PbxSimulator, SimulatorServer
 from local.server import ApiGatewayServer
 from local.sources import run_sources
 from local.template import Template
+from local.widget import LocalWidget, issue_token, start_widget
 
 DEFAULT_CRM_TOKEN = "local-crm-token"  # noqa: S105 - the documented local default
 DEFAULT_PBX_TOKEN = "local-pbx-token"  # noqa: S105
@@ -57,6 +58,8 @@ class LocalStack:
     schedules: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
     stopping: threading.Event = field(default_factory=threading.Event)
+    widget: LocalWidget | None = None
+    widget_token: str = ""
 
     @property
     def webhook_url(self) -> str:
@@ -74,6 +77,16 @@ class LocalStack:
         env["PBX_URL"] = self.pbx.api_url
         env["PBX_TOKEN"] = self.pbx_token
         return env
+
+    def widget_summary(self) -> str:
+        if self.widget is None:
+            return ""
+        return f"""The widget (the demo user andy's page; a call that rings andy pops its card there):
+  {self.widget.url_for(self.widget_token)}
+  WebSocket API: {self.widget.socket.url}  (management API {self.widget.socket.management_url})
+Ring andy with an inbound call, step by step (answered; "answer": false misses it):
+  curl -s {self.pbx.url}/_simulator/inbound -d '{{"phone": "79101234567", "user": "andy", "pace": 2}}'
+A token for another user: pbxbridge invoke issueWidgetToken user=mike"""
 
     def summary(self) -> str:
         exports = "\n".join(f"  export {name}={shlex.quote(value)}" for name, value in self.environment().items())
@@ -106,6 +119,7 @@ Have the simulator play calls while losing pushes, then reconcile and see every 
   curl -s {self.pbx.url}/_simulator/calls -d '{{"count": 20, "drop": 0.3, "duplicate": 0.1}}'
   pbxbridge sync history --period today
   pbxbridge invoke listCalls user=mike
+{self.widget_summary()}
 Schedules run here as on AWS: {", ".join(self.schedules) or "none"}
 Event sources run here as on AWS: {", ".join(self.sources) or "none"}
 Call events are logged below ("call event published"); recordings land in the bucket RecordingsBucket:
@@ -168,6 +182,11 @@ def start(
     stack.schedules = run_schedules(functions, stack.stopping)
     stack.sources = run_sources(template, functions, stack.stopping)
     simulator.crm_url = stack.webhook_url
+    # The widget (issue 9): its WebSocket API, the directory synced (tokens name known users), a demo token.
+    stack.widget = start_widget(template, functions, moto_url, api.url)
+    commands = next(f for f in functions if f.spec.logical_id == "CommandsFunction")
+    commands.invoke({"cmd": "syncDirectory"})
+    stack.widget_token = issue_token(commands)["token"]
     return stack, moto
 
 
@@ -198,6 +217,8 @@ def main() -> int:
         stack.stopping.set()
         stack.api.server_close()
         stack.pbx.stop()
+        if stack.widget is not None:
+            stack.widget.socket.stop()
         moto.stop()  # type: ignore[attr-defined]
         print("\nlocal stack stopped", flush=True)
     return 0

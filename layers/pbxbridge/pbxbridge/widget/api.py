@@ -1,0 +1,162 @@
+"""The widget's own API (HTTP API routes behind the widget token's authorizer).
+
+Only the token's user's own actions and data: they call as themselves, switch their own DND, play
+recordings of calls they may see (calls that rang them, theirs, their contacts'); another user's
+call is `not_found`, exactly like a call that does not exist. The commands are the commands
+function's own (same envelope, same `makeCall` idempotency), run with the user the token names.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+
+from pbxbridge.domain.contacts import Contact
+from pbxbridge.domain.directory import Directory
+from pbxbridge.widget.card import may_see, responsible_login
+
+logger = Logger()
+app = APIGatewayHttpResolver()
+
+
+@dataclass(frozen=True)
+class WidgetApiDependencies:
+    execute: Callable[[dict[str, Any], Any], dict[str, Any]]  # a command -> the commands' envelope
+    get_call: Callable[[str], dict[str, Any] | None]
+    contact: Callable[[str], Contact | None]
+    directory: Callable[[], Directory]
+    extra: dict[str, Callable[..., Any]]  # further listings (the call-backs) by name
+
+
+@lru_cache(maxsize=1)
+def default_dependencies() -> WidgetApiDependencies:
+    from pbxbridge import commands
+    from pbxbridge.domain.directory import CachedDirectory
+    from pbxbridge.settings import commands_settings
+    from pbxbridge.storage.dynamodb import DynamoCallStore, DynamoContactStore, DynamoDirectoryStore, dynamodb_client
+
+    settings = commands_settings()
+    client = dynamodb_client()
+    calls = DynamoCallStore(client, settings.calls_table, settings.call_events_table)
+    contacts = DynamoContactStore(client, settings.contacts_table)
+    table = settings.directory_table
+    directory = CachedDirectory(
+        (lambda: DynamoDirectoryStore(client, table).snapshot(settings.phone_region, departments=False))
+        if table
+        else (lambda: Directory(region=settings.phone_region))
+    )
+    return WidgetApiDependencies(
+        execute=commands.execute,
+        get_call=calls.get_call,
+        contact=contacts.get_contact,
+        directory=directory,
+        extra={},
+    )
+
+
+_deps: WidgetApiDependencies | None = None
+
+
+def _dependencies() -> WidgetApiDependencies:
+    return _deps or default_dependencies()
+
+
+def _login() -> str:
+    authorizer = app.current_event.request_context.authorizer.get_lambda or {}
+    return str(authorizer["login"])
+
+
+def _answer(envelope: dict[str, Any]) -> Response[Any]:
+    from pbxbridge.commands import HTTP_STATUS
+
+    status = 200 if envelope["ok"] else HTTP_STATUS.get(envelope["error"]["code"], 500)
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=envelope)
+
+
+def _run(command: dict[str, Any]) -> Response[Any]:
+    return _answer(_dependencies().execute(command, app.lambda_context))
+
+
+def _not_found() -> Response[Any]:
+    return _answer({"ok": False, "error": {"code": "not_found", "message": "no such call"}})
+
+
+def _body() -> dict[str, Any]:
+    try:
+        body = app.current_event.json_body
+    except ValueError:
+        body = None
+    return body if isinstance(body, dict) else {}
+
+
+@app.get("/api/me")
+def me() -> Response[Any]:
+    authorizer = app.current_event.request_context.authorizer.get_lambda or {}
+    return _answer({"ok": True, "result": {"login": _login(), "expires_at": authorizer.get("expires_at")}})
+
+
+@app.post("/api/calls")
+def make_call() -> Response[Any]:
+    body = _body()
+    command: dict[str, Any] = {"cmd": "makeCall", "user": _login(), "phone": body.get("phone")}
+    request_id = body.get("requestId")
+    if request_id is not None:
+        # Namespaced by user: one user's request id can never replay another's call.
+        command["requestId"] = f"widget:{_login()}:{request_id}" if isinstance(request_id, str) else request_id
+    return _run(command)
+
+
+@app.get("/api/dnd")
+def get_dnd() -> Response[Any]:
+    return _run({"cmd": "get_dnd", "user": _login()})
+
+
+@app.put("/api/dnd")
+def set_dnd() -> Response[Any]:
+    return _run({"cmd": "set_dnd", "user": _login(), "state": _body().get("state")})
+
+
+@app.get("/api/calls/<callid>/recording")
+def recording(callid: str) -> Response[Any]:
+    deps = _dependencies()
+    call = deps.get_call(callid)
+    if call is None:
+        return _not_found()
+    directory = deps.directory()
+    client = call.get("client")
+    responsible = responsible_login(deps.contact(str(client)) if client else None, directory)
+    if not may_see(_login(), call, directory, responsible):
+        return _not_found()  # never "forbidden": that would tell the call exists
+    return _run({"cmd": "getRecordingUrl", "callid": callid})
+
+
+@app.get("/api/callbacks")
+def callbacks() -> Response[Any]:
+    listing = _dependencies().extra.get("callbacks")
+    if listing is None:
+        return _answer({"ok": True, "result": {"callbacks": [], "cursor": None}})
+    params = app.current_event.query_string_parameters or {}
+    return _answer(listing(_login(), params.get("status") or "open", params.get("cursor")))
+
+
+def handle_widget_api(event: dict[str, Any], context: Any, deps: WidgetApiDependencies | None = None) -> Any:
+    global _deps
+    authorizer = ((event.get("requestContext") or {}).get("authorizer") or {}).get("lambda") or {}
+    if not authorizer.get("login") or int(authorizer.get("expires_at") or 0) < time.time():
+        # The authorizer's answer may be cached past the token's expiry: the expiry is checked here too.
+        return {
+            "statusCode": 401,
+            "headers": {"Content-Type": "application/json"},
+            "body": '{"message":"Unauthorized"}',
+        }
+    _deps = deps
+    try:
+        return app.resolve(event, context)
+    finally:
+        _deps = None
