@@ -62,8 +62,17 @@ class LocalWebSocketApi:
     def stop(self) -> None:
         self._management.shutdown()
         self._management.server_close()
-        if self._server is not None:
-            self._loop.call_soon_threadsafe(self._server.close)
+        server = self._server
+        if server is not None:
+
+            async def close() -> None:
+                server.close()
+                await server.wait_closed()
+
+            try:
+                asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
+            except Exception:
+                log.exception("the WebSocket server did not close cleanly")
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
 

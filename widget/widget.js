@@ -134,6 +134,7 @@
 
   function showCard(card) {
     const fragment = $("card-template").content.cloneNode(true);
+    translate(fragment);
     const element = fragment.querySelector(".card");
     element.dataset.callid = card.callid;
     element.querySelector(".badge").textContent = card.direction === "out" ? t("outgoing") : t("incoming");
@@ -312,14 +313,14 @@
     $("no-callbacks").hidden = items.length > 0;
   }
 
-  function translate() {
-    document.documentElement.lang = lang;
-    for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
-    for (const el of document.querySelectorAll("[data-i18n-placeholder]")) el.placeholder = t(el.dataset.i18nPlaceholder);
+  function translate(root) {
+    for (const el of root.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+    for (const el of root.querySelectorAll("[data-i18n-placeholder]")) el.placeholder = t(el.dataset.i18nPlaceholder);
   }
 
   async function start() {
-    translate();
+    document.documentElement.lang = lang;
+    translate(document);
     if (!token) { setStatus("noToken"); return; }
     $("dialer").addEventListener("submit", (event) => { event.preventDefault(); dial($("dial-phone").value); });
     $("dnd").addEventListener("click", toggleDnd);
