@@ -10,7 +10,7 @@ SAM_VERSION ?= 1.170.0
 PY313 := $(shell command -v pyenv >/dev/null 2>&1 && pyenv prefix 3.13 2>/dev/null)
 SAM_PATH := $(if $(PY313),$(PY313)/bin:,)$(PATH)
 
-.PHONY: install run test lint typecheck unit cfn-lint openapi bench sam-build sam-validate smoke ci clean
+.PHONY: install run test lint typecheck unit cfn-lint openapi bench sam-build sam-validate smoke ci clean browser
 
 $(STAMP): pyproject.toml requirements-dev.txt layers/pbxbridge/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,13 @@ typecheck: $(STAMP)
 cfn-lint: $(STAMP)
 	$(BIN)/cfn-lint template.yaml
 
-unit: $(STAMP)
+# The widget's browser tests drive Debian's chromium through Playwright (never `playwright install`:
+# no browser build is downloaded); installed here on a fresh machine, skipped when already there.
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+unit: $(STAMP) browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck cfn-lint unit
