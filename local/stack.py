@@ -120,6 +120,8 @@ Have the simulator play calls while losing pushes, then reconcile and see every 
   pbxbridge sync history --period today
   pbxbridge invoke listCalls user=mike
 {self.widget_summary()}
+Missed calls wait in their owner's call-back list until an answered call with the number closes them:
+  pbxbridge invoke listCallbacks owner=andy        (status=closed for the returned ones)
 Schedules run here as on AWS: {", ".join(self.schedules) or "none"}
 Event sources run here as on AWS: {", ".join(self.sources) or "none"}
 Call events are logged below ("call event published"); recordings land in the bucket RecordingsBucket:

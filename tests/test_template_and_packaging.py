@@ -53,6 +53,7 @@ def test_tables_are_durable(body: dict[str, Any]) -> None:
         "SyncStateTable",
         "DirectoryTable",
         "ConnectionsTable",
+        "CallbacksTable",
     }
     # Idempotency records live an hour and open widget connections two at most (TTL): nothing to
     # recover or protect there.

@@ -73,7 +73,9 @@ def playwright() -> Iterator[Playwright]:
 
 
 @pytest.fixture(scope="module")
-def browser(playwright: Playwright, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], BrowserContext]:
+def browser(
+    playwright: Playwright, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[[str], BrowserContext]]:
     """A fresh Chromium profile (its own --user-data-dir) per language."""
     contexts: dict[str, BrowserContext] = {}
 
@@ -88,7 +90,7 @@ def browser(playwright: Playwright, tmp_path_factory: pytest.TempPathFactory) ->
             )
         return contexts[locale]
 
-    yield open_context  # type: ignore[misc]
+    yield open_context
     for context in contexts.values():
         context.close()
 
@@ -173,7 +175,7 @@ def test_the_contacts_responsible_sees_the_card_of_a_call_to_someone_else(
         expect(popped).to_have_attribute("data-state", "ringing", timeout=TIMEOUT_MS)
         expect(popped.locator(".contact-name")).to_have_text(DEMO_CONTACT["contact_name"])
         expect(popped.locator(".responsible")).to_have_text("Петров Андрей")
-        expect(popped.locator(f"tbody tr")).to_have_count(1)
+        expect(popped.locator("tbody tr")).to_have_count(1)
     mike_card = card(mike, callid)
     mike_card.locator("summary").click()
     expect(mike_card.locator("tbody tr td").nth(2)).to_have_text("answered")
@@ -193,7 +195,9 @@ def test_click_to_call_dials_once_on_a_double_click(
 ) -> None:
     page = widget_page(stack, browser, "mike", "en-US")
     posts: list[dict[str, Any]] = []
-    page.on("request", lambda r: posts.append(json.loads(r.post_data or "{}")) if r.url.endswith("/api/calls") else None)
+    page.on(
+        "request", lambda r: posts.append(json.loads(r.post_data or "{}")) if r.url.endswith("/api/calls") else None
+    )
     before = [r for r in stack.pbx.simulator.requests_seen if r.get("cmd") == "makeCall"]
     page.fill("#dial-phone", "8 916 111-22-33")
     page.dblclick("#dial-button")
@@ -204,7 +208,7 @@ def test_click_to_call_dials_once_on_a_double_click(
     assert posts[0]["requestId"] == posts[1]["requestId"]
     assert [(r["user"], r["phone"]) for r in made] == [("mike", UNKNOWN)]
     # The placed call rings mike's phone first: its card pops in his page (outbound).
-    expect(page.locator('.card[data-state] .badge').first).to_have_text("Outgoing call", timeout=TIMEOUT_MS)
+    expect(page.locator(".card[data-state] .badge").first).to_have_text("Outgoing call", timeout=TIMEOUT_MS)
 
 
 def test_the_dnd_switch_round_trips(stack: LocalStack, browser: Callable[[str], BrowserContext]) -> None:
@@ -257,3 +261,32 @@ def test_a_forged_or_expired_token_is_refused_at_connect_and_by_the_api(
     page.goto(stack.widget.url_for(token))
     expect(page.locator("#status")).to_have_attribute("data-state", "expired", timeout=TIMEOUT_MS)
     page.close()
+
+
+def test_a_missed_call_waits_in_the_owners_list_until_a_call_back_is_answered(
+    stack: LocalStack, browser: Callable[[str], BrowserContext]
+) -> None:
+    andy = widget_page(stack, browser, "andy", "ru-RU")
+    phone = "79035550011"
+    # A known client whose manager is andy calls mike's line, and nobody answers.
+    commands(stack).invoke(
+        {"cmd": "upsertContacts", "contacts": [{"phone": phone, "contact_name": "ООО Ромашка", "responsible": "andy"}]}
+    )
+    stack.pbx.simulator.play_inbound(phone, group=None, rings="mike", answered_by=None)
+    entry = andy.locator(f'#callbacks li[data-phone="+{phone}"]')
+    expect(entry).to_be_visible(timeout=TIMEOUT_MS)  # the socket says "reload" when the list changed
+    expect(entry.locator("strong")).to_have_text("ООО Ромашка")
+    expect(entry.locator(".callback-phone")).to_have_text("8 (903) 555-00-11")
+    expect(andy.locator("#callbacks-count")).to_have_text("(1)")
+    assert andy.evaluate("document.documentElement.scrollWidth") <= 360
+    andy.screenshot(path=str(SCREENSHOTS / "callbacks-ru.png"), full_page=True)
+
+    # The list's own button calls back; the client answers, and the call-back closes.
+    made_before = len([r for r in stack.pbx.simulator.requests_seen if r.get("cmd") == "makeCall"])
+    entry.locator("button").click()
+    expect(entry).to_have_count(0, timeout=TIMEOUT_MS)
+    expect(andy.locator("#no-callbacks")).to_be_visible()
+    made = [r for r in stack.pbx.simulator.requests_seen if r.get("cmd") == "makeCall"][made_before:]
+    assert [(r["user"], r["phone"]) for r in made] == [("andy", phone)]
+    closed = commands(stack).invoke({"cmd": "listCallbacks", "owner": "andy", "status": "closed"})
+    assert [c["closed_by"] for c in closed["result"]["callbacks"] if c["phone"] == f"+{phone}"] == ["andy"]

@@ -36,6 +36,7 @@ from pbxbridge.protocol.commands import (
     success,
 )
 from pbxbridge.settings import commands_settings
+from pbxbridge.storage.callbacks import DynamoCallbackStore
 from pbxbridge.storage.dynamodb import (
     DynamoCallStore,
     DynamoContactStore,
@@ -91,6 +92,7 @@ def default_dependencies() -> CommandsDependencies:
         directory=DynamoDirectoryStore(client, settings.directory_table) if settings.directory_table else None,
         recordings=S3RecordingArchive(s3_client(), settings.recordings_bucket) if settings.recordings_bucket else None,
         widget_key=_widget_key if settings.widget_token_key_parameter else None,
+        callbacks=DynamoCallbackStore(client, settings.callbacks_table) if settings.callbacks_table else None,
     )
     return CommandsDependencies(service=service, dial_once=_dial_once(service), phone_region=settings.phone_region)
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any, Protocol
 
+from pbxbridge.domain.callbacks import CallbackStatus, CallbackStore, list_callbacks
 from pbxbridge.domain.contacts import ContactStore, read_contacts, save_contacts
 from pbxbridge.domain.directory import CrmUser, DirectorySource, DirectoryStore, propose_mappings, sync_directory
 from pbxbridge.domain.reconciliation import History
@@ -27,6 +28,7 @@ from pbxbridge.protocol.commands import (
     GroupsCommand,
     HistoryCommand,
     IssueWidgetTokenCommand,
+    ListCallbacksCommand,
     ListCallsCommand,
     ListUsersCommand,
     MakeCallCommand,
@@ -77,6 +79,7 @@ class CommandService:
         directory: DirectoryStore | None = None,
         recordings: RecordingArchive | None = None,
         widget_key: Callable[[], str] | None = None,
+        callbacks: CallbackStore | None = None,
     ) -> None:
         self._pbx = pbx  # made on first use: CRM-data commands need no PBX key
         self._calls = calls
@@ -85,6 +88,7 @@ class CommandService:
         self._directory = directory
         self._recordings = recordings
         self._widget_key = widget_key
+        self._callbacks = callbacks
 
     def run(self, command: Any) -> Any:
         handlers: dict[type, Callable[[Any], Any]] = {
@@ -106,6 +110,7 @@ class CommandService:
             ProposeUserMappingsCommand: self._propose_user_mappings,
             GetRecordingUrlCommand: self._recording_url,
             IssueWidgetTokenCommand: self._issue_widget_token,
+            ListCallbacksCommand: self._list_callbacks,
         }
         return handlers[type(command)](command)
 
@@ -223,6 +228,17 @@ class CommandService:
             raise CommandError("not_found", f"no active PBX user {command.user} (run syncDirectory first?)")
         token, expires_at = issue_token(user.login, self._widget_key(), command.ttl)
         return {"login": user.login, "token": token, "expires_at": expires_at}
+
+    def _list_callbacks(self, command: ListCallbacksCommand) -> dict[str, Any]:
+        if self._callbacks is None:
+            raise CommandError("not_configured", "the call-backs table is not configured (CALLBACKS_TABLE)")
+        page = list_callbacks(
+            self._callbacks, command.owner, CallbackStatus(command.status), command.limit, command.cursor
+        )
+        return {
+            "callbacks": [callback.model_dump(mode="json", exclude_none=True) for callback in page.callbacks],
+            "cursor": page.cursor,
+        }
 
 
 __all__ = ["CallReader", "CommandError", "CommandService", "Pbx"]

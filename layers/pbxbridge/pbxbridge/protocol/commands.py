@@ -217,6 +217,14 @@ class IssueWidgetTokenCommand(_Command):
     ttl: int = Field(default=8 * 3600, ge=60, le=24 * 3600)
 
 
+class ListCallbacksCommand(_Command):
+    cmd: Literal["listCallbacks"]
+    owner: User = Field(description="a PBX login, a group (`g_<id>`), or `unassigned`")
+    status: Literal["open", "closed"] = "open"
+    limit: int = Field(default=50, ge=1, le=200)
+    cursor: str | None = Field(default=None, max_length=2048)
+
+
 PBX_COMMANDS = (
     "accounts",
     "groups",
@@ -246,7 +254,8 @@ Command = Annotated[
     | MapUserCommand
     | ProposeUserMappingsCommand
     | GetRecordingUrlCommand
-    | IssueWidgetTokenCommand,
+    | IssueWidgetTokenCommand
+    | ListCallbacksCommand,
     Field(discriminator="cmd"),
 ]
 _COMMAND = TypeAdapter(Command)

@@ -8,8 +8,10 @@ function's own (same envelope, same `makeCall` idempotency), run with the user t
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -19,10 +21,12 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 
 from pbxbridge.domain.contacts import Contact
 from pbxbridge.domain.directory import Directory
-from pbxbridge.widget.card import may_see, responsible_login
+from pbxbridge.widget.card import may_see, national, responsible_login
 
 logger = Logger()
 app = APIGatewayHttpResolver()
+# The list shows this many (its own and its departments' together); the rest wait their turn.
+WIDGET_CALLBACKS = 50
 
 
 @dataclass(frozen=True)
@@ -51,13 +55,54 @@ def default_dependencies() -> WidgetApiDependencies:
         if table
         else (lambda: Directory(region=settings.phone_region))
     )
+    extra: dict[str, Callable[..., Any]] = {}
+    if settings.callbacks_table:
+        from pbxbridge.storage.callbacks import DynamoCallbackStore
+
+        store = DynamoCallbackStore(client, settings.callbacks_table)
+        extra["callbacks"] = functools.partial(
+            callbacks_of, store=store, contact=contacts.get_contact, directory=directory, region=settings.phone_region
+        )
     return WidgetApiDependencies(
         execute=commands.execute,
         get_call=calls.get_call,
         contact=contacts.get_contact,
         directory=directory,
-        extra={},
+        extra=extra,
     )
+
+
+def callbacks_of(
+    login: str,
+    status: str,
+    *,
+    store: Any,
+    contact: Callable[[str], Contact | None],
+    directory: Callable[[], Directory],
+    region: str,
+    limit: int = WIDGET_CALLBACKS,
+) -> dict[str, Any]:
+    """The user's call-backs and their departments' (`g_<id>`), the most recently missed first, each
+    with the number in national form and the contact's name for the list."""
+    from pbxbridge.domain.callbacks import CallbackStatus, list_callbacks
+
+    wanted = CallbackStatus(status) if status in ("open", "closed") else CallbackStatus.OPEN
+    user = next((u for u in directory().users if u.login == login), None)
+    owners = [login, *(f"g_{group}" for group in (user.groups if user else ()))]
+    found = [c for owner in owners for c in list_callbacks(store, owner, wanted, limit).callbacks]
+    found.sort(key=lambda c: c.last_missed_at, reverse=True)
+    found = found[:limit]
+    with ThreadPoolExecutor(max_workers=8) as pool:  # one read per number, side by side
+        contacts = list(pool.map(contact, [c.phone for c in found]))
+    items = [
+        {
+            **c.model_dump(mode="json", exclude_none=True),
+            "phone_national": national(c.phone, region),
+            "contact_name": known.contact_name if known else None,
+        }
+        for c, known in zip(found, contacts, strict=True)
+    ]
+    return {"ok": True, "result": {"callbacks": items, "cursor": None}}
 
 
 _deps: WidgetApiDependencies | None = None
@@ -142,7 +187,7 @@ def callbacks() -> Response[Any]:
     if listing is None:
         return _answer({"ok": True, "result": {"callbacks": [], "cursor": None}})
     params = app.current_event.query_string_parameters or {}
-    return _answer(listing(_login(), params.get("status") or "open", params.get("cursor")))
+    return _answer(listing(_login(), params.get("status") or "open"))
 
 
 def handle_widget_api(event: dict[str, Any], context: Any, deps: WidgetApiDependencies | None = None) -> Any:

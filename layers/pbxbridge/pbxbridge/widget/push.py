@@ -42,6 +42,7 @@ class Connections(Protocol):
 @dataclass(frozen=True)
 class CardDependencies:
     calls_table: str
+    callbacks_table: str | None
     region: str
     crm_url_template: str | None
     contact: Callable[[str], Contact | None]
@@ -87,6 +88,7 @@ def default_dependencies() -> CardDependencies:
 
     return CardDependencies(
         calls_table=settings.calls_table,
+        callbacks_table=settings.callbacks_table,
         region=settings.phone_region,
         crm_url_template=settings.crm_record_url_template,
         contact=contacts.get_contact,
@@ -154,15 +156,36 @@ def deliver(logins: set[str], message: dict[str, Any], deps: CardDependencies) -
         return sum(pool.map(one, targets))
 
 
+def callback_watchers(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, directory: Directory) -> set[str]:
+    """Whose call-back list a change of a call-back item changed: its owner before and after (a
+    department's members for `g_<id>`); nobody's for the number's ledger."""
+    owners = {
+        str(image["owner_status"]).rsplit("#", 1)[0]
+        for image in (old, new)
+        if image and isinstance(image.get("owner_status"), str)
+    }
+    logins = {owner for owner in owners if not owner.startswith("g_") and owner != "unassigned"}
+    departments = {owner[2:] for owner in owners if owner.startswith("g_")}
+    logins |= {user.login for user in directory.users if user.active and departments & set(user.groups)}
+    return logins
+
+
 def handle_record(record: DynamoDBRecord, deps: CardDependencies | None = None) -> None:
     deps = deps or default_dependencies()
     stream = record.dynamodb
     if stream is None:
         return
-    new = _image(stream.raw_event.get("NewImage"))
+    old, new = _image(stream.raw_event.get("OldImage")), _image(stream.raw_event.get("NewImage"))
+    table = (record.event_source_arn or "").split(":table/", 1)[-1].split("/stream/", 1)[0]
+    if deps.callbacks_table and table == deps.callbacks_table:
+        # The list is read through the widget's API (it is the user's own data): this only says "reload".
+        watchers = callback_watchers(old, new, deps.directory())
+        if watchers:
+            deliver(watchers, {"type": "callbacks"}, deps)
+        return
     if new is None:
         return
-    for logins, message in cards_for(_image(stream.raw_event.get("OldImage")), new, deps):
+    for logins, message in cards_for(old, new, deps):
         delivered = deliver(logins, message, deps)
         logger.info("card sent", extra={"type": message["type"], "callid": new["callid"], "delivered": delivered})
         metrics.add_metric(name="CardsDelivered", unit=MetricUnit.Count, value=delivered)
