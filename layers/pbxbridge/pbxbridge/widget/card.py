@@ -125,7 +125,8 @@ def past_call(call: Mapping[str, Any], directory: Directory, region: str) -> dic
         "direction": call.get("direction"),
         "who": _display(directory, who),
         "outcome": call.get("outcome") or state_of(call),
-        "duration": call.get("duration"),
+        # The history's duration of an unanswered call is how long the caller waited: not a talk.
+        "duration": call.get("duration") if call.get("outcome") == "answered" else None,
         "recorded": bool(call.get("recording_key")),
     }
 
@@ -138,7 +139,7 @@ def card_update(call: Mapping[str, Any], directory: Directory) -> dict[str, Any]
         "state": state_of(call),
         "answered_by": _display(directory, answered_by),
         "outcome": call.get("outcome"),
-        "duration": call.get("duration"),
+        "duration": call.get("duration") if call.get("outcome") == "answered" else None,
         "recorded": bool(call.get("recording_key")),
     }
 
