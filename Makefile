@@ -49,7 +49,7 @@ openapi: $(STAMP)
 	$(BIN)/python -m pbxbridge.openapi > openapi/webhook.json
 	$(BIN)/python -c "from pbxbridge.call_events import schemas; [open(f'schemas/events/{n}.json', 'w').write(t) for n, t in schemas().items()]"
 
-bench: $(STAMP)
+bench: $(STAMP) browser
 	$(BIN)/python -m bench
 
 # SAM CLI lives in its own environment: its pins would fight the project's.

@@ -1,4 +1,5 @@
-"""`make bench`: the webhook's cost against its floor, measured in the same run.
+"""`make bench`: the webhook's cost against its floor, measured in the same run (and the widget's
+live card against its push's round trip, `bench/card.py`; BENCH_CARD=0 skips it).
 
 - warm cost per push (contact, history, event) through the template's handler in this process,
   against moto's server in another process, divided by the bare boto3 calls the push needs;
@@ -302,6 +303,10 @@ def main() -> None:
     from bench.pbx_client import command_overhead, history_streaming
 
     pbx = {"commands": command_overhead(WARM_PUSHES // 2), "history": history_streaming()}
+    # The widget's live card (issue 9): push -> card on screen in headless Chromium, beside the push's round trip.
+    from bench.card import card_benchmark, report
+
+    card = card_benchmark() if os.environ.get("BENCH_CARD", "1") == "1" else {}
     results = {
         "python": sys.version.split()[0],
         "warm_pushes": WARM_PUSHES,
@@ -310,6 +315,7 @@ def main() -> None:
         "cold": cold,
         "pbx": pbx,
         "reconciliation": sync,
+        "card": card,
     }
     (REPO / "bench-results.json").write_text(json.dumps(results, indent=2) + "\n")
 
@@ -355,6 +361,8 @@ def main() -> None:
                 f"{row['floor_seconds']:.1f} s, ratio {row['ratio']:.2f}; peak {row['peak_mb']:.0f} MB "
                 f"(+{row['growth_mb']:.1f} MB during the run)"
             )
+    if card:
+        report(card)
     print("wrote bench-results.json")
 
 

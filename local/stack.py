@@ -160,7 +160,12 @@ def run_schedules(functions: list[LocalFunction], stopping: threading.Event) -> 
 
 
 def start(
-    port: int, dynamodb_port: int, crm_token: str, pbx_port: int = 0, pbx_token: str = DEFAULT_PBX_TOKEN
+    port: int,
+    dynamodb_port: int,
+    crm_token: str,
+    pbx_port: int = 0,
+    pbx_token: str = DEFAULT_PBX_TOKEN,
+    widget_socket_port: int = 0,
 ) -> tuple[LocalStack, object]:
     moto, moto_url = start_moto(dynamodb_port)
     use_local_aws(moto_url)
@@ -185,7 +190,7 @@ def start(
     stack.sources = run_sources(template, functions, stack.stopping)
     simulator.crm_url = stack.webhook_url
     # The widget (issue 9): its WebSocket API, the directory synced (tokens name known users), a demo token.
-    stack.widget = start_widget(template, functions, moto_url, api.url)
+    stack.widget = start_widget(template, functions, moto_url, api.url, socket_port=widget_socket_port)
     commands = next(f for f in functions if f.spec.logical_id == "CommandsFunction")
     commands.invoke({"cmd": "syncDirectory"})
     stack.widget_token = issue_token(commands)["token"]
@@ -200,9 +205,10 @@ def main() -> int:
     pbx_port = int(os.environ.get("PBX_PORT", "3100"))
     crm_token = os.environ.get("CRM_TOKEN") or DEFAULT_CRM_TOKEN
     try:
-        stack, moto = start(port, dynamodb_port, crm_token, pbx_port)
+        widget_socket_port = int(os.environ.get("WIDGET_SOCKET_PORT", "3001"))
+        stack, moto = start(port, dynamodb_port, crm_token, pbx_port, widget_socket_port=widget_socket_port)
     except OSError as exc:
-        ports = f"PORT={port}, DYNAMODB_PORT={dynamodb_port} or PBX_PORT={pbx_port}"
+        ports = f"PORT={port}, DYNAMODB_PORT={dynamodb_port}, PBX_PORT={pbx_port} or WIDGET_SOCKET_PORT"
         print(f"local stack: cannot start ({exc}); is {ports} in use?")
         return 1
     print(stack.summary(), flush=True)

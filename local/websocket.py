@@ -43,6 +43,7 @@ class LocalWebSocketApi:
         self._connected_at: dict[str, int] = {}
         self._loop = asyncio.new_event_loop()
         self._server: Server | None = None
+        self._failed: OSError | None = None
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="local-websocket")
         self._management = ThreadingHTTPServer((host, 0), _ManagementHandler)
@@ -56,6 +57,8 @@ class LocalWebSocketApi:
         self._port = port
         self._thread.start()
         self._ready.wait(10)
+        if self._failed is not None:
+            raise self._failed
         self._management_thread.start()
         return self
 
@@ -85,7 +88,12 @@ class LocalWebSocketApi:
             )
             self._ready.set()
 
-        self._loop.run_until_complete(start())
+        try:
+            self._loop.run_until_complete(start())
+        except OSError as exc:  # the port is taken: start() raises it on the caller's thread
+            self._failed = exc
+            self._ready.set()
+            return
         self._loop.run_forever()
 
     @property
@@ -277,10 +285,14 @@ class _ManagementHandler(BaseHTTPRequestHandler):
 
 
 def start_websocket_apis(
-    template_apis: dict[str, WebSocketApiSpec], functions: list[LocalFunction]
+    template_apis: dict[str, WebSocketApiSpec], functions: list[LocalFunction], port: int = 0
 ) -> dict[str, LocalWebSocketApi]:
+    """Each WebSocket API of the template; the first on `port` (0: any free one), the others anywhere."""
     by_id = {function.spec.logical_id: function for function in functions}
-    return {name: LocalWebSocketApi(spec, by_id).start() for name, spec in template_apis.items()}
+    apis = {}
+    for index, (name, spec) in enumerate(template_apis.items()):
+        apis[name] = LocalWebSocketApi(spec, by_id).start(port if index == 0 else 0)
+    return apis
 
 
 __all__ = ["LocalWebSocketApi", "start_websocket_apis"]

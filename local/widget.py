@@ -34,11 +34,16 @@ def store_widget_key(template: Template, endpoint: str, key: str) -> None:
 
 
 def start_widget(
-    template: Template, functions: list[LocalFunction], endpoint: str, api_url: str, key: str | None = None
+    template: Template,
+    functions: list[LocalFunction],
+    endpoint: str,
+    api_url: str,
+    key: str | None = None,
+    socket_port: int = 0,
 ) -> LocalWidget:
     key = key or os.environ.get("WIDGET_TOKEN_KEY") or DEFAULT_WIDGET_KEY
     store_widget_key(template, endpoint, key)
-    (socket,) = start_websocket_apis(template.websocket_apis(), functions).values()
+    (socket,) = start_websocket_apis(template.websocket_apis(), functions, socket_port).values()
     # What the template points at the deployed API, pointed at the local one (functions read their
     # settings on first use, so this is in time).
     os.environ["WIDGET_SOCKET_ENDPOINT"] = socket.management_url
