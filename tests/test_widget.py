@@ -369,3 +369,15 @@ def test_the_page_has_a_strict_content_security_policy(widget: dict[str, LocalFu
     assert http_response(page.invoke({**asset, "pathParameters": {"asset": "widget.js"}}))[0] == 200
     escape = {**asset, "pathParameters": {"asset": "../app.py"}}
     assert http_response(page.invoke(escape))[0] == 404
+
+
+def test_the_sample_events_run_through_their_functions(widget: dict[str, LocalFunction], aws: dict[str, str]) -> None:
+    from pathlib import Path
+
+    events = Path(__file__).resolve().parent.parent / "events"
+    connect = json.loads((events / "widget-socket-connect.json").read_text())
+    assert widget["WidgetSocketFunction"].invoke(connect) == {"statusCode": 200}
+    rows = client("dynamodb", os.environ["AWS_ENDPOINT_URL"]).scan(TableName=aws["ConnectionsTable"])["Items"]
+    assert [(r["connection_id"]["S"], r["login"]["S"]) for r in rows] == [("Zx9sample0connA=", "andy")]
+    sample = json.loads((events / "widget-authorizer-websocket.json").read_text())
+    assert widget["WidgetAuthorizerFunction"].invoke(sample)["policyDocument"]["Statement"][0]["Effect"] == "Deny"
