@@ -10,6 +10,7 @@ change stream (polled four times a second, as Lambda does) -> CardFunction -> th
 from __future__ import annotations
 
 import os
+import random
 import statistics
 import threading
 import time
@@ -86,7 +87,9 @@ def card_benchmark() -> dict[str, Any]:
                 if index >= 3:
                     pushes.append(round_trip)
                     cards.append(shown - sent)
-                page.wait_for_timeout(50)
+                # A random pause, so pushes land anywhere in the stream poller's quarter second
+                # (not in step with it, which would flatter or punish every sample alike).
+                page.wait_for_timeout(50 + random.uniform(0, 250))
             context.close()
     finally:
         stack.stopping.set()
