@@ -44,10 +44,12 @@ unit: $(STAMP) browser
 
 test: lint typecheck cfn-lint unit
 
-# Regenerate the webhook's OpenAPI document and the call events' schemas from the models (tests fail when they drift).
+# Regenerate the webhook's OpenAPI document and the call events' schemas from the models, and the template's
+# schema registry from those (tests fail when they drift).
 openapi: $(STAMP)
 	$(BIN)/python -m pbxbridge.openapi > openapi/webhook.json
 	$(BIN)/python -c "from pbxbridge.call_events import schemas; [open(f'schemas/events/{n}.json', 'w').write(t) for n, t in schemas().items()]"
+	$(BIN)/python -m local.event_schemas
 
 bench: $(STAMP) browser
 	$(BIN)/python -m bench

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import shlex
 import signal
 import sys
@@ -29,6 +30,8 @@ from local.aws import (
     store_crm_keys,
     use_local_aws,
 )
+from local.crm_forwarding import Forwarding, local_crm_parameters, run_forwarding
+from local.crm_receiver import CrmReceiver, ReceiverAuth
 from local.lambdas import LocalFunction
 from local.pbx_simulator import PbxSimulator, SimulatorServer
 from local.server import ApiGatewayServer
@@ -60,6 +63,8 @@ class LocalStack:
     stopping: threading.Event = field(default_factory=threading.Event)
     widget: LocalWidget | None = None
     widget_token: str = ""
+    crm: Forwarding | None = None  # forwarding to a CRM's URL (CRM_RECEIVER=1 or CRM_URL)
+    crm_receiver: CrmReceiver | None = None
 
     @property
     def webhook_url(self) -> str:
@@ -126,7 +131,19 @@ Schedules run here as on AWS: {", ".join(self.schedules) or "none"}
 Event sources run here as on AWS: {", ".join(self.sources) or "none"}
 Call events are logged below ("call event published"); recordings land in the bucket RecordingsBucket:
   aws s3 ls s3://RecordingsBucket/recordings/ --recursive
-""".rstrip()
+{self.crm_summary()}""".rstrip()
+
+    def crm_summary(self) -> str:
+        if self.crm is None:
+            return "Forward call events to a CRM: make run CRM_RECEIVER=1 (a receiver prints them), or CRM_URL=..."
+        receiver = " (the local CRM receiver prints each below)" if self.crm_receiver else ""
+        types = ", ".join(self.crm.pattern.get("detail-type", ["every call event"]))
+        secret = self.template.parameter("CrmSecretName")
+        return (
+            f"Call events forwarded to the CRM at {self.crm.endpoint}{receiver}:\n  {types}\n"
+            f"  auth {self.crm.auth_type} from the secret {secret}; undelivered ones: "
+            f"aws sqs receive-message --queue-url {self.template.resolve({'Ref': 'CrmDeadLetterQueue'})}"
+        )
 
 
 def rate_seconds(expression: str) -> float | None:
@@ -159,19 +176,37 @@ def run_schedules(functions: list[LocalFunction], stopping: threading.Event) -> 
     return started
 
 
+def _local_crm(moto_url: str, crm_url: str | None, api_key: str | None) -> tuple[dict[str, str], CrmReceiver | None]:
+    """Forwarding to a CRM's URL: `crm_url` with `api_key`, or with crm_url "receiver" a local
+    receiver that prints what arrives. No URL: forwarding off, as in the template by default."""
+    if not crm_url:
+        return {}, None
+    receiver = None
+    if crm_url == "receiver":
+        api_key = api_key or secrets.token_urlsafe(16)
+        port = int(os.environ.get("CRM_RECEIVER_PORT", "3200"))
+        receiver = CrmReceiver(port, ReceiverAuth(api_key=api_key), echo=lambda text: print(text, flush=True))
+        crm_url = f"{receiver.start().url}/pbxbridge/events"
+    return local_crm_parameters(moto_url, crm_url, api_key or ""), receiver
+
+
 def start(
     port: int,
     dynamodb_port: int,
     crm_token: str,
     pbx_port: int = 0,
     pbx_token: str = DEFAULT_PBX_TOKEN,
+    crm_url: str | None = None,
+    crm_api_key: str | None = None,
+    parameters: dict[str, str] | None = None,
     widget_socket_port: int = 0,
 ) -> tuple[LocalStack, object]:
     moto, moto_url = start_moto(dynamodb_port)
     use_local_aws(moto_url)
     simulator = PbxSimulator(token=pbx_token, crm_token=crm_token)
     pbx = simulator.serve(pbx_port, LOOPBACK)
-    template = Template(parameters={"PbxUrl": pbx.api_url}, endpoint=moto_url)
+    crm_parameters, receiver = _local_crm(moto_url, crm_url, crm_api_key)
+    template = Template(parameters={"PbxUrl": pbx.api_url, **crm_parameters, **(parameters or {})}, endpoint=moto_url)
     tables = create_tables(template, moto_url)
     create_queues_buckets_and_buses(template, moto_url)
     # The simulator serves recordings over plain http on loopback: allowed here, never in Lambda.
@@ -188,6 +223,7 @@ def start(
     stack = LocalStack(template, moto_url, api, pbx, tables, crm_token, pbx_token)
     stack.schedules = run_schedules(functions, stack.stopping)
     stack.sources = run_sources(template, functions, stack.stopping)
+    stack.crm, stack.crm_receiver = run_forwarding(template, moto_url, stack.stopping), receiver
     simulator.crm_url = stack.webhook_url
     # The widget (issue 9): its WebSocket API, the directory synced (tokens name known users), a demo token.
     stack.widget = start_widget(template, functions, moto_url, api.url, socket_port=widget_socket_port)
@@ -204,9 +240,19 @@ def main() -> int:
     dynamodb_port = int(os.environ.get("DYNAMODB_PORT", "8000"))
     pbx_port = int(os.environ.get("PBX_PORT", "3100"))
     crm_token = os.environ.get("CRM_TOKEN") or DEFAULT_CRM_TOKEN
+    crm_url = "receiver" if os.environ.get("CRM_RECEIVER") not in (None, "", "0") else os.environ.get("CRM_URL")
     try:
         widget_socket_port = int(os.environ.get("WIDGET_SOCKET_PORT", "3001"))
-        stack, moto = start(port, dynamodb_port, crm_token, pbx_port, widget_socket_port=widget_socket_port)
+        crm_api_key = os.environ.get("CRM_API_KEY")
+        stack, moto = start(
+            port,
+            dynamodb_port,
+            crm_token,
+            pbx_port,
+            crm_url=crm_url,
+            crm_api_key=crm_api_key,
+            widget_socket_port=widget_socket_port,
+        )
     except OSError as exc:
         ports = f"PORT={port}, DYNAMODB_PORT={dynamodb_port}, PBX_PORT={pbx_port} or WIDGET_SOCKET_PORT"
         print(f"local stack: cannot start ({exc}); is {ports} in use?")
@@ -227,6 +273,8 @@ def main() -> int:
         stack.pbx.stop()
         if stack.widget is not None:
             stack.widget.socket.stop()
+        if stack.crm_receiver:
+            stack.crm_receiver.stop()
         moto.stop()  # type: ignore[attr-defined]
         print("\nlocal stack stopped", flush=True)
     return 0

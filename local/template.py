@@ -1,6 +1,6 @@
 """template.yaml read as the single source of truth for tables, routes, handlers and environment.
 
-Only the intrinsics the template uses are resolved (Ref, Sub, GetAtt, If, Not, Equals), against
+Only the intrinsics the template uses are resolved (Ref, Sub, GetAtt, If, Not, Equals, Join), against
 local values: a parameter resolves to its override or default, a resource to its local name.
 """
 
@@ -63,7 +63,12 @@ class Template:
         return str(self.body.get("Parameters", {})[name].get("Default", ""))
 
     def resources(self, kind: str) -> dict[str, dict[str, Any]]:
-        return {name: res for name, res in self.body["Resources"].items() if res["Type"] == kind}
+        """The resources of a type that this deployment creates (their Condition, if any, holds)."""
+        return {
+            name: res
+            for name, res in self.body["Resources"].items()
+            if res["Type"] == kind and ("Condition" not in res or self.condition(res["Condition"]))
+        }
 
     def physical_name(self, logical_id: str) -> str:
         # Locally a resource is named by its logical id: short, stable and easy to find.
@@ -74,7 +79,7 @@ class Template:
 
     def resolve(self, value: Any) -> Any:
         if isinstance(value, list):
-            return [self.resolve(item) for item in value if not _is_no_value(item)]
+            return [item for item in (self.resolve(item) for item in value) if not _is_no_value(item)]
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
@@ -88,14 +93,20 @@ class Template:
                 return self._attribute(logical_id, attribute)
             if key == "Fn::If":
                 name, then, otherwise = arg
-                return self.resolve(then if self.condition(name) else otherwise)
+                chosen = then if self.condition(name) else otherwise
+                # An If that chose AWS::NoValue stays unresolved, so the list or mapping around it drops it.
+                return chosen if _is_no_value(chosen) else self.resolve(chosen)
+            if key == "Fn::Join":
+                separator, items = arg
+                return separator.join(str(item) for item in self.resolve(items))
             if key == "Fn::Not":
                 return not self.resolve(arg[0])
             if key == "Fn::Equals":
                 return bool(self.resolve(arg[0]) == self.resolve(arg[1]))
-        return {k: self.resolve(v) for k, v in value.items() if not _is_no_value(v)}
+        resolved = {k: self.resolve(v) for k, v in value.items() if not _is_no_value(v)}
+        return {k: v for k, v in resolved.items() if not _is_no_value(v)}
 
-    def _ref(self, name: str) -> str:
+    def _ref(self, name: str) -> Any:
         pseudo = {
             "AWS::Region": LOCAL_REGION,
             "AWS::AccountId": LOCAL_ACCOUNT,
@@ -106,6 +117,8 @@ class Template:
         if name in pseudo:
             return pseudo[name]
         if name in self.body.get("Parameters", {}):
+            if self.body["Parameters"][name].get("Type") == "CommaDelimitedList":
+                return [item.strip() for item in self.parameter(name).split(",")]
             return self.parameter(name)
         if name in self.body["Resources"]:
             resource = self.body["Resources"][name]
@@ -141,7 +154,7 @@ class Template:
             if "." in name:
                 logical_id, attribute = name.split(".", 1)
                 return self._attribute(logical_id, attribute)
-            return self._ref(name)
+            return str(self._ref(name))
 
         return re.sub(r"\$\{([^}!]+)\}", replace, text)
 

@@ -69,6 +69,7 @@ def drop_process_caches(keep_clients: bool = False) -> None:
     from pbxbridge.pbx.configured import client_for
     from pbxbridge.settings import commands_settings, history_sync_settings, webhook_settings
     from pbxbridge.storage.dynamodb import batch_dynamodb_client, dynamodb_client
+    from pbxbridge.storage.s3 import s3_client
     from pbxbridge.webhook import default_dependencies
     from pbxbridge.widget import api as widget_api
     from pbxbridge.widget import push as widget_push
@@ -100,6 +101,7 @@ def drop_process_caches(keep_clients: bool = False) -> None:
         ssm_provider.cache_clear()
         dynamodb_client.cache_clear()
         batch_dynamodb_client.cache_clear()
+        s3_client.cache_clear()
 
 
 @dataclass

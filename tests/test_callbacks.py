@@ -133,6 +133,7 @@ def test_a_missed_call_opens_a_call_back_for_the_responsible_and_a_call_back_clo
     from pbxbridge.stream import metrics
 
     # The contact's responsible is a CRM user; the widget's token is for a PBX login: andy.
+    metrics.clear_metrics()
     contact_store.put_contacts([Contact(phone=E164, contact_name="ЗАО Рога и копыта", responsible="crm-7")])
     missed_call(webhook, "cb-m1", "20261127T100000Z")
     missed_call(webhook, "cb-m2", "20261127T100500Z")
@@ -171,6 +172,32 @@ def test_without_a_contact_the_group_that_was_rung_owns_it_and_duplicates_change
     assert callback.missed_count == 1
     opened = [detail["id"] for kind, detail in pipeline.callback_events()]
     assert opened == [f"{E164}/cb-m1/CallbackOpened"]
+
+
+def test_a_responsible_no_pbx_user_stands_for_leaves_it_to_whoever_was_rung(
+    webhook: Webhook, pipeline: Pipeline, contact_store: Any, callback_store: Any
+) -> None:
+    from pbxbridge.domain.contacts import Contact
+
+    contact_store.put_contacts([Contact(phone=E164, contact_name="ЗАО Рога и копыта", responsible="crm-left")])
+    missed_call(webhook, "cb-m1", "20261127T100000Z", user="g_sales@tenant.ru")
+    pipeline.run()
+    (callback,) = callback_store.callbacks_of(E164)
+    assert callback.owner == "g_sales"
+    contact_store.put_contacts([Contact(phone="+79101234568", contact_name="ИП Иванов", responsible="101")])
+    webhook.push(
+        cmd="history",
+        type="in",
+        status="missed",
+        user="mike",
+        phone="79101234568",
+        callid="cb-m2",
+        start="20261127T100000Z",
+        duration="0",
+    )
+    pipeline.run()
+    (callback,) = callback_store.callbacks_of("+79101234568")
+    assert callback.owner == "andy"  # the responsible given as andy's extension
 
 
 def test_a_call_answered_while_ringing_closes_it_and_its_history_gives_the_exact_start(
@@ -328,3 +355,34 @@ def test_list_callbacks_through_the_commands_function(
         },
     ):
         assert commands.invoke(bad)["error"]["code"] == "invalid_request", bad
+
+
+def test_the_sample_stream_event_publishes_callback_closed() -> None:
+    from pbxbridge.stream import StreamDependencies, StreamSettings, handle_stream, metrics
+
+    sink = Published()
+    deps = StreamDependencies(
+        settings=StreamSettings(
+            CALLS_TABLE="pbxbridge-CallsTable",
+            CONTACTS_TABLE="pbxbridge-ContactsTable",
+            CALLBACKS_TABLE="pbxbridge-CallbacksTable",
+            EVENT_BUS_NAME="calls",
+            RECORDINGS_QUEUE_URL="queue",
+        ),
+        put_events=sink.put_events,
+        send_recording=lambda body: None,
+        contact=lambda phone: (None, None),
+    )
+    metrics.clear_metrics()
+    sample = json.loads((REPO / "events" / "stream-callbacks-closed.json").read_text())
+    assert handle_stream(sample, None, deps) == {"batchItemFailures": []}
+    assert sink.types() == ["CallbackClosed"]
+    closed = sink.details("CallbackClosed")[0]
+    assert (closed["closed_by"], closed["seconds_to_call_back"], closed["attempts"]) == ("mike", 1800, 1)
+    assert sink.entries[0]["Time"] == datetime(2026, 11, 27, 10, 30, tzinfo=UTC)
+    assert (metrics.metric_set["CallbacksClosed"]["Value"], metrics.metric_set["TimeToCallBack"]["Value"]) == (
+        [1.0],
+        [1800.0],
+    )
+    assert "CallbacksOpened" not in metrics.metric_set
+    validate([("CallbackClosed", closed)])

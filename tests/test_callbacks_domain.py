@@ -155,6 +155,23 @@ def test_a_call_seen_as_an_event_then_as_history_is_one_call() -> None:
     assert len(store.ledgers[PHONE].calls) == 2
 
 
+def test_a_missed_call_that_turns_out_answered_hands_its_call_back_on_or_closes_it() -> None:
+    # The PBX's ACCEPTED came after its history said missed: the call was answered after all.
+    store = play([missed("m1", 0), missed("m2", 5), answered("m1", 0, "andy")])
+    (callback,) = store.items.values()
+    assert (callback.id, callback.status, callback.missed_callids) == (f"{PHONE}/m1", CallbackStatus.OPEN, ("m2",))
+    assert store.ledgers[PHONE].callbacks() == [callback]
+    alone = play([missed("m1", 0), answered("m1", 0, "andy")])
+    (callback,) = alone.items.values()
+    assert (callback.status, callback.closed_callid, callback.closed_by, callback.seconds_to_call_back) == (
+        CallbackStatus.CLOSED,
+        "m1",
+        "andy",
+        0,
+    )
+    assert alone.ledgers[PHONE].callbacks() == []
+
+
 def test_call_backs_settled_days_ago_are_forgotten_and_late_calls_before_them_ignored() -> None:
     day = 24 * 60
     store = play([missed("m1", 0), answered("a1", 10), missed("m2", 20), answered("a2", 30)])
@@ -297,11 +314,11 @@ def pushes(draw: st.DrawFn, span_minutes: int = 600) -> list[CallFact]:
     return draw(st.permutations(calls + duplicates))
 
 
-def assert_consistent(store: MemoryStore) -> None:
+def assert_consistent(store: MemoryStore, *, ids_from_openers: bool = True) -> None:
     stored = list(store.items.values())
     assert len([c for c in stored if c.status is CallbackStatus.OPEN]) <= 1
     for callback in stored:
-        assert callback.id.split("/", 1)[1] in callback.missed_callids
+        assert callback.id.split("/", 1)[1] in callback.missed_callids or not ids_from_openers
         assert callback.missed_count == len(callback.missed_callids)  # fewer than 50 here
         if callback.closed_at is not None:
             seconds = int((callback.closed_at - callback.first_missed_at).total_seconds())
@@ -327,3 +344,34 @@ def test_over_weeks_the_open_call_back_is_always_exact(facts: list[CallFact]) ->
     open_ = [seen(c) for c in store.items.values() if c.status is CallbackStatus.OPEN]
     assert open_ == [e for e in reference(facts) if e.closer is None]
     assert_consistent(store)
+
+
+@st.composite
+def pushes_seen_twice(draw: st.DrawFn) -> list[CallFact]:
+    """As above, and some calls also seen as a live event first: started later (the event's arrival),
+    or answered although the history said missed (an ACCEPTED after the history)."""
+    facts = draw(pushes())
+    echoes = []
+    for fact in draw(st.lists(st.sampled_from(facts), max_size=3, unique_by=lambda f: f.callid)):
+        kind = draw(st.sampled_from([fact.kind, CallKind.ANSWERED]))
+        echoes.append(replace(fact, kind=kind, at=fact.at + timedelta(seconds=draw(st.integers(0, 90)))))
+    return draw(st.permutations(facts + echoes))
+
+
+def merged(facts: Sequence[CallFact]) -> list[CallFact]:
+    seen_: dict[str, CallFact] = {}
+    for fact in facts:
+        seen_[fact.callid] = seen_[fact.callid].merge(fact) if fact.callid in seen_ else fact
+    return list(seen_.values())
+
+
+@settings(max_examples=300, deadline=None)
+@given(pushes_seen_twice())
+def test_calls_seen_twice_in_two_ways_settle_on_the_definition(facts: list[CallFact]) -> None:
+    store = play(facts)
+    expected = reference(merged(facts))
+    open_ = [seen(c) for c in store.items.values() if c.status is CallbackStatus.OPEN]
+    assert open_ == [e for e in expected if e.closer is None]
+    current = [seen(c) for c in store.ledgers[PHONE].callbacks()]
+    assert current == expected
+    assert_consistent(store, ids_from_openers=False)

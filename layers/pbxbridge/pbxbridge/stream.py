@@ -109,7 +109,10 @@ def callback_recorder(settings: StreamSettings, contacts: DynamoContactStore) ->
         if found is None or not found.responsible:
             return None
         snapshot = directory()
-        return snapshot.resolve(snapshot.pbx_login_for(found.responsible))
+        login = snapshot.resolve(snapshot.pbx_login_for(found.responsible))
+        if snapshot.users and not any(user.login == login and user.active for user in snapshot.users):
+            return None  # nobody's widget would show it: the user or group that was rung owns it instead
+        return login
 
     owner_of = owner_by(responsible_login)
     return lambda fact: record_call(store, fact, owner_of)

@@ -164,18 +164,29 @@ def derive(
     calls: Iterable[CallFact],
     opened: Mapping[str, Opened],
     owner_of: OwnerOf | None = None,
+    members: Mapping[str, str] | None = None,
 ) -> tuple[list[Callback], dict[str, Opened]]:
     """The call-backs a set of calls means, oldest first, and the ids and owners they keep.
 
-    A cycle that holds the opening call of a known call-back keeps that call-back's id and owner; a new
-    one takes its id from its earliest missed call and its owner from `owner_of` (which must be given
-    when a new call-back can appear)."""
+    A cycle that holds the opening call of a known call-back keeps that call-back's id and owner. If
+    an opening call is no longer a missed call (it turned out answered), the first cycle holding one
+    of that call-back's other missed calls (`members`: missed callid -> the opening callid of the
+    call-back it was in) takes it over. Any other cycle is new: its id comes from its earliest missed
+    call, its owner from `owner_of` (which must be given when a new call-back can appear)."""
+    calls = list(calls)
     callbacks: list[Callback] = []
     kept: dict[str, Opened] = {}
+    still_missed = {f.callid for f in calls if f.kind is CallKind.MISSED}
+    orphans = {callid for callid in opened if callid not in still_missed}
+    members_ = members or {}
     for cycle in _cycles(calls):
         known = next((f.callid for f in cycle.missed if f.callid in opened), None)
+        adopted = next((members_[f.callid] for f in cycle.missed if members_.get(f.callid) in orphans), None)
         if known is not None:
             opener, identity = known, opened[known]
+        elif adopted is not None:
+            orphans.discard(adopted)
+            opener, identity = cycle.missed[0].callid, opened[adopted]
         else:
             if owner_of is None:
                 raise ValueError("a new call-back needs an owner")
@@ -220,10 +231,36 @@ def apply(ledger: Ledger, fact: CallFact, owner_of: OwnerOf) -> tuple[Ledger, li
         return ledger, []
     calls = {**ledger.calls, fact.callid: merged}
     before = {callback.id: callback for callback in ledger.callbacks()}
-    callbacks, opened = derive(ledger.phone, calls.values(), ledger.opened, owner_of)
+    opener_of = {identity.id: callid for callid, identity in ledger.opened.items()}
+    members = {
+        missed: opener_of[callback.id]
+        for callback in before.values()
+        if callback.id in opener_of
+        for missed in callback.missed_callids
+    }
+    callbacks, opened = derive(ledger.phone, calls.values(), ledger.opened, owner_of, members)
     changed = [callback for callback in callbacks if before.get(callback.id) != callback]
+    derived = {callback.id for callback in callbacks}
+    for gone in before.values():
+        if gone.id not in derived and gone.status is CallbackStatus.OPEN:
+            # Its only missed call turned out answered (an ACCEPTED that came after the history):
+            # that call returned it. Closed, rather than left open with nothing to close it ever.
+            changed.append(_closed_by(gone, merged))
     updated = _forget_settled(replace(ledger, calls=calls, opened=opened))
     return updated, changed
+
+
+def _closed_by(callback: Callback, closer: CallFact) -> Callback:
+    seconds = max(0, int((closer.at - callback.first_missed_at).total_seconds()))
+    return callback.model_copy(
+        update={
+            "status": CallbackStatus.CLOSED,
+            "closed_by": closer.user,
+            "closed_callid": closer.callid,
+            "closed_at": closer.at,
+            "seconds_to_call_back": seconds,
+        }
+    )
 
 
 def _forget_settled(ledger: Ledger) -> Ledger:
@@ -313,7 +350,7 @@ def _time(value: Any) -> datetime | None:
 def _group(user: Any) -> str | None:
     """`g_<id>@tenant` -> `g_<id>`: a group as an owner."""
     if isinstance(user, str) and user.lower().startswith("g_"):
-        return user.split("@", 1)[0]
+        return "g_" + user.split("@", 1)[0][2:]
     return None
 
 
