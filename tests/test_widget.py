@@ -22,9 +22,9 @@ from local.pbx_simulator import PbxSimulator, SimulatorServer
 from local.template import Template
 from local.websocket import LocalWebSocketApi
 from local.widget import store_widget_key
+from pbxbridge.domain.card import build_card, card_change, national
 from pbxbridge.domain.contacts import Contact
 from pbxbridge.domain.directory import Directory, PbxUser
-from pbxbridge.widget.card import build_card, card_change, national
 from pbxbridge.widget.push import CardDependencies, cards_for
 from pbxbridge.widget.tokens import (
     InvalidWidgetTokenError,

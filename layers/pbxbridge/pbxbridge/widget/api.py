@@ -19,9 +19,9 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 
+from pbxbridge.domain.card import may_see, national, responsible_login
 from pbxbridge.domain.contacts import Contact
 from pbxbridge.domain.directory import Directory
-from pbxbridge.widget.card import may_see, national, responsible_login
 
 logger = Logger()
 app = APIGatewayHttpResolver()

@@ -22,9 +22,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
+from pbxbridge.domain.card import build_card, card_change, card_update, people_of, responsible_login
 from pbxbridge.domain.contacts import Contact
 from pbxbridge.domain.directory import Directory
-from pbxbridge.widget.card import build_card, card_change, card_update, people_of, responsible_login
 
 logger = Logger()
 metrics = Metrics()
