@@ -89,8 +89,10 @@ class LocalStack:
         return f"""The widget (the demo user andy's page; a call that rings andy pops its card there):
   {self.widget.url_for(self.widget_token)}
   WebSocket API: {self.widget.socket.url}  (management API {self.widget.socket.management_url})
-Ring andy with an inbound call, step by step (answered; "answer": false misses it):
+Ring andy with an inbound call from the demo contact, step by step: the card pops up, is answered, ends:
   curl -s {self.pbx.url}/_simulator/inbound -d '{{"phone": "79101234567", "user": "andy", "pace": 2}}'
+Miss one: it lands in andy's call-back list (andy is the contact's manager); its call-back button closes it:
+  curl -s {self.pbx.url}/_simulator/inbound -d '{{"phone": "79101234567", "user": "mike", "answer": false}}'
 A token for another user: pbxbridge invoke issueWidgetToken user=mike"""
 
     def summary(self) -> str:

@@ -290,3 +290,28 @@ def test_a_missed_call_waits_in_the_owners_list_until_a_call_back_is_answered(
     assert [(r["user"], r["phone"]) for r in made] == [("andy", phone)]
     closed = commands(stack).invoke({"cmd": "listCallbacks", "owner": "andy", "status": "closed"})
     assert [c["closed_by"] for c in closed["result"]["callbacks"] if c["phone"] == f"+{phone}"] == ["andy"]
+
+
+def test_the_newcomers_walk_through_from_the_printed_lines(
+    stack: LocalStack, browser: Callable[[str], BrowserContext]
+) -> None:
+    """`make run`'s own lines: open the printed widget URL, ring with the printed curl, miss one."""
+    import subprocess
+
+    lines = [line.strip() for line in stack.summary().splitlines()]
+    url = next(line for line in lines if "/widget#token=" in line)
+    ring, miss = [line for line in lines if line.startswith("curl ") and "/_simulator/inbound" in line]
+    page = browser("en-US").new_page()
+    page.goto(url)
+    expect(page.locator("#status")).to_have_attribute("data-state", "live", timeout=TIMEOUT_MS)
+    before = page.locator(".card").count()
+    callid = json.loads(subprocess.run(ring, shell=True, capture_output=True, text=True, check=True).stdout)["callid"]  # noqa: S602
+    popped = card(page, callid)
+    expect(popped).to_have_attribute("data-state", "ringing", timeout=TIMEOUT_MS)
+    expect(popped.locator(".contact-name")).to_have_text(DEMO_CONTACT["contact_name"])
+    expect(popped).to_have_attribute("data-state", "ended", timeout=TIMEOUT_MS)
+    assert page.locator(".card").count() == before + 1
+    subprocess.run(miss, shell=True, capture_output=True, text=True, check=True)  # noqa: S602
+    entry = page.locator(f'#callbacks li[data-phone="{DEMO_CONTACT["phone"]}"]')
+    expect(entry).to_be_visible(timeout=TIMEOUT_MS)
+    page.close()
