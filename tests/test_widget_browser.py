@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import threading
 import time
@@ -168,6 +169,10 @@ def test_the_contacts_responsible_sees_the_card_of_a_call_to_someone_else(
     phone = DEMO_CONTACT["phone"].lstrip("+")
     # An earlier call with the demo contact, for the card's history.
     earlier = stack.pbx.simulator.play_inbound(phone, group=None, rings="andy", answered_by="andy", duration=61)
+    deadline = time.monotonic() + 20
+    while not commands(stack).invoke({"cmd": "getCall", "callid": earlier})["result"]["call"].get("recording_key"):
+        assert time.monotonic() < deadline, "the earlier call's recording was never archived"
+        time.sleep(0.2)
     callid = "browser-call-2"
     event(stack, "INCOMING", "mike", phone, callid)
     for page in (mike, andy):  # mike is rung, andy is the contact's responsible
@@ -187,7 +192,17 @@ def test_the_contacts_responsible_sees_the_card_of_a_call_to_someone_else(
     mike.screenshot(path=str(SCREENSHOTS / "card-en.png"), full_page=True)
     andy.locator(f'.card[data-callid="{callid}"] summary').click()
     andy.screenshot(path=str(SCREENSHOTS / "card-ru.png"), full_page=True)
-    assert earlier
+    # The earlier call was andy's: its archived recording plays in his widget (a presigned URL)...
+    play = card(andy, earlier).locator(".actions .play")
+    expect(play).to_be_visible(timeout=TIMEOUT_MS)  # the card was updated when the recording was archived
+    play.click()
+    audio = andy.locator(f'audio[data-callid="{earlier}"]')
+    expect(audio).to_have_attribute("src", re.compile(r"/RecordingsBucket/recordings/.*X-Amz-Signature="))
+    # ...but mike, rung by the later call only, may not hear it: the API answers not_found.
+    row = mike_card.locator("tbody tr").first
+    row.locator(".play").click()
+    expect(row.locator(".play")).to_have_text("The recording is not available yet.")
+    assert mike.locator("audio").count() == 0
 
 
 def test_click_to_call_dials_once_on_a_double_click(
