@@ -47,7 +47,7 @@ class PageSettings(_Settings):
     socket_url: str = Field(alias="WIDGET_SOCKET_URL", min_length=1)
     # Who may embed the widget in an iframe (CSP frame-ancestors), e.g. "https://crm.example".
     frame_ancestors: str = Field(default="'self'", alias="WIDGET_FRAME_ANCESTORS")
-    # Where presigned recording URLs point (CSP media-src).
+    # Where presigned recording URLs point (CSP media-src): one origin or several, space-separated.
     media_origin: str | None = Field(default=None, alias="WIDGET_MEDIA_ORIGIN")
 
 
