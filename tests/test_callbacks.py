@@ -358,6 +358,8 @@ def test_list_callbacks_through_the_commands_function(
 
 
 def test_the_sample_stream_event_publishes_callback_closed() -> None:
+    from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+
     from pbxbridge.stream import StreamDependencies, StreamSettings, handle_stream, metrics
 
     sink = Published()
@@ -375,6 +377,11 @@ def test_the_sample_stream_event_publishes_callback_closed() -> None:
     )
     metrics.clear_metrics()
     sample = json.loads((REPO / "events" / "stream-callbacks-closed.json").read_text())
+    sink.fail = True  # the bus refuses: the record comes back, and nothing is counted yet
+    with pytest.raises(BatchProcessingError):
+        handle_stream(sample, None, deps)
+    assert "CallbacksClosed" not in metrics.metric_set
+    sink.fail = False
     assert handle_stream(sample, None, deps) == {"batchItemFailures": []}
     assert sink.types() == ["CallbackClosed"]
     closed = sink.details("CallbackClosed")[0]
@@ -386,3 +393,34 @@ def test_the_sample_stream_event_publishes_callback_closed() -> None:
     )
     assert "CallbacksOpened" not in metrics.metric_set
     validate([("CallbackClosed", closed)])
+
+
+@pytest.mark.parametrize(
+    ("reasons", "lost_the_race"),
+    [
+        (["ConditionalCheckFailed", "None"], True),
+        (["None", "TransactionConflict"], True),
+        (["None", "ValidationError"], False),  # an item too large: rereading cannot fix it
+        (["ThrottlingError"], False),
+    ],
+)
+def test_only_a_lost_race_is_retried_any_other_cancelled_transaction_is_an_error(
+    reasons: list[str], lost_the_race: bool
+) -> None:
+    from botocore.exceptions import ClientError
+
+    from pbxbridge.domain.callbacks import Ledger
+    from pbxbridge.storage.callbacks import DynamoCallbackStore
+    from pbxbridge.storage.dynamodb import StoreUnavailableError
+
+    class Cancelling:
+        def transact_write_items(self, **request: Any) -> None:
+            error = {"Error": {"Code": "TransactionCanceledException", "Message": "cancelled"}}
+            raise ClientError({**error, "CancellationReasons": [{"Code": c} for c in reasons]}, "TransactWriteItems")
+
+    store = DynamoCallbackStore(Cancelling(), "CallbacksTable")
+    if lost_the_race:
+        assert store.save(Ledger(phone=E164, version=2), 1, []) is False
+    else:
+        with pytest.raises(StoreUnavailableError, match="TransactionCanceledException"):
+            store.save(Ledger(phone=E164, version=2), 1, [])

@@ -146,6 +146,7 @@ def test_the_dashboard_shows_what_the_issue_asks_for(deployed: Template) -> None
     assert {"Pushes", "ContactHits", "ContactMisses", "ContactLatency"} <= names
     assert {"CallsCreatedByReconciliation", "RecordingsArchived", "RecordingsRejected"} <= names
     assert {"Commands", "PbxLatency", "ColdStart", "ApproximateNumberOfMessagesVisible"} <= names
+    assert {"CallbacksOpened", "CallbacksClosed", "TimeToCallBack"} <= names  # the call-back list's (issue 9)
     queues = {
         m.dimensions["QueueName"] for m in shown_metrics(deployed) if m.name == "ApproximateNumberOfMessagesVisible"
     }

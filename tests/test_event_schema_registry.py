@@ -40,18 +40,25 @@ def test_the_generated_block_is_what_the_template_holds() -> None:
 
 
 def test_a_new_schema_file_is_one_more_registered_schema(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """What the callbacks' events (another branch) will do: add a file, regenerate, registered."""
+    """What a new event does: add its file, regenerate, registered beside the others."""
     from local import event_schemas
 
     for path in SCHEMAS_DIR.glob("*.json"):
         (tmp_path / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
-    (tmp_path / "CallbackOpened.json").write_text(json.dumps({"type": "object", "title": "CallbackOpened"}))
+    new_type = "CallTransferred"  # no such event yet: the template cannot already hold it
+    assert new_type not in EVENT_TYPES
+    (tmp_path / f"{new_type}.json").write_text(json.dumps({"type": "object", "title": new_type}))
     template = tmp_path / "template.yaml"
     template.write_text(TEMPLATE_PATH.read_text(encoding="utf-8"), encoding="utf-8")
     monkeypatch.setattr(event_schemas, "SCHEMAS_DIR", tmp_path)
     assert event_schemas.rewrite_template(template) is True
-    resources = load_template(template)["Resources"]
-    assert resources["CallbackOpenedEventSchema"]["Properties"]["SchemaName"] == "pbxbridge@CallbackOpened"
+    schemas = {
+        name: res
+        for name, res in load_template(template)["Resources"].items()
+        if res["Type"] == "AWS::EventSchemas::Schema"
+    }
+    assert set(schemas) == {logical_id(name) for name in [*EVENT_TYPES, new_type]}
+    assert schemas[logical_id(new_type)]["Properties"]["SchemaName"] == f"pbxbridge@{new_type}"
     assert event_schemas.rewrite_template(template) is False  # idempotent
 
 

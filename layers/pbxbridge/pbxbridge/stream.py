@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pbxbridge.call_events import (
     CallbackClosed,
+    CallbackOpened,
     call_events,
     callback_events,
     contact_events,
@@ -48,6 +49,7 @@ class StreamSettings(BaseModel):
     recordings_queue_url: str = Field(alias="RECORDINGS_QUEUE_URL", min_length=1)
     callbacks_table: str | None = Field(default=None, alias="CALLBACKS_TABLE")
     directory_table: str | None = Field(default=None, alias="DIRECTORY_TABLE")
+    phone_region: str = Field(default="RU", alias="PHONE_REGION")
 
 
 class PublishFailedError(RuntimeError):
@@ -94,7 +96,7 @@ def callback_recorder(settings: StreamSettings, contacts: DynamoContactStore) ->
     # Off the caller's path, and a transaction: the patient client, not the webhook's tight one.
     store = DynamoCallbackStore(batch_dynamodb_client(), settings.callbacks_table)
     directory_table = settings.directory_table
-    region = os.environ.get("PHONE_REGION", "RU")
+    region = settings.phone_region
     directory = CachedDirectory(
         lambda: (
             DynamoDirectoryStore(batch_dynamodb_client(), directory_table).snapshot(region, departments=False)
@@ -154,6 +156,7 @@ def handle_record(record: DynamoDBRecord, deps: StreamDependencies | None = None
         for event in events:
             logger.info("call event published", extra={"detail_type": type(event).__name__, "event_id": event.id})  # type: ignore[attr-defined]
         metrics.add_metric(name="CallEventsPublished", unit=MetricUnit.Count, value=len(events))
+        _count_callbacks(events)
 
 
 def _callback_events(old: dict[str, Any] | None, new: dict[str, Any] | None) -> list[Any]:
@@ -162,14 +165,17 @@ def _callback_events(old: dict[str, Any] | None, new: dict[str, Any] | None) -> 
     if new is None or not str(new.get("sk", "")).startswith(CALLBACK_PREFIX):
         return []  # a number's ledger, or a call-back expiring
     before = callback_from_item(old) if old else None
-    events = list(callback_events(before, callback_from_item(new)))
-    for event in events:
+    return list(callback_events(before, callback_from_item(new)))
+
+
+def _count_callbacks(published: list[Any]) -> None:
+    """Once published: a record handed back after a failed publish is not counted twice."""
+    for event in published:
         if isinstance(event, CallbackClosed):
             metrics.add_metric(name="CallbacksClosed", unit=MetricUnit.Count, value=1)
             metrics.add_metric(name="TimeToCallBack", unit=MetricUnit.Seconds, value=event.seconds_to_call_back)
-        else:
+        elif isinstance(event, CallbackOpened):
             metrics.add_metric(name="CallbacksOpened", unit=MetricUnit.Count, value=1)
-    return events
 
 
 def handle_stream(event: dict[str, Any], context: Any, deps: StreamDependencies | None = None) -> dict[str, Any]:

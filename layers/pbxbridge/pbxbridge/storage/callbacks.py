@@ -133,7 +133,7 @@ class DynamoCallbackStore:
         try:
             self._client.transact_write_items(TransactItems=writes)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
+            if _lost_the_race(exc):
                 # Our guard failed (another writer saved first) or a concurrent transaction touched
                 # the same items: either way, read again and retry.
                 return False
@@ -176,6 +176,18 @@ class DynamoCallbackStore:
         )
         found = [callback_from_item(plain_item(item)) for item in page.get("Items", [])]
         return sorted(found, key=lambda c: (c.first_missed_at, c.id))
+
+
+# A cancelled transaction is a lost race only when every item's reason is one of these; any other
+# (ValidationError: an item too large, ThrottlingError, ...) is an error that rereading cannot fix.
+_RACE_REASONS = frozenset({"None", "ConditionalCheckFailed", "TransactionConflict"})
+
+
+def _lost_the_race(exc: ClientError) -> bool:
+    if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+        return False
+    reasons = {str(reason.get("Code", "None")) for reason in exc.response.get("CancellationReasons", [])}
+    return reasons <= _RACE_REASONS
 
 
 def _wire(item: Mapping[str, Any]) -> dict[str, Any]:
