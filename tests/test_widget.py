@@ -25,7 +25,6 @@ from local.widget import store_widget_key
 from pbxbridge.domain.card import build_card, card_change, national
 from pbxbridge.domain.contacts import Contact
 from pbxbridge.domain.directory import Directory, PbxUser
-from pbxbridge.widget.push import CardDependencies, cards_for
 from pbxbridge.widget.tokens import (
     InvalidWidgetTokenError,
     bearer,
@@ -88,6 +87,9 @@ def test_the_previous_key_is_accepted_during_a_rotation_and_a_short_key_never_si
 
 
 def test_a_group_call_pops_the_card_for_each_leg_once_then_updates_everyone() -> None:
+    # Imported here, not at collection: its logger takes the functions' environment, as in Lambda.
+    from pbxbridge.widget.push import CardDependencies, cards_for
+
     directory = Directory(users=(PbxUser("andy", "Петров Андрей"), PbxUser("mike"), PbxUser("serg")))
     posted: list[tuple[set[str], dict[str, Any]]] = []
     deps = CardDependencies(
