@@ -129,6 +129,7 @@ class PbxSimulator:
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
         self._lock = threading.RLock()
+        self._losing = threading.local()  # set while a call is played whose every push is lost
         self._players: list[threading.Thread] = []
 
     # The API
@@ -293,7 +294,7 @@ class PbxSimulator:
             raise ValueError("the simulator only pushes to loopback addresses")
         form = {**fields, "crm_token": self.crm_token or ""}
         with self._lock:
-            dropped = self._random.random() < self.drop_rate
+            dropped = getattr(self._losing, "all", False) or self._random.random() < self.drop_rate
             copies = 0 if dropped else 2 if self._random.random() < self.duplicate_rate else 1
         if dropped:
             with self._lock:
@@ -428,8 +429,18 @@ class PbxSimulator:
         )
         return callid
 
-    def play_mix(self, count: int, *, drop: float | None = None, duplicate: float | None = None) -> list[str]:
-        """`count` calls of every kind, with the given share of pushes dropped and duplicated."""
+    def play_mix(
+        self,
+        count: int,
+        *,
+        drop: float | None = None,
+        duplicate: float | None = None,
+        lose_calls: float = 0.0,
+        lost: list[str] | None = None,
+    ) -> list[str]:
+        """`count` calls of every kind, with the given share of pushes dropped and duplicated, and a
+        `lose_calls` share of whole calls whose every push is lost (only the history knows them; their
+        ids are appended to `lost`)."""
         if drop is not None:
             self.drop_rate = drop
         if duplicate is not None:
@@ -437,15 +448,23 @@ class PbxSimulator:
         callids = []
         for index in range(count):
             phone = f"7910{self._random.randrange(10**7):07d}"
-            kind = index % 4
-            if kind == 0:
-                callids.append(self.play_inbound(phone, answered_by="andy"))
-            elif kind == 1:
-                callids.append(self.play_inbound(phone, answered_by=None))
-            elif kind == 2:
-                callids.append(self.play_outbound("mike", phone))
-            else:
-                callids.append(self.play_outbound("mike", phone, answered=False))
+            with self._lock:
+                losing = self._random.random() < lose_calls
+            self._losing.all = losing
+            try:
+                kind = index % 4
+                if kind == 0:
+                    callids.append(self.play_inbound(phone, answered_by="andy"))
+                elif kind == 1:
+                    callids.append(self.play_inbound(phone, answered_by=None))
+                elif kind == 2:
+                    callids.append(self.play_outbound("mike", phone))
+                else:
+                    callids.append(self.play_outbound("mike", phone, answered=False))
+            finally:
+                self._losing.all = False
+            if losing and lost is not None:
+                lost.append(callids[-1])
         return callids
 
     # Serving
@@ -566,22 +585,28 @@ class _SimulatorHandler(BaseHTTPRequestHandler):
         self._serve(dict(parse_qsl(body, keep_blank_values=True)))
 
     def _play(self, body: str) -> None:
-        """The simulator's own control: `{"count": 20, "drop": 0.3, "duplicate": 0.1}` plays calls now."""
+        """The simulator's own control: `{"count": 20, "drop": 0.3, "duplicate": 0.1, "lose_calls": 0.25}`
+        plays calls now: `drop` loses single pushes, `lose_calls` whole calls (every push of theirs)."""
         try:
             order = json.loads(body or "{}")
             count = int(order.get("count", 10))
             drop, duplicate = order.get("drop"), order.get("duplicate")
+            lose_calls = float(order.get("lose_calls", 0.0))
             if not 0 < count <= 1000:
                 raise ValueError("count must be 1..1000")
+            if not 0.0 <= lose_calls <= 1.0:
+                raise ValueError("lose_calls must be 0..1")
         except (ValueError, TypeError, AttributeError) as exc:
             self._answer(400, "application/json", json.dumps({"error": str(exc)}).encode(), {})
             return
         simulator = self.server.simulator
         before = len(simulator.pushes)
-        callids = simulator.play_mix(count, drop=drop, duplicate=duplicate)
+        lost: list[str] = []
+        callids = simulator.play_mix(count, drop=drop, duplicate=duplicate, lose_calls=lose_calls, lost=lost)
         played = simulator.pushes[before:]
         answer = {
             "callids": callids,
+            "calls_lost": lost,
             "pushes_sent": sum(1 for p in played if not p.dropped),
             "pushes_dropped": sum(1 for p in played if p.dropped),
         }

@@ -31,6 +31,8 @@ class ApiGatewayServer(ThreadingHTTPServer):
     `sam local start-lambda` offers), so `aws lambda invoke --endpoint-url ...` works locally."""
 
     daemon_threads = True
+    # Off in the local stack's short log: each function logs one line per request of its own.
+    access_log = True
 
     def __init__(
         self, address: tuple[str, int], functions: list[LocalFunction], credentials: Credentials | None = None
@@ -87,6 +89,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, {"Content-Type": "application/json"}, json.dumps(body).encode())
 
     def _dispatch(self) -> None:
+        self.by_function = False
         path, _, query = self.path.partition("?")
         route, path_parameters = self.server.route_for(self.command, path)
         length = int(self.headers.get("Content-Length") or 0)
@@ -108,6 +111,7 @@ class _Handler(BaseHTTPRequestHandler):
         ):
             self._json(HTTPStatus.FORBIDDEN, {"message": "Forbidden"})
             return
+        self.by_function = True
         event = http_api_event(
             self.command,
             path,
@@ -157,6 +161,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _invoke(self, name: str, body: bytes) -> None:
         function = self.server.functions.get(name)
+        self.by_function = function is not None
         if function is None:
             message = f"Function not found: {name}"
             self._send(
@@ -189,5 +194,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_POST = do_GET = do_PUT = do_DELETE = do_PATCH = _dispatch
 
+    by_function = False
+
     def log_message(self, format: str, *args: Any) -> None:
-        log.info("%s %s", self.address_string(), format % args)
+        if self.server.access_log or not self.by_function:
+            log.info("%s %s", self.address_string(), format % args)

@@ -191,9 +191,17 @@ class TestRejections:
         assert (answer.status, answer.json()) == (400, INVALID_PARAMETERS)
 
     @pytest.mark.parametrize("body", [b"[1, 2]", b"{not json", b"hello"])
-    def test_a_body_with_no_key_in_it_is_401(self, webhook: Webhook, body: bytes) -> None:
+    def test_a_body_with_no_key_in_it_is_401(self, webhook: Webhook, body: bytes, log_output: io.StringIO) -> None:
         answer = webhook.raw(body, content_type="application/json")
         assert (answer.status, answer.json()) == (401, INVALID_TOKEN)
+        # The spec's answer, but the log tells a broken body from a wrong key.
+        assert "the body could not be read" in log_output.getvalue()
+
+    def test_a_wrong_key_in_a_readable_body_is_logged_as_such(self, webhook: Webhook, log_output: io.StringIO) -> None:
+        assert webhook.push(token="wrong", **CONTACT).status == 401
+        logged = log_output.getvalue()
+        assert '"reason":"invalid token"' in logged
+        assert "could not be read" not in logged
 
     def test_a_mislabelled_form_is_read(self, webhook: Webhook) -> None:
         body = urlencode({**CONTACT, "crm_token": CRM_TOKEN}).encode()

@@ -133,7 +133,11 @@ def handle_push(event: APIGatewayProxyEventV2, deps: WebhookDependencies | None 
         logger.exception("CRM key unavailable", extra={"cmd": label})
         return _failed(label)
     if not key_matches(fields.get("crm_token"), keys):
-        return _rejected(401, INVALID_TOKEN, label, "invalid token")
+        # The spec answers a body we cannot find a key in `Invalid token`, and so do we; the log says
+        # when that is because the body could not be read at all (broken JSON, not a form of ours).
+        unreadable = "cmd" not in fields and "crm_token" not in fields
+        reason = "invalid token: the body could not be read (no cmd, no crm_token)" if unreadable else "invalid token"
+        return _rejected(401, INVALID_TOKEN, label, reason)
 
     try:
         push = read_push(fields, deps.phone_region)

@@ -173,8 +173,15 @@ class CommandService:
             page = self._calls.calls_by_client(command.phone.e164, command.limit, command.cursor)
         else:
             assert command.user is not None  # the model requires one of them
-            page = self._calls.calls_by_user(command.user, command.limit, command.cursor)
+            page = self._calls.calls_by_user(self._login(command.user), command.limit, command.cursor)
         return {"calls": page.calls, "cursor": page.cursor}
+
+    def _login(self, user: str) -> str:
+        """Calls are stored under the canonical login: `708`, `+7 926 ...` or `andy@tenant` resolve
+        through the directory (one read) to it; without a directory, the user as given."""
+        if self._directory is None:
+            return user
+        return self._directory.snapshot(self._region, departments=False).resolve(user) or user
 
     def _directory_store(self) -> DirectoryStore:
         if self._directory is None:

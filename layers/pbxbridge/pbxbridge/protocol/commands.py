@@ -265,6 +265,16 @@ COMMAND_NAMES = frozenset(
 )
 
 
+_MODELS: dict[str, type[BaseModel]] = {
+    name: model for model in get_args(get_args(Command)[0]) for name in get_args(model.model_fields["cmd"].annotation)
+}
+
+
+def command_model(name: str) -> type[BaseModel] | None:
+    """The model of the command called `name` (for tools that type a command's fields, like the console)."""
+    return _MODELS.get(name)
+
+
 class InvalidCommandError(ValueError):
     """The request is not a command we know, or its fields are wrong; the message says which."""
 

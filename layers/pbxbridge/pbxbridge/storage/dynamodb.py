@@ -308,11 +308,7 @@ class DynamoCallStore:
         )
         if "Item" not in response:
             return None
-        call = plain_item(response["Item"])
-        state = live_state({m.value for m in Milestone if m.value in call})
-        if state is not None:
-            call["live_state"] = state.value
-        return call
+        return _with_live_state(plain_item(response["Item"]))
 
     @_unavailable_on_aws_errors
     def timeline(self, callid: str) -> list[dict[str, Any]]:
@@ -351,8 +347,17 @@ class DynamoCallStore:
         page = self._client.query(**kwargs)
         last = page.get("LastEvaluatedKey")
         return CallPage(
-            calls=[plain_item(item) for item in page.get("Items", [])], cursor=_encode_cursor(last) if last else None
+            calls=[_with_live_state(plain_item(item)) for item in page.get("Items", [])],
+            cursor=_encode_cursor(last) if last else None,
         )
+
+
+def _with_live_state(call: dict[str, Any]) -> dict[str, Any]:
+    """The call as read, with its derived `live_state` (see domain.calls.live_state)."""
+    state = live_state({m.value for m in Milestone if m.value in call}, finished="outcome" in call)
+    if state is not None:
+        call["live_state"] = state.value
+    return call
 
 
 @dataclass(frozen=True)
