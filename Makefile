@@ -11,7 +11,7 @@ SAM_VERSION ?= 1.170.0
 PY313 := $(shell command -v pyenv >/dev/null 2>&1 && pyenv prefix 3.13 2>/dev/null)
 SAM_PATH := $(if $(PY313),$(PY313)/bin:,)$(PATH)
 
-.PHONY: help install run test lint typecheck unit cfn-lint openapi bench sam-build sam-validate smoke ci clean
+.PHONY: help install run test lint typecheck unit cfn-lint openapi bench sam-build sam-validate smoke ci clean browser
 
 # `make` alone: what each target does (the `## ` comment on its line).
 help:
@@ -19,7 +19,7 @@ help:
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-zA-Z_-]+):.*## (.*)$$/  \1\t\2/' | expand -t 16
 	@echo "Variables: FRESH=1 (make run: start with no saved data), LOG_FORMAT=json (make run: the functions' JSON logs),"
 	@echo "  CRM_RECEIVER=1 or CRM_URL=... (make run: forward call events to a local receiver or a CRM),"
-	@echo "  PORT, DYNAMODB_PORT, PBX_PORT, CRM_TOKEN (make run), PYTEST_ARGS (make unit), PYTHON (the venv's interpreter)"
+	@echo "  PORT, DYNAMODB_PORT, PBX_PORT, WIDGET_SOCKET_PORT, CRM_TOKEN (make run), PYTEST_ARGS (make unit), PYTHON (the venv's interpreter)"
 
 $(STAMP): pyproject.toml requirements-dev.txt layers/pbxbridge/requirements.txt
 	@echo "Installing the development environment into $(VENV) (first time about 1-2 minutes; later only when a requirements file changes)..."
@@ -43,7 +43,13 @@ typecheck: $(STAMP) ## mypy --strict
 cfn-lint: $(STAMP) ## lint template.yaml
 	$(BIN)/cfn-lint template.yaml
 
-unit: $(STAMP) ## pytest only (PYTEST_ARGS="-k name -x")
+# The widget's browser tests drive Debian's chromium through Playwright (never `playwright install`:
+# no browser build is downloaded); installed here on a fresh machine, skipped when already there.
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+unit: $(STAMP) browser ## pytest only (PYTEST_ARGS="-k name -x")
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck cfn-lint unit ## every check: lint, typecheck, cfn-lint, pytest
@@ -55,7 +61,7 @@ openapi: $(STAMP) ## regenerate openapi/webhook.json, the event schemas and the 
 	$(BIN)/python -c "from pbxbridge.call_events import schemas; [open(f'schemas/events/{n}.json', 'w').write(t) for n, t in schemas().items()]"
 	$(BIN)/python -m local.event_schemas
 
-bench: $(STAMP) ## benchmarks against a floor measured in the same run (PARTS="cold faults" runs only those)
+bench: $(STAMP) browser ## benchmarks against a floor measured in the same run (PARTS="cold faults" runs only those)
 	$(BIN)/python -m bench $(PARTS)
 
 # SAM CLI lives in its own environment: its pins would fight the project's.

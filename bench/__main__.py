@@ -1,4 +1,5 @@
-"""`make bench`: the webhook's cost against its floor, measured in the same run.
+"""`make bench`: the webhook's cost against its floor, measured in the same run (and the widget's
+live card against its push's round trip, `bench/card.py`; BENCH_CARD=0 skips it).
 
 - warm cost per push (contact, history, event) through the template's handler in this process,
   against moto's server in another process, divided by the bare boto3 calls the push needs;
@@ -294,11 +295,11 @@ def cold_benchmark(moto_url: str) -> dict[str, Any]:
     return results
 
 
-PARTS = ("warm", "cold", "faults", "pbx", "sync")
+PARTS = ("warm", "cold", "faults", "pbx", "sync", "card")
 
 
 def main() -> None:
-    """`python -m bench [PART ...]` runs the named parts (all by default): warm, cold, faults, pbx, sync.
+    """`python -m bench [PART ...]` runs the named parts (all by default): warm, cold, faults, pbx, sync, card.
     bench-results.json keeps the last figures of the parts not run."""
     parts = sys.argv[1:] or [part for part in PARTS if part != "sync" or os.environ.get("BENCH_SYNC", "1") == "1"]
     unknown = sorted(set(parts) - set(PARTS))
@@ -333,10 +334,15 @@ def main() -> None:
     from bench.pbx_client import command_overhead, history_streaming
 
     pbx = {"commands": command_overhead(WARM_PUSHES // 2), "history": history_streaming()} if "pbx" in parts else {}
+    # The widget's live card (issue 9): push -> card on screen in headless Chromium, beside the push's round trip.
+    from bench.card import card_benchmark, report
+
+    card = card_benchmark() if "card" in parts and os.environ.get("BENCH_CARD", "1") == "1" else {}
     path = REPO / "bench-results.json"
     results: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
     results.update(python=sys.version.split()[0], warm_pushes=WARM_PUSHES, cold_starts=COLD_STARTS)
-    for name, figures in (("warm", warm), ("cold", cold), ("faults", faults), ("pbx", pbx), ("reconciliation", sync)):
+    parts_run = {"warm": warm, "cold": cold, "faults": faults, "pbx": pbx, "reconciliation": sync, "card": card}
+    for name, figures in parts_run.items():
         if figures:
             results[name] = figures
     path.write_text(json.dumps(results, indent=2) + "\n")
@@ -350,6 +356,8 @@ def main() -> None:
         print_pbx(pbx)
     if sync:
         print_sync(sync)
+    if card:
+        report(card)
     print("wrote bench-results.json")
 
 

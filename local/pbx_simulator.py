@@ -325,12 +325,15 @@ class PbxSimulator:
         wait: int = 5,
         callid: str | None = None,
         start: datetime | None = None,
+        rings: str | None = None,
+        pace: float = 0,
     ) -> str:
-        """An inbound call ringing a group's members (or one user): answered by one, or missed."""
+        """An inbound call ringing a group's members (or one user, `rings`): answered by one, or missed.
+        `pace` seconds pass between ringing, answering and hanging up (for a person watching)."""
         callid = callid or str(uuid.uuid4())
         start = start or datetime.now(tz=UTC).replace(microsecond=0)
         target = next((g for g in self.groups if g.id == group), None)
-        legs = target.members if target else [answered_by or self.users[0].name]
+        legs = target.members if target else [rings or answered_by or self.users[0].name]
         digits = phone.lstrip("+")
         common = {"phone": digits, "callid": callid, "diversion": self.via.lstrip("+")}
         if target:
@@ -338,6 +341,7 @@ class PbxSimulator:
         self.push(cmd="contact", phone=digits, callid=callid)
         for leg in legs:
             self.push(cmd="event", type="INCOMING", user=leg, **common)
+        time.sleep(pace)
         answered = answered_by in legs if answered_by else False
         if answered and answered_by:
             self.push(cmd="event", type="ACCEPTED", user=answered_by, **common)
@@ -345,6 +349,7 @@ class PbxSimulator:
             if leg != answered_by or not answered:
                 self.push(cmd="event", type="CANCELLED", user=leg, **common)
         if answered and answered_by:
+            time.sleep(pace)
             self.push(cmd="event", type="COMPLETED", user=answered_by, **common)
         account = f"{answered_by}@{self.tenant}" if answered else (f"g_{target.id}@{self.tenant}" if target else "pbx")
         link = self._link(callid) if answered else ""
@@ -571,6 +576,9 @@ class _SimulatorHandler(BaseHTTPRequestHandler):
         if path == "/_simulator/calls":
             self._play(body)
             return
+        if path == "/_simulator/inbound":
+            self._inbound(body)
+            return
         if path != API_PATH:
             self._answer(404, "text/plain", b"not found", {})
             return
@@ -603,6 +611,34 @@ class _SimulatorHandler(BaseHTTPRequestHandler):
             "pushes_dropped": sum(1 for p in played if p.dropped),
         }
         self._answer(200, "application/json", json.dumps(answer).encode(), {})
+
+    def _inbound(self, body: str) -> None:
+        """`{"phone": "79101234567", "user": "andy", "answer": true, "pace": 2}` (or `"group": "sales"`)
+        rings one user or a group now, in the background; answers the call's id at once."""
+        try:
+            order = json.loads(body or "{}")
+            phone = str(order["phone"]).lstrip("+")
+            user, group = order.get("user"), order.get("group")
+            answer = bool(order.get("answer", True))
+            pace = float(order.get("pace", 0))
+            if not phone.isdigit() or not 0 <= pace <= 30 or (user is None) == (group is None):
+                raise ValueError("give a phone, one of user and group, and pace 0..30 s")
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            self._answer(400, "application/json", json.dumps({"error": str(exc)}).encode(), {})
+            return
+        simulator = self.server.simulator
+        members = next((g.members for g in simulator.groups if g.id == group), [user])
+        callid = str(uuid.uuid4())
+        simulator._in_background(
+            simulator.play_inbound,
+            phone,
+            group=group,
+            rings=user,
+            answered_by=(user or members[0]) if answer else None,
+            callid=callid,
+            pace=pace,
+        )
+        self._answer(200, "application/json", json.dumps({"callid": callid}).encode(), {})
 
     def do_GET(self) -> None:
         path, _, query = self.path.partition("?")

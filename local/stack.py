@@ -41,6 +41,7 @@ from local.server import ApiGatewayServer
 from local.snapshot import RestoreReport, restore, save
 from local.sources import run_sources
 from local.template import Template
+from local.widget import LocalWidget, issue_token, start_widget
 
 DEFAULT_CRM_TOKEN = "local-crm-token"  # noqa: S105 - the documented local default
 DEFAULT_PBX_TOKEN = "local-pbx-token"  # noqa: S105
@@ -64,6 +65,8 @@ class LocalStack:
     schedules: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
     stopping: threading.Event = field(default_factory=threading.Event)
+    widget: LocalWidget | None = None
+    widget_token: str = ""
     crm: Forwarding | None = None  # forwarding to a CRM's URL (CRM_RECEIVER=1 or CRM_URL)
     crm_receiver: CrmReceiver | None = None
     # Where the data is kept across restarts (None: nowhere), and what the start found there.
@@ -95,6 +98,18 @@ class LocalStack:
         env["PBX_URL"] = self.pbx.api_url
         env["PBX_TOKEN"] = self.pbx_token
         return env
+
+    def widget_summary(self) -> str:
+        if self.widget is None:
+            return ""
+        return f"""The widget (the demo user andy's page; a call that rings andy pops its card there):
+  {self.widget.url_for(self.widget_token)}
+  WebSocket API: {self.widget.socket.url}  (management API {self.widget.socket.management_url})
+Ring andy with an inbound call from the demo contact, step by step: the card pops up, is answered, ends:
+  curl -s {self.pbx.url}/_simulator/inbound -d '{{"phone": "79101234567", "user": "andy", "pace": 2}}'
+Miss one: it lands in andy's call-back list (andy is the contact's manager); its call-back button closes it:
+  curl -s {self.pbx.url}/_simulator/inbound -d '{{"phone": "79101234567", "user": "mike", "answer": false}}'
+A token for another user: pbxbridge invoke issueWidgetToken user=mike"""
 
     def summary(self) -> str:
         exports = "\n".join(f"  export {name}={shlex.quote(value)}" for name, value in self.environment().items())
@@ -132,6 +147,7 @@ then reconcile from the PBX's history and see every call:
    merged: calls the webhook stored in part, completed from the history (wait, via, outcome);
    already_reconciled: calls an earlier run handled: run it twice and the second only reads)
 Directory: {self._directory_line()}
+{self.widget_summary()}
 Missed calls wait in their owner's call-back list until an answered call with the number closes them:
   pbxbridge invoke listCallbacks owner=andy        (status=closed for the returned ones)
 Schedules run here as on AWS: {", ".join(self.schedules) or "none"}
@@ -227,6 +243,7 @@ def start(
     crm_url: str | None = None,
     crm_api_key: str | None = None,
     parameters: dict[str, str] | None = None,
+    widget_socket_port: int = 0,
     data_file: Path | None = None,
     short_logs: bool = False,
 ) -> tuple[LocalStack, object]:
@@ -268,6 +285,10 @@ def start(
     stack.sources = run_sources(template, functions, stack.stopping)
     stack.crm, stack.crm_receiver = run_forwarding(template, moto_url, stack.stopping), receiver
     simulator.crm_url = stack.webhook_url
+    # The widget (issue 9): its WebSocket API and a demo user's token (the directory synced above).
+    stack.widget = start_widget(template, functions, moto_url, api.url, socket_port=widget_socket_port)
+    commands = next(f for f in functions if f.spec.logical_id == "CommandsFunction")
+    stack.widget_token = issue_token(commands)["token"]
     return stack, moto
 
 
@@ -308,6 +329,7 @@ def main() -> int:
     crm_token = os.environ.get("CRM_TOKEN") or DEFAULT_CRM_TOKEN
     crm_url = "receiver" if os.environ.get("CRM_RECEIVER") not in (None, "", "0") else os.environ.get("CRM_URL")
     try:
+        widget_socket_port = int(os.environ.get("WIDGET_SOCKET_PORT", "3001"))
         crm_api_key = os.environ.get("CRM_API_KEY")
         stack, moto = start(
             port,
@@ -316,11 +338,12 @@ def main() -> int:
             pbx_port,
             crm_url=crm_url,
             crm_api_key=crm_api_key,
+            widget_socket_port=widget_socket_port,
             data_file=data_file_from_environment(),
             short_logs=short,
         )
     except OSError as exc:
-        ports = f"PORT={port}, DYNAMODB_PORT={dynamodb_port} or PBX_PORT={pbx_port}"
+        ports = f"PORT={port}, DYNAMODB_PORT={dynamodb_port}, PBX_PORT={pbx_port} or WIDGET_SOCKET_PORT"
         print(f"local stack: cannot start ({exc}); is {ports} in use?")
         return 1
     print(stack.summary(), flush=True)
@@ -338,6 +361,8 @@ def main() -> int:
         stack.stopping.set()
         stack.api.server_close()
         stack.pbx.stop()
+        if stack.widget is not None:
+            stack.widget.socket.stop()
         if stack.crm_receiver:
             stack.crm_receiver.stop()
         try:

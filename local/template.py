@@ -202,6 +202,7 @@ class Template:
             env = dict(self.resolve(globals_.get("Environment", {}).get("Variables", {})))
             env.update(self.resolve(props.get("Environment", {}).get("Variables", {})))
             routes, iam_routes, schedules = [], set(), []
+            authorizers: dict[tuple[str, str], HttpAuthorizer] = {}
             sources: list[tuple[str, str]] = []  # (DynamoDB | SQS, the table's or queue's logical id)
             for event in props.get("Events", {}).values():
                 if event["Type"] in ("DynamoDB", "SQS"):
@@ -216,6 +217,9 @@ class Template:
                     routes.append(route)
                     if event_props.get("Auth", {}).get("Authorizer") == "AWS_IAM":
                         iam_routes.add(route)
+                    authorizer = self._route_authorizer(event["Properties"])
+                    if authorizer is not None:
+                        authorizers[route] = authorizer
             specs[logical_id] = LocalFunctionSpec(
                 logical_id=logical_id,
                 code_dir=REPO_ROOT / props["CodeUri"],
@@ -226,12 +230,81 @@ class Template:
                 schedules=schedules,
                 sources=sources,
                 timeout=int(props.get("Timeout", globals_.get("Timeout", 3))),
+                authorizers=authorizers,
             )
         return specs
+
+    def _route_authorizer(self, event_props: dict[str, Any]) -> HttpAuthorizer | None:
+        """The Lambda authorizer of an HttpApi route: its own `Auth.Authorizer`, else its API's default."""
+        api_ref = event_props.get("ApiId", {})
+        api = self.body["Resources"].get(api_ref.get("Ref", "")) if isinstance(api_ref, dict) else None
+        auth = (api or {}).get("Properties", {}).get("Auth", {})
+        name = event_props.get("Auth", {}).get("Authorizer") or auth.get("DefaultAuthorizer")
+        if not name or name in ("NONE", "AWS_IAM"):
+            return None
+        config = auth["Authorizers"][name]
+        return HttpAuthorizer(
+            function=config["FunctionArn"]["Fn::GetAtt"][0],
+            headers=tuple(h.lower() for h in config.get("Identity", {}).get("Headers", ())),
+        )
+
+    def websocket_apis(self) -> dict[str, WebSocketApiSpec]:
+        """Each WEBSOCKET API: its stage, its routes' functions, and `$connect`'s authorizer."""
+
+        def function_of(uri: Any) -> str:
+            # "arn:...:functions/${SomeFunction.Arn}/invocations" names the function.
+            match = re.search(r"\$\{([A-Za-z0-9]+)\.Arn\}", uri["Fn::Sub"] if isinstance(uri, dict) else str(uri))
+            if match is None:
+                raise ValueError(f"cannot tell the function of {uri}")
+            return match.group(1)
+
+        resources = self.body["Resources"]
+        apis = {}
+        for api_id, api in self.resources("AWS::ApiGatewayV2::Api").items():
+            if api["Properties"].get("ProtocolType") != "WEBSOCKET":
+                continue
+
+            def of_api(kind: str, api_id: str = api_id) -> dict[str, dict[str, Any]]:
+                return {
+                    n: r for n, r in self.resources(kind).items() if r["Properties"].get("ApiId") == {"Ref": api_id}
+                }
+
+            routes: dict[str, str] = {}
+            authorizer: HttpAuthorizer | None = None
+            for route in of_api("AWS::ApiGatewayV2::Route").values():
+                props = route["Properties"]
+                integration = re.sub(r"^integrations/\$\{(.+)\}$", r"\1", props["Target"]["Fn::Sub"])
+                routes[props["RouteKey"]] = function_of(resources[integration]["Properties"]["IntegrationUri"])
+                if props["RouteKey"] == "$connect" and props.get("AuthorizationType") == "CUSTOM":
+                    config = resources[props["AuthorizerId"]["Ref"]]["Properties"]
+                    sources = tuple(str(s).rsplit(".", 1)[-1] for s in config.get("IdentitySource", ()))
+                    authorizer = HttpAuthorizer(function=function_of(config["AuthorizerUri"]), query=sources)
+            stage = next(iter(of_api("AWS::ApiGatewayV2::Stage").values()))["Properties"]["StageName"]
+            apis[api_id] = WebSocketApiSpec(
+                logical_id=api_id, stage=stage, routes=routes, connect_authorizer=authorizer
+            )
+        return apis
 
 
 def _is_no_value(value: Any) -> bool:
     return bool(value == {"Ref": "AWS::NoValue"})
+
+
+@dataclass(frozen=True)
+class HttpAuthorizer:
+    """A Lambda authorizer: its function, and where the identity comes from (headers or query string)."""
+
+    function: str
+    headers: tuple[str, ...] = ()
+    query: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WebSocketApiSpec:
+    logical_id: str
+    stage: str
+    routes: dict[str, str]  # route key ($connect, $disconnect, $default, ...) -> function logical id
+    connect_authorizer: HttpAuthorizer | None
 
 
 @dataclass(frozen=True)
@@ -245,3 +318,4 @@ class LocalFunctionSpec:
     iam_routes: frozenset[tuple[str, str]] = frozenset()
     schedules: list[tuple[str, str]] = field(default_factory=list)  # (expression, input)
     sources: list[tuple[str, str]] = field(default_factory=list)  # (DynamoDB | SQS, logical id)
+    authorizers: dict[tuple[str, str], HttpAuthorizer] = field(default_factory=dict)  # route -> Lambda authorizer

@@ -76,9 +76,20 @@ def drop_process_caches(keep_clients: bool = False) -> None:
     from pbxbridge.storage.dynamodb import batch_dynamodb_client, dynamodb_client
     from pbxbridge.storage.s3 import s3_client
     from pbxbridge.webhook import default_dependencies
+    from pbxbridge.widget import api as widget_api
+    from pbxbridge.widget import push as widget_push
+    from pbxbridge.widget import settings as widget_settings
+    from pbxbridge.widget import socket as widget_socket
 
     parameters.clear_caches()  # type: ignore[no-untyped-call]
     clear_key_cache()
+    widget_settings.clear_caches()
+    for widget_cache in (
+        widget_api.default_dependencies,
+        widget_push.default_dependencies,
+        widget_socket.default_dependencies,
+    ):
+        widget_cache.cache_clear()
     for cache in (
         webhook_settings,
         commands_settings,

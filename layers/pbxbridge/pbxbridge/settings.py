@@ -85,6 +85,13 @@ class CommandsSettings(_Common, _PbxAccess):
     callbacks_table: str | None = Field(default=None, alias="CALLBACKS_TABLE")
     # A click-to-call repeated with the same requestId within this time dials once.
     make_call_idempotency_seconds: int = Field(default=3600, alias="MAKE_CALL_IDEMPOTENCY_SECONDS", ge=60)
+    # The widget tokens' signing key (issueWidgetToken); unset, the command answers not_configured.
+    widget_token_key_parameter: str | None = Field(default=None, alias="WIDGET_TOKEN_KEY_PARAMETER")
+
+    @field_validator("widget_token_key_parameter", mode="before")
+    @classmethod
+    def _no_widget_key(cls, value: object) -> object:
+        return value or None
 
 
 class HistorySyncSettings(_Common, _PbxAccess):

@@ -209,6 +209,14 @@ class GetRecordingUrlCommand(_Command):
     expires_in: int = Field(default=900, ge=60, le=12 * 3600)
 
 
+class IssueWidgetTokenCommand(_Command):
+    """A token for the widget of one PBX user (a CRM backend asks for it and puts it in its page)."""
+
+    cmd: Literal["issueWidgetToken"]
+    user: User
+    ttl: int = Field(default=8 * 3600, ge=60, le=24 * 3600)
+
+
 class ListCallbacksCommand(_Command):
     cmd: Literal["listCallbacks"]
     owner: User = Field(description="a PBX login, a group (`g_<id>`), or `unassigned`")
@@ -246,6 +254,7 @@ Command = Annotated[
     | MapUserCommand
     | ProposeUserMappingsCommand
     | GetRecordingUrlCommand
+    | IssueWidgetTokenCommand
     | ListCallbacksCommand,
     Field(discriminator="cmd"),
 ]
