@@ -61,3 +61,24 @@ def test_after_restore_reseeds_forgets_keys_and_closes_connections(
         caplog.clear()
         assert webhook.push(**CONTACT).status == 200
         assert "Starting new HTTP connection" in caplog.text  # a restored copy opens its own
+
+
+def test_trimmed_service_models_are_botocores_own() -> None:
+    """The SSM model the Session reads is botocore's, cut to the operations we call: regenerated from
+    the installed botocore, it is what is committed (`python -m local.service_models` rewrites it)."""
+    from local.service_models import expected_files
+
+    files = expected_files()
+    assert files
+    for path, text in files.items():
+        assert path.read_text() == text, f"{path.name} is stale: run python -m local.service_models"
+
+
+def test_the_session_reads_the_trimmed_models_and_botocores_for_the_rest() -> None:
+    from local.service_models import OPERATIONS
+    from pbxbridge.aws import session
+
+    ssm = session().client("ssm", region_name="eu-central-1")
+    assert sorted(ssm.meta.service_model.operation_names) == sorted(OPERATIONS["ssm"])
+    dynamodb = session().client("dynamodb", region_name="eu-central-1")
+    assert {"GetItem", "UpdateItem", "TransactWriteItems"} <= set(dynamodb.meta.service_model.operation_names)
