@@ -1,10 +1,11 @@
 """The trimmed botocore service models the functions' one Session reads (pbxbridge/service_models).
 
 botocore parses a service's whole model when a client of it is built: SSM's is 1.6 MB of JSON, about
-20-40 ms of every webhook cold start, for the one operation the functions call (GetParameters, both
-CRM keys in one request). The trimmed model is botocore's own, cut to those operations and the shapes
-they reach, documentation left out; the endpoint rules, retries and partitions stay botocore's. The
-Session puts the folder first on its data path (`pbxbridge.aws.session`), so only its clients read it.
+20-40 ms of every webhook cold start, for the one operation the webhook calls (GetParameters, both CRM
+keys in one request); DynamoDB's 0.8 MB, ~10 ms, for the eight item operations the stores use. The
+trimmed model is botocore's own, cut to those operations and the shapes they reach, documentation
+left out; the endpoint rules, retries and partitions stay botocore's. The Session puts the folder
+first on its data path (`pbxbridge.aws.session`), so only its clients read it.
 
 `python -m local.service_models` rewrites the files from the installed botocore; a test fails when
 they differ from what it would write.
@@ -21,7 +22,21 @@ from local.template import REPO_ROOT
 
 MODELS_DIR = REPO_ROOT / "layers" / "pbxbridge" / "pbxbridge" / "service_models"
 # service -> the operations the functions call on it. A client of a trimmed service has only these.
-OPERATIONS: dict[str, tuple[str, ...]] = {"ssm": ("GetParameters",)}
+# Powertools' idempotency store calls Get/Put/Update/DeleteItem on the client it is given (ours).
+# (Tests that drop or scan tables use a plain boto3 client: the functions' Session cannot.)
+OPERATIONS: dict[str, tuple[str, ...]] = {
+    "ssm": ("GetParameter", "GetParameters"),
+    "dynamodb": (
+        "BatchGetItem",
+        "BatchWriteItem",  # through boto3's BatchWriter
+        "DeleteItem",
+        "GetItem",
+        "PutItem",
+        "Query",
+        "TransactWriteItems",
+        "UpdateItem",
+    ),
+}
 
 
 def _shapes_reached(shapes: dict[str, Any], roots: list[str]) -> set[str]:

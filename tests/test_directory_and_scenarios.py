@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import boto3
 import pytest
 
 from local.lambdas import LocalFunction
@@ -212,7 +213,6 @@ def test_contact_survives_a_directory_it_cannot_read(
     webhook: Webhook, contact_store: Any, aws: dict[str, str], dynamodb_requests: list[str]
 ) -> None:
     from pbxbridge.domain.contacts import Contact
-    from pbxbridge.storage.dynamodb import dynamodb_client
 
     contact_store.put_contacts(
         [
@@ -220,7 +220,7 @@ def test_contact_survives_a_directory_it_cannot_read(
             Contact(phone="+79101234568", contact_name="Nobody's"),
         ]
     )
-    dynamodb_client().delete_table(TableName=aws["DirectoryTable"])
+    boto3.client("dynamodb").delete_table(TableName=aws["DirectoryTable"])
     dynamodb_requests.clear()
     # No responsible: the directory is not even asked, so the answer is one read.
     assert webhook.push(cmd="contact", phone="79101234568", callid="d1").json() == {"contact_name": "Nobody's"}

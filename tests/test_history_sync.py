@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import boto3
 import pytest
 
 from local.aws import LOOPBACK
@@ -46,10 +47,9 @@ class Rig:
         return Reconciler(history=self.client, ledger=self.ledger, region="RU", limit=limit)
 
     def all_calls(self) -> dict[str, dict[str, Any]]:
-        from pbxbridge.storage.dynamodb import dynamodb_client
 
         items: dict[str, dict[str, Any]] = {}
-        for page in dynamodb_client().get_paginator("scan").paginate(TableName=self.store._calls_table):
+        for page in boto3.client("dynamodb").get_paginator("scan").paginate(TableName=self.store._calls_table):
             for item in page["Items"]:
                 callid = item["callid"]["S"]
                 assert callid not in items

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import boto3
 import pytest
 
 from local.apigw import http_response
@@ -224,10 +225,9 @@ class TestRejections:
 
 class TestFailures:
     def test_a_push_that_cannot_be_stored_is_a_5xx(self, webhook: Webhook, aws: dict[str, str]) -> None:
-        from pbxbridge.storage.dynamodb import dynamodb_client
 
         # Gone for this test only: the next test's fixture recreates the tables.
-        dynamodb_client().delete_table(TableName=aws["CallsTable"])
+        boto3.client("dynamodb").delete_table(TableName=aws["CallsTable"])
         answer = webhook.push(**HISTORY)
         assert answer.status == 503
         assert answer.json() == {"error": "Service unavailable"}
@@ -242,9 +242,8 @@ class TestFailures:
         assert webhook.push(**HISTORY).status == 503
 
     def test_a_contact_lookup_that_fails_is_answered_as_unknown(self, webhook: Webhook, aws: dict[str, str]) -> None:
-        from pbxbridge.storage.dynamodb import dynamodb_client
 
-        dynamodb_client().delete_table(TableName=aws["ContactsTable"])
+        boto3.client("dynamodb").delete_table(TableName=aws["ContactsTable"])
         answer = webhook.push(**CONTACT)
         assert (answer.status, answer.body) == (200, b"{}")
 
@@ -268,7 +267,6 @@ class TestSecrets:
         capfd: pytest.CaptureFixture[str],
         caplog: pytest.LogCaptureFixture,
     ) -> None:
-        from pbxbridge.storage.dynamodb import dynamodb_client
 
         tokens = [CRM_TOKEN, PREVIOUS_CRM_TOKEN, "attacker-guess-123"]
         seed_contact(contact_store, phone="+79101234567", contact_name="Known", responsible="andy")
@@ -287,8 +285,8 @@ class TestSecrets:
         ]
         stored = repr(call_store.get_call(HISTORY["callid"])) + repr(call_store.timeline(EVENT["callid"]))
         # The failure paths log tracebacks: those must not carry a key either.
-        dynamodb_client().delete_table(TableName=aws["CallsTable"])
-        dynamodb_client().delete_table(TableName=aws["ContactsTable"])
+        boto3.client("dynamodb").delete_table(TableName=aws["CallsTable"])
+        boto3.client("dynamodb").delete_table(TableName=aws["ContactsTable"])
         answers += [webhook.push(**HISTORY), webhook.push(**CONTACT)]
         assert [answer.status for answer in answers[-2:]] == [503, 200]
         captured = capfd.readouterr()

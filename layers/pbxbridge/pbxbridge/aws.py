@@ -31,10 +31,11 @@ def session() -> boto3.session.Session:
     """One Session for every client of the process: each Session loads its own copy of the endpoint
     rules and service models, which a cold start pays for again with every extra Session.
 
-    Its data path starts with SERVICE_MODELS: botocore's models of the services the functions call
-    only a little of, cut to those operations (SSM's whole model is 1.6 MB of JSON, 20-40 ms of a
-    cold start for one GetParameters). A client of such a service built here has only those
-    operations; `python -m local.service_models` lists them and writes the files."""
+    Its data path starts with SERVICE_MODELS: botocore's models of SSM and DynamoDB cut to the
+    operations the functions call (SSM's whole model is 1.6 MB of JSON, 20-40 ms of a cold start for
+    one GetParameters; DynamoDB's ~10 ms). A client of those services built here has only those
+    operations; `python -m local.service_models` lists them and writes the files, and a test finds
+    any call in the package that is missing."""
     core = botocore.session.get_session()
     data_path = core.get_config_variable("data_path")  # AWS_DATA_PATH, which still applies after ours
     core.set_config_variable("data_path", os.pathsep.join(filter(None, (SERVICE_MODELS, data_path))))
