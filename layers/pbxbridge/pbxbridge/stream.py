@@ -116,7 +116,11 @@ def callback_recorder(settings: StreamSettings, contacts: DynamoContactStore) ->
             return None  # nobody's widget would show it: the user or group that was rung owns it instead
         return login
 
-    owner_of = owner_by(responsible_login)
+    def rung_login(user: str) -> str | None:
+        # A leg as the PBX named it (`andy@tenant`) is the login the widget's token is for.
+        return directory().resolve(user)
+
+    owner_of = owner_by(responsible_login, rung_login)
     return lambda fact: record_call(store, fact, owner_of)
 
 
