@@ -440,7 +440,11 @@ def test_list_callbacks_takes_any_form_of_a_user_the_directory_resolves(
     directory.save_user(PbxUser(login="mike", ext="102", telnum="+79261234567"))
     owner = owner_by(lambda phone: None)
     start = datetime(2026, 11, 27, 10, tzinfo=UTC)
-    for callid, phone, rung in (("f-1", "+79101234501", "mike"), ("f-2", "+79101234502", "g_sales"), ("f-3", E164, None)):
+    for callid, phone, rung in (
+        ("f-1", "+79101234501", "mike"),
+        ("f-2", "+79101234502", "g_sales"),
+        ("f-3", E164, None),
+    ):
         record_call(callback_store, CallFact(callid, phone, CallKind.MISSED, start, rung), owner)
     commands = LocalFunction(template.functions()["CommandsFunction"])
 
