@@ -245,6 +245,25 @@ def test_a_missed_call_from_an_unknown_number_belongs_to_the_user_it_rang_and_sh
     assert sorted((c["phone"], c["owner"]) for c in listed) == [(E164, "mike"), ("+79101234568", "g_sales")]
 
 
+def test_a_missed_call_whose_ringing_legs_come_after_its_history_goes_to_the_user_it_rang(
+    webhook: Webhook, pipeline: Pipeline, callback_store: Any
+) -> None:
+    from pbxbridge.domain.callbacks import CallbackStatus
+
+    history = {"cmd": "history", "type": "in", "status": "missed", "user": "pbx", "duration": "0"}
+    webhook.push(phone=PHONE, callid="cb-l1", start="20261127T100000Z", **history)
+    pipeline.run()
+    (callback,) = callback_store.callbacks_of(E164)
+    assert callback.owner == "unassigned"
+    webhook.push(cmd="event", type="INCOMING", user="mike@tenant.ru", phone=PHONE, callid="cb-l1")
+    webhook.push(cmd="event", type="CANCELLED", user="mike@tenant.ru", phone=PHONE, callid="cb-l1")
+    pipeline.run()
+    (callback,) = callback_store.list_callbacks("mike", CallbackStatus.OPEN).callbacks
+    assert (callback.id, callback.missed_count) == (f"{E164}/cb-l1", 1)
+    assert callback_store.list_callbacks("unassigned", CallbackStatus.OPEN).callbacks == []
+    assert [kind for kind, _ in pipeline.callback_events()] == ["CallbackOpened"]  # opened once
+
+
 def test_a_call_back_placed_in_the_second_of_the_missed_call_closes_it(
     webhook: Webhook, pipeline: Pipeline, callback_store: Any
 ) -> None:

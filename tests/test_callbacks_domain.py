@@ -258,6 +258,32 @@ def test_a_missed_call_is_for_the_user_that_was_rung(call: dict[str, object], ow
     assert owner_by(lambda phone: "boss")(fact) == "boss"  # the responsible first, always
 
 
+def test_whom_a_missed_call_rang_learnt_late_gives_an_unowned_call_back_its_owner() -> None:
+    store = play([missed("m1", 0, user=None)])
+    (callback,) = store.items.values()
+    assert callback.owner == domain.UNASSIGNED
+    play([missed("m1", 0, user="mike")], store)  # its ringing legs came after its history
+    (callback,) = store.items.values()
+    assert (callback.id, callback.owner, callback.missed_count) == (f"{PHONE}/m1", "mike", 1)
+    assert store.ledgers[PHONE].opened["m1"].owner == "mike"
+    play([missed("m1", 0, user="olga")], store)  # an owner, once known, stays
+    assert store.items[f"{PHONE}/m1"].owner == "mike"
+    # A closed call-back keeps the owner it had.
+    closed = play([missed("m1", 0, user=None), answered("a1", 5)])
+    play([missed("m1", 0, user="mike")], closed)
+    assert closed.items[f"{PHONE}/m1"].owner == domain.UNASSIGNED
+
+
+def test_a_missed_call_whose_legs_come_after_its_history_is_the_same_call_with_its_user() -> None:
+    item = {"callid": "c1", "client": PHONE, "started_at": "2026-11-27T10:00:00Z", "direction": "in"}
+    before = {**item, "outcome": "missed", "user": "pbx"}
+    after = {**before, "legs_rang": {"mike"}}
+    assert [(f.kind, f.user) for f in call_facts(after, [], before)] == [(CallKind.MISSED, "mike")]
+    assert call_facts(after, [], after) == []  # nothing new about whom it rang
+    assert call_facts({**after, "direction": "out"}, [], {**before, "direction": "out"}) == []
+    assert call_facts(after, [], {**item, "user": "pbx"}) == []  # not yet missed before: CallMissed decides
+
+
 def test_a_call_back_in_the_same_second_as_the_missed_call_closes_it_whatever_the_ids() -> None:
     # Starts are known to the second: the answered call counts as after the missed one it shares it with.
     for closer in ("a1", "z1"):

@@ -143,7 +143,7 @@ def handle_record(record: DynamoDBRecord, deps: StreamDependencies | None = None
         events = list(call_events(old, new, deps.contact))
         if deps.record_call is not None:
             # Before publishing: if this fails the record comes back, and the events' ids are stable.
-            for fact in call_facts(new, (type(event).__name__ for event in events)):
+            for fact in call_facts(new, (type(event).__name__ for event in events), old):
                 deps.record_call(fact)
         link = new_recording_link(old, new)
         if link:

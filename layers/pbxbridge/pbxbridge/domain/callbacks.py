@@ -167,6 +167,11 @@ def _cycles(calls: Iterable[CallFact]) -> list[_Cycle]:
 OwnerOf = Callable[[CallFact], str]
 
 
+def _rung_of(cycle: _Cycle) -> CallFact:
+    """The missed call an owner is looked for by: the first, or the first that names whom it rang."""
+    return next((f for f in cycle.missed if f.user), cycle.missed[0])
+
+
 def derive(
     phone: str,
     calls: Iterable[CallFact],
@@ -199,9 +204,15 @@ def derive(
             if owner_of is None:
                 raise ValueError("a new call-back needs an owner")
             first = cycle.missed[0]
-            opener, identity = first.callid, Opened(id=f"{phone}/{first.callid}", owner=owner_of(first))
-        kept[opener] = identity
+            opener, identity = first.callid, Opened(id=f"{phone}/{first.callid}", owner=owner_of(_rung_of(cycle)))
         first_at, closer = cycle.missed[0].at, cycle.closer
+        if identity.owner == UNASSIGNED and closer is None and owner_of and (known or adopted) is not None:
+            # Whom a call rang can be learnt after its call-back opened (ringing legs pushed after the
+            # history): an open call-back nobody owned goes to its owner as soon as one is known.
+            owner = owner_of(_rung_of(cycle))
+            if owner != UNASSIGNED:
+                identity = Opened(id=identity.id, owner=owner)
+        kept[opener] = identity
         callbacks.append(
             Callback(
                 id=identity.id,
@@ -391,9 +402,12 @@ def rung(call: Mapping[str, Any]) -> str | None:
 MISSED_OUTCOMES = frozenset({"missed", "cancelled", "not_found"})
 
 
-def call_facts(call: Mapping[str, Any], event_types: Iterable[str]) -> list[CallFact]:
+def call_facts(
+    call: Mapping[str, Any], event_types: Iterable[str], before: Mapping[str, Any] | None = None
+) -> list[CallFact]:
     """What a change of a call item means for call-backs, given the call events the change stream
-    decided for it (`CallMissed`, `CallAnswered`, `CallEnded`: each once per transition)."""
+    decided for it (`CallMissed`, `CallAnswered`, `CallEnded`: each once per transition), and the
+    item `before` the change (a missed call's ringing legs may come after its history)."""
     phone, callid = call.get("client"), call.get("callid")
     started = _time(call.get("started_at"))
     if not isinstance(phone, str) or not phone or not isinstance(callid, str) or started is None:
@@ -410,6 +424,15 @@ def call_facts(call: Mapping[str, Any], event_types: Iterable[str]) -> list[Call
         facts.append(CallFact(callid, phone, CallKind.MISSED, started, rung(call)))
     elif "CallEnded" in types and call.get("direction") == "out":
         facts.append(CallFact(callid, phone, CallKind.ATTEMPT, started, call.get("pbx_user")))
+    elif (
+        before is not None
+        and call.get("direction") != "out"
+        and outcome in MISSED_OUTCOMES
+        and before.get("outcome") == outcome
+        and rung(call) not in (None, rung(before))
+    ):
+        # Already missed, and now we know whom it rang: the same call again, with its user.
+        facts.append(CallFact(callid, phone, CallKind.MISSED, started, rung(call)))
     return facts
 
 
