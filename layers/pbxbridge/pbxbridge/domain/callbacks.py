@@ -397,8 +397,8 @@ def rung(call: Mapping[str, Any]) -> str | None:
 
 
 # Inbound outcomes that leave the client waiting for a call back: `missed`; `cancelled` (the live
-# PBX's `Cancel`: the caller hung up before anyone answered); `not_found` (the live PBX's `NotFound`:
-# the call found nobody to ring; the client still called and reached nobody).
+# PBX's `Cancel`: the caller hung up before anyone answered); `not_found` (the live PBX's `NotFound`,
+# undocumented: the call reached nobody who could take it; the client still called and spoke to nobody).
 MISSED_OUTCOMES = frozenset({"missed", "cancelled", "not_found"})
 
 
