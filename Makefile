@@ -61,8 +61,8 @@ openapi: $(STAMP) ## regenerate openapi/webhook.json, the event schemas and the 
 	$(BIN)/python -c "from pbxbridge.call_events import schemas; [open(f'schemas/events/{n}.json', 'w').write(t) for n, t in schemas().items()]"
 	$(BIN)/python -m local.event_schemas
 
-bench: $(STAMP) browser ## benchmarks against a floor measured in the same run
-	$(BIN)/python -m bench
+bench: $(STAMP) browser ## benchmarks against a floor measured in the same run (PARTS="cold faults" runs only those)
+	$(BIN)/python -m bench $(PARTS)
 
 # SAM CLI lives in its own environment: its pins would fight the project's.
 $(SAM_VENV)/.installed:

@@ -260,6 +260,10 @@ def start(
     create_queues_buckets_and_buses(template, moto_url)
     # The simulator serves recordings over plain http on loopback: allowed here, never in Lambda.
     os.environ["RECORDINGS_ALLOW_LOCAL_HTTP"] = "true"
+    # Every function, its pollers and the embedded AWS share this one process (and its GIL), where
+    # Lambda gives the webhook its own: its push budgets (a second for `contact`) are for Lambda's.
+    os.environ.setdefault("CONTACT_BUDGET_SECONDS", "3")
+    os.environ.setdefault("CONTACT_ATTEMPT_SECONDS", "1.5")
     store_crm_keys(template, moto_url, crm_token)
     client("ssm", moto_url).put_parameter(
         Name=template.parameter("PbxTokenParameterName"), Value=pbx_token, Type="SecureString", Overwrite=True

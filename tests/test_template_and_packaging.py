@@ -157,7 +157,10 @@ def test_the_webhook_does_not_import_what_it_does_not_use() -> None:
     probe = (
         "import sys; sys.path[:0] = ['functions/webhook']; import app; "
         "print(','.join(sorted(m for m in ('requests', 'aws_xray_sdk', "
-        "'aws_lambda_powertools.utilities.idempotency', 'aws_lambda_powertools.event_handler') if m in sys.modules)))"
+        "'aws_lambda_powertools.utilities.idempotency', 'aws_lambda_powertools.event_handler', "
+        "'aws_lambda_powertools.utilities.parameters', 'aws_lambda_powertools.utilities.data_classes', "
+        "'pbxbridge.domain.reconciliation', 'pbxbridge.pbx', 'boto3.dynamodb.table', 'boto3.dynamodb.conditions') "
+        "if m in sys.modules)))"
     )
     env = {
         **os.environ,
@@ -170,3 +173,52 @@ def test_the_webhook_does_not_import_what_it_does_not_use() -> None:
         [sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip() == ""
+
+
+def test_the_webhook_builds_at_init_only_what_contact_needs() -> None:
+    """Init builds the `contact` model and the clients; the write pushes' models are built on their
+    first push (on-demand), or at init when nobody waits on it (SnapStart, provisioned concurrency)."""
+    import os
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; sys.path[:0] = ['functions/webhook']; import app; "
+        "from pbxbridge.protocol.webhook import PUSH_MODELS; "
+        "print(','.join(m.__name__ for m in PUSH_MODELS if m.__pydantic_complete__))"
+    )
+    env = {
+        **os.environ,
+        "CALLS_TABLE": "a",
+        "CALL_EVENTS_TABLE": "b",
+        "CONTACTS_TABLE": "c",
+        "CRM_TOKEN_PARAMETER": "/k",
+        "AWS_DEFAULT_REGION": "eu-central-1",
+    }
+    env.pop("AWS_LAMBDA_INITIALIZATION_TYPE", None)
+
+    def run(**extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", probe], cwd=REPO, env={**env, **extra}, capture_output=True, text=True, timeout=60
+        )
+
+    on_demand = run()
+    assert on_demand.returncode == 0, on_demand.stderr[-2000:]
+    assert on_demand.stdout.strip() == "ContactQuery"
+    snapstart = run(AWS_LAMBDA_INITIALIZATION_TYPE="snap-start")
+    assert snapstart.stdout.strip() == "ContactQuery,HistoryPush,EventPush,RatingPush"
+
+
+def test_the_webhook_start_mode_is_a_parameter(body: dict[str, Any]) -> None:
+    parameter = body["Parameters"]["WebhookStartMode"]
+    assert parameter["Default"] == "on-demand"
+    assert parameter["AllowedValues"] == ["on-demand", "snapstart", "provisioned"]
+    webhook = body["Resources"]["WebhookFunction"]["Properties"]
+    # Versions are always published behind one alias: SnapStart and provisioned concurrency need them.
+    assert webhook["AutoPublishAlias"] == "live"
+    assert webhook["SnapStart"]["ApplyOn"] == {"Fn::If": ["WebhookSnapStart", "PublishedVersions", "None"]}
+    concurrency = webhook["ProvisionedConcurrencyConfig"]["Fn::If"]
+    assert concurrency[0] == "WebhookProvisioned"
+    assert concurrency[1] == {"ProvisionedConcurrentExecutions": {"Ref": "WebhookProvisionedConcurrency"}}
+    assert body["Conditions"]["WebhookSnapStart"] == {"Fn::Equals": [{"Ref": "WebhookStartMode"}, "snapstart"]}
+    assert webhook["MemorySize"] == {"Ref": "WebhookMemorySize"}

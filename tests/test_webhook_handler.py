@@ -233,12 +233,12 @@ class TestFailures:
         assert answer.json() == {"error": "Service unavailable"}
 
     def test_an_unreachable_ssm_is_a_5xx(self, webhook: Webhook, monkeypatch: pytest.MonkeyPatch) -> None:
-        from pbxbridge.keys import ssm_provider
+        from pbxbridge.keys import ssm_client
 
         def refuse(**_: Any) -> None:
             raise ConnectionError("SSM is down")
 
-        monkeypatch.setattr(ssm_provider(), "get_parameters_by_name", refuse)
+        monkeypatch.setattr(ssm_client(), "get_parameters", refuse)
         assert webhook.push(**HISTORY).status == 503
 
     def test_a_contact_lookup_that_fails_is_answered_as_unknown(self, webhook: Webhook, aws: dict[str, str]) -> None:
