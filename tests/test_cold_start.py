@@ -64,8 +64,8 @@ def test_after_restore_reseeds_forgets_keys_and_closes_connections(
 
 
 def test_trimmed_service_models_are_botocores_own() -> None:
-    """The SSM model the Session reads is botocore's, cut to the operations we call: regenerated from
-    the installed botocore, it is what is committed (`python -m local.service_models` rewrites it)."""
+    """The trimmed models the Session reads are botocore's, cut to the operations we call: regenerated
+    from the installed botocore, they are what is committed (`python -m local.service_models`)."""
     from local.service_models import expected_files
 
     files = expected_files()
