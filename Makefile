@@ -10,7 +10,7 @@ SAM_VERSION ?= 1.170.0
 PY313 := $(shell command -v pyenv >/dev/null 2>&1 && pyenv prefix 3.13 2>/dev/null)
 SAM_PATH := $(if $(PY313),$(PY313)/bin:,)$(PATH)
 
-.PHONY: install run test lint typecheck unit cfn-lint openapi bench sam-build sam-validate smoke ci clean
+.PHONY: install run test lint typecheck unit unit-runtime cfn-lint openapi bench sam-build sam-validate smoke ci clean
 
 $(STAMP): pyproject.toml requirements-dev.txt layers/pbxbridge/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,10 +33,32 @@ typecheck: $(STAMP)
 cfn-lint: $(STAMP)
 	$(BIN)/cfn-lint template.yaml
 
-unit: $(STAMP)
-	$(BIN)/pytest $(PYTEST_ARGS)
+# The suite needs SAM's own translator (tests/test_least_privilege.py), which lives in $(SAM_VENV).
+unit: $(STAMP) $(SAM_VENV)/.installed
+	SAM_PYTHON=$(SAM_VENV)/bin/python $(BIN)/pytest $(PYTEST_ARGS)
 
-test: lint typecheck cfn-lint unit
+# The suite again under the Lambda runtime's Python (3.13), in its own venv, when the machine has it.
+RUNTIME_VENV ?= .venv-py313
+$(RUNTIME_VENV)/.installed: pyproject.toml requirements-dev.txt layers/pbxbridge/requirements.txt
+	$(PY313)/bin/python3.13 -m venv $(RUNTIME_VENV)
+	$(RUNTIME_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(RUNTIME_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -e .
+	touch $@
+
+# (Not when $(PYTHON) is 3.13 already: `unit` ran the suite under it.)
+PYTHON_IS_313 := $(shell $(PYTHON) -c 'import sys; print(int(sys.version_info[:2] == (3, 13)))' 2>/dev/null)
+ifeq ($(PYTHON_IS_313),1)
+unit-runtime:
+	@echo "unit-runtime: $(PYTHON) is the runtime's Python 3.13 already"
+else ifneq ($(PY313),)
+unit-runtime: $(RUNTIME_VENV)/.installed $(SAM_VENV)/.installed
+	SAM_PYTHON=$(SAM_VENV)/bin/python $(RUNTIME_VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS)
+else
+unit-runtime:
+	@echo "unit-runtime: no Python 3.13 (pyenv prefix 3.13) on this machine, the suite ran under $$($(BIN)/python -V) only"
+endif
+
+test: lint typecheck cfn-lint unit unit-runtime
 
 # Regenerate the webhook's OpenAPI document and the call events' schemas from the models (tests fail when they drift).
 openapi: $(STAMP)
@@ -66,4 +88,4 @@ smoke: $(STAMP) sam-build
 ci: test sam-validate smoke
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis layers/pbxbridge/build
+	rm -rf $(VENV) $(SAM_VENV) $(RUNTIME_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis layers/pbxbridge/build

@@ -63,7 +63,8 @@ class Template:
         return str(self.body.get("Parameters", {})[name].get("Default", ""))
 
     def resources(self, kind: str) -> dict[str, dict[str, Any]]:
-        return {name: res for name, res in self.body["Resources"].items() if res["Type"] == kind}
+        """The resources of a kind that a deploy with these parameters creates."""
+        return {name: res for name, res in self.body["Resources"].items() if res["Type"] == kind and self.deployed(res)}
 
     def physical_name(self, logical_id: str) -> str:
         # Locally a resource is named by its logical id: short, stable and easy to find.
@@ -73,8 +74,15 @@ class Template:
         return bool(self.resolve(self.body.get("Conditions", {})[name]))
 
     def resolve(self, value: Any) -> Any:
+        resolved = self._resolve(value)
+        return None if resolved is _NO_VALUE else resolved
+
+    def _resolve(self, value: Any) -> Any:
+        # An Fn::If may choose AWS::NoValue: the property (or list item) is then left out.
+        if _is_no_value(value):
+            return _NO_VALUE
         if isinstance(value, list):
-            return [self.resolve(item) for item in value if not _is_no_value(item)]
+            return [item for item in map(self._resolve, value) if item is not _NO_VALUE]
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
@@ -88,12 +96,13 @@ class Template:
                 return self._attribute(logical_id, attribute)
             if key == "Fn::If":
                 name, then, otherwise = arg
-                return self.resolve(then if self.condition(name) else otherwise)
+                return self._resolve(then if self.condition(name) else otherwise)
             if key == "Fn::Not":
                 return not self.resolve(arg[0])
             if key == "Fn::Equals":
                 return bool(self.resolve(arg[0]) == self.resolve(arg[1]))
-        return {k: self.resolve(v) for k, v in value.items() if not _is_no_value(v)}
+        resolved = {k: self._resolve(v) for k, v in value.items()}
+        return {k: v for k, v in resolved.items() if v is not _NO_VALUE}
 
     def _ref(self, name: str) -> str:
         pseudo = {
@@ -129,6 +138,9 @@ class Template:
         template = service.get(kind, "local:{r}:{a}:{n}")
         if attribute == "Arn":
             return "arn:aws:" + template.format(r=LOCAL_REGION, a=LOCAL_ACCOUNT, n=self.physical_name(logical_id))
+        if attribute == "StreamArn":  # the stream's label is its creation time; any fixed one will do locally
+            arn = "arn:aws:" + template.format(r=LOCAL_REGION, a=LOCAL_ACCOUNT, n=self.physical_name(logical_id))
+            return f"{arn}/stream/1970-01-01T00:00:00.000"
         return self.physical_name(logical_id)
 
     def _sub(self, arg: Any) -> str:
@@ -181,22 +193,44 @@ class Template:
             queues[logical_id] = {"QueueName": self.physical_name(logical_id), "Attributes": attributes}
         return queues
 
+    def deployed(self, resource: dict[str, Any]) -> bool:
+        """Whether a deploy with these parameters creates the resource (its Condition holds)."""
+        return "Condition" not in resource or self.condition(resource["Condition"])
+
+    def event_sources(self, function: str) -> list[tuple[str, str]]:
+        """(DynamoDB | SQS, the table's or queue's logical id) for each event source mapping of the
+        function: SAM's DynamoDB/SQS events, or AWS::Lambda::EventSourceMapping resources."""
+        sources: list[tuple[str, str]] = []
+        for event in self.body["Resources"][function]["Properties"].get("Events", {}).values():
+            if event["Type"] in ("DynamoDB", "SQS"):
+                key = "Stream" if event["Type"] == "DynamoDB" else "Queue"
+                sources.append((event["Type"], event["Properties"][key]["Fn::GetAtt"][0]))
+        for mapping in self.resources("AWS::Lambda::EventSourceMapping").values():
+            props = mapping["Properties"]
+            if props["FunctionName"] != {"Ref": function} or not self.deployed(mapping):
+                continue
+            if props.get("Enabled") is not None and not self.resolve(props["Enabled"]):
+                continue
+            logical_id = props["EventSourceArn"]["Fn::GetAtt"][0]
+            kind = self.body["Resources"][logical_id]["Type"]
+            sources.append(("DynamoDB" if kind == "AWS::DynamoDB::Table" else "SQS", logical_id))
+        return sources
+
     def functions(self) -> dict[str, LocalFunctionSpec]:
         globals_ = self.body.get("Globals", {}).get("Function", {})
         specs = {}
         for logical_id, resource in self.resources("AWS::Serverless::Function").items():
+            if not self.deployed(resource):
+                continue
             props = resource["Properties"]
             env = dict(self.resolve(globals_.get("Environment", {}).get("Variables", {})))
             env.update(self.resolve(props.get("Environment", {}).get("Variables", {})))
             routes, iam_routes, schedules = [], set(), []
-            sources: list[tuple[str, str]] = []  # (DynamoDB | SQS, the table's or queue's logical id)
             for event in props.get("Events", {}).values():
-                if event["Type"] in ("DynamoDB", "SQS"):
-                    key = "Stream" if event["Type"] == "DynamoDB" else "Queue"
-                    sources.append((event["Type"], event["Properties"][key]["Fn::GetAtt"][0]))
                 if event["Type"] == "ScheduleV2":
                     event_props = self.resolve(event["Properties"])
-                    schedules.append((event_props["ScheduleExpression"], event_props.get("Input", "{}")))
+                    if event_props.get("State", "ENABLED") == "ENABLED":
+                        schedules.append((event_props["ScheduleExpression"], event_props.get("Input", "{}")))
                 if event["Type"] == "HttpApi":
                     event_props = self.resolve(event["Properties"])
                     route = (event_props["Method"].upper(), event_props["Path"])
@@ -211,7 +245,7 @@ class Template:
                 http_routes=routes,
                 iam_routes=frozenset(iam_routes),
                 schedules=schedules,
-                sources=sources,
+                sources=self.event_sources(logical_id),
                 timeout=int(props.get("Timeout", globals_.get("Timeout", 3))),
             )
         return specs
@@ -219,6 +253,9 @@ class Template:
 
 def _is_no_value(value: Any) -> bool:
     return bool(value == {"Ref": "AWS::NoValue"})
+
+
+_NO_VALUE = object()
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,14 @@ PREVIOUS_CRM_TOKEN = "test-previous-token-77c1"
 
 @pytest.fixture(scope="session")
 def template() -> Template:
-    # A previous key parameter is configured, as during a rotation.
-    return Template(parameters={"CrmTokenPreviousParameterName": "/pbxbridge/crm-token-previous"})
+    # A previous key parameter is configured, as during a rotation, and a PBX (without one, the
+    # template leaves out reconciliation); tests that talk to the PBX point PBX_URL at a simulator.
+    return Template(
+        parameters={
+            "CrmTokenPreviousParameterName": "/pbxbridge/crm-token-previous",
+            "PbxUrl": "https://tenant.example.ru",
+        }
+    )
 
 
 @pytest.fixture(scope="session", autouse=True)

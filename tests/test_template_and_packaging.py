@@ -28,7 +28,8 @@ def test_runtime_architecture_and_no_xray_sdk(body: dict[str, Any]) -> None:
     function_globals = body["Globals"]["Function"]
     assert function_globals["Runtime"] == "python3.13"
     assert function_globals["Architectures"] == ["arm64"]
-    assert function_globals["Tracing"] == "Active"
+    assert function_globals["Tracing"] == {"Ref": "Tracing"}
+    assert body["Parameters"]["Tracing"]["Default"] == "PassThrough"  # on, it needs X-Ray's "*" (see README)
     sources = "\n".join(p.read_text() for p in (REPO / "layers/pbxbridge/pbxbridge").rglob("*.py"))
     assert "Tracer" not in sources
     assert "aws_xray_sdk" not in sources
@@ -91,15 +92,22 @@ def test_routes_are_post_root_and_pbx_and_iam_signed_commands(body: dict[str, An
 
 
 def test_iam_is_least_privilege(body: dict[str, Any]) -> None:
+    """Each function runs under a role of the template's own (a role SAM makes carries AWS managed
+    policies on "*"); tests/test_least_privilege.py checks them again after the SAM transform."""
     for name, function in resources(body, "AWS::Serverless::Function").items():
-        for policy in function["Properties"]["Policies"]:
-            assert isinstance(policy, dict), f"{name}: only explicit statements, no managed policy templates"
-            assert "Statement" in policy, name
-            for statement in policy["Statement"]:
+        assert "Policies" not in function["Properties"], name
+        role = body["Resources"][function["Properties"]["Role"]["Fn::GetAtt"][0]]
+        assert role["Type"] == "AWS::IAM::Role", name
+        assert role.get("Condition") == function.get("Condition"), name
+        for policy in role["Properties"]["Policies"]:
+            for statement in policy["PolicyDocument"]["Statement"]:
                 actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
                 assert all("*" not in action for action in actions), (name, actions)
                 targets = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
                 assert all(target != "*" for target in targets), (name, targets)
+        for event in function["Properties"].get("Events", {}).values():
+            # SAM's DynamoDB and SQS events attach AWSLambdaDynamoDBExecutionRole / AWSLambdaSQSQueueExecutionRole.
+            assert event["Type"] not in ("DynamoDB", "SQS", "Kinesis"), name
 
 
 def test_local_tables_are_the_templates(body: dict[str, Any]) -> None:
