@@ -187,3 +187,22 @@ def test_arns_resolve_locally() -> None:
     template = Template()
     stream = template.resolve({"Fn::GetAtt": ["CallsTable", "StreamArn"]})
     assert fnmatch.fnmatchcase(stream, f"arn:aws:dynamodb:{LOCAL_REGION}:{LOCAL_ACCOUNT}:table/CallsTable/stream/*")
+
+
+def test_without_a_pbx_the_deploy_schedules_nothing(translated: dict[str, Any]) -> None:
+    """PbxUrl empty: reconciliation is not created and the directory sync's schedule is disabled."""
+    for parameters, enabled in (({}, set()), ({"PbxUrl": "https://tenant.example.ru"}, {"rate(1 day)"})):
+        template, resources = deployed(translated, **parameters)
+        schedules = {
+            name: template.resolve(resource["Properties"])
+            for name, resource in resources.items()
+            if resource["Type"] == "AWS::Scheduler::Schedule"
+        }
+        running = {props["ScheduleExpression"] for props in schedules.values() if props.get("State") != "DISABLED"}
+        assert running >= enabled, parameters
+        if not parameters:
+            assert running == set()
+            assert "HistorySyncFunction" not in resources
+            assert not [name for name in resources if name.startswith("HistorySync")]
+        else:
+            assert {"rate(10 minutes)", "cron(30 3 * * ? *)"} <= running

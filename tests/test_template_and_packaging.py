@@ -173,3 +173,27 @@ def test_the_webhook_does_not_import_what_it_does_not_use() -> None:
         [sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip() == ""
+
+
+def test_the_readme_tells_the_recorders_retry_timing_the_template_sets(body: dict[str, Any]) -> None:
+    queue = body["Resources"]["RecordingsQueue"]["Properties"]
+    recorder = body["Resources"]["RecorderFunction"]["Properties"]
+    minutes, tries = queue["VisibilityTimeout"] // 60, queue["RedrivePolicy"]["maxReceiveCount"]
+    assert queue["VisibilityTimeout"] >= 6 * recorder["Timeout"]  # Lambda's guidance for SQS triggers
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert f"back after {minutes} min, {tries} times" in readme
+    assert f"comes back every {minutes} minutes (the queue's visibility timeout" in readme
+    assert f"{tries} times (about {minutes * tries / 60:g} hours)" in readme
+    default = body["Parameters"]["RecorderMaxConcurrency"]["Default"]
+    assert f"At most `RecorderMaxConcurrency` ({default}) recordings" in readme
+
+
+def test_without_a_pbx_nothing_is_scheduled() -> None:
+    """A deploy with PbxUrl empty runs no schedule into errors; the local stack (with the simulator)
+    runs them all."""
+    quiet = Template().functions()
+    assert "HistorySyncFunction" not in quiet
+    assert all(not spec.schedules for spec in quiet.values())
+    local = Template(parameters={"PbxUrl": "http://127.0.0.1:3100"}).functions()
+    assert [expr for expr, _ in local["HistorySyncFunction"].schedules] == ["rate(10 minutes)", "cron(30 3 * * ? *)"]
+    assert local["CommandsFunction"].schedules == [("rate(1 day)", '{"cmd": "syncDirectory", "raiseOnError": true}')]
