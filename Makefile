@@ -66,7 +66,7 @@ openapi: $(STAMP)
 	$(BIN)/python -c "from pbxbridge.call_events import schemas; [open(f'schemas/events/{n}.json', 'w').write(t) for n, t in schemas().items()]"
 
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(PARTS)
 
 # SAM CLI lives in its own environment: its pins would fight the project's.
 $(SAM_VENV)/.installed:

@@ -284,35 +284,80 @@ def cold_benchmark(moto_url: str) -> dict[str, Any]:
     return results
 
 
+PARTS = ("warm", "cold", "faults", "pbx", "sync")
+
+
 def main() -> None:
+    """`python -m bench [PART ...]` runs the named parts (all by default): warm, cold, faults, pbx, sync.
+    bench-results.json keeps the last figures of the parts not run."""
+    parts = sys.argv[1:] or [part for part in PARTS if part != "sync" or os.environ.get("BENCH_SYNC", "1") == "1"]
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        sys.exit(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
     from local.aws import free_port
 
     port = free_port()
     moto = start_moto(port)
     moto_url = f"http://127.0.0.1:{port}"
+    from bench.faults import fault_benchmark, print_faults
     from bench.reconciliation import reconciliation_benchmark
 
+    warm: dict[str, Any] = {}
+    cold: dict[str, Any] = {}
+    faults: dict[str, Any] = {}
+    sync: dict[str, Any] = {}
     try:
-        warm = warm_benchmark(moto_url)
-        cold = cold_benchmark(moto_url)
-        sync = reconciliation_benchmark(moto_url) if os.environ.get("BENCH_SYNC", "1") == "1" else {}
+        if "warm" in parts or "faults" in parts:
+            warm = warm_benchmark(moto_url) if "warm" in parts else _provision(moto_url)
+        if "cold" in parts:
+            cold = cold_benchmark(moto_url)
+        if "faults" in parts:
+            faults = fault_benchmark(moto_url, CRM_TOKEN, str(REPO / "layers/pbxbridge"))
+        if "sync" in parts:
+            sync = reconciliation_benchmark(moto_url)
     finally:
         moto.terminate()
         moto.wait(timeout=10)
     from bench.pbx_client import command_overhead, history_streaming
 
-    pbx = {"commands": command_overhead(WARM_PUSHES // 2), "history": history_streaming()}
-    results = {
-        "python": sys.version.split()[0],
-        "warm_pushes": WARM_PUSHES,
-        "cold_starts": COLD_STARTS,
-        "warm": warm,
-        "cold": cold,
-        "pbx": pbx,
-        "reconciliation": sync,
-    }
-    (REPO / "bench-results.json").write_text(json.dumps(results, indent=2) + "\n")
+    pbx = {"commands": command_overhead(WARM_PUSHES // 2), "history": history_streaming()} if "pbx" in parts else {}
+    path = REPO / "bench-results.json"
+    results: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    results.update(python=sys.version.split()[0], warm_pushes=WARM_PUSHES, cold_starts=COLD_STARTS)
+    for name, figures in (("warm", warm), ("cold", cold), ("faults", faults), ("pbx", pbx), ("reconciliation", sync)):
+        if figures:
+            results[name] = figures
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    if warm and "warm" in parts:
+        print_warm(warm)
+    if cold:
+        print_cold(cold)
+    if faults:
+        print_faults(faults)
+    if pbx:
+        print_pbx(pbx)
+    if sync:
+        print_sync(sync)
+    print("wrote bench-results.json")
 
+
+def _provision(moto_url: str) -> dict[str, Any]:
+    """Tables, keys and the bench's contact, without the warm measurements."""
+    from local.aws import client, create_tables, store_crm_keys, use_local_aws
+    from local.template import Template
+
+    use_local_aws(moto_url)
+    template = Template()
+    tables = create_tables(template, moto_url)
+    store_crm_keys(template, moto_url, CRM_TOKEN)
+    client("dynamodb", moto_url).put_item(
+        TableName=tables["ContactsTable"],
+        Item={"phone": {"S": "+79101234567"}, "contact_name": {"S": "Bench"}, "responsible": {"S": "andy"}},
+    )
+    return {}
+
+
+def print_warm(warm: dict[str, Any]) -> None:
     print(f"\nWarm push through the handler vs the bare boto3 calls it needs (moto server, {WARM_PUSHES} each)")
     print(f"{'push':<10}{'handler ms':>12}{'p95':>8}{'floor ms':>10}{'p95':>8}{'ratio':>8}")
     for name, row in warm.items():
@@ -320,6 +365,9 @@ def main() -> None:
         print(
             f"{name:<10}{h['median_ms']:>12.2f}{h['p95_ms']:>8.2f}{f['median_ms']:>10.2f}{f['p95_ms']:>8.2f}{row['ratio']:>8.2f}"
         )
+
+
+def print_cold(cold: dict[str, Any]) -> None:
     print(f"\nCold start: import + first contact push, in a fresh process (median of {COLD_STARTS})")
     print(
         f"floor (import boto3; boto3.client('dynamodb')): {cold['floor_ms']:.0f} ms in-process, "
@@ -333,6 +381,9 @@ def main() -> None:
             f"{row['process_ms']:>12.0f}{row['process_ratio']:>7.2f}"
         )
     print(f"\nPeak memory of a handler process after 500 pushes: {cold['peak_memory_mb_after_500_pushes']:.0f} MB")
+
+
+def print_pbx(pbx: dict[str, Any]) -> None:
     print("\nPBX client vs a bare requests Session.post of the same form (simulator in its own process)")
     print(f"{'command':<10}{'client ms':>11}{'floor ms':>10}{'ratio':>8}")
     for name, row in pbx["commands"].items():
@@ -345,6 +396,9 @@ def main() -> None:
                 f"(+{row['growth_mb']:.1f} MB while streaming)"
             )
     print(f"parsing alone: {pbx['history']['parse_only_rows_per_second']:.0f} rows/s")
+
+
+def print_sync(sync: dict[str, Any]) -> None:
     if sync:
         print(
             "\nReconciliation: history rows from the simulator into DynamoDB vs bare batch_write_item of the same items"
@@ -355,7 +409,6 @@ def main() -> None:
                 f"{row['floor_seconds']:.1f} s, ratio {row['ratio']:.2f}; peak {row['peak_mb']:.0f} MB "
                 f"(+{row['growth_mb']:.1f} MB during the run)"
             )
-    print("wrote bench-results.json")
 
 
 if __name__ == "__main__":

@@ -91,6 +91,9 @@ def drop_process_caches(keep_clients: bool = False) -> None:
     ):
         cache.cache_clear()
     if not keep_clients:
+        from pbxbridge.aws import session
+
+        session.cache_clear()
         DEFAULT_PROVIDERS.clear()
         ssm_provider.cache_clear()
         dynamodb_client.cache_clear()

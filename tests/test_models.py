@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -11,15 +12,18 @@ from hypothesis import strategies as st
 
 from pbxbridge.domain.calls import LiveState, Milestone, live_state, pbx_login
 from pbxbridge.keys import key_matches
-from pbxbridge.phones import InvalidPhoneError, normalize_phone
+from pbxbridge.phones import InvalidPhoneError, ascii_phone_text, normalize_phone
 from pbxbridge.protocol.webhook import (
+    COMPACT_UTC_PATTERN,
     MAX_BODY_BYTES,
+    PHONE_PATTERN,
     BodyTooLargeError,
     EventPush,
     HistoryPush,
     InvalidPushError,
     MalformedBodyError,
     decode_body,
+    is_compact_utc,
     read_push,
 )
 from tests.conftest import HISTORY
@@ -70,8 +74,47 @@ def test_phone_reading_never_crashes(raw: str) -> None:
         phone = normalize_phone(raw, "RU")
     except InvalidPhoneError:
         return
+    assert phone.digits.isascii()
     assert phone.digits.isdigit()
     assert phone.e164.startswith("+") or 2 <= len(phone.e164) <= 8
+
+
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=30) | st.from_regex(PHONE_PATTERN, fullmatch=True))
+def test_what_the_server_reads_as_a_phone_has_the_documented_shape(raw: str) -> None:
+    """PHONE_PATTERN (reused by the OpenAPI document) holds for every phone the server accepts,
+    once other scripts' digits are read as theirs."""
+    try:
+        normalize_phone(raw, "RU")
+    except InvalidPhoneError:
+        return
+    assert re.fullmatch(PHONE_PATTERN, ascii_phone_text(raw))
+
+
+@pytest.mark.parametrize(
+    ("start", "ok"),
+    [
+        ("20170703T121110Z", True),
+        ("20170703t121110z", True),
+        (" 20170703T121110Z ", True),
+        ("20240229T000000Z", True),
+        ("20230229T000000Z", False),  # no 29 February that year
+        ("20170230T121110Z", False),
+        ("20171303T121110Z", False),
+        ("20170703T241110Z", False),
+        ("20170703T126110Z", False),
+        ("2017-07-03T12:11:10Z", False),
+        ("٢٠١٧٠٧٠٣T121110Z", False),
+    ],
+)
+def test_start_is_a_compact_utc_time_that_exists(start: str, ok: bool) -> None:
+    assert is_compact_utc(start) is ok
+    assert (re.fullmatch(COMPACT_UTC_PATTERN, start) is not None) >= ok  # the pattern never refuses a valid one
+    fields = {**HISTORY, "start": start}
+    if ok:
+        assert read_push(fields, "RU")
+    else:
+        with pytest.raises(InvalidPushError):
+            read_push(fields, "RU")
 
 
 def test_a_mislabelled_body_is_sniffed() -> None:

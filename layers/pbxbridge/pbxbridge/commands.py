@@ -41,6 +41,7 @@ from pbxbridge.storage.dynamodb import (
     DynamoContactStore,
     DynamoDirectoryStore,
     InvalidCursorError,
+    StoreRejectedError,
     StoreUnavailableError,
     dynamodb_client,
 )
@@ -160,6 +161,9 @@ def execute(payload: Any, context: Any = None, deps: CommandsDependencies | None
         answer = failure(exc.code, exc.message)
     except PbxError as exc:
         answer = failure(exc.code, exc.message, **({"status": exc.status} if exc.status else {}))
+    except StoreRejectedError as exc:
+        logger.warning("DynamoDB refused the request", extra={"command": label, "reason": str(exc)})
+        answer = failure("invalid_request", "the data store refused a value of this request")
     except StoreUnavailableError:
         logger.exception("DynamoDB unavailable", extra={"command": label})
         answer = failure("unavailable", "the data store is unavailable; try again")

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import hmac
+import logging
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from functools import lru_cache
 from typing import Any
+
+from pbxbridge.aws import bounded_client, deadline
+
+logger = logging.getLogger(__name__)
 
 
 class KeysUnavailableError(RuntimeError):
@@ -27,19 +33,27 @@ def key_matches(presented: object, keys: Sequence[str]) -> bool:
 
 @lru_cache(maxsize=1)
 def ssm_provider() -> Any:
-    """Powertools' SSM provider with timeouts that fit a ringing phone (botocore's default is 60 s)."""
+    """Powertools' SSM provider on a client of the process's one Session, bounded by the push's
+    deadline (botocore's default timeout is 60 s)."""
     from aws_lambda_powertools.utilities.parameters import SSMProvider
-    from botocore.config import Config
 
-    return SSMProvider(
-        boto_config=Config(connect_timeout=1, read_timeout=2, retries={"max_attempts": 2, "mode": "standard"})
-    )
+    return SSMProvider(boto3_client=bounded_client("ssm", connect_timeout=0.25, read_timeout=1.0, attempts=2))
 
 
-# (current, previous) parameter names -> (monotonic expiry, keys). Our own cache, instead of Powertools':
-# Powertools caches only parameters it found, so a configured but missing previous key would send
-# every push to SSM.
-_keys_cache: dict[tuple[str, str | None], tuple[float, tuple[str, ...]]] = {}
+# (current, previous) parameter names -> (monotonic expiry, keys, monotonic time they were read). Our own
+# cache, instead of Powertools': Powertools caches only parameters it found, so a configured but
+# missing previous key would send every push to SSM.
+_keys_cache: dict[tuple[str, str | None], tuple[float, tuple[str, ...], float]] = {}
+
+# A refresh while keys are at hand gets this much of the push's time: SSM hanging must not cost the
+# push its answer when the keys read minutes ago are still there to check it.
+REFRESH_SECONDS = 0.25
+# After a failed refresh, the keys at hand are used and SSM is asked again this much later, so an SSM
+# outage costs one push in this many seconds a short wait, not every push.
+RETRY_REFRESH_SECONDS = 15.0
+# Keys at hand are used this long past their time at most: a rotation still takes effect during an
+# SSM outage that lasts longer.
+STALE_KEYS_SECONDS = 3600.0
 
 
 def clear_key_cache() -> None:
@@ -47,11 +61,30 @@ def clear_key_cache() -> None:
 
 
 def fetch_keys_from_ssm(current: str, previous: str | None, max_age: int) -> tuple[str, ...]:
-    """The current and (during a rotation) previous key, in one GetParameters call per `max_age`."""
+    """The current and (during a rotation) previous key, in one GetParameters call per `max_age`.
+
+    Bounded by the current deadline. When a refresh fails and keys read less than STALE_KEYS_SECONDS
+    ago are at hand, those are used (and SSM is asked again RETRY_REFRESH_SECONDS later).
+    """
     now = time.monotonic()
     cached = _keys_cache.get((current, previous))
     if cached and cached[0] > now:
         return cached[1]
+    usable = cached if cached and now - cached[2] < max_age + STALE_KEYS_SECONDS else None
+    try:
+        with deadline(REFRESH_SECONDS) if usable else nullcontext():
+            keys = _read_keys(current, previous)
+    except KeysUnavailableError:
+        if usable is None:
+            raise
+        logger.warning("CRM keys could not be refreshed; the keys at hand are used", exc_info=True)
+        _keys_cache[(current, previous)] = (now + RETRY_REFRESH_SECONDS, usable[1], usable[2])
+        return usable[1]
+    _keys_cache[(current, previous)] = (now + max_age, keys, now)
+    return keys
+
+
+def _read_keys(current: str, previous: str | None) -> tuple[str, ...]:
     names: dict[str, dict[str, Any]] = {current: {}, **({previous: {}} if previous else {})}
     try:
         values = ssm_provider().get_parameters_by_name(parameters=names, decrypt=True, max_age=0, raise_on_error=False)
@@ -61,6 +94,4 @@ def fetch_keys_from_ssm(current: str, previous: str | None, max_age: int) -> tup
     if not isinstance(key, str) or not key:
         raise KeysUnavailableError("the current CRM key parameter could not be read")
     old = values.get(previous) if previous else None
-    keys = (key, old) if isinstance(old, str) and old else (key,)
-    _keys_cache[(current, previous)] = (now + max_age, keys)
-    return keys
+    return (key, old) if isinstance(old, str) and old else (key,)

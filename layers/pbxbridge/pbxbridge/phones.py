@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -9,6 +11,20 @@ import phonenumbers
 
 # phonenumbers refuses longer input itself; checking first keeps hostile bodies cheap.
 _MAX_RAW_LENGTH = 64
+
+# What a phone looks like once read into ASCII: an optional `+`, digits and the separators people
+# write. Every phone field of every model is read by `normalize_phone`, whose input must have this
+# shape (after other scripts' digits are read as their values) and then be a number: a short number
+# (2 to 8 digits) or one `phonenumbers` finds valid or possible. The OpenAPI document reuses it.
+PHONE_PATTERN = r"^ *\+?[0-9 ().\-]*[0-9][0-9 ().\-]*$"
+MIN_SHORT_DIGITS = 2
+# Longer digit strings that are no valid number anywhere are refused rather than stored as keys.
+MAX_SHORT_DIGITS = 8
+_SHAPE = re.compile(PHONE_PATTERN)
+# Dashes and spaces from word processors and other keyboards, read as the ASCII separators.
+_SEPARATOR_LOOKALIKES = {ord(ch): "-" for ch in "\u2010\u2011\u2012\u2013\u2014\u2015\u2212"} | {
+    ord(ch): " " for ch in "\u00a0\u2007\u202f\u3000"
+}
 
 
 class InvalidPhoneError(ValueError):
@@ -36,9 +52,31 @@ class Phone:
         return not self.e164.startswith("+")
 
 
-# Longer digit strings that are no valid number anywhere are refused rather than stored as keys.
-_MAX_SHORT_DIGITS = 8
-_SEPARATORS = frozenset(" -().")
+def ascii_phone_text(raw: str) -> str:
+    """`raw` with every script's decimal digits (Arabic-Indic ٧٩١, full-width ７９１, Devanagari, ...)
+    read as ASCII digits and full-width `+`, brackets and dashes as theirs.
+
+    Raises InvalidPhoneError for what no number contains: lone surrogates, control and format
+    characters, digits that are not decimal (superscripts ², circled ①), letters, and anything
+    else outside PHONE_PATTERN. What comes back is ASCII only, so a stored key is always digits.
+    """
+    out: list[str] = []
+    for ch in raw:
+        if ch.isascii():
+            out.append(ch)
+            continue
+        category = unicodedata.category(ch)
+        if category == "Nd":
+            out.append(str(unicodedata.decimal(ch)))
+        elif category in ("Cs", "Cc", "Cf", "Co", "Cn") or ch.isdigit() or ch.isnumeric():
+            raise InvalidPhoneError("not a phone number")
+        else:
+            # NFKC turns full-width `＋（）－` and compatibility spaces into their ASCII forms.
+            out.append(unicodedata.normalize("NFKC", ch).translate(_SEPARATOR_LOOKALIKES))
+    text = "".join(out).translate(_SEPARATOR_LOOKALIKES)
+    if not _SHAPE.fullmatch(text):
+        raise InvalidPhoneError("not a phone number")
+    return text
 
 
 @lru_cache(maxsize=4096)
@@ -50,10 +88,10 @@ def normalize_phone(raw: str, region: str = "RU") -> Phone:
     national forms; digits that only make sense as an international number are tried as one. A
     valid number wins over a merely possible one; short numbers (`112`, `708`) are kept as digits.
     """
-    text = raw.strip()
-    if not text or len(text) > _MAX_RAW_LENGTH:
+    if not raw or len(raw) > _MAX_RAW_LENGTH:
         raise InvalidPhoneError("not a phone number")
-    digits = "".join(ch for ch in text if ch.isdigit())
+    text = ascii_phone_text(raw).strip()
+    digits = "".join(ch for ch in text if "0" <= ch <= "9")
     candidates = [text] if text.startswith("+") else [text, "+" + digits] if digits else [text]
     possible: list[phonenumbers.PhoneNumber] = []
     for candidate in candidates:
@@ -65,8 +103,7 @@ def normalize_phone(raw: str, region: str = "RU") -> Phone:
             return Phone(raw=raw, e164=phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
         if phonenumbers.is_possible_number(number):
             possible.append(number)
-    only_digits = digits and all(ch.isdigit() or ch in _SEPARATORS for ch in text)
-    if only_digits and 2 <= len(digits) <= _MAX_SHORT_DIGITS:
+    if not text.startswith("+") and MIN_SHORT_DIGITS <= len(digits) <= MAX_SHORT_DIGITS:
         return Phone(raw=raw, e164=digits)
     if possible:
         # A range newer than the library's metadata: possible by length, so keep it.

@@ -60,6 +60,15 @@ class WebhookSettings(_Common):
     crm_token_parameter: str = Field(alias="CRM_TOKEN_PARAMETER", min_length=1)
     crm_token_previous_parameter: str | None = Field(default=None, alias="CRM_TOKEN_PREVIOUS_PARAMETER")
     directory_cache_seconds: int = Field(default=300, alias="DIRECTORY_CACHE_SECONDS", ge=0)
+    # Each push's whole budget for AWS (key, directory, reads, writes), from its arrival in the handler:
+    # `contact` is asked while the phone rings (the PBX waits about a second), writes must answer 5xx
+    # long before the function's timeout. One attempt may use at most the second figure.
+    contact_budget_seconds: float = Field(default=0.8, alias="CONTACT_BUDGET_SECONDS", gt=0, le=5)
+    contact_attempt_seconds: float = Field(default=0.4, alias="CONTACT_ATTEMPT_SECONDS", gt=0, le=5)
+    write_budget_seconds: float = Field(default=2.5, alias="WRITE_BUDGET_SECONDS", gt=0, le=8)
+    write_attempt_seconds: float = Field(default=1.0, alias="WRITE_ATTEMPT_SECONDS", gt=0, le=8)
+    # A directory refresh inside a push gets at most this much of the push's budget.
+    directory_refresh_seconds: float = Field(default=0.25, alias="DIRECTORY_REFRESH_SECONDS", gt=0, le=5)
 
     @field_validator("crm_token_previous_parameter", mode="before")
     @classmethod

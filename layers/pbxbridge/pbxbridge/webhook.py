@@ -8,6 +8,7 @@ spec's two bodies; only a push we could not store is a 5xx, so the PBX (or recon
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
+from pbxbridge.aws import deadline
 from pbxbridge.domain.calls import CallStore, record_event, record_rating
 from pbxbridge.domain.contacts import ContactStore, lookup_contact
 from pbxbridge.domain.directory import CachedDirectory, Directory
@@ -27,6 +29,7 @@ from pbxbridge.protocol.webhook import (
     INVALID_PARAMETERS,
     INVALID_TOKEN,
     BodyTooLargeError,
+    Command,
     ContactAnswer,
     ContactQuery,
     EventPush,
@@ -43,6 +46,8 @@ from pbxbridge.storage.dynamodb import (
     DynamoCallStore,
     DynamoContactStore,
     DynamoDirectoryStore,
+    StoreError,
+    StoreRejectedError,
     StoreUnavailableError,
     dynamodb_client,
 )
@@ -65,6 +70,9 @@ class WebhookDependencies:
     phone_region: str
     directory: Callable[[], Directory] = field(default=lambda: Directory())
     scenarios: Scenarios = field(default_factory=Scenarios)
+    # (whole budget, one attempt) in seconds, for `contact` and for the writes.
+    contact_budget: tuple[float, float] = (0.8, 0.4)
+    write_budget: tuple[float, float] = (2.5, 1.0)
 
     def attribute(self, user: str | None) -> tuple[str | None, str | None]:
         """A PBX user as (canonical login, CRM user), the default CRM user standing in for none."""
@@ -80,9 +88,14 @@ def default_dependencies() -> WebhookDependencies:
     directory: Callable[[], Directory] = lambda: Directory(region=settings.phone_region)  # noqa: E731
     if settings.directory_table:
         store = DynamoDirectoryStore(client, settings.directory_table)
-        directory = CachedDirectory(
-            lambda: store.snapshot(settings.phone_region, departments=False), settings.directory_cache_seconds
-        )
+
+        def load_directory() -> Directory:
+            # Its own small share of the push's budget: a refresh that hangs costs the push this much
+            # at most, and the snapshot at hand (if any) is kept.
+            with deadline(settings.directory_refresh_seconds):
+                return store.snapshot(settings.phone_region, departments=False)
+
+        directory = CachedDirectory(load_directory, settings.directory_cache_seconds)
     return WebhookDependencies(
         calls=DynamoCallStore(client, settings.calls_table, settings.call_events_table),
         contacts=DynamoContactStore(client, settings.contacts_table),
@@ -94,6 +107,8 @@ def default_dependencies() -> WebhookDependencies:
         phone_region=settings.phone_region,
         directory=directory,
         scenarios=settings.scenarios,
+        contact_budget=(settings.contact_budget_seconds, settings.contact_attempt_seconds),
+        write_budget=(settings.write_budget_seconds, settings.write_attempt_seconds),
     )
 
 
@@ -116,6 +131,7 @@ def _command_label(fields: dict[str, Any]) -> str:
 
 def handle_push(event: APIGatewayProxyEventV2, deps: WebhookDependencies | None = None) -> dict[str, Any]:
     """Answer one PBX push: check the key, validate, store, and say so in the spec's words."""
+    arrived = time.monotonic()
     deps = deps or default_dependencies()
     try:
         fields = decode_body(event.body, bool(event.is_base64_encoded), event.headers.get("content-type"))
@@ -125,10 +141,21 @@ def handle_push(event: APIGatewayProxyEventV2, deps: WebhookDependencies | None 
         return _rejected(400, INVALID_PARAMETERS, "unknown", str(exc))
 
     label = _command_label(fields)
+    budget, attempt = deps.contact_budget if label == Command.CONTACT.value else deps.write_budget
+    # One deadline for the whole push, counted from its arrival: the key, the directory, every request.
+    with deadline(budget - (time.monotonic() - arrived), attempt):
+        return _checked_push(fields, label, deps)
+
+
+def _checked_push(fields: dict[str, Any], label: str, deps: WebhookDependencies) -> dict[str, Any]:
     try:
         keys = deps.keys()
     except KeysUnavailableError:
         logger.exception("CRM key unavailable", extra={"cmd": label})
+        if label == Command.CONTACT.value:
+            # `{}` lets the PBX ring its own dial plan, and tells a caller without the key nothing.
+            metrics.add_metric(name="ContactErrors", unit=MetricUnit.Count, value=1)
+            return _answer(200, {})
         return _failed(label)
     if not key_matches(fields.get("crm_token"), keys):
         return _rejected(401, INVALID_TOKEN, label, "invalid token")
@@ -142,6 +169,11 @@ def handle_push(event: APIGatewayProxyEventV2, deps: WebhookDependencies | None 
     try:
         # Our clock, not API Gateway's millisecond timeEpoch: the timeline's order needs microseconds.
         body = _store(push, label, deps, datetime.now(tz=UTC))
+    except StoreRejectedError as exc:
+        # DynamoDB refused what the push carries: the same push can never be stored, so retrying it
+        # (and firing the 5xx alarm each time) helps nobody. Logged for us to widen the models.
+        logger.warning("push refused by DynamoDB", extra={"cmd": label, "callid": push.callid, "reason": str(exc)})
+        return _rejected(400, INVALID_PARAMETERS, label, "refused by the store")
     except StoreUnavailableError:
         logger.exception("push not stored", extra={"cmd": label, "callid": push.callid})
         return _failed(label)
@@ -156,7 +188,7 @@ def _store(push: Any, label: str, deps: WebhookDependencies, received_at: dateti
     if isinstance(push, ContactQuery):
         try:
             contact = lookup_contact(deps.contacts, push.phone.e164)
-        except StoreUnavailableError:
+        except StoreError:
             # Nothing is lost by not knowing: `{}` lets the PBX ring its own dial plan now, where a
             # 5xx would leave the caller waiting on a retry.
             logger.exception("contact lookup failed, answered as unknown", extra={"cmd": label})
@@ -196,7 +228,7 @@ def _routable(responsible: str | None, deps: WebhookDependencies) -> str | None:
         return None
     try:
         return deps.directory().pbx_login_for(responsible)
-    except StoreUnavailableError:
+    except StoreError:
         logger.exception("directory unavailable, responsible answered as stored")
         return responsible
 

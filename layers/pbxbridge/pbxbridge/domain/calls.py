@@ -198,6 +198,7 @@ def history_from_push(push: HistoryPush, received_at: datetime, attribute: Attri
     ):
         if value is not None:
             optional[name] = value
+    login, crm_user = attribute(push.user)
     return CallHistory(
         callid=push.callid,
         direction=push.type.value,
@@ -206,8 +207,8 @@ def history_from_push(push: HistoryPush, received_at: datetime, attribute: Attri
         client=push.phone.e164,
         client_raw=push.phone.raw,
         user=push.user,
-        pbx_user=attribute(push.user)[0],
-        crm_user=attribute(push.user)[1],
+        pbx_user=login,
+        crm_user=crm_user,
         started_at=push.start,
         duration=push.duration,
         received_at=received_at,

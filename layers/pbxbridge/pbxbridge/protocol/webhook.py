@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from pbxbridge.phones import PHONE_PATTERN as PHONE_PATTERN
 from pbxbridge.phones import InvalidPhoneError, Phone, normalize_phone
 
 MAX_BODY_BYTES = 64 * 1024
@@ -94,15 +95,43 @@ class EventType(_CaseInsensitiveEnum):
     TRANSFERRED = "TRANSFERRED"
 
 
-_COMPACT_UTC = re.compile(r"^\d{8}T\d{6}Z$", re.IGNORECASE)
+# The rules of the wire format, as constants and functions the OpenAPI document reuses, so that what
+# the document allows is what the server reads (ECMA-262 regular expressions: ASCII classes only).
+#
+# A phone is text of PHONE_PATTERN's shape (other scripts' decimal digits are read as their values
+# first) that is a number: see pbxbridge.phones.normalize_phone, the one reader of every phone field.
+# `start`: UTC as YYYYmmddTHHMMSSZ (`T` and `Z` in either case), surrounding spaces ignored; the
+# date must exist (no 30 February, no hour 24).
+COMPACT_UTC_PATTERN = (
+    r"^ *[0-9]{4}(0[1-9]|1[0-2])(0[1-9]|[12][0-9]|3[01])[Tt]([01][0-9]|2[0-3])[0-5][0-9][0-5][0-9][Zz] *$"
+)
+_COMPACT_UTC = re.compile(COMPACT_UTC_PATTERN)
+# Text no field may hold: lone UTF-16 surrogates (DynamoDB cannot store them) and control characters
+# other than tab and line breaks.
+_UNCLEAN_TEXT = re.compile(r"[\ud800-\udfff\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def is_clean_text(value: str) -> bool:
+    """False for text holding a lone surrogate or a control character (tab and line breaks allowed)."""
+    return _UNCLEAN_TEXT.search(value) is None
+
+
+def is_compact_utc(value: str) -> bool:
+    """True for a `start` the server reads: COMPACT_UTC_PATTERN, and a date that exists."""
+    try:
+        _parse_compact_utc(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _parse_compact_utc(value: object) -> object:
     """`20170703T121110Z` -> an aware UTC datetime; anything else is left for pydantic to reject."""
-    if isinstance(value, str) and _COMPACT_UTC.match(value.strip()):
-        return datetime.strptime(value.strip().upper(), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
     if isinstance(value, datetime):
         return value
+    if isinstance(value, str) and _COMPACT_UTC.fullmatch(value):
+        # strptime refuses dates that do not exist (20170230T...), which the pattern cannot see.
+        return datetime.strptime(value.strip().upper(), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
     raise ValueError("start must be YYYYmmddTHHMMSSZ")
 
 
@@ -124,12 +153,18 @@ User = Annotated[str, Field(min_length=1), _fits_in_bytes(256)]
 CompactUtc = Annotated[
     datetime,
     BeforeValidator(_parse_compact_utc),
-    WithJsonSchema({"type": "string", "pattern": "^\\d{8}T\\d{6}Z$", "examples": ["20170703T121110Z"]}),
+    WithJsonSchema({"type": "string", "pattern": COMPACT_UTC_PATTERN, "examples": ["20170703T121110Z"]}),
 ]
 # On the wire a phone is a string in any common form; the model holds it read into E.164.
 PhoneNumber = Annotated[
     Phone,
-    WithJsonSchema({"type": "string", "examples": ["79101234567", "+7 910 123-45-67", "8 (910) 123-45-67"]}),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": PHONE_PATTERN,
+            "examples": ["79101234567", "+7 910 123-45-67", "8 (910) 123-45-67"],
+        }
+    ),
 ]
 Seconds = Annotated[int, Field(ge=0, le=10**9)]
 
@@ -155,6 +190,15 @@ class _Push(BaseModel):
         if isinstance(data, dict):
             return {k: v for k, v in data.items() if not (isinstance(v, str) and not v.strip())}
         return data
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _clean_text(cls, value: object) -> object:
+        # A lone surrogate reaches us only through JSON escapes; DynamoDB would refuse it, and a
+        # refusal that only a changed push can fix is bad input (400), never "retry me".
+        if isinstance(value, str) and not is_clean_text(value):
+            raise ValueError("control character or lone surrogate")
+        return value
 
     @field_validator("phone", "telnum", "diversion", mode="before", check_fields=False)
     @classmethod

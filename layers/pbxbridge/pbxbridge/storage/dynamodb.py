@@ -24,13 +24,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, ParamSpec, TypeVar
 
-import boto3
 from boto3.dynamodb.table import BatchWriter
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 from pydantic import ValidationError
 
+from pbxbridge.aws import bounded_client, session
 from pbxbridge.domain.calls import CallEvent, CallHistory, CallRating, Milestone, live_state
 from pbxbridge.domain.contacts import Contact
 from pbxbridge.domain.directory import Department, Directory, PbxUser
@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 BY_CLIENT_INDEX = "by_client"
 BY_USER_INDEX = "by_user"
 BY_ARRIVAL_INDEX = "by_arrival"
+# The marks of the history requests applied to a call (see save_history); internal, never answered.
+HISTORY_MARKS = "history_marks"
 
 _serialize = TypeSerializer().serialize
 _deserialize = TypeDeserializer().deserialize
@@ -49,8 +51,34 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class StoreUnavailableError(RuntimeError):
-    """DynamoDB did not take or give the data; the caller answers 5xx so the PBX can retry."""
+class StoreError(RuntimeError):
+    """DynamoDB did not take or give the data."""
+
+
+class StoreUnavailableError(StoreError):
+    """DynamoDB could not be reached, or failed, or we are misconfigured: a retry can fix it, so the
+    caller answers 5xx for the PBX (or the queue) to retry."""
+
+
+class StoreRejectedError(StoreError):
+    """DynamoDB refused the request for what it carries (a value it cannot store, a key over its
+    limits): sending it again can never succeed, so the caller answers 4xx and logs it."""
+
+
+# Errors DynamoDB answers because of the request's content. Anything else it refuses (a missing table,
+# denied access, expired credentials) is our own configuration: 5xx, and an alarm, until it is fixed.
+_REFUSED_FOR_CONTENT = frozenset(
+    {"ValidationException", "SerializationException", "ItemCollectionSizeLimitExceededException"}
+)
+
+
+def store_error(exc: Exception) -> StoreError:
+    """The StoreError an exception from botocore means: rejected (bad content) or unavailable."""
+    if isinstance(exc, ParamValidationError | UnicodeError) or (
+        isinstance(exc, ClientError) and _error_code(exc) in _REFUSED_FOR_CONTENT
+    ):
+        return StoreRejectedError(type(exc).__name__ + ": " + _error_code(exc))
+    return StoreUnavailableError(type(exc).__name__ + ": " + _error_code(exc))
 
 
 def _unavailable_on_aws_errors(method: Callable[P, R]) -> Callable[P, R]:
@@ -58,8 +86,9 @@ def _unavailable_on_aws_errors(method: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return method(*args, **kwargs)
-        except (ClientError, BotoCoreError) as exc:
-            raise StoreUnavailableError(type(exc).__name__ + ": " + _error_code(exc)) from exc
+        # UnicodeError: text botocore cannot encode (a lone surrogate that got past the models).
+        except (ClientError, BotoCoreError, UnicodeError) as exc:
+            raise store_error(exc) from exc
 
     return wrapper
 
@@ -67,6 +96,10 @@ def _unavailable_on_aws_errors(method: Callable[P, R]) -> Callable[P, R]:
 def _error_code(exc: Exception) -> str:
     if isinstance(exc, ClientError):
         return str(exc.response.get("Error", {}).get("Code", "unknown"))
+    if isinstance(exc, ParamValidationError):
+        return "invalid parameters"
+    if isinstance(exc, UnicodeError):
+        return "text that cannot be encoded"
     return "connection"
 
 
@@ -103,22 +136,18 @@ def _is_condition_failure(exc: ClientError) -> bool:
 
 @functools.lru_cache(maxsize=1)
 def dynamodb_client() -> Any:
-    """One client per process. Tight timeouts: `contact` answers while the phone rings (the PBX
-    allows about a second), and a failed write is better answered 5xx soon, for the PBX to retry."""
-    config = Config(
-        connect_timeout=0.5,
-        read_timeout=1.0,
-        retries={"max_attempts": 2, "mode": "standard"},
-        tcp_keepalive=True,
-    )
-    return boto3.client("dynamodb", config=config)
+    """One client per process, from the process's one Session. Its requests are bounded by the
+    current deadline (`pbxbridge.aws.deadline`): `contact` answers while the phone rings (the PBX
+    allows about a second), and a failed write is better answered 5xx soon, for the PBX to retry.
+    Outside a deadline, two attempts of at most 0.25 s to connect and 1 s to answer."""
+    return bounded_client("dynamodb", connect_timeout=0.25, read_timeout=1.0, attempts=2)
 
 
 @functools.lru_cache(maxsize=1)
 def batch_dynamodb_client() -> Any:
     """For work off the caller's path (reconciliation): patient timeouts, more retries."""
     config = Config(connect_timeout=2, read_timeout=15, retries={"max_attempts": 6, "mode": "standard"})
-    return boto3.client("dynamodb", config=config)
+    return session().client("dynamodb", config=config)
 
 
 def utc_iso(moment: datetime, *, precise: bool = False) -> str:
@@ -178,9 +207,11 @@ class _Update:
 
 
 def plain_item(item: Mapping[str, Any]) -> dict[str, Any]:
-    """A DynamoDB item as plain Python: numbers as int, sets as sorted lists."""
+    """A DynamoDB item as plain Python: numbers as int, sets as sorted lists, internal marks left out."""
     out: dict[str, Any] = {}
     for key, wire in item.items():
+        if key == HISTORY_MARKS:
+            continue
         value = _deserialize(wire)
         if isinstance(value, Decimal):
             value = int(value) if value == value.to_integral_value() else float(value)
@@ -229,7 +260,27 @@ class DynamoCallStore:
         )
         for name, value in history.optional.items():
             update.set(name, value)
-        response = self._update_call(history.callid, update, ReturnValues="UPDATED_OLD")
+        # This request's own mark, kept on the call. When an attempt's answer is lost (a timeout after
+        # DynamoDB applied it), the same request is sent again, and its mark makes the condition fail
+        # instead of counting the push twice. A duplicate push from the PBX is a new request: counted.
+        mark = secrets.token_hex(8)
+        update.add_to_set(HISTORY_MARKS, mark)
+        update.names["#marks"] = HISTORY_MARKS
+        update.values[":mark"] = {"S": mark}
+        try:
+            response = self._update_call(
+                history.callid,
+                update,
+                ConditionExpression="attribute_not_exists(#marks) OR NOT contains(#marks, :mark)",
+                ReturnValues="UPDATED_OLD",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if not _is_condition_failure(exc):
+                raise
+            # An earlier attempt of this very request was applied; it was a duplicate if it was not the first.
+            pushes = exc.response.get("Item", {}).get("history_pushes", {}).get("N", "1")
+            return int(pushes) > 1
         return "history_pushes" in response.get("Attributes", {})
 
     @_unavailable_on_aws_errors

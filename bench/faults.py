@@ -1,0 +1,108 @@
+"""The webhook against AWS that fails: how long the PBX waits for an answer, and which answer it gets.
+
+Each scenario runs in a fresh process with the template's handler and environment: SSM on the
+embedded AWS (keys stored) unless SSM is the one failing, DynamoDB hanging (accepts, never answers)
+or refusing (nothing listens). A first push reads the keys; then `contact` and `history` pushes are
+timed from the handler's call to its answer. Targets: `contact` 1.0 s (answered `{}`), writes 3 s
+(answered 503).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from typing import Any
+
+from local.faults import HangingServer, refusing_url
+
+PUSHES = int(os.environ.get("BENCH_FAULT_PUSHES", "5"))
+
+PROBE = r"""
+import json, os, sys, time
+sys.path[:0] = [os.environ["BENCH_FUNCTION"]]
+import app
+key = os.environ["BENCH_KEY"]
+def event(body):
+    return {"version": "2.0", "routeKey": "POST /pbx", "rawPath": "/pbx", "body": body, "isBase64Encoded": False,
+            "headers": {"content-type": "application/x-www-form-urlencoded"},
+            "requestContext": {"http": {"method": "POST", "path": "/pbx", "sourceIp": "127.0.0.1"},
+                               "requestId": "fault", "stage": "$default", "timeEpoch": 0}}
+class Context:
+    function_name = "bench"; memory_limit_in_mb = 512; aws_request_id = "fault"
+    invoked_function_arn = "arn:aws:lambda:eu-central-1:000000000000:function:bench"
+    def get_remaining_time_in_millis(self): return 10000
+contact = "cmd=contact&phone=79101234567&callid=fault&crm_token=" + key
+history = ("cmd=history&type=in&status=Success&phone=79101234567&user=andy&start=20260825T113440Z"
+           "&duration=42&callid=fault-{}&crm_token=" + key)
+def push(body):
+    start = time.perf_counter()
+    answer = app.lambda_handler(event(body), Context())
+    return time.perf_counter() - start, answer["statusCode"], answer["body"]
+out = {"first": push(contact), "contact": [], "history": []}
+for index in range(int(os.environ["BENCH_PUSHES"])):
+    out["contact"].append(push(contact))
+    out["history"].append(push(history.format(index)))
+print(json.dumps(out), file=sys.stderr)
+"""
+
+
+def _run(env: dict[str, str]) -> dict[str, Any]:
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, check=False, timeout=300
+    )
+    if result.returncode != 0:
+        raise RuntimeError(result.stderr[-2000:])
+    return dict(json.loads(result.stderr.strip().splitlines()[-1]))
+
+
+def _summary(samples: list[list[Any]]) -> dict[str, Any]:
+    seconds = [sample[0] for sample in samples]
+    return {
+        "median_s": statistics.median(seconds),
+        "max_s": max(seconds),
+        "answers": sorted({f"{status} {body}" for _, status, body in samples}),
+    }
+
+
+def fault_benchmark(moto_url: str, key: str, layer: str) -> dict[str, Any]:
+    from local.aws import local_aws_environment
+    from local.template import Template
+
+    spec = Template().functions()["WebhookFunction"]
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}
+    base.update(local_aws_environment(moto_url))
+    base.update(spec.environment)
+    base.update(BENCH_FUNCTION=str(spec.code_dir), BENCH_KEY=key, BENCH_PUSHES=str(PUSHES), PYTHONPATH=layer)
+    hanging = HangingServer()
+    results: dict[str, Any] = {}
+    try:
+        for name, extra in (
+            ("dynamodb_hangs", {"AWS_ENDPOINT_URL_DYNAMODB": hanging.url}),
+            ("dynamodb_refuses", {"AWS_ENDPOINT_URL_DYNAMODB": refusing_url()}),
+            ("ssm_hangs", {"AWS_ENDPOINT_URL_SSM": hanging.url}),
+            ("ssm_refuses", {"AWS_ENDPOINT_URL_SSM": refusing_url()}),
+        ):
+            run = _run({**base, **extra})
+            results[name] = {
+                "first_contact": _summary([run["first"]]),
+                "contact": _summary(run["contact"]),
+                "history": _summary(run["history"]),
+            }
+    finally:
+        hanging.close()
+    return results
+
+
+def print_faults(results: dict[str, Any]) -> None:
+    print(f"\nAgainst failing AWS, seconds to answer (median / max of {PUSHES}; targets: contact 1.0, write 3.0)")
+    print(f"{'scenario':<18}{'1st contact':>12}{'contact':>16}{'history':>16}  answers")
+    for name, row in results.items():
+        first, contact, history = row["first_contact"], row["contact"], row["history"]
+        print(
+            f"{name:<18}{first['max_s']:>12.2f}{contact['median_s']:>8.2f} /{contact['max_s']:>5.2f}"
+            f"{history['median_s']:>8.2f} /{history['max_s']:>5.2f}  "
+            f"contact {', '.join(contact['answers'])}; history {', '.join(history['answers'])}"
+        )

@@ -1,0 +1,161 @@
+"""AWS clients for the functions: one boto3 Session per process, and requests bounded by a deadline.
+
+A push has one budget for everything it asks of AWS (the key from SSM, the directory, its reads and
+writes), not a timeout per request: `deadline()` sets it, and every request made through a
+`BoundedClient` inside it gets the time that is left, as its read timeout and as the limit on its
+retries. The SDK's own retries are off for these clients: it would sleep and retry past the budget.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as AwsConnectionError
+
+
+@lru_cache(maxsize=1)
+def session() -> boto3.session.Session:
+    """One Session for every client of the process: each Session loads its own copy of the endpoint
+    rules and service models, which a cold start pays for again with every extra Session."""
+    return boto3.session.Session()
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """When the work must be done (`time.monotonic()`), and the most one attempt of a request may take,
+    so that a connection that hangs leaves time for another attempt on a fresh one."""
+
+    expires: float
+    attempt_seconds: float
+
+    def remaining(self) -> float:
+        return self.expires - time.monotonic()
+
+
+_current: ContextVar[Deadline | None] = ContextVar("pbxbridge_deadline", default=None)
+
+
+@contextmanager
+def deadline(seconds: float, attempt_seconds: float | None = None) -> Iterator[Deadline]:
+    """Every request made through a BoundedClient inside this block shares `seconds`. Nested, the
+    inner deadline never extends the outer one: a refresh given its own small budget inside a push
+    can only use less of the push's time, never more."""
+    outer = _current.get()
+    expires = time.monotonic() + seconds
+    attempt = attempt_seconds or seconds
+    if outer is not None:
+        expires = min(expires, outer.expires)
+        attempt = min(attempt, outer.attempt_seconds)
+    token = _current.set(Deadline(expires, attempt))
+    try:
+        yield _current.get()  # type: ignore[misc]
+    finally:
+        _current.reset(token)
+
+
+def current_deadline() -> Deadline | None:
+    return _current.get()
+
+
+class DeadlineExceededError(BotoCoreError):  # type: ignore[misc]
+    """No time was left for (another attempt of) a request."""
+
+    fmt = "no time left for {operation} within the deadline"
+
+
+# Worth another attempt: AWS throttled us or failed, or the network did. Anything else it refused will
+# be refused again.
+_RETRYABLE_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "ThrottledException",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "TransactionInProgressException",
+        "InternalServerError",
+        "InternalFailure",
+        "ServiceUnavailable",
+    }
+)
+# An attempt with less time than this left is not started: it could not finish.
+_MIN_ATTEMPT_SECONDS = 0.05
+_MAX_PAUSE_SECONDS = 0.2
+
+
+def is_retryable(exc: Exception) -> bool:
+    if isinstance(exc, ClientError):
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        return exc.response.get("Error", {}).get("Code") in _RETRYABLE_CODES or status >= 500
+    # Connection refused or reset, DNS, connect and read timeouts.
+    return isinstance(exc, AwsConnectionError | HTTPClientError) and not isinstance(exc, DeadlineExceededError)
+
+
+class BoundedClient:
+    """A boto3 client whose operations we retry ourselves: within the current deadline when there is
+    one (each attempt's read timeout is what is left of it), else up to `attempts` times.
+
+    Everything that is not an operation (`meta`, `exceptions`, paginators) is the client's own.
+    """
+
+    def __init__(self, client: Any, attempts: int = 2) -> None:
+        self._client = client
+        self._attempts = attempts
+        self._operations = frozenset(client.meta.method_to_api_mapping)
+        self.meta = client.meta
+        self.exceptions = client.exceptions
+        client.meta.events.register(f"before-call.{client.meta.service_model.service_id.hyphenize()}", _read_timeout)
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if name not in self._operations:
+            return attribute
+        return lambda **params: self._call(attribute, params)
+
+    def _call(self, operation: Callable[..., Any], params: dict[str, Any]) -> Any:
+        bound = _current.get()
+        attempt = 0
+        while True:
+            attempt += 1
+            if bound is not None and bound.remaining() < _MIN_ATTEMPT_SECONDS:
+                raise DeadlineExceededError(operation=getattr(operation, "__name__", "a request"))
+            try:
+                return operation(**params)
+            except (ClientError, BotoCoreError) as exc:
+                if not is_retryable(exc) or attempt >= self._attempts + (1 if bound is not None else 0):
+                    raise
+                # Full jitter on a short exponential: concurrent containers do not retry in step.
+                pause = random.uniform(0, min(_MAX_PAUSE_SECONDS, 0.025 * 2**attempt))  # noqa: S311
+                if bound is not None and bound.remaining() - pause < _MIN_ATTEMPT_SECONDS:
+                    raise
+                time.sleep(pause)
+
+
+def _read_timeout(context: dict[str, Any], **_: Any) -> None:
+    """Each attempt may wait for an answer only as long as the deadline allows (botocore reads the
+    request context's `read_timeout` per request; the client's own is the ceiling elsewhere)."""
+    bound = _current.get()
+    if bound is not None:
+        context["read_timeout"] = max(0.001, min(bound.attempt_seconds, bound.remaining()))
+
+
+def bounded_client(service: str, *, connect_timeout: float, read_timeout: float, attempts: int = 2) -> BoundedClient:
+    """A client of `service` from the process's one Session, with the SDK's retries off (ours apply)."""
+    config = Config(
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        retries={"total_max_attempts": 1},
+        tcp_keepalive=True,
+    )
+    return BoundedClient(session().client(service, config=config), attempts=attempts)
