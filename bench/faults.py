@@ -3,7 +3,8 @@
 Each scenario runs in a fresh process with the template's handler and environment: SSM on the
 embedded AWS (keys stored) unless SSM is the one failing, DynamoDB hanging (accepts, never answers)
 or refusing (nothing listens). A first push reads the keys; then `contact` and `history` pushes are
-timed from the handler's call to its answer. Targets: `contact` 1.0 s (answered `{}`), writes 3 s
+timed from the handler's call to its answer (`history` reads the directory first, which fails
+first; `rating` is one write alone). Targets: `contact` 1.0 s (answered `{}`), writes 3 s
 (answered 503).
 """
 
@@ -41,10 +42,12 @@ def push(body):
     start = time.perf_counter()
     answer = app.lambda_handler(event(body), Context())
     return time.perf_counter() - start, answer["statusCode"], answer["body"]
-out = {"first": push(contact), "contact": [], "history": []}
+rating = "cmd=rating&rating=5&callid=fault-{}&crm_token=" + key
+out = {"first": push(contact), "contact": [], "history": [], "rating": []}
 for index in range(int(os.environ["BENCH_PUSHES"])):
     out["contact"].append(push(contact))
     out["history"].append(push(history.format(index)))
+    out["rating"].append(push(rating.format(index)))
 print(json.dumps(out), file=sys.stderr)
 """
 
@@ -90,6 +93,7 @@ def fault_benchmark(moto_url: str, key: str, layer: str) -> dict[str, Any]:
                 "first_contact": _summary([run["first"]]),
                 "contact": _summary(run["contact"]),
                 "history": _summary(run["history"]),
+                "rating": _summary(run["rating"]),
             }
     finally:
         hanging.close()
@@ -98,11 +102,10 @@ def fault_benchmark(moto_url: str, key: str, layer: str) -> dict[str, Any]:
 
 def print_faults(results: dict[str, Any]) -> None:
     print(f"\nAgainst failing AWS, seconds to answer (median / max of {PUSHES}; targets: contact 1.0, write 3.0)")
-    print(f"{'scenario':<18}{'1st contact':>12}{'contact':>16}{'history':>16}  answers")
+    print(f"{'scenario':<18}{'1st contact':>12}{'contact':>16}{'history':>16}{'rating':>16}  answers")
     for name, row in results.items():
-        first, contact, history = row["first_contact"], row["contact"], row["history"]
-        print(
-            f"{name:<18}{first['max_s']:>12.2f}{contact['median_s']:>8.2f} /{contact['max_s']:>5.2f}"
-            f"{history['median_s']:>8.2f} /{history['max_s']:>5.2f}  "
-            f"contact {', '.join(contact['answers'])}; history {', '.join(history['answers'])}"
-        )
+        first, contact = row["first_contact"], row["contact"]
+        kinds = ("contact", "history", "rating")
+        cells = "".join(f"{row[k]['median_s']:>8.2f} /{row[k]['max_s']:>5.2f}" for k in kinds)
+        writes = ", ".join(sorted({*row["history"]["answers"], *row["rating"]["answers"]}))
+        print(f"{name:<18}{first['max_s']:>12.2f}{cells}  contact {', '.join(contact['answers'])}; writes {writes}")

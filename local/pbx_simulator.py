@@ -129,6 +129,7 @@ class PbxSimulator:
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
         self._lock = threading.RLock()
+        self._losing = threading.local()  # set while a call is played whose every push is lost
         self._players: list[threading.Thread] = []
 
     # The API
@@ -293,7 +294,7 @@ class PbxSimulator:
             raise ValueError("the simulator only pushes to loopback addresses")
         form = {**fields, "crm_token": self.crm_token or ""}
         with self._lock:
-            dropped = self._random.random() < self.drop_rate
+            dropped = getattr(self._losing, "all", False) or self._random.random() < self.drop_rate
             copies = 0 if dropped else 2 if self._random.random() < self.duplicate_rate else 1
         if dropped:
             with self._lock:
@@ -324,12 +325,15 @@ class PbxSimulator:
         wait: int = 5,
         callid: str | None = None,
         start: datetime | None = None,
+        rings: str | None = None,
+        pace: float = 0,
     ) -> str:
-        """An inbound call ringing a group's members (or one user): answered by one, or missed."""
+        """An inbound call ringing a group's members (or one user, `rings`): answered by one, or missed.
+        `pace` seconds pass between ringing, answering and hanging up (for a person watching)."""
         callid = callid or str(uuid.uuid4())
         start = start or datetime.now(tz=UTC).replace(microsecond=0)
         target = next((g for g in self.groups if g.id == group), None)
-        legs = target.members if target else [answered_by or self.users[0].name]
+        legs = target.members if target else [rings or answered_by or self.users[0].name]
         digits = phone.lstrip("+")
         common = {"phone": digits, "callid": callid, "diversion": self.via.lstrip("+")}
         if target:
@@ -337,6 +341,7 @@ class PbxSimulator:
         self.push(cmd="contact", phone=digits, callid=callid)
         for leg in legs:
             self.push(cmd="event", type="INCOMING", user=leg, **common)
+        time.sleep(pace)
         answered = answered_by in legs if answered_by else False
         if answered and answered_by:
             self.push(cmd="event", type="ACCEPTED", user=answered_by, **common)
@@ -344,6 +349,7 @@ class PbxSimulator:
             if leg != answered_by or not answered:
                 self.push(cmd="event", type="CANCELLED", user=leg, **common)
         if answered and answered_by:
+            time.sleep(pace)
             self.push(cmd="event", type="COMPLETED", user=answered_by, **common)
         account = f"{answered_by}@{self.tenant}" if answered else (f"g_{target.id}@{self.tenant}" if target else "pbx")
         link = self._link(callid) if answered else ""
@@ -423,8 +429,18 @@ class PbxSimulator:
         )
         return callid
 
-    def play_mix(self, count: int, *, drop: float | None = None, duplicate: float | None = None) -> list[str]:
-        """`count` calls of every kind, with the given share of pushes dropped and duplicated."""
+    def play_mix(
+        self,
+        count: int,
+        *,
+        drop: float | None = None,
+        duplicate: float | None = None,
+        lose_calls: float = 0.0,
+        lost: list[str] | None = None,
+    ) -> list[str]:
+        """`count` calls of every kind, with the given share of pushes dropped and duplicated, and a
+        `lose_calls` share of whole calls whose every push is lost (only the history knows them; their
+        ids are appended to `lost`)."""
         if drop is not None:
             self.drop_rate = drop
         if duplicate is not None:
@@ -432,15 +448,23 @@ class PbxSimulator:
         callids = []
         for index in range(count):
             phone = f"7910{self._random.randrange(10**7):07d}"
-            kind = index % 4
-            if kind == 0:
-                callids.append(self.play_inbound(phone, answered_by="andy"))
-            elif kind == 1:
-                callids.append(self.play_inbound(phone, answered_by=None))
-            elif kind == 2:
-                callids.append(self.play_outbound("mike", phone))
-            else:
-                callids.append(self.play_outbound("mike", phone, answered=False))
+            with self._lock:
+                losing = self._random.random() < lose_calls
+            self._losing.all = losing
+            try:
+                kind = index % 4
+                if kind == 0:
+                    callids.append(self.play_inbound(phone, answered_by="andy"))
+                elif kind == 1:
+                    callids.append(self.play_inbound(phone, answered_by=None))
+                elif kind == 2:
+                    callids.append(self.play_outbound("mike", phone))
+                else:
+                    callids.append(self.play_outbound("mike", phone, answered=False))
+            finally:
+                self._losing.all = False
+            if losing and lost is not None:
+                lost.append(callids[-1])
         return callids
 
     # Serving
@@ -552,32 +576,69 @@ class _SimulatorHandler(BaseHTTPRequestHandler):
         if path == "/_simulator/calls":
             self._play(body)
             return
+        if path == "/_simulator/inbound":
+            self._inbound(body)
+            return
         if path != API_PATH:
             self._answer(404, "text/plain", b"not found", {})
             return
         self._serve(dict(parse_qsl(body, keep_blank_values=True)))
 
     def _play(self, body: str) -> None:
-        """The simulator's own control: `{"count": 20, "drop": 0.3, "duplicate": 0.1}` plays calls now."""
+        """The simulator's own control: `{"count": 20, "drop": 0.3, "duplicate": 0.1, "lose_calls": 0.25}`
+        plays calls now: `drop` loses single pushes, `lose_calls` whole calls (every push of theirs)."""
         try:
             order = json.loads(body or "{}")
             count = int(order.get("count", 10))
             drop, duplicate = order.get("drop"), order.get("duplicate")
+            lose_calls = float(order.get("lose_calls", 0.0))
             if not 0 < count <= 1000:
                 raise ValueError("count must be 1..1000")
+            if not 0.0 <= lose_calls <= 1.0:
+                raise ValueError("lose_calls must be 0..1")
         except (ValueError, TypeError, AttributeError) as exc:
             self._answer(400, "application/json", json.dumps({"error": str(exc)}).encode(), {})
             return
         simulator = self.server.simulator
         before = len(simulator.pushes)
-        callids = simulator.play_mix(count, drop=drop, duplicate=duplicate)
+        lost: list[str] = []
+        callids = simulator.play_mix(count, drop=drop, duplicate=duplicate, lose_calls=lose_calls, lost=lost)
         played = simulator.pushes[before:]
         answer = {
             "callids": callids,
+            "calls_lost": lost,
             "pushes_sent": sum(1 for p in played if not p.dropped),
             "pushes_dropped": sum(1 for p in played if p.dropped),
         }
         self._answer(200, "application/json", json.dumps(answer).encode(), {})
+
+    def _inbound(self, body: str) -> None:
+        """`{"phone": "79101234567", "user": "andy", "answer": true, "pace": 2}` (or `"group": "sales"`)
+        rings one user or a group now, in the background; answers the call's id at once."""
+        try:
+            order = json.loads(body or "{}")
+            phone = str(order["phone"]).lstrip("+")
+            user, group = order.get("user"), order.get("group")
+            answer = bool(order.get("answer", True))
+            pace = float(order.get("pace", 0))
+            if not phone.isdigit() or not 0 <= pace <= 30 or (user is None) == (group is None):
+                raise ValueError("give a phone, one of user and group, and pace 0..30 s")
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            self._answer(400, "application/json", json.dumps({"error": str(exc)}).encode(), {})
+            return
+        simulator = self.server.simulator
+        members = next((g.members for g in simulator.groups if g.id == group), [user])
+        callid = str(uuid.uuid4())
+        simulator._in_background(
+            simulator.play_inbound,
+            phone,
+            group=group,
+            rings=user,
+            answered_by=(user or members[0]) if answer else None,
+            callid=callid,
+            pace=pace,
+        )
+        self._answer(200, "application/json", json.dumps({"callid": callid}).encode(), {})
 
     def do_GET(self) -> None:
         path, _, query = self.path.partition("?")

@@ -9,12 +9,14 @@ import socket
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import unquote
 
 from botocore.credentials import Credentials
 
 from local.apigw import http_api_event, http_response
 from local.lambdas import LocalFunction
 from local.sigv4 import signature_is_valid
+from local.template import LOCAL_ACCOUNT, LOCAL_REGION, HttpAuthorizer
 
 # API Gateway's own limit for HTTP APIs; the function enforces the webhook's far smaller one.
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
@@ -29,6 +31,8 @@ class ApiGatewayServer(ThreadingHTTPServer):
     `sam local start-lambda` offers), so `aws lambda invoke --endpoint-url ...` works locally."""
 
     daemon_threads = True
+    # Off in the local stack's short log: each function logs one line per request of its own.
+    access_log = True
 
     def __init__(
         self, address: tuple[str, int], functions: list[LocalFunction], credentials: Credentials | None = None
@@ -42,6 +46,20 @@ class ApiGatewayServer(ThreadingHTTPServer):
                 self.routes[(method, path)] = (function, path)
             self.iam_routes |= function.spec.iam_routes
         super().__init__(address, _Handler)
+
+    def route_for(self, method: str, path: str) -> tuple[tuple[LocalFunction, str] | None, dict[str, str]]:
+        """The route for a request, and its path parameters (`/api/calls/{callid}/recording`)."""
+        exact = self.routes.get((method, path))
+        if exact is not None:
+            return exact, {}
+        for (route_method, route_path), target in self.routes.items():
+            if route_method != method or "{" not in route_path:
+                continue
+            pattern = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(route_path))
+            match = re.fullmatch(pattern, path)
+            if match:
+                return target, {k: unquote(v) for k, v in match.groupdict().items()}
+        return None, {}
 
     @property
     def url(self) -> str:
@@ -72,8 +90,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, {"Content-Type": "application/json"}, json.dumps(body).encode())
 
     def _dispatch(self) -> None:
+        self.by_function = False
         path, _, query = self.path.partition("?")
-        route = self.server.routes.get((self.command, path))
+        route, path_parameters = self.server.route_for(self.command, path)
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_PAYLOAD_BYTES:
             self.close_connection = True
@@ -93,6 +112,7 @@ class _Handler(BaseHTTPRequestHandler):
         ):
             self._json(HTTPStatus.FORBIDDEN, {"message": "Forbidden"})
             return
+        self.by_function = True
         event = http_api_event(
             self.command,
             path,
@@ -103,6 +123,11 @@ class _Handler(BaseHTTPRequestHandler):
             source_ip=self.client_address[0],
             host=self.headers.get("Host", "localhost"),
         )
+        if path_parameters:
+            event["pathParameters"] = path_parameters
+        authorizer = function.spec.authorizers.get((self.command, route_path))
+        if authorizer is not None and not self._authorize(authorizer, event):
+            return
         try:
             status, headers, payload = http_response(function.invoke(event))
         except Exception:
@@ -111,8 +136,33 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send(status, headers, payload)
 
+    def _authorize(self, authorizer: HttpAuthorizer, event: dict[str, Any]) -> bool:
+        """A Lambda authorizer (payload 2.0, simple responses), as API Gateway runs it before the route."""
+        identity = [event["headers"].get(name) for name in authorizer.headers]
+        if not all(identity):
+            self._json(HTTPStatus.UNAUTHORIZED, {"message": "Unauthorized"})
+            return False
+        request = {
+            **{k: v for k, v in event.items() if k not in ("body", "isBase64Encoded")},
+            "type": "REQUEST",
+            "routeArn": f"arn:aws:execute-api:{LOCAL_REGION}:{LOCAL_ACCOUNT}:local/$default/{event['routeKey']}",
+            "identitySource": identity,
+        }
+        try:
+            answer = self.server.functions[authorizer.function].invoke(request)
+        except Exception:
+            log.exception("%s failed", authorizer.function)
+            self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"message": "Internal Server Error"})
+            return False
+        if not (isinstance(answer, dict) and answer.get("isAuthorized") is True):
+            self._json(HTTPStatus.FORBIDDEN, {"message": "Forbidden"})
+            return False
+        event["requestContext"]["authorizer"] = {"lambda": answer.get("context") or {}}
+        return True
+
     def _invoke(self, name: str, body: bytes) -> None:
         function = self.server.functions.get(name)
+        self.by_function = function is not None
         if function is None:
             message = f"Function not found: {name}"
             self._send(
@@ -152,5 +202,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._dispatch
         raise AttributeError(name)
 
+    by_function = False
+
     def log_message(self, format: str, *args: Any) -> None:
-        log.info("%s %s", self.address_string(), format % args)
+        if self.server.access_log or not self.by_function:
+            log.info("%s %s", self.address_string(), format % args)

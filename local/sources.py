@@ -29,7 +29,8 @@ def poll_stream(function: LocalFunction, table: str, endpoint: str, stopping: th
     shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
     iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="LATEST")["ShardIterator"]
     pending: list[dict[str, Any]] = []
-    while not stopping.wait(0.5):
+    # Lambda polls each shard of a DynamoDB stream four times a second.
+    while not stopping.wait(0.25):
         try:
             records, iterator = _stream_records(streams, arn, iterator)
             pending += records

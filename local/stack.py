@@ -12,12 +12,15 @@ import json
 import logging
 import os
 import re
+import secrets
 import shlex
 import signal
 import sys
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from local.aws import (
     LOOPBACK,
@@ -29,11 +32,16 @@ from local.aws import (
     store_crm_keys,
     use_local_aws,
 )
+from local.crm_forwarding import Forwarding, local_crm_parameters, run_forwarding
+from local.crm_receiver import CrmReceiver, ReceiverAuth
 from local.lambdas import LocalFunction
+from local.logs import json_logs, use_short_logs
 from local.pbx_simulator import PbxSimulator, SimulatorServer
 from local.server import ApiGatewayServer
+from local.snapshot import RestoreReport, restore, save
 from local.sources import run_sources
 from local.template import Template
+from local.widget import LocalWidget, issue_token, start_widget
 
 DEFAULT_CRM_TOKEN = "local-crm-token"  # noqa: S105 - the documented local default
 DEFAULT_PBX_TOKEN = "local-pbx-token"  # noqa: S105
@@ -57,6 +65,22 @@ class LocalStack:
     schedules: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
     stopping: threading.Event = field(default_factory=threading.Event)
+    widget: LocalWidget | None = None
+    widget_token: str = ""
+    crm: Forwarding | None = None  # forwarding to a CRM's URL (CRM_RECEIVER=1 or CRM_URL)
+    crm_receiver: CrmReceiver | None = None
+    # Where the data is kept across restarts (None: nowhere), and what the start found there.
+    data_file: Path | None = None
+    restored: RestoreReport | None = None
+    directory: dict[str, Any] = field(default_factory=dict)
+
+    def save_data(self) -> None:
+        """Keep every table's items and bucket's objects for the next start (see local.snapshot)."""
+        if self.data_file is not None:
+            save(self.data_file, self.moto_url, list(self.tables.values()), self._buckets())
+
+    def _buckets(self) -> list[str]:
+        return [self.template.physical_name(b) for b in self.template.resources("AWS::S3::Bucket")]
 
     @property
     def webhook_url(self) -> str:
@@ -74,6 +98,18 @@ class LocalStack:
         env["PBX_URL"] = self.pbx.api_url
         env["PBX_TOKEN"] = self.pbx_token
         return env
+
+    def widget_summary(self) -> str:
+        if self.widget is None:
+            return ""
+        return f"""The widget (the demo user andy's page; a call that rings andy pops its card there):
+  {self.widget.url_for(self.widget_token)}
+  WebSocket API: {self.widget.socket.url}  (management API {self.widget.socket.management_url})
+Ring andy with an inbound call from the demo contact, step by step: the card pops up, is answered, ends:
+  curl -s {self.pbx.url}/_simulator/inbound -d '{{"phone": "79101234567", "user": "andy", "pace": 2}}'
+Miss one: it lands in andy's call-back list (andy is the contact's manager); its call-back button closes it:
+  curl -s {self.pbx.url}/_simulator/inbound -d '{{"phone": "79101234567", "user": "mike", "answer": false}}'
+A token for another user: pbxbridge invoke issueWidgetToken user=mike"""
 
     def summary(self) -> str:
         exports = "\n".join(f"  export {name}={shlex.quote(value)}" for name, value in self.environment().items())
@@ -100,17 +136,58 @@ Point the console (`. .venv/bin/activate; pbxbridge ...`) and the AWS CLI at thi
 Try it: the demo contact ({DEMO_CONTACT["contact_name"]}, responsible {DEMO_CONTACT["responsible"]}):
   {curl}
 Place a call through the simulator, then read it back with its timeline:
-  pbxbridge invoke makeCall user=andy phone=79101234567
+  pbxbridge invoke makeCall user=708 phone=79101234567      # 708: andy, by his extension
   pbxbridge invoke getCall callid=<call_id printed by makeCall>
-Have the simulator play calls while losing pushes, then reconcile and see every call:
-  curl -s {self.pbx.url}/_simulator/calls -d '{{"count": 20, "drop": 0.3, "duplicate": 0.1}}'
+Have the simulator play calls, losing 30% of single pushes and a quarter of whole calls (every push),
+then reconcile from the PBX's history and see every call:
+  curl -s {self.pbx.url}/_simulator/calls -d '{{"count": 20, "drop": 0.3, "duplicate": 0.1, "lose_calls": 0.25}}'
   pbxbridge sync history --period today
-  pbxbridge invoke listCalls user=mike
+  pbxbridge invoke listCalls user=702        # mike, by his extension
+  (created: calls the webhook never saw, every push lost, now stored from the history;
+   merged: calls the webhook stored in part, completed from the history (wait, via, outcome);
+   already_reconciled: calls an earlier run handled: run it twice and the second only reads)
+Directory: {self._directory_line()}
+{self.widget_summary()}
+Missed calls wait in their owner's call-back list until an answered call with the number closes them:
+  pbxbridge invoke listCallbacks owner=andy        (status=closed for the returned ones)
 Schedules run here as on AWS: {", ".join(self.schedules) or "none"}
 Event sources run here as on AWS: {", ".join(self.sources) or "none"}
 Call events are logged below ("call event published"); recordings land in the bucket RecordingsBucket:
   aws s3 ls s3://RecordingsBucket/recordings/ --recursive
-""".rstrip()
+Data: {self._data_line()}
+Log: one line per request below; LOG_FORMAT=json make run shows the functions' JSON (and metrics) as CloudWatch gets it.
+{self.crm_summary()}""".rstrip()
+
+    def crm_summary(self) -> str:
+        if self.crm is None:
+            return "Forward call events to a CRM: make run CRM_RECEIVER=1 (a receiver prints them), or CRM_URL=..."
+        receiver = " (the local CRM receiver prints each below)" if self.crm_receiver else ""
+        types = ", ".join(self.crm.pattern.get("detail-type", ["every call event"]))
+        secret = self.template.parameter("CrmSecretName")
+        return (
+            f"Call events forwarded to the CRM at {self.crm.endpoint}{receiver}:\n  {types}\n"
+            f"  auth {self.crm.auth_type} from the secret {secret}; undelivered ones: "
+            f"aws sqs receive-message --queue-url {self.template.resolve({'Ref': 'CrmDeadLetterQueue'})}"
+        )
+
+    def _directory_line(self) -> str:
+        result = self.directory.get("result")
+        if not self.directory.get("ok") or not isinstance(result, dict):
+            problem = (self.directory.get("error") or {}).get("message", "not run")
+            return f"not synced at start ({problem}); pbxbridge invoke syncDirectory"
+        return (
+            f"{result['users']} users and {result['departments']} departments synced from the PBX at start "
+            "(then daily), so listUsers, listCalls user=708 and calls' logins resolve at once"
+        )
+
+    def _data_line(self) -> str:
+        if self.data_file is None:
+            return "in memory only: gone when the stack stops"
+        restored = f"restored {self.restored.summary()}; " if self.restored and self.restored.items else ""
+        return (
+            f"{restored}saved to {self.data_file} when the stack stops (Ctrl-C), restored at the next start; "
+            "`make run FRESH=1` starts empty"
+        )
 
 
 def rate_seconds(expression: str) -> float | None:
@@ -143,45 +220,130 @@ def run_schedules(functions: list[LocalFunction], stopping: threading.Event) -> 
     return started
 
 
+def _local_crm(moto_url: str, crm_url: str | None, api_key: str | None) -> tuple[dict[str, str], CrmReceiver | None]:
+    """Forwarding to a CRM's URL: `crm_url` with `api_key`, or with crm_url "receiver" a local
+    receiver that prints what arrives. No URL: forwarding off, as in the template by default."""
+    if not crm_url:
+        return {}, None
+    receiver = None
+    if crm_url == "receiver":
+        api_key = api_key or secrets.token_urlsafe(16)
+        port = int(os.environ.get("CRM_RECEIVER_PORT", "3200"))
+        receiver = CrmReceiver(port, ReceiverAuth(api_key=api_key), echo=lambda text: print(text, flush=True))
+        crm_url = f"{receiver.start().url}/pbxbridge/events"
+    return local_crm_parameters(moto_url, crm_url, api_key or ""), receiver
+
+
 def start(
-    port: int, dynamodb_port: int, crm_token: str, pbx_port: int = 0, pbx_token: str = DEFAULT_PBX_TOKEN
+    port: int,
+    dynamodb_port: int,
+    crm_token: str,
+    pbx_port: int = 0,
+    pbx_token: str = DEFAULT_PBX_TOKEN,
+    crm_url: str | None = None,
+    crm_api_key: str | None = None,
+    parameters: dict[str, str] | None = None,
+    widget_socket_port: int = 0,
+    data_file: Path | None = None,
+    short_logs: bool = False,
 ) -> tuple[LocalStack, object]:
+    """The stack, up. With `data_file`, the data saved there by `LocalStack.save_data` is put back first."""
     moto, moto_url = start_moto(dynamodb_port)
     use_local_aws(moto_url)
     simulator = PbxSimulator(token=pbx_token, crm_token=crm_token)
     pbx = simulator.serve(pbx_port, LOOPBACK)
-    template = Template(parameters={"PbxUrl": pbx.api_url}, endpoint=moto_url)
+    crm_parameters, receiver = _local_crm(moto_url, crm_url, crm_api_key)
+    template = Template(parameters={"PbxUrl": pbx.api_url, **crm_parameters, **(parameters or {})}, endpoint=moto_url)
     tables = create_tables(template, moto_url)
     create_queues_buckets_and_buses(template, moto_url)
     # The simulator serves recordings over plain http on loopback: allowed here, never in Lambda.
     os.environ["RECORDINGS_ALLOW_LOCAL_HTTP"] = "true"
+    # Every function, its pollers and the embedded AWS share this one process (and its GIL), where
+    # Lambda gives the webhook its own: its push budgets (a second for `contact`) are for Lambda's.
+    os.environ.setdefault("CONTACT_BUDGET_SECONDS", "3")
+    os.environ.setdefault("CONTACT_ATTEMPT_SECONDS", "1.5")
     store_crm_keys(template, moto_url, crm_token)
     client("ssm", moto_url).put_parameter(
         Name=template.parameter("PbxTokenParameterName"), Value=pbx_token, Type="SecureString", Overwrite=True
     )
+    buckets = [template.physical_name(b) for b in template.resources("AWS::S3::Bucket")]
+    # Before any stream is read: what is restored is not published as new calls again.
+    restored = restore(data_file, moto_url, list(tables.values()), buckets) if data_file else None
     client("dynamodb", moto_url).put_item(
         TableName=tables["ContactsTable"], Item={k: {"S": v} for k, v in DEMO_CONTACT.items()}
     )
     functions = [LocalFunction(spec) for spec in template.functions().values()]
     api = ApiGatewayServer((LOOPBACK, port), functions)
-    stack = LocalStack(template, moto_url, api, pbx, tables, crm_token, pbx_token)
+    stack = LocalStack(template, moto_url, api, pbx, tables, crm_token, pbx_token, data_file=data_file)
+    stack.restored = restored
+    if short_logs:  # the functions' loggers exist once their modules are loaded
+        use_short_logs()
+        api.access_log = False
+    # The directory's schedule is daily: sync it now, so users and their extensions resolve from the start.
+    stack.directory = sync_directory_now(functions)
     stack.schedules = run_schedules(functions, stack.stopping)
     stack.sources = run_sources(template, functions, stack.stopping)
+    stack.crm, stack.crm_receiver = run_forwarding(template, moto_url, stack.stopping), receiver
     simulator.crm_url = stack.webhook_url
+    # The widget (issue 9): its WebSocket API and a demo user's token (the directory synced above).
+    stack.widget = start_widget(template, functions, moto_url, api.url, socket_port=widget_socket_port)
+    commands = next(f for f in functions if f.spec.logical_id == "CommandsFunction")
+    stack.widget_token = issue_token(commands)["token"]
     return stack, moto
 
 
+def sync_directory_now(functions: list[LocalFunction]) -> dict[str, Any]:
+    commands = next((f for f in functions if f.spec.logical_id == "CommandsFunction"), None)
+    if commands is None:
+        return {}
+    try:
+        answer: dict[str, Any] = commands.invoke({"cmd": "syncDirectory"})
+    except Exception as exc:
+        return {"ok": False, "error": {"message": f"{type(exc).__name__}: {exc}"}}
+    return answer
+
+
+def data_file_from_environment() -> Path | None:
+    """LOCAL_DATA (default .local-data/state.json; `none` keeps nothing); FRESH=1 discards what was kept."""
+    setting = os.environ.get("LOCAL_DATA", ".local-data/state.json").strip()
+    if setting.lower() in ("", "none", "off"):
+        return None
+    path = Path(setting)
+    if os.environ.get("FRESH", "").strip().lower() in ("1", "true", "yes") and path.exists():
+        path.replace(path.with_suffix(".previous.json"))  # one step back, should FRESH=1 be a slip
+    return path
+
+
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request
+    short = not json_logs()
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(name)-20s %(message)s" if short else "%(asctime)s %(name)s %(message)s",
+        datefmt="%H:%M:%S" if short else None,
+    )
+    for noisy in ("werkzeug", "botocore"):  # moto's server logs every request; botocore its credentials
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     port = int(os.environ.get("PORT", "3000"))
     dynamodb_port = int(os.environ.get("DYNAMODB_PORT", "8000"))
     pbx_port = int(os.environ.get("PBX_PORT", "3100"))
     crm_token = os.environ.get("CRM_TOKEN") or DEFAULT_CRM_TOKEN
+    crm_url = "receiver" if os.environ.get("CRM_RECEIVER") not in (None, "", "0") else os.environ.get("CRM_URL")
     try:
-        stack, moto = start(port, dynamodb_port, crm_token, pbx_port)
+        widget_socket_port = int(os.environ.get("WIDGET_SOCKET_PORT", "3001"))
+        crm_api_key = os.environ.get("CRM_API_KEY")
+        stack, moto = start(
+            port,
+            dynamodb_port,
+            crm_token,
+            pbx_port,
+            crm_url=crm_url,
+            crm_api_key=crm_api_key,
+            widget_socket_port=widget_socket_port,
+            data_file=data_file_from_environment(),
+            short_logs=short,
+        )
     except OSError as exc:
-        ports = f"PORT={port}, DYNAMODB_PORT={dynamodb_port} or PBX_PORT={pbx_port}"
+        ports = f"PORT={port}, DYNAMODB_PORT={dynamodb_port}, PBX_PORT={pbx_port} or WIDGET_SOCKET_PORT"
         print(f"local stack: cannot start ({exc}); is {ports} in use?")
         return 1
     print(stack.summary(), flush=True)
@@ -190,6 +352,7 @@ def main() -> int:
         threading.Thread(target=stack.api.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGHUP, stop)  # the terminal closed: stop as cleanly, data saved
     try:
         stack.api.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
@@ -198,8 +361,17 @@ def main() -> int:
         stack.stopping.set()
         stack.api.server_close()
         stack.pbx.stop()
+        if stack.widget is not None:
+            stack.widget.socket.stop()
+        if stack.crm_receiver:
+            stack.crm_receiver.stop()
+        try:
+            stack.save_data()
+        except Exception as exc:
+            print(f"\nlocal stack: could not save the data to {stack.data_file}: {exc}", flush=True)
         moto.stop()  # type: ignore[attr-defined]
-        print("\nlocal stack stopped", flush=True)
+        kept = f"; data kept in {stack.data_file}" if stack.data_file else ""
+        print(f"\nlocal stack stopped{kept}", flush=True)
     return 0
 
 

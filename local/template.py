@@ -1,6 +1,6 @@
 """template.yaml read as the single source of truth for tables, routes, handlers and environment.
 
-Only the intrinsics the template uses are resolved (Ref, Sub, GetAtt, If, Not, Equals), against
+Only the intrinsics the template uses are resolved (Ref, Sub, GetAtt, If, Not, Equals, Join), against
 local values: a parameter resolves to its override or default, a resource to its local name.
 """
 
@@ -63,8 +63,12 @@ class Template:
         return str(self.body.get("Parameters", {})[name].get("Default", ""))
 
     def resources(self, kind: str) -> dict[str, dict[str, Any]]:
-        """The resources of a kind that a deploy with these parameters creates."""
+        """The resources of a type that this deployment creates (their Condition, if any, holds)."""
         return {name: res for name, res in self.body["Resources"].items() if res["Type"] == kind and self.deployed(res)}
+
+    def deployed(self, resource: dict[str, Any]) -> bool:
+        """Whether a deploy with these parameters creates the resource (its Condition holds)."""
+        return "Condition" not in resource or self.condition(resource["Condition"])
 
     def physical_name(self, logical_id: str) -> str:
         # Locally a resource is named by its logical id: short, stable and easy to find.
@@ -74,15 +78,8 @@ class Template:
         return bool(self.resolve(self.body.get("Conditions", {})[name]))
 
     def resolve(self, value: Any) -> Any:
-        resolved = self._resolve(value)
-        return None if resolved is _NO_VALUE else resolved
-
-    def _resolve(self, value: Any) -> Any:
-        # An Fn::If may choose AWS::NoValue: the property (or list item) is then left out.
-        if _is_no_value(value):
-            return _NO_VALUE
         if isinstance(value, list):
-            return [item for item in map(self._resolve, value) if item is not _NO_VALUE]
+            return [item for item in (self.resolve(item) for item in value) if not _is_no_value(item)]
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
@@ -96,15 +93,20 @@ class Template:
                 return self._attribute(logical_id, attribute)
             if key == "Fn::If":
                 name, then, otherwise = arg
-                return self._resolve(then if self.condition(name) else otherwise)
+                chosen = then if self.condition(name) else otherwise
+                # An If that chose AWS::NoValue stays unresolved, so the list or mapping around it drops it.
+                return chosen if _is_no_value(chosen) else self.resolve(chosen)
+            if key == "Fn::Join":
+                separator, items = arg
+                return separator.join(str(item) for item in self.resolve(items))
             if key == "Fn::Not":
                 return not self.resolve(arg[0])
             if key == "Fn::Equals":
                 return bool(self.resolve(arg[0]) == self.resolve(arg[1]))
-        resolved = {k: self._resolve(v) for k, v in value.items()}
-        return {k: v for k, v in resolved.items() if v is not _NO_VALUE}
+        resolved = {k: self.resolve(v) for k, v in value.items() if not _is_no_value(v)}
+        return {k: v for k, v in resolved.items() if not _is_no_value(v)}
 
-    def _ref(self, name: str) -> str:
+    def _ref(self, name: str) -> Any:
         pseudo = {
             "AWS::Region": LOCAL_REGION,
             "AWS::AccountId": LOCAL_ACCOUNT,
@@ -115,6 +117,8 @@ class Template:
         if name in pseudo:
             return pseudo[name]
         if name in self.body.get("Parameters", {}):
+            if self.body["Parameters"][name].get("Type") == "CommaDelimitedList":
+                return [item.strip() for item in self.parameter(name).split(",")]
             return self.parameter(name)
         if name in self.body["Resources"]:
             resource = self.body["Resources"][name]
@@ -153,7 +157,7 @@ class Template:
             if "." in name:
                 logical_id, attribute = name.split(".", 1)
                 return self._attribute(logical_id, attribute)
-            return self._ref(name)
+            return str(self._ref(name))
 
         return re.sub(r"\$\{([^}!]+)\}", replace, text)
 
@@ -193,39 +197,15 @@ class Template:
             queues[logical_id] = {"QueueName": self.physical_name(logical_id), "Attributes": attributes}
         return queues
 
-    def deployed(self, resource: dict[str, Any]) -> bool:
-        """Whether a deploy with these parameters creates the resource (its Condition holds)."""
-        return "Condition" not in resource or self.condition(resource["Condition"])
-
-    def event_sources(self, function: str) -> list[tuple[str, str]]:
-        """(DynamoDB | SQS, the table's or queue's logical id) for each event source mapping of the
-        function: SAM's DynamoDB/SQS events, or AWS::Lambda::EventSourceMapping resources."""
-        sources: list[tuple[str, str]] = []
-        for event in self.body["Resources"][function]["Properties"].get("Events", {}).values():
-            if event["Type"] in ("DynamoDB", "SQS"):
-                key = "Stream" if event["Type"] == "DynamoDB" else "Queue"
-                sources.append((event["Type"], event["Properties"][key]["Fn::GetAtt"][0]))
-        for mapping in self.resources("AWS::Lambda::EventSourceMapping").values():
-            props = mapping["Properties"]
-            if props["FunctionName"] != {"Ref": function} or not self.deployed(mapping):
-                continue
-            if props.get("Enabled") is not None and not self.resolve(props["Enabled"]):
-                continue
-            logical_id = props["EventSourceArn"]["Fn::GetAtt"][0]
-            kind = self.body["Resources"][logical_id]["Type"]
-            sources.append(("DynamoDB" if kind == "AWS::DynamoDB::Table" else "SQS", logical_id))
-        return sources
-
     def functions(self) -> dict[str, LocalFunctionSpec]:
         globals_ = self.body.get("Globals", {}).get("Function", {})
         specs = {}
         for logical_id, resource in self.resources("AWS::Serverless::Function").items():
-            if not self.deployed(resource):
-                continue
             props = resource["Properties"]
             env = dict(self.resolve(globals_.get("Environment", {}).get("Variables", {})))
             env.update(self.resolve(props.get("Environment", {}).get("Variables", {})))
             routes, iam_routes, schedules = [], set(), []
+            authorizers: dict[tuple[str, str], HttpAuthorizer] = {}
             for event in props.get("Events", {}).values():
                 if event["Type"] == "ScheduleV2":
                     event_props = self.resolve(event["Properties"])
@@ -237,6 +217,9 @@ class Template:
                     routes.append(route)
                     if event_props.get("Auth", {}).get("Authorizer") == "AWS_IAM":
                         iam_routes.add(route)
+                    authorizer = self._route_authorizer(event["Properties"])
+                    if authorizer is not None:
+                        authorizers[route] = authorizer
             specs[logical_id] = LocalFunctionSpec(
                 logical_id=logical_id,
                 code_dir=REPO_ROOT / props["CodeUri"],
@@ -247,15 +230,100 @@ class Template:
                 schedules=schedules,
                 sources=self.event_sources(logical_id),
                 timeout=int(props.get("Timeout", globals_.get("Timeout", 3))),
+                authorizers=authorizers,
             )
         return specs
+
+    def event_sources(self, function: str) -> list[tuple[str, str]]:
+        """(DynamoDB | SQS, the table's or queue's logical id) for each event source mapping of the
+        function: SAM's DynamoDB/SQS events, or AWS::Lambda::EventSourceMapping resources."""
+        sources: list[tuple[str, str]] = []
+        for event in self.body["Resources"][function]["Properties"].get("Events", {}).values():
+            if event["Type"] in ("DynamoDB", "SQS"):
+                key = "Stream" if event["Type"] == "DynamoDB" else "Queue"
+                sources.append((event["Type"], event["Properties"][key]["Fn::GetAtt"][0]))
+        for mapping in self.resources("AWS::Lambda::EventSourceMapping").values():
+            props = mapping["Properties"]
+            if props["FunctionName"] != {"Ref": function}:
+                continue
+            if props.get("Enabled") is not None and not self.resolve(props["Enabled"]):
+                continue
+            logical_id = props["EventSourceArn"]["Fn::GetAtt"][0]
+            kind = self.body["Resources"][logical_id]["Type"]
+            sources.append(("DynamoDB" if kind == "AWS::DynamoDB::Table" else "SQS", logical_id))
+        return sources
+
+    def _route_authorizer(self, event_props: dict[str, Any]) -> HttpAuthorizer | None:
+        """The Lambda authorizer of an HttpApi route: its own `Auth.Authorizer`, else its API's default."""
+        api_ref = event_props.get("ApiId", {})
+        api = self.body["Resources"].get(api_ref.get("Ref", "")) if isinstance(api_ref, dict) else None
+        auth = (api or {}).get("Properties", {}).get("Auth", {})
+        name = event_props.get("Auth", {}).get("Authorizer") or auth.get("DefaultAuthorizer")
+        if not name or name in ("NONE", "AWS_IAM"):
+            return None
+        config = auth["Authorizers"][name]
+        return HttpAuthorizer(
+            function=config["FunctionArn"]["Fn::GetAtt"][0],
+            headers=tuple(h.lower() for h in config.get("Identity", {}).get("Headers", ())),
+        )
+
+    def websocket_apis(self) -> dict[str, WebSocketApiSpec]:
+        """Each WEBSOCKET API: its stage, its routes' functions, and `$connect`'s authorizer."""
+
+        def function_of(uri: Any) -> str:
+            # "arn:...:functions/${SomeFunction.Arn}/invocations" names the function.
+            match = re.search(r"\$\{([A-Za-z0-9]+)\.Arn\}", uri["Fn::Sub"] if isinstance(uri, dict) else str(uri))
+            if match is None:
+                raise ValueError(f"cannot tell the function of {uri}")
+            return match.group(1)
+
+        resources = self.body["Resources"]
+        apis = {}
+        for api_id, api in self.resources("AWS::ApiGatewayV2::Api").items():
+            if api["Properties"].get("ProtocolType") != "WEBSOCKET":
+                continue
+
+            def of_api(kind: str, api_id: str = api_id) -> dict[str, dict[str, Any]]:
+                return {
+                    n: r for n, r in self.resources(kind).items() if r["Properties"].get("ApiId") == {"Ref": api_id}
+                }
+
+            routes: dict[str, str] = {}
+            authorizer: HttpAuthorizer | None = None
+            for route in of_api("AWS::ApiGatewayV2::Route").values():
+                props = route["Properties"]
+                integration = re.sub(r"^integrations/\$\{(.+)\}$", r"\1", props["Target"]["Fn::Sub"])
+                routes[props["RouteKey"]] = function_of(resources[integration]["Properties"]["IntegrationUri"])
+                if props["RouteKey"] == "$connect" and props.get("AuthorizationType") == "CUSTOM":
+                    config = resources[props["AuthorizerId"]["Ref"]]["Properties"]
+                    sources = tuple(str(s).rsplit(".", 1)[-1] for s in config.get("IdentitySource", ()))
+                    authorizer = HttpAuthorizer(function=function_of(config["AuthorizerUri"]), query=sources)
+            stage = next(iter(of_api("AWS::ApiGatewayV2::Stage").values()))["Properties"]["StageName"]
+            apis[api_id] = WebSocketApiSpec(
+                logical_id=api_id, stage=stage, routes=routes, connect_authorizer=authorizer
+            )
+        return apis
 
 
 def _is_no_value(value: Any) -> bool:
     return bool(value == {"Ref": "AWS::NoValue"})
 
 
-_NO_VALUE = object()
+@dataclass(frozen=True)
+class HttpAuthorizer:
+    """A Lambda authorizer: its function, and where the identity comes from (headers or query string)."""
+
+    function: str
+    headers: tuple[str, ...] = ()
+    query: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WebSocketApiSpec:
+    logical_id: str
+    stage: str
+    routes: dict[str, str]  # route key ($connect, $disconnect, $default, ...) -> function logical id
+    connect_authorizer: HttpAuthorizer | None
 
 
 @dataclass(frozen=True)
@@ -269,3 +337,4 @@ class LocalFunctionSpec:
     iam_routes: frozenset[tuple[str, str]] = frozenset()
     schedules: list[tuple[str, str]] = field(default_factory=list)  # (expression, input)
     sources: list[tuple[str, str]] = field(default_factory=list)  # (DynamoDB | SQS, logical id)
+    authorizers: dict[tuple[str, str], HttpAuthorizer] = field(default_factory=dict)  # route -> Lambda authorizer

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from local.stack import LocalStack
 
 CRM_TOKEN = "test-crm-token-3f9a"
+TEST_BUDGETS = {"CONTACT_BUDGET_SECONDS": "5", "CONTACT_ATTEMPT_SECONDS": "2.5", "WRITE_BUDGET_SECONDS": "8"}
 PREVIOUS_CRM_TOKEN = "test-previous-token-77c1"
 
 
@@ -52,6 +53,10 @@ def moto_url(template: Template) -> Iterator[str]:
     template.endpoint = url
     for spec in template.functions().values():
         os.environ.update(spec.environment)
+    # Every function and the embedded AWS share this process (and its GIL) on a machine other test runs
+    # share too: the webhook's push budgets are for Lambda's own environment. test_deadlines sets them
+    # back to the production defaults, and `make bench faults` measures them.
+    os.environ.update(TEST_BUDGETS)
     yield url
     server.stop()
 
@@ -74,14 +79,26 @@ def aws(moto_url: str, template: Template) -> dict[str, str]:
 def drop_process_caches(keep_clients: bool = False) -> None:
     """Forget what a warm Lambda environment keeps: keys, settings and (optionally) AWS clients."""
     from pbxbridge import commands, recorder, stream
-    from pbxbridge.keys import clear_key_cache, ssm_provider
+    from pbxbridge.keys import clear_key_cache, ssm_client
     from pbxbridge.pbx.configured import client_for
     from pbxbridge.settings import commands_settings, history_sync_settings, webhook_settings
     from pbxbridge.storage.dynamodb import batch_dynamodb_client, dynamodb_client
+    from pbxbridge.storage.s3 import s3_client
     from pbxbridge.webhook import default_dependencies
+    from pbxbridge.widget import api as widget_api
+    from pbxbridge.widget import push as widget_push
+    from pbxbridge.widget import settings as widget_settings
+    from pbxbridge.widget import socket as widget_socket
 
     parameters.clear_caches()  # type: ignore[no-untyped-call]
     clear_key_cache()
+    widget_settings.clear_caches()
+    for widget_cache in (
+        widget_api.default_dependencies,
+        widget_push.default_dependencies,
+        widget_socket.default_dependencies,
+    ):
+        widget_cache.cache_clear()
     for cache in (
         webhook_settings,
         commands_settings,
@@ -98,9 +115,10 @@ def drop_process_caches(keep_clients: bool = False) -> None:
 
         session.cache_clear()
         DEFAULT_PROVIDERS.clear()
-        ssm_provider.cache_clear()
+        ssm_client.cache_clear()
         dynamodb_client.cache_clear()
         batch_dynamodb_client.cache_clear()
+        s3_client.cache_clear()
 
 
 @dataclass

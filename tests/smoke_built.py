@@ -149,7 +149,17 @@ def import_as_built(work: Path) -> None:
     if answer.get("ok") is not False or answer["error"]["code"] != "invalid_request":
         fail(f"unexpected answer from the built commands handler: {answer}")
     print("smoke: built commands handler imported from the layer and refused an unknown command")
-    for name in ("HistorySyncFunction", "StreamFunction", "RecorderFunction"):
+    for name in (
+        "HistorySyncFunction",
+        "StreamFunction",
+        "RecorderFunction",
+        # The widget's functions (issue 9).
+        "CardFunction",
+        "WidgetSocketFunction",
+        "WidgetAuthorizerFunction",
+        "WidgetApiFunction",
+        "WidgetPageFunction",
+    ):
         others = {**env, "PYTHONPATH": env["PYTHONPATH"].replace(str(FUNCTION), str(BUILD / name), 1)}
         imported = subprocess.run(
             [RUNTIME_PYTHON, "-c", "import app, pbxbridge; assert '/PbxbridgeLayer/' in pbxbridge.__file__"],
@@ -162,7 +172,7 @@ def import_as_built(work: Path) -> None:
         )
         if imported.returncode != 0:
             fail(f"importing the built {name} failed:\n{imported.stderr[-3000:]}")
-    print("smoke: built reconciliation, stream and recorder handlers import from the layer")
+    print("smoke: built reconciliation, stream, recorder and widget handlers import from the layer")
     result = subprocess.run(
         [RUNTIME_PYTHON, "-c", PROBE], env=env, cwd=work, capture_output=True, text=True, timeout=120, check=False
     )

@@ -139,6 +139,15 @@ def test_cancelled_legs_alone_never_mark_a_call_missed(call_store: Any) -> None:
     call = call_store.get_call(CALLID)
     assert call["outcome"] == "missed"
     assert "pbx_user" not in call  # `pbx` is nobody
+    # No COMPLETED event came (lost, or never sent for a missed call): the outcome says it is over.
+    assert call["live_state"] == "COMPLETED"
+
+
+def test_listed_calls_carry_their_live_state(call_store: Any) -> None:
+    apply(call_store, push(cmd="event", type="INCOMING", user="andy"))
+    apply(call_store, push(cmd="event", type="ACCEPTED", user="andy"))
+    listed = call_store.calls_by_client("+79101234567").calls
+    assert [(call["callid"], call["live_state"]) for call in listed] == [(CALLID, "ACCEPTED")]
 
 
 def test_a_non_empty_user_does_not_mean_answered(call_store: Any) -> None:

@@ -7,13 +7,15 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 
 from local.aws import LOOPBACK, free_port
-from local.pbx_simulator import PbxSimulator, SimulatorServer
+from local.pbx_simulator import HistoryRecord, PbxSimulator, SimulatorServer
 
 KEY = "console-pbx-key"
+T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
@@ -89,11 +91,56 @@ def test_exit_codes(
 
 def test_unavailable_and_wrong_tenant(pbx: tuple[PbxSimulator, SimulatorServer]) -> None:
     simulator, server = pbx
-    down = console(server, "accounts", url=f"http://{LOOPBACK}:{free_port()}")
+    nowhere = f"http://{LOOPBACK}:{free_port()}"
+    down = console(server, "accounts", url=nowhere)
     assert down.returncode == 3
     assert "pbx_unavailable" in down.stderr
+    assert f"({nowhere}/sys/crm_api.wcgp)" in down.stderr  # which PBX, so a wrong PBX_URL shows
     simulator.fail_next("accounts", "301")
     moved = console(server, "accounts")
     assert moved.returncode == 4
     assert "wrong_tenant" in moved.stderr
     assert console(server, "accounts", url="ftp://nowhere").returncode == 2
+
+
+def test_options_may_follow_the_command(pbx: tuple[PbxSimulator, SimulatorServer]) -> None:
+    """`pbxbridge pbx accounts --token X`, as `sync history --token X` takes it; the later one wins."""
+    _, server = pbx
+    after = console(server, "accounts", "--token", KEY, "--url", server.url, token="wrong-key", url="ftp://nowhere")
+    assert after.returncode == 0, after.stderr
+    assert json.loads(after.stdout)[0]["name"] == "andy"
+    refused = console(server, "accounts", "--token", "wrong-key")
+    assert refused.returncode == 4
+    assert "invalid_token" in refused.stderr
+
+
+def test_history_into_a_closed_pipe_ends_quietly(pbx: tuple[PbxSimulator, SimulatorServer]) -> None:
+    """`pbxbridge pbx history ... | head -1`: no BrokenPipeError traceback."""
+    simulator, server = pbx
+    for index in range(3000):  # more than a pipe's buffer, so the console writes after `head` has gone
+        simulator.history_records.append(
+            HistoryRecord(f"pipe-{index}", "in", "+79101234567", "andy@x", "+7499", T0, 1, 2, "")
+        )
+    env = {**os.environ, "PBX_URL": server.url, "PBX_TOKEN": KEY}
+    command = f"{sys.executable} -m pbxbridge.cli pbx history --start 2020-01-01T00:00:00Z --limit 5000 | head -1"
+    result = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", command], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.stdout.count("\n") == 1
+    assert result.stderr == ""
+    assert result.returncode == 141  # as `yes | head -1` under pipefail: SIGPIPE's, not an error of ours
+
+
+def test_the_console_alone_prints_its_help() -> None:
+    alone = subprocess.run(
+        [sys.executable, "-m", "pbxbridge.cli"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert alone.returncode == 0
+    assert "contacts" in alone.stdout
+    assert "invoke" in alone.stdout
+    assert alone.stderr == ""
+    group = subprocess.run(
+        [sys.executable, "-m", "pbxbridge.cli", "pbx"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert group.returncode == 2  # a group without its command is still incomplete, but says what there is
+    assert "subscribeOnCalls" in group.stdout

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from local.faults import HangingServer, refusing_url
-from tests.conftest import CONTACT, HISTORY, Webhook, drop_process_caches
+from tests.conftest import CONTACT, HISTORY, TEST_BUDGETS, Webhook, drop_process_caches
 
 CONTACT_BOUND_S = 1.5
 WRITE_BOUND_S = 4.5
@@ -34,6 +34,20 @@ def hanging() -> Iterator[HangingServer]:
 @pytest.fixture
 def refusing() -> str:
     return refusing_url()
+
+
+@pytest.fixture(autouse=True)
+def production_budgets(aws: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The settings' defaults, which the template deploys (the other tests run with more slack)."""
+    from pbxbridge.settings import WebhookSettings
+
+    for name in TEST_BUDGETS:
+        field = next(f for f in WebhookSettings.model_fields.values() if f.alias == name)
+        monkeypatch.setenv(name, str(field.default))
+    drop_process_caches(keep_clients=True)
+    yield
+    monkeypatch.undo()
+    drop_process_caches(keep_clients=True)
 
 
 @pytest.fixture
@@ -60,16 +74,20 @@ def timed(push: Callable[[], Any]) -> tuple[Any, float]:
 
 
 def warm_keys(webhook: Webhook) -> None:
-    assert webhook.push(**{**CONTACT, "callid": "warm"}).status == 200
+    """Clients built and keys read, as in a warm container (outside any push's budget)."""
+    from pbxbridge.webhook import default_dependencies
+
+    build_clients()
+    assert default_dependencies().keys()
 
 
 def build_clients() -> None:
     """What a container builds at init (no request is made), so that a test times the push alone."""
-    from pbxbridge.keys import ssm_provider
+    from pbxbridge.keys import ssm_client
     from pbxbridge.webhook import default_dependencies
 
     default_dependencies()
-    ssm_provider()
+    ssm_client()
 
 
 class TestDynamoDBHangs:
@@ -91,8 +109,13 @@ class TestDynamoDBHangs:
         answer, took = timed(lambda: webhook.push(**HISTORY))
         assert (answer.status, answer.json()) == (503, {"error": "Service unavailable"})
         assert took < WRITE_BOUND_S
-        # More than one attempt fitted in the budget: a connection that hangs is given up for a new one.
-        assert len(hanging.connections) >= 2
+        # A write alone (no directory to read first): more than one attempt fits in the budget, a
+        # connection that hangs is given up for a new one.
+        before = len(hanging.connections)
+        answer, took = timed(lambda: webhook.push(cmd="rating", callid="r1", rating="4"))
+        assert answer.status == 503
+        assert took < WRITE_BOUND_S
+        assert len(hanging.connections) - before >= 2
 
     def test_every_attempt_waits_only_what_is_left_of_the_push(
         self, webhook: Webhook, point: Any, hanging: HangingServer
@@ -174,7 +197,7 @@ class TestSsm:
                 conn.settimeout(keys.REFRESH_SECONDS)
                 conn.recv(1)  # waits out the refresh's budget, as a hanging SSM would
 
-        monkeypatch.setattr(keys.ssm_provider(), "get_parameters_by_name", hang)
+        monkeypatch.setattr(keys.ssm_client(), "get_parameters", hang)
         answer, took = timed(lambda: webhook.push(**CONTACT))
         assert answer.json() == {"contact_name": "Known"}
         assert took < CONTACT_BOUND_S
@@ -214,3 +237,35 @@ class TestDirectory:
         assert call_store.get_call(HISTORY["callid"])["pbx_user"] == "user"
         assert sum(queries) <= 0.25 + 1e-6
         assert took < 1.0
+
+
+class TestWithAnOlderBotocore:
+    """The Lambda runtime's boto3 may predate per-request read timeouts: attempts are then waited for
+    only as long as the deadline allows, and left behind."""
+
+    @pytest.fixture(autouse=True)
+    def older_botocore(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from pbxbridge import aws
+
+        monkeypatch.setattr(aws, "PER_REQUEST_READ_TIMEOUTS", False)
+
+    def test_contact_against_a_hanging_dynamodb(self, webhook: Webhook, point: Any, hanging: HangingServer) -> None:
+        point("dynamodb", hanging.url)
+        warm_keys(webhook)
+        before = len(hanging.connections)
+        answer, took = timed(lambda: webhook.push(**CONTACT))
+        assert (answer.status, answer.body) == (200, b"{}")
+        assert took < CONTACT_BOUND_S
+        # Two attempts of at most 0.4 s fitted, where the client's own 1 s read timeout would allow one.
+        assert len(hanging.connections) - before >= 2
+
+    def test_a_write_against_a_hanging_dynamodb(self, webhook: Webhook, point: Any, hanging: HangingServer) -> None:
+        point("dynamodb", hanging.url)
+        warm_keys(webhook)
+        answer, took = timed(lambda: webhook.push(cmd="rating", callid="r1", rating="4"))
+        assert answer.status == 503
+        assert took < WRITE_BOUND_S
+
+    def test_pushes_are_stored_as_before(self, webhook: Webhook, call_store: Any) -> None:
+        assert webhook.push(**HISTORY).status == 200
+        assert call_store.get_call(HISTORY["callid"])["history_pushes"] == 1

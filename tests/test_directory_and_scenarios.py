@@ -159,6 +159,11 @@ def test_calls_store_the_login_and_the_crm_user(
     assert (calls["a1"]["pbx_user"], calls["a1"]["crm_user"]) == ("andy", "crm-17")
     assert ("pbx_user" not in calls["a2"], calls["a2"]["crm_user"]) == (True, "crm-default")
     assert (calls["a3"]["pbx_user"], calls["a3"]["crm_user"]) == ("mike", "crm-default")
+    # listCalls takes the user in any form the PBX uses, as the calls were stored under the login.
+    for form in ("andy", "708", "+7 926 123-45-67", "andy@tenant.example.ru"):
+        listed = commands.invoke({"cmd": "listCalls", "user": form})["result"]["calls"]
+        assert [call["callid"] for call in listed] == ["a1"], form
+    assert commands.invoke({"cmd": "listCalls", "user": "g_sales@tenant.example.ru"})["result"]["calls"] == []
     # contact: the responsible CRM user is answered as the PBX login the PBX can route to.
     from pbxbridge.domain.contacts import Contact
 

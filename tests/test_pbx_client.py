@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import requests
 
+from local.aws import free_port
 from local.pbx_simulator import (
     API_PATH,
     HistoryRecord,
@@ -595,7 +596,7 @@ def test_read_timeouts_until_retries_run_out(pbx: Pbx) -> None:
     with make_client(pbx, retries=1, read_timeout=0.3) as client, pytest.raises(PbxUnavailableError) as caught:
         client.accounts()
 
-    assert caught.value.message == "the PBX did not answer in time"
+    assert caught.value.message == f"the PBX did not answer in time ({client.url})"
     assert caught.value.request_sent is True
     assert len(pbx.seen("accounts")) == 2
     assert_token_hidden(caught.value)
@@ -609,7 +610,7 @@ def test_5xx_until_retries_run_out_keeps_the_status(pbx: Pbx, client: PbxClient)
 
     assert caught.value.status == 502
     assert caught.value.code == "pbx_unavailable"
-    assert caught.value.message == "the PBX answered 502"  # the HTML page is not the message
+    assert caught.value.message == f"the PBX answered 502 ({client.url})"  # the HTML page is not the message
     assert len(pbx.seen("accounts")) == 4
     assert_token_hidden(caught.value)
 
@@ -633,7 +634,7 @@ def test_make_call_is_not_resent_after_a_read_timeout(pbx: Pbx, client: PbxClien
     with pytest.raises(PbxUnavailableError) as caught:
         client.make_call("+79101234567", "andy")
 
-    assert caught.value.message == "the PBX did not answer in time"
+    assert caught.value.message == f"the PBX did not answer in time ({client.url})"
     assert caught.value.request_sent is True
     assert len(pbx.seen("makeCall")) == 1
     assert_token_hidden(caught.value)
@@ -740,5 +741,15 @@ def test_the_pbx_message_never_shows_our_key(pbx: Pbx, client: PbxClient, monkey
     monkeypatch.setattr(pbx.sim, "_cmd_get_dnd", echo_500)
     with pytest.raises(PbxUnavailableError) as caught_500:
         client.get_dnd("andy")
-    assert (caught_500.value.message, caught_500.value.status) == ("backend failed for token=***", 500)
+    assert (caught_500.value.message, caught_500.value.status) == (f"backend failed for token=*** ({client.url})", 500)
     assert_token_hidden(caught_500.value)
+
+
+def test_unavailable_names_the_pbx_but_not_its_credentials() -> None:
+    """A wrong PBX_URL is the first thing to rule out, so the error names it; never a user:password in it."""
+    port = free_port()
+    client = PbxClient(f"http://user:secret@127.0.0.1:{port}", "key", retries=0)
+    with client, pytest.raises(PbxUnavailableError) as caught:
+        client.accounts()
+    assert caught.value.message.endswith(f"(http://127.0.0.1:{port}/sys/crm_api.wcgp)")
+    assert "secret" not in str(caught.value)

@@ -70,14 +70,14 @@ def test_rejected_pushes_make_no_request(webhook: Webhook, dynamodb_requests: li
 
 
 def count_ssm_requests() -> tuple[list[str], Any]:
-    from pbxbridge.keys import ssm_provider
+    from pbxbridge.keys import ssm_client
 
     made: list[str] = []
 
     def count(model: Any, **_: Any) -> None:
         made.append(model.name)
 
-    events = ssm_provider().client.meta.events
+    events = ssm_client().meta.events
     events.register("before-call.ssm", count)
     return made, lambda: events.unregister("before-call.ssm", count)
 

@@ -53,9 +53,13 @@ def test_tables_are_durable(body: dict[str, Any]) -> None:
         "IdempotencyTable",
         "SyncStateTable",
         "DirectoryTable",
+        "ConnectionsTable",
+        "CallbacksTable",
     }
-    # Idempotency records live an hour (TTL): nothing to recover or protect there.
+    # Idempotency records live an hour and open widget connections two at most (TTL): nothing to
+    # recover or protect there.
     assert tables.pop("IdempotencyTable")["Properties"]["TimeToLiveSpecification"]["Enabled"] is True
+    assert tables.pop("ConnectionsTable")["Properties"]["TimeToLiveSpecification"]["Enabled"] is True
     for name, table in tables.items():
         props = table["Properties"]
         assert props["BillingMode"] == "PAY_PER_REQUEST", name
@@ -160,7 +164,10 @@ def test_the_webhook_does_not_import_what_it_does_not_use() -> None:
     probe = (
         "import sys; sys.path[:0] = ['functions/webhook']; import app; "
         "print(','.join(sorted(m for m in ('requests', 'aws_xray_sdk', "
-        "'aws_lambda_powertools.utilities.idempotency', 'aws_lambda_powertools.event_handler') if m in sys.modules)))"
+        "'aws_lambda_powertools.utilities.idempotency', 'aws_lambda_powertools.event_handler', "
+        "'aws_lambda_powertools.utilities.parameters', 'aws_lambda_powertools.utilities.data_classes', "
+        "'pbxbridge.domain.reconciliation', 'pbxbridge.pbx', 'boto3.dynamodb.table', 'boto3.dynamodb.conditions') "
+        "if m in sys.modules)))"
     )
     env = {
         **os.environ,
@@ -192,8 +199,56 @@ def test_without_a_pbx_nothing_is_scheduled() -> None:
     """A deploy with PbxUrl empty runs no schedule into errors; the local stack (with the simulator)
     runs them all."""
     quiet = Template().functions()
-    assert "HistorySyncFunction" not in quiet
     assert all(not spec.schedules for spec in quiet.values())
     local = Template(parameters={"PbxUrl": "http://127.0.0.1:3100"}).functions()
     assert [expr for expr, _ in local["HistorySyncFunction"].schedules] == ["rate(10 minutes)", "cron(30 3 * * ? *)"]
     assert local["CommandsFunction"].schedules == [("rate(1 day)", '{"cmd": "syncDirectory", "raiseOnError": true}')]
+
+
+def test_the_webhook_builds_at_init_only_what_contact_needs() -> None:
+    """Init builds the `contact` model and the clients; the write pushes' models are built on their
+    first push (on-demand), or at init when nobody waits on it (SnapStart, provisioned concurrency)."""
+    import os
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; sys.path[:0] = ['functions/webhook']; import app; "
+        "from pbxbridge.protocol.webhook import PUSH_MODELS; "
+        "print(','.join(m.__name__ for m in PUSH_MODELS if m.__pydantic_complete__))"
+    )
+    env = {
+        **os.environ,
+        "CALLS_TABLE": "a",
+        "CALL_EVENTS_TABLE": "b",
+        "CONTACTS_TABLE": "c",
+        "CRM_TOKEN_PARAMETER": "/k",
+        "AWS_DEFAULT_REGION": "eu-central-1",
+    }
+    env.pop("AWS_LAMBDA_INITIALIZATION_TYPE", None)
+
+    def run(**extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", probe], cwd=REPO, env={**env, **extra}, capture_output=True, text=True, timeout=60
+        )
+
+    on_demand = run()
+    assert on_demand.returncode == 0, on_demand.stderr[-2000:]
+    assert on_demand.stdout.strip() == "ContactQuery"
+    snapstart = run(AWS_LAMBDA_INITIALIZATION_TYPE="snap-start")
+    assert snapstart.stdout.strip() == "ContactQuery,HistoryPush,EventPush,RatingPush"
+
+
+def test_the_webhook_start_mode_is_a_parameter(body: dict[str, Any]) -> None:
+    parameter = body["Parameters"]["WebhookStartMode"]
+    assert parameter["Default"] == "on-demand"
+    assert parameter["AllowedValues"] == ["on-demand", "snapstart", "provisioned"]
+    webhook = body["Resources"]["WebhookFunction"]["Properties"]
+    # Versions are always published behind one alias: SnapStart and provisioned concurrency need them.
+    assert webhook["AutoPublishAlias"] == "live"
+    assert webhook["SnapStart"]["ApplyOn"] == {"Fn::If": ["WebhookSnapStart", "PublishedVersions", "None"]}
+    concurrency = webhook["ProvisionedConcurrencyConfig"]["Fn::If"]
+    assert concurrency[0] == "WebhookProvisioned"
+    assert concurrency[1] == {"ProvisionedConcurrentExecutions": {"Ref": "WebhookProvisionedConcurrency"}}
+    assert body["Conditions"]["WebhookSnapStart"] == {"Fn::Equals": [{"Ref": "WebhookStartMode"}, "snapstart"]}
+    assert webhook["MemorySize"] == {"Ref": "WebhookMemorySize"}

@@ -191,9 +191,17 @@ class TestRejections:
         assert (answer.status, answer.json()) == (400, INVALID_PARAMETERS)
 
     @pytest.mark.parametrize("body", [b"[1, 2]", b"{not json", b"hello"])
-    def test_a_body_with_no_key_in_it_is_401(self, webhook: Webhook, body: bytes) -> None:
+    def test_a_body_with_no_key_in_it_is_401(self, webhook: Webhook, body: bytes, log_output: io.StringIO) -> None:
         answer = webhook.raw(body, content_type="application/json")
         assert (answer.status, answer.json()) == (401, INVALID_TOKEN)
+        # The spec's answer, but the log tells a broken body from a wrong key.
+        assert "the body could not be read" in log_output.getvalue()
+
+    def test_a_wrong_key_in_a_readable_body_is_logged_as_such(self, webhook: Webhook, log_output: io.StringIO) -> None:
+        assert webhook.push(token="wrong", **CONTACT).status == 401
+        logged = log_output.getvalue()
+        assert '"reason":"invalid token"' in logged
+        assert "could not be read" not in logged
 
     def test_null_is_no_value_of_a_known_field_and_ignored_in_an_unknown_one(self, webhook: Webhook) -> None:
         """The OpenAPI document has no null: a null ext is refused, a null in a field we do not know
@@ -253,12 +261,12 @@ class TestFailures:
         assert answer.json() == {"error": "Service unavailable"}
 
     def test_an_unreachable_ssm_is_a_5xx(self, webhook: Webhook, monkeypatch: pytest.MonkeyPatch) -> None:
-        from pbxbridge.keys import ssm_provider
+        from pbxbridge.keys import ssm_client
 
         def refuse(**_: Any) -> None:
             raise ConnectionError("SSM is down")
 
-        monkeypatch.setattr(ssm_provider(), "get_parameters_by_name", refuse)
+        monkeypatch.setattr(ssm_client(), "get_parameters", refuse)
         assert webhook.push(**HISTORY).status == 503
 
     def test_a_contact_lookup_that_fails_is_answered_as_unknown(self, webhook: Webhook, aws: dict[str, str]) -> None:

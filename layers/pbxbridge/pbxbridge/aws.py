@@ -19,8 +19,9 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, ReadTimeoutError
 from botocore.exceptions import ConnectionError as AwsConnectionError
+from botocore.httpsession import URLLib3Session
 
 
 @lru_cache(maxsize=1)
@@ -131,6 +132,8 @@ class BoundedClient:
             if bound is not None and bound.remaining() < _MIN_ATTEMPT_SECONDS:
                 raise DeadlineExceededError(operation=getattr(operation, "__name__", "a request"))
             try:
+                if bound is not None and not PER_REQUEST_READ_TIMEOUTS:
+                    return _within(operation, params, min(bound.attempt_seconds, bound.remaining()))
                 return operation(**params)
             except (ClientError, BotoCoreError) as exc:
                 if not is_retryable(exc) or attempt >= self._attempts + (1 if bound is not None else 0):
@@ -142,11 +145,35 @@ class BoundedClient:
                 time.sleep(pause)
 
 
+# botocore reads a per-request `read_timeout` from the request context since 2026 (boto/botocore#3770).
+# The Lambda runtime's own boto3 may be older: there, an attempt is waited for in a worker thread for
+# the time the deadline allows, and left to finish (or time out) on its own. Every write of the webhook
+# is idempotent, so a retry after an abandoned attempt that did reach DynamoDB changes nothing.
+PER_REQUEST_READ_TIMEOUTS = hasattr(URLLib3Session, "_get_request_timeout")
+
+
+@lru_cache(maxsize=1)
+def _workers() -> Any:
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="aws-attempt")
+
+
+def _within(operation: Callable[..., Any], params: dict[str, Any], seconds: float) -> Any:
+    from concurrent.futures import TimeoutError as FutureTimeoutError
+
+    future = _workers().submit(operation, **params)
+    try:
+        return future.result(timeout=max(seconds, 0.001))
+    except FutureTimeoutError:
+        raise ReadTimeoutError(endpoint_url=getattr(operation, "__name__", "a request")) from None
+
+
 def _read_timeout(context: dict[str, Any], **_: Any) -> None:
     """Each attempt may wait for an answer only as long as the deadline allows (botocore reads the
     request context's `read_timeout` per request; the client's own is the ceiling elsewhere)."""
     bound = _current.get()
-    if bound is not None:
+    if bound is not None and PER_REQUEST_READ_TIMEOUTS:
         context["read_timeout"] = max(0.001, min(bound.attempt_seconds, bound.remaining()))
 
 

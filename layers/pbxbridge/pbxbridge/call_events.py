@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pbxbridge.domain.callbacks import Callback, CallbackStatus
+
 SOURCE = "pbxbridge"
 
 
@@ -68,8 +70,45 @@ class LeadCreated(BaseModel):
     occurred_at: datetime
 
 
+class _CallbackDetail(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(description="stable: `<callback_id>/<event type>`")
+    callback_id: str = Field(description="`<phone>/<callid of the missed call that opened it>`")
+    phone: str = Field(description="the client's number, E.164")
+    owner: str = Field(description="a PBX login, a group (`g_<id>`), or `unassigned`")
+    occurred_at: datetime
+    missed_count: int
+    missed_callids: list[str] = Field(description="the missed calls, oldest first (the last 50)")
+    first_missed_at: datetime
+
+
+class CallbackOpened(_CallbackDetail):
+    """A missed inbound call from a number nobody had to call back yet; `occurred_at` is its start."""
+
+
+class CallbackClosed(_CallbackDetail):
+    """An answered call with the number (either direction) after its missed calls; `occurred_at` is
+    when the closing call started."""
+
+    closed_by: str | None = Field(default=None, description="the PBX login that answered or made the call")
+    closed_callid: str
+    seconds_to_call_back: int = Field(description="from the first missed call to the closing call")
+    attempts: int = Field(description="outbound calls to the number before it that were not answered")
+
+
 EVENT_TYPES: dict[str, type[BaseModel]] = {
-    model.__name__: model for model in (CallRinging, CallAnswered, CallEnded, CallMissed, CallRecorded, LeadCreated)
+    model.__name__: model
+    for model in (
+        CallRinging,
+        CallAnswered,
+        CallEnded,
+        CallMissed,
+        CallRecorded,
+        LeadCreated,
+        CallbackOpened,
+        CallbackClosed,
+    )
 }
 
 
@@ -147,6 +186,35 @@ def contact_events(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None)
             responsible=new.get("responsible"),
             created_by=new.get("created_by"),
             occurred_at=datetime.now(tz=UTC),
+        )
+
+
+def callback_events(old: Callback | None, new: Callback | None) -> Iterator[BaseModel]:
+    """The events one change of a call-back means: opened when it first appears, closed when it is
+    first closed. A call-back that appears already closed (its missed call arrived after the call
+    that returned it) is both, so consumers see the same events whatever order the calls came in."""
+    if new is None:
+        return
+    common: dict[str, Any] = {
+        "callback_id": new.id,
+        "phone": new.phone,
+        "owner": new.owner,
+        "missed_count": new.missed_count,
+        "missed_callids": list(new.missed_callids),
+        "first_missed_at": new.first_missed_at,
+    }
+    if old is None:
+        yield CallbackOpened(id=f"{new.id}/CallbackOpened", occurred_at=new.first_missed_at, **common)
+    closing = new.status is CallbackStatus.CLOSED and (old is None or old.status is not CallbackStatus.CLOSED)
+    if closing and new.closed_callid and new.closed_at and new.seconds_to_call_back is not None:
+        yield CallbackClosed(
+            id=f"{new.id}/CallbackClosed",
+            occurred_at=new.closed_at,
+            closed_by=new.closed_by,
+            closed_callid=new.closed_callid,
+            seconds_to_call_back=new.seconds_to_call_back,
+            attempts=new.attempts,
+            **common,
         )
 
 

@@ -1,6 +1,6 @@
 """`pbxbridge`: the operators' console.
 
-    pbxbridge contacts import FILE.csv     load the CRM's contacts (phone, contact_name, responsible, crm_id)
+    pbxbridge contacts import FILE         load the CRM's contacts from CSV or .xlsx (phone, contact_name, ...)
     pbxbridge calls show CALLID            a stored call with its event timeline, as JSON
     pbxbridge pbx COMMAND [options]        one of the PBX's eight commands, straight to the PBX
     pbxbridge invoke CMD [key=value ...]   the deployed (or local) commands function, via Lambda Invoke
@@ -28,26 +28,29 @@ from typing import Any
 from pbxbridge.pbx.models import HistoryPeriod, HistoryType
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_REFUSED = 0, 1, 2, 3, 4
+EXIT_BROKEN_PIPE = 141  # what a shell reports for a process SIGPIPE ended: 128 + 13
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pbxbridge", description="The pbxbridge operators' console.")
-    groups = parser.add_subparsers(dest="group", required=True)
+    groups = parser.add_subparsers(dest="group", metavar="{contacts,calls,pbx,invoke,sync}")
 
     contacts = groups.add_parser("contacts", help="the CRM's contacts, answered to `contact` pushes")
-    contacts_cmds = contacts.add_subparsers(dest="action", required=True)
+    contacts_cmds = contacts.add_subparsers(dest="action")
     importer = contacts_cmds.add_parser(
         "import",
-        help="import contacts from a CSV file",
-        description="Import contacts from a CSV whose header names phone, contact_name, responsible, crm_id. "
-        "Rows with the same phone as an earlier row are rejected, not merged.",
+        help="import contacts from a CSV or .xlsx file",
+        description="Import contacts from a CSV or .xlsx whose header names phone, contact_name, responsible, "
+        "crm_id. CSV may be UTF-8 (with or without a BOM), UTF-16 or Windows-1251, separated by commas, "
+        "semicolons or tabs, as Excel writes it. Rows with the same phone as an earlier row are rejected, "
+        "not merged.",
     )
-    importer.add_argument("file", type=Path, help="CSV file (UTF-8), or - for standard input")
+    importer.add_argument("file", type=Path, help="CSV or .xlsx file, or - for standard input")
     importer.add_argument("--table", default=os.environ.get("CONTACTS_TABLE"), help="contacts table [CONTACTS_TABLE]")
     importer.add_argument("--region", default=os.environ.get("PHONE_REGION", "RU"), help="phone region [PHONE_REGION]")
 
     calls = groups.add_parser("calls", help="stored calls")
-    calls_cmds = calls.add_subparsers(dest="action", required=True)
+    calls_cmds = calls.add_subparsers(dest="action")
     show = calls_cmds.add_parser("show", help="a call with its event timeline, as JSON")
     show.add_argument("callid")
     show.add_argument("--calls-table", default=os.environ.get("CALLS_TABLE"), help="calls table [CALLS_TABLE]")
@@ -57,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_pbx_commands(groups)
 
     sync = groups.add_parser("sync", help="reconcile with the PBX")
-    sync_cmds = sync.add_subparsers(dest="action", required=True)
+    sync_cmds = sync.add_subparsers(dest="action")
     history_sync = sync_cmds.add_parser(
         "history",
         help="fetch the PBX's history and store every call the webhook missed",
@@ -70,13 +73,15 @@ def _parser() -> argparse.ArgumentParser:
     history_sync.add_argument("--end")
     history_sync.add_argument("--url", default=os.environ.get("PBX_URL"), help="[PBX_URL]")
     history_sync.add_argument("--token", default=os.environ.get("PBX_TOKEN"), help="[PBX_TOKEN]")
+    history_sync.add_argument("--verbose", action="store_true", help="log each window's progress on stderr")
 
     invoke = groups.add_parser(
         "invoke",
         help="call the commands function (Lambda Invoke)",
-        description="Invoke the commands function with {'cmd': CMD, key: value, ...}. Values are read as JSON "
-        "when they parse (numbers, true, lists), else as text: "
-        "pbxbridge invoke makeCall user=andy phone=79101234567 requestId=crm-42",
+        description="Invoke the commands function with {'cmd': CMD, key: value, ...}. A field the command "
+        "types as text stays text (user=708, callid=123); numbers, booleans, lists and objects are read as JSON; "
+        "null clears a field that may be null: "
+        "pbxbridge invoke makeCall user=708 phone=79101234567 requestId=crm-42",
     )
     invoke.add_argument("cmd", help="makeCall, getCall, listCalls, upsertContacts, accounts, ...")
     invoke.add_argument("fields", nargs="*", metavar="key=value")
@@ -86,45 +91,91 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _pbx_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    """The PBX's connection options. On `pbx` with their defaults; on each of its commands again without
+    defaults (SUPPRESS), so they may come after the command too: `pbxbridge pbx accounts --token X`."""
+
+    def default(value: Any) -> Any:
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument(
+        "--url", default=default(os.environ.get("PBX_URL")), help="the PBX (https://tenant...) [PBX_URL]"
+    )
+    parser.add_argument(
+        "--token", default=default(os.environ.get("PBX_TOKEN")), help="the PBX's key for us [PBX_TOKEN]"
+    )
+    parser.add_argument(
+        "--region", default=default(os.environ.get("PHONE_REGION", "RU")), help="phone region [PHONE_REGION]"
+    )
+    parser.add_argument("--timeout", type=float, default=default(10.0), help="read timeout, seconds")
+
+
 def _add_pbx_commands(groups: Any) -> None:
     pbx = groups.add_parser("pbx", help="the PBX's own commands, sent straight to it")
-    pbx.add_argument("--url", default=os.environ.get("PBX_URL"), help="the PBX (https://tenant...) [PBX_URL]")
-    pbx.add_argument("--token", default=os.environ.get("PBX_TOKEN"), help="the PBX's key for us [PBX_TOKEN]")
-    pbx.add_argument("--region", default=os.environ.get("PHONE_REGION", "RU"), help="phone region [PHONE_REGION]")
-    pbx.add_argument("--timeout", type=float, default=10.0, help="read timeout, seconds")
-    commands = pbx.add_subparsers(dest="action", required=True)
-    commands.add_parser("accounts", help="the PBX's users")
-    groups_cmd = commands.add_parser("groups", help="departments (all, or one user's)")
+    _pbx_options(pbx, defaults=True)
+    shared = argparse.ArgumentParser(add_help=False)
+    _pbx_options(shared, defaults=False)
+    commands = pbx.add_subparsers(dest="action")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = commands.add_parser(name, help=help, parents=[shared])
+        return parser
+
+    command("accounts", help="the PBX's users")
+    groups_cmd = command("groups", help="departments (all, or one user's)")
     groups_cmd.add_argument("--user")
-    call = commands.add_parser("makeCall", help="ring the user, then the client")
+    call = command("makeCall", help="ring the user, then the client")
     call.add_argument("--user", required=True, help="login, extension or direct number")
     call.add_argument("--phone", required=True)
     call.add_argument("--clid", help="caller id to show the client")
-    history = commands.add_parser(
-        "history", help="call history as CSV (UID,type,client,account,via,start,wait,duration,record)"
-    )
+    history = command("history", help="call history as CSV (UID,type,client,account,via,start,wait,duration,record)")
     history.add_argument("--start", help="ISO 8601 or YYYYmmddTHHMMSSZ (UTC)")
     history.add_argument("--end")
     history.add_argument("--period", choices=[p.value for p in HistoryPeriod])
     history.add_argument("--type", default="all", choices=[t.value for t in HistoryType])
     history.add_argument("--limit", type=int)
-    subscribe = commands.add_parser("subscribeOnCalls", help="switch a user's group calls on or off")
+    subscribe = command("subscribeOnCalls", help="switch a user's group calls on or off")
     subscribe.add_argument("--user", required=True)
     subscribe.add_argument("--group-id")
     subscribe.add_argument("--status", required=True, choices=["on", "off"])
-    status = commands.add_parser("subscriptionStatus", help="is a user taking a group's calls")
+    status = command("subscriptionStatus", help="is a user taking a group's calls")
     status.add_argument("--user", required=True)
     status.add_argument("--group-id", required=True)
-    set_dnd = commands.add_parser("set_dnd", help="do not disturb on or off")
+    set_dnd = command("set_dnd", help="do not disturb on or off")
     set_dnd.add_argument("--user", required=True)
     set_dnd.add_argument("--state", required=True, choices=["true", "false"])
-    get_dnd = commands.add_parser("get_dnd", help="a user's do-not-disturb state")
+    get_dnd = command("get_dnd", help="a user's do-not-disturb state")
     get_dnd.add_argument("--user", required=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "pbxbridge")
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.group is None or getattr(args, "action", "") is None:
+        # `pbxbridge` or `pbxbridge pbx` alone: what there is to do, not a complaint.
+        helper = parser if args.group is None else _subparser(parser, args.group)
+        helper.print_help()
+        return EXIT_OK if args.group is None and not argv else EXIT_USAGE
+    try:
+        return _run(args)
+    except BrokenPipeError:
+        # `pbxbridge pbx history ... | head`: the reader has all it wanted. Quiet, as `cat` would be;
+        # stdout goes to /dev/null so the interpreter's final flush cannot complain either.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    for action in parser._actions:  # argparse keeps the subparsers only here
+        if isinstance(action, argparse._SubParsersAction):
+            found: argparse.ArgumentParser = action.choices[name]
+            return found
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
     from pbxbridge.storage.dynamodb import StoreUnavailableError
 
     try:
@@ -150,23 +201,35 @@ def _require(value: str | None, what: str) -> str:
 
 
 def _import_contacts(args: argparse.Namespace) -> int:
-    from pbxbridge.domain.contacts import import_contacts
+    from pbxbridge.contacts_files import UnreadableFileError, read_contacts_file
+    from pbxbridge.domain.contacts import read_contacts, save_contacts
     from pbxbridge.storage.dynamodb import DynamoContactStore, dynamodb_client
 
     table = _require(args.table, "the contacts table (--table or CONTACTS_TABLE)")
+    name = str(args.file)
+    try:
+        if name == "-":
+            contacts_file = read_contacts_file(sys.stdin.buffer)
+        else:
+            with args.file.open("rb") as source:
+                contacts_file = read_contacts_file(source, name)
+    except OSError as exc:
+        print(f"pbxbridge: cannot read {name}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    except UnreadableFileError as exc:
+        print(f"pbxbridge: {name}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"pbxbridge: reading {name} as {contacts_file.kind}", file=sys.stderr)
+    if contacts_file.missing:
+        found = ", ".join(contacts_file.columns) or "none"
+        print(
+            f"pbxbridge: {name}: header lacks column(s): {', '.join(contacts_file.missing)} (found: {found}); "
+            "the header names phone, contact_name, responsible, crm_id",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     store = DynamoContactStore(dynamodb_client(), table)
-    if str(args.file) == "-":
-        report = import_contacts(store, sys.stdin, args.region)
-    else:
-        try:
-            with args.file.open(encoding="utf-8-sig", newline="") as source:
-                report = import_contacts(store, source, args.region)
-        except OSError as exc:
-            print(f"pbxbridge: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
-            return EXIT_USAGE
-        except UnicodeDecodeError:
-            print(f"pbxbridge: {args.file} is not UTF-8", file=sys.stderr)
-            return EXIT_USAGE
+    report = save_contacts(store, read_contacts(contacts_file.records, args.region))
     print(f"imported {report.imported} contact(s), rejected {len(report.rejected)}")
     for row in report.rejected:
         print(f"  line {row.position}: {row.reason}")
@@ -284,9 +347,12 @@ def _sync_history(args: argparse.Namespace) -> int:
     from pbxbridge.pbx import PbxClient, PbxError
     from pbxbridge.settings import history_sync_settings
 
-    for handler in logging.getLogger("pbxbridge").handlers:  # the report is stdout's; logs go to stderr
+    service_log = logging.getLogger("pbxbridge")
+    for handler in service_log.handlers:  # the report is stdout's; logs go to stderr
         if isinstance(handler, logging.StreamHandler):
             handler.setStream(sys.stderr)
+    # The report is printed once, below; the function's own "history reconciled" line would repeat it.
+    service_log.setLevel(logging.INFO if args.verbose else logging.WARNING)
     try:
         settings = history_sync_settings()
     except ValueError as exc:
@@ -312,33 +378,34 @@ def _sync_history(args: argparse.Namespace) -> int:
     return EXIT_PARTIAL if report["rejected"] else EXIT_OK
 
 
-def _field(text: str) -> tuple[str, Any]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise SystemExit(f"pbxbridge: {text!r} is not key=value")
-    try:
-        parsed = json.loads(value)
-    except ValueError:
-        return key, value
-    # A phone like 79101234567 is text to the commands function either way; keep leading zeros.
-    return key, value if isinstance(parsed, int | float) and value.startswith(("0", "+")) else parsed
-
-
 def _invoke(args: argparse.Namespace) -> int:
-    import boto3
+    from pbxbridge import client as commands
 
     function = _require(args.function, "the commands function (--function or COMMANDS_FUNCTION)")
-    payload = {"cmd": args.cmd, **dict(_field(item) for item in args.fields)}
     try:
-        response = boto3.client("lambda").invoke(FunctionName=function, Payload=json.dumps(payload).encode())
-    except Exception as exc:  # botocore's errors: connection, auth, no such function
-        print(f"pbxbridge: cannot invoke {function}: {exc}", file=sys.stderr)
+        fields = commands.command_fields(args.cmd, args.fields)
+    except ValueError as exc:
+        print(f"pbxbridge: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        envelope = commands.CommandsClient(function).send({"cmd": args.cmd, **fields})
+    except commands.InvokeError as exc:
+        print(f"pbxbridge: {exc.message}", file=sys.stderr)
         return EXIT_UNAVAILABLE
-    answer = json.loads(response["Payload"].read() or b"null")
-    print(json.dumps(answer, ensure_ascii=False, indent=2, default=str))
-    if response.get("FunctionError") or not isinstance(answer, dict):
-        return EXIT_UNAVAILABLE
-    return EXIT_OK if answer.get("ok") else EXIT_PARTIAL
+    print(json.dumps(envelope, ensure_ascii=False, indent=2, default=str))
+    if envelope["ok"]:
+        return EXIT_OK
+    return _INVOKE_EXIT.get(type(commands.error_from_envelope(envelope)).__name__, EXIT_PARTIAL)
+
+
+# An invoke's error, by its exception's name, as the `pbx` commands exit for the same failure.
+_INVOKE_EXIT = {
+    "InvalidRequestError": EXIT_USAGE,
+    "InvalidParametersError": EXIT_USAGE,
+    "PbxUnavailableError": EXIT_UNAVAILABLE,
+    "UnavailableError": EXIT_UNAVAILABLE,
+    "PbxRefusedError": EXIT_REFUSED,
+}
 
 
 if __name__ == "__main__":

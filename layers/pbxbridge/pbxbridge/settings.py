@@ -14,7 +14,8 @@ from pbxbridge.domain.scenarios import Scenarios
 
 
 class _Common(BaseModel):
-    model_config = ConfigDict(frozen=True, populate_by_name=True)
+    # Built when a function reads its own settings: each pays for its model only.
+    model_config = ConfigDict(frozen=True, populate_by_name=True, defer_build=True)
 
     calls_table: str = Field(alias="CALLS_TABLE", min_length=1)
     call_events_table: str = Field(alias="CALL_EVENTS_TABLE", min_length=1)
@@ -81,8 +82,16 @@ class CommandsSettings(_Common, _PbxAccess):
 
     idempotency_table: str = Field(alias="IDEMPOTENCY_TABLE", min_length=1)
     recordings_bucket: str | None = Field(default=None, alias="RECORDINGS_BUCKET")
+    callbacks_table: str | None = Field(default=None, alias="CALLBACKS_TABLE")
     # A click-to-call repeated with the same requestId within this time dials once.
     make_call_idempotency_seconds: int = Field(default=3600, alias="MAKE_CALL_IDEMPOTENCY_SECONDS", ge=60)
+    # The widget tokens' signing key (issueWidgetToken); unset, the command answers not_configured.
+    widget_token_key_parameter: str | None = Field(default=None, alias="WIDGET_TOKEN_KEY_PARAMETER")
+
+    @field_validator("widget_token_key_parameter", mode="before")
+    @classmethod
+    def _no_widget_key(cls, value: object) -> object:
+        return value or None
 
 
 class HistorySyncSettings(_Common, _PbxAccess):

@@ -1,4 +1,7 @@
-"""The tables' change streams -> call events on EventBridge, and recordings to fetch on SQS.
+"""The tables' change streams -> call events on EventBridge, recordings to fetch on SQS, call-backs.
+
+A call that was missed, answered or not answered goes into its number's call-backs (CallbacksTable);
+the call-backs table's own stream then publishes `CallbackOpened` / `CallbackClosed`.
 
 One stream record is one unit: its events are published and its recording queued, or the record is
 reported failed and the stream hands it (and what follows it in its shard) back, so nothing is lost.
@@ -8,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -20,7 +24,16 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from pydantic import BaseModel, ConfigDict, Field
 
-from pbxbridge.call_events import call_events, contact_events, new_recording_link, to_entry
+from pbxbridge.call_events import (
+    CallbackClosed,
+    CallbackOpened,
+    call_events,
+    callback_events,
+    contact_events,
+    new_recording_link,
+    to_entry,
+)
+from pbxbridge.domain.callbacks import CallFact, call_facts
 from pbxbridge.storage.dynamodb import DynamoContactStore, dynamodb_client, plain_item
 
 logger = Logger()
@@ -34,6 +47,9 @@ class StreamSettings(BaseModel):
     contacts_table: str = Field(alias="CONTACTS_TABLE", min_length=1)
     event_bus: str = Field(alias="EVENT_BUS_NAME", min_length=1)
     recordings_queue_url: str = Field(alias="RECORDINGS_QUEUE_URL", min_length=1)
+    callbacks_table: str | None = Field(default=None, alias="CALLBACKS_TABLE")
+    directory_table: str | None = Field(default=None, alias="DIRECTORY_TABLE")
+    phone_region: str = Field(default="RU", alias="PHONE_REGION")
 
 
 class PublishFailedError(RuntimeError):
@@ -46,12 +62,12 @@ class StreamDependencies:
     put_events: Callable[[list[dict[str, Any]]], dict[str, Any]]
     send_recording: Callable[[str], Any]
     contact: Callable[[str], tuple[str | None, str | None]]
+    # Adds one call to its number's call-backs (idempotent); None where the stack has no call-backs.
+    record_call: Callable[[CallFact], Any] | None = None
 
 
 @lru_cache(maxsize=1)
 def default_dependencies() -> StreamDependencies:
-    import os
-
     settings = StreamSettings.model_validate(dict(os.environ))
     events = boto3.client("events")
     sqs = boto3.client("sqs")
@@ -66,7 +82,42 @@ def default_dependencies() -> StreamDependencies:
         put_events=lambda entries: events.put_events(Entries=entries),
         send_recording=lambda body: sqs.send_message(QueueUrl=settings.recordings_queue_url, MessageBody=body),
         contact=contact,
+        record_call=callback_recorder(settings, contacts) if settings.callbacks_table else None,
     )
+
+
+def callback_recorder(settings: StreamSettings, contacts: DynamoContactStore) -> Callable[[CallFact], Any]:
+    from pbxbridge.domain.callbacks import owner_by, record_call
+    from pbxbridge.domain.directory import CachedDirectory, Directory
+    from pbxbridge.storage.callbacks import DynamoCallbackStore
+    from pbxbridge.storage.dynamodb import DynamoDirectoryStore, batch_dynamodb_client
+
+    assert settings.callbacks_table is not None
+    # Off the caller's path, and a transaction: the patient client, not the webhook's tight one.
+    store = DynamoCallbackStore(batch_dynamodb_client(), settings.callbacks_table)
+    directory_table = settings.directory_table
+    region = settings.phone_region
+    directory = CachedDirectory(
+        lambda: (
+            DynamoDirectoryStore(batch_dynamodb_client(), directory_table).snapshot(region, departments=False)
+            if directory_table
+            else Directory(region=region)
+        )
+    )
+
+    def responsible_login(phone: str) -> str | None:
+        # The widget's token is for one PBX login: a CRM user as responsible becomes the login mapped to it.
+        found = contacts.get_contact(phone)
+        if found is None or not found.responsible:
+            return None
+        snapshot = directory()
+        login = snapshot.resolve(snapshot.pbx_login_for(found.responsible))
+        if snapshot.users and not any(user.login == login and user.active for user in snapshot.users):
+            return None  # nobody's widget would show it: the user or group that was rung owns it instead
+        return login
+
+    owner_of = owner_by(responsible_login)
+    return lambda fact: record_call(store, fact, owner_of)
 
 
 def _image(raw: Any) -> dict[str, Any] | None:
@@ -82,8 +133,14 @@ def handle_record(record: DynamoDBRecord, deps: StreamDependencies | None = None
     table = (record.event_source_arn or "").split(":table/", 1)[-1].split("/stream/", 1)[0]
     if table == deps.settings.contacts_table:
         events = list(contact_events(old, new))
+    elif table == deps.settings.callbacks_table:
+        events = _callback_events(old, new)
     elif new is not None:
         events = list(call_events(old, new, deps.contact))
+        if deps.record_call is not None:
+            # Before publishing: if this fails the record comes back, and the events' ids are stable.
+            for fact in call_facts(new, (type(event).__name__ for event in events)):
+                deps.record_call(fact)
         link = new_recording_link(old, new)
         if link:
             deps.send_recording(
@@ -99,6 +156,26 @@ def handle_record(record: DynamoDBRecord, deps: StreamDependencies | None = None
         for event in events:
             logger.info("call event published", extra={"detail_type": type(event).__name__, "event_id": event.id})  # type: ignore[attr-defined]
         metrics.add_metric(name="CallEventsPublished", unit=MetricUnit.Count, value=len(events))
+        _count_callbacks(events)
+
+
+def _callback_events(old: dict[str, Any] | None, new: dict[str, Any] | None) -> list[Any]:
+    from pbxbridge.storage.callbacks import CALLBACK_PREFIX, callback_from_item
+
+    if new is None or not str(new.get("sk", "")).startswith(CALLBACK_PREFIX):
+        return []  # a number's ledger, or a call-back expiring
+    before = callback_from_item(old) if old else None
+    return list(callback_events(before, callback_from_item(new)))
+
+
+def _count_callbacks(published: list[Any]) -> None:
+    """Once published: a record handed back after a failed publish is not counted twice."""
+    for event in published:
+        if isinstance(event, CallbackClosed):
+            metrics.add_metric(name="CallbacksClosed", unit=MetricUnit.Count, value=1)
+            metrics.add_metric(name="TimeToCallBack", unit=MetricUnit.Seconds, value=event.seconds_to_call_back)
+        elif isinstance(event, CallbackOpened):
+            metrics.add_metric(name="CallbacksOpened", unit=MetricUnit.Count, value=1)
 
 
 def handle_stream(event: dict[str, Any], context: Any, deps: StreamDependencies | None = None) -> dict[str, Any]:

@@ -8,8 +8,11 @@ spec's two bodies; only a push we could not store is a 5xx, so the PBX (or recon
 from __future__ import annotations
 
 import json
+import os
+import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -17,17 +20,17 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
 from pbxbridge.aws import deadline
 from pbxbridge.domain.calls import CallStore, record_event, record_rating
 from pbxbridge.domain.contacts import ContactStore, lookup_contact
 from pbxbridge.domain.directory import CachedDirectory, Directory
 from pbxbridge.domain.scenarios import Scenarios, record_finished_call
-from pbxbridge.keys import KeysUnavailableError, fetch_keys_from_ssm, key_matches
+from pbxbridge.keys import KeysUnavailableError, clear_key_cache, fetch_keys_from_ssm, key_matches, ssm_client
 from pbxbridge.protocol.webhook import (
     INVALID_PARAMETERS,
     INVALID_TOKEN,
+    PUSH_MODELS,
     BodyTooLargeError,
     Command,
     ContactAnswer,
@@ -112,6 +115,40 @@ def default_dependencies() -> WebhookDependencies:
     )
 
 
+def prepare() -> None:
+    """Build once per container, at init, what every push needs: settings, the one boto3 Session and
+    its clients, the `contact` model's validator and the region's phone metadata (phonenumbers loads
+    it on first use). No request is made: no key is fetched and no connection opened, so a SnapStart
+    snapshot taken after this holds neither. Registers the SnapStart restore hook when there is one."""
+    deps = default_dependencies()
+    ssm_client()
+    # In a region where the sample is no number, the metadata is loaded all the same.
+    with suppress(InvalidPushError):
+        read_push({"cmd": "contact", "phone": "79101234567", "callid": "prepare"}, deps.phone_region)
+    if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") in ("snap-start", "provisioned-concurrency"):
+        # Nobody waits on this init: build every push's validator now rather than on its first push.
+        for model in PUSH_MODELS:
+            model.model_rebuild(force=True)
+    try:
+        from snapshot_restore_py import register_after_restore  # type: ignore[import-not-found]
+    except ImportError:  # not a SnapStart runtime
+        return
+    register_after_restore(after_restore)
+
+
+def after_restore() -> None:
+    """A container restored from a SnapStart snapshot: every copy restored from one snapshot would
+    otherwise share its random state, keys and connections. Re-seed, forget the keys and the directory
+    read so far, and close pooled connections (the clients open new ones)."""
+    random.seed()
+    clear_key_cache()
+    deps = default_dependencies()
+    if isinstance(deps.directory, CachedDirectory):
+        deps.directory.forget()
+    for client in (dynamodb_client(), ssm_client()):
+        client.close()
+
+
 def _answer(status: int, body: dict[str, Any]) -> dict[str, Any]:
     return {
         "statusCode": status,
@@ -129,12 +166,25 @@ def _command_label(fields: dict[str, Any]) -> str:
         return "unknown"
 
 
-def handle_push(event: APIGatewayProxyEventV2, deps: WebhookDependencies | None = None) -> dict[str, Any]:
-    """Answer one PBX push: check the key, validate, store, and say so in the spec's words."""
+def _content_type(event: Mapping[str, Any]) -> str | None:
+    # HTTP API (payload 2.0) gives header names in lower case; a hand-made event may not.
+    headers = event.get("headers") or {}
+    value = headers.get("content-type")
+    if value is None:
+        value = next((v for k, v in headers.items() if k.lower() == "content-type"), None)
+    return value if isinstance(value, str) else None
+
+
+def handle_push(event: Mapping[str, Any], deps: WebhookDependencies | None = None) -> dict[str, Any]:
+    """Answer one PBX push (an API Gateway HTTP API event): check the key, validate, store, and say
+    so in the spec's words."""
     arrived = time.monotonic()
     deps = deps or default_dependencies()
     try:
-        fields = decode_body(event.body, bool(event.is_base64_encoded), event.headers.get("content-type"))
+        body = event.get("body")
+        fields = decode_body(
+            body if isinstance(body, str) else None, bool(event.get("isBase64Encoded")), _content_type(event)
+        )
     except BodyTooLargeError:
         return _rejected(413, INVALID_PARAMETERS, "unknown", "body too large")
     except MalformedBodyError as exc:
@@ -144,10 +194,10 @@ def handle_push(event: APIGatewayProxyEventV2, deps: WebhookDependencies | None 
     budget, attempt = deps.contact_budget if label == Command.CONTACT.value else deps.write_budget
     # One deadline for the whole push, counted from its arrival: the key, the directory, every request.
     with deadline(budget - (time.monotonic() - arrived), attempt):
-        return _checked_push(fields, label, deps)
+        return _checked_push(fields, label, deps, arrived)
 
 
-def _checked_push(fields: dict[str, Any], label: str, deps: WebhookDependencies) -> dict[str, Any]:
+def _checked_push(fields: dict[str, Any], label: str, deps: WebhookDependencies, arrived: float) -> dict[str, Any]:
     try:
         keys = deps.keys()
     except KeysUnavailableError:
@@ -155,10 +205,15 @@ def _checked_push(fields: dict[str, Any], label: str, deps: WebhookDependencies)
         if label == Command.CONTACT.value:
             # `{}` lets the PBX ring its own dial plan, and tells a caller without the key nothing.
             metrics.add_metric(name="ContactErrors", unit=MetricUnit.Count, value=1)
+            _failed(label)  # counted as a push that failed, but not answered 503
             return _answer(200, {})
         return _failed(label)
     if not key_matches(fields.get("crm_token"), keys):
-        return _rejected(401, INVALID_TOKEN, label, "invalid token")
+        # The spec answers a body we cannot find a key in `Invalid token`, and so do we; the log says
+        # when that is because the body could not be read at all (broken JSON, not a form of ours).
+        unreadable = "cmd" not in fields and "crm_token" not in fields
+        reason = "invalid token: the body could not be read (no cmd, no crm_token)" if unreadable else "invalid token"
+        return _rejected(401, INVALID_TOKEN, label, reason)
 
     try:
         push = read_push(fields, deps.phone_region)
@@ -180,6 +235,11 @@ def _checked_push(fields: dict[str, Any], label: str, deps: WebhookDependencies)
     metrics.add_dimension(name="cmd", value=label)
     metrics.add_dimension(name="outcome", value="stored")
     metrics.add_metric(name="Pushes", unit=MetricUnit.Count, value=1)
+    if isinstance(push, ContactQuery):
+        # What the caller waits for (key, lookup, routing), the dashboard's p50 and p99.
+        metrics.add_metric(
+            name="ContactLatency", unit=MetricUnit.Milliseconds, value=(time.monotonic() - arrived) * 1000
+        )
     return _answer(200, body)
 
 

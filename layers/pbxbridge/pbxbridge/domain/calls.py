@@ -86,9 +86,12 @@ def pbx_login(user: str | None) -> str | None:
     return login
 
 
-def live_state(milestones: set[str]) -> LiveState | None:
-    """The furthest state reached: derived, so it never moves backwards whatever the push order."""
-    if Milestone.COMPLETED in milestones:
+def live_state(milestones: set[str], *, finished: bool = False) -> LiveState | None:
+    """The furthest state reached: derived, so it never moves backwards whatever the push order.
+
+    A call with an outcome (`history`, or reconciliation) is over whatever events arrived: COMPLETED,
+    so a lost COMPLETED event never leaves a finished call RINGING beside its outcome."""
+    if finished or Milestone.COMPLETED in milestones:
         return LiveState.COMPLETED
     if Milestone.ACCEPTED in milestones:
         return LiveState.ACCEPTED

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any, Protocol
 
+from pbxbridge.domain.callbacks import CallbackStatus, CallbackStore, list_callbacks
 from pbxbridge.domain.contacts import ContactStore, read_contacts, save_contacts
 from pbxbridge.domain.directory import CrmUser, DirectorySource, DirectoryStore, propose_mappings, sync_directory
 from pbxbridge.domain.reconciliation import History
@@ -26,6 +27,8 @@ from pbxbridge.protocol.commands import (
     GetRecordingUrlCommand,
     GroupsCommand,
     HistoryCommand,
+    IssueWidgetTokenCommand,
+    ListCallbacksCommand,
     ListCallsCommand,
     ListUsersCommand,
     MakeCallCommand,
@@ -75,6 +78,8 @@ class CommandService:
         region: str,
         directory: DirectoryStore | None = None,
         recordings: RecordingArchive | None = None,
+        widget_key: Callable[[], str] | None = None,
+        callbacks: CallbackStore | None = None,
     ) -> None:
         self._pbx = pbx  # made on first use: CRM-data commands need no PBX key
         self._calls = calls
@@ -82,6 +87,8 @@ class CommandService:
         self._region = region
         self._directory = directory
         self._recordings = recordings
+        self._widget_key = widget_key
+        self._callbacks = callbacks
 
     def run(self, command: Any) -> Any:
         handlers: dict[type, Callable[[Any], Any]] = {
@@ -102,6 +109,8 @@ class CommandService:
             MapUserCommand: self._map_user,
             ProposeUserMappingsCommand: self._propose_user_mappings,
             GetRecordingUrlCommand: self._recording_url,
+            IssueWidgetTokenCommand: self._issue_widget_token,
+            ListCallbacksCommand: self._list_callbacks,
         }
         return handlers[type(command)](command)
 
@@ -164,8 +173,15 @@ class CommandService:
             page = self._calls.calls_by_client(command.phone.e164, command.limit, command.cursor)
         else:
             assert command.user is not None  # the model requires one of them
-            page = self._calls.calls_by_user(command.user, command.limit, command.cursor)
+            page = self._calls.calls_by_user(self._login(command.user), command.limit, command.cursor)
         return {"calls": page.calls, "cursor": page.cursor}
+
+    def _login(self, user: str) -> str:
+        """Calls are stored under the canonical login: `708`, `+7 926 ...` or `andy@tenant` resolve
+        through the directory (one read) to it; without a directory, the user as given."""
+        if self._directory is None:
+            return user
+        return self._directory.snapshot(self._region, departments=False).resolve(user) or user
 
     def _directory_store(self) -> DirectoryStore:
         if self._directory is None:
@@ -204,6 +220,32 @@ class CommandService:
             reason = call.get("recording_rejected") or "the recording is not archived (yet)"
             raise CommandError("not_found", reason)
         return {"url": self._recordings.url_for(key, command.expires_in), "expires_in": command.expires_in}
+
+    def _issue_widget_token(self, command: IssueWidgetTokenCommand) -> dict[str, Any]:
+        from pbxbridge.widget.tokens import issue_token
+
+        if self._widget_key is None:
+            raise CommandError("not_configured", "no widget token key is configured (WIDGET_TOKEN_KEY_PARAMETER)")
+        # One token, one PBX login: whatever form the CRM names the user in, and only a user the
+        # directory knows (a token for a mistyped login would open a widget nobody's calls reach).
+        directory = self._directory_store().snapshot(self._region, departments=False)
+        login = directory.resolve(command.user)
+        user = next((u for u in directory.users if u.login == login and u.active), None)
+        if user is None:
+            raise CommandError("not_found", f"no active PBX user {command.user} (run syncDirectory first?)")
+        token, expires_at = issue_token(user.login, self._widget_key(), command.ttl)
+        return {"login": user.login, "token": token, "expires_at": expires_at}
+
+    def _list_callbacks(self, command: ListCallbacksCommand) -> dict[str, Any]:
+        if self._callbacks is None:
+            raise CommandError("not_configured", "the call-backs table is not configured (CALLBACKS_TABLE)")
+        page = list_callbacks(
+            self._callbacks, command.owner, CallbackStatus(command.status), command.limit, command.cursor
+        )
+        return {
+            "callbacks": [callback.model_dump(mode="json", exclude_none=True) for callback in page.callbacks],
+            "cursor": page.cursor,
+        }
 
 
 __all__ = ["CallReader", "CommandError", "CommandService", "Pbx"]

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, TextIO
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -100,19 +99,6 @@ def read_contacts(
         yield contact
 
 
-def read_contacts_csv(source: TextIO, region: str) -> Iterator[Contact | RejectedRow]:
-    """Contacts from a CSV whose header names `phone, contact_name[, responsible, crm_id]`;
-    positions are line numbers in the file."""
-    reader = csv.DictReader(source)
-    header = [name.strip().lower() for name in (reader.fieldnames or [])]
-    missing = [name for name in ("phone", "contact_name") if name not in header]
-    if missing:
-        yield RejectedRow(1, "header lacks column(s): " + ", ".join(missing))
-        return
-    reader.fieldnames = header
-    yield from read_contacts(((reader.line_num, row) for row in reader), region)
-
-
 def save_contacts(store: ContactStore, items: Iterable[Contact | RejectedRow]) -> ImportReport:
     rejected: list[RejectedRow] = []
 
@@ -125,7 +111,3 @@ def save_contacts(store: ContactStore, items: Iterable[Contact | RejectedRow]) -
 
     imported = store.put_contacts(accepted())
     return ImportReport(imported=imported, rejected=rejected)
-
-
-def import_contacts(store: ContactStore, source: TextIO, region: str) -> ImportReport:
-    return save_contacts(store, read_contacts_csv(source, region))

@@ -80,6 +80,9 @@ class PbxClient:
         backoff: float = 0.3,
     ) -> None:
         self.url = api_url(base_url)
+        # What error messages name: the address without any user:password part (the key is in the body).
+        parts = urlsplit(self.url)
+        self.where = f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path}"
         self._token = token
         self._region = region
         self._timeout = (connect_timeout, read_timeout)
@@ -145,18 +148,24 @@ class PbxClient:
                 stream=stream,
             )
         except requests.ConnectTimeout as exc:
-            raise PbxUnavailableError("the PBX did not accept a connection in time", request_sent=False) from exc
+            raise self._unavailable("the PBX did not accept a connection in time", request_sent=False) from exc
         except requests.ConnectionError as exc:
             # After retries, requests reports a read timeout as a ConnectionError too.
             what = "did not answer in time" if "ReadTimeout" in repr(exc) else "connection failed"
-            raise PbxUnavailableError(f"the PBX {what}", request_sent=not _never_connected(exc)) from exc
+            raise self._unavailable(f"the PBX {what}", request_sent=not _never_connected(exc)) from exc
         except requests.Timeout as exc:
-            raise PbxUnavailableError("the PBX did not answer in time") from exc
+            raise self._unavailable("the PBX did not answer in time") from exc
         except requests.RequestException as exc:
-            raise PbxUnavailableError(f"the request to the PBX failed ({type(exc).__name__})") from exc
+            raise self._unavailable(f"the request to the PBX failed ({type(exc).__name__})") from exc
         if response.status_code >= 300:
             self._raise_for(response)
         return response
+
+    def _unavailable(
+        self, message: str, *, status: int | None = None, request_sent: bool = True
+    ) -> PbxUnavailableError:
+        """The error, naming the PBX it is about: a wrong PBX_URL is the first thing to rule out."""
+        return PbxUnavailableError(f"{message} ({self.where})", status=status, request_sent=request_sent)
 
     def _raise_for(self, response: requests.Response) -> None:
         status = response.status_code
@@ -169,7 +178,7 @@ class PbxClient:
         if status == 400:
             raise PbxInvalidParametersError(message or "Invalid parameters", status=status)
         if status >= 500:
-            raise PbxUnavailableError(message or f"the PBX answered {status}", status=status)
+            raise self._unavailable(message or f"the PBX answered {status}", status=status)
         raise PbxError(message or f"the PBX answered {status}", status=status)
 
     def _message(self, response: requests.Response) -> str:
@@ -188,7 +197,7 @@ class PbxClient:
         try:
             return response.json()
         except ValueError:
-            raise PbxUnavailableError(
+            raise self._unavailable(
                 "the PBX answered something that is not JSON", status=response.status_code
             ) from None
 
@@ -210,7 +219,7 @@ class PbxClient:
         response = self._post("makeCall", {"phone": self._phone(phone), "user": user, "clid": clid}, dial=True)
         if "html" in response.headers.get("Content-Type", "").lower():
             # A gateway's page, not the PBX's answer: whether it dialled is unknown.
-            raise PbxUnavailableError("the PBX answered an HTML page, not a call id", status=response.status_code)
+            raise self._unavailable("the PBX answered an HTML page, not a call id", status=response.status_code)
         return _make_call_result(response.text)
 
     def subscribe_on_calls(self, user: str, on: bool, group_id: str | None = None) -> None:
@@ -261,7 +270,7 @@ class PbxClient:
             try:
                 yield from parse_history_csv(lines)
             except (requests.RequestException, OSError) as exc:
-                raise PbxUnavailableError(f"the history stream broke ({type(exc).__name__})") from exc
+                raise self._unavailable(f"the history stream broke ({type(exc).__name__})") from exc
         finally:
             response.close()
 

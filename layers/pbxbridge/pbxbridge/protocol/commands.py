@@ -209,6 +209,22 @@ class GetRecordingUrlCommand(_Command):
     expires_in: int = Field(default=900, ge=60, le=12 * 3600)
 
 
+class IssueWidgetTokenCommand(_Command):
+    """A token for the widget of one PBX user (a CRM backend asks for it and puts it in its page)."""
+
+    cmd: Literal["issueWidgetToken"]
+    user: User
+    ttl: int = Field(default=8 * 3600, ge=60, le=24 * 3600)
+
+
+class ListCallbacksCommand(_Command):
+    cmd: Literal["listCallbacks"]
+    owner: User = Field(description="a PBX login, a group (`g_<id>`), or `unassigned`")
+    status: Literal["open", "closed"] = "open"
+    limit: int = Field(default=50, ge=1, le=200)
+    cursor: str | None = Field(default=None, max_length=2048)
+
+
 PBX_COMMANDS = (
     "accounts",
     "groups",
@@ -237,7 +253,9 @@ Command = Annotated[
     | ListUsersCommand
     | MapUserCommand
     | ProposeUserMappingsCommand
-    | GetRecordingUrlCommand,
+    | GetRecordingUrlCommand
+    | IssueWidgetTokenCommand
+    | ListCallbacksCommand,
     Field(discriminator="cmd"),
 ]
 _COMMAND = TypeAdapter(Command)
@@ -245,6 +263,16 @@ _COMMAND = TypeAdapter(Command)
 COMMAND_NAMES = frozenset(
     name for model in get_args(get_args(Command)[0]) for name in get_args(model.model_fields["cmd"].annotation)
 )
+
+
+_MODELS: dict[str, type[BaseModel]] = {
+    name: model for model in get_args(get_args(Command)[0]) for name in get_args(model.model_fields["cmd"].annotation)
+}
+
+
+def command_model(name: str) -> type[BaseModel] | None:
+    """The model of the command called `name` (for tools that type a command's fields, like the console)."""
+    return _MODELS.get(name)
 
 
 class InvalidCommandError(ValueError):

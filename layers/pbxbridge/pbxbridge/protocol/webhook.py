@@ -199,6 +199,9 @@ class _Push(BaseModel):
         str_strip_whitespace=True,
         coerce_numbers_to_str=True,
         populate_by_name=True,
+        # Each model's validator is built on its first push, not at import: a container whose first
+        # push is `contact` (the one a caller waits for) builds only that one during its cold start.
+        defer_build=True,
     )
     _phone_fields: ClassVar[tuple[str, ...]] = ("phone", "telnum", "diversion")
 
@@ -295,6 +298,7 @@ class RatingPush(_Push):
 
 
 Push = HistoryPush | EventPush | ContactQuery | RatingPush
+PUSH_MODELS: tuple[type[_Push], ...] = (ContactQuery, HistoryPush, EventPush, RatingPush)
 
 _MODELS: dict[Command, type[_Push]] = {
     Command.HISTORY: HistoryPush,

@@ -18,13 +18,11 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from boto3.dynamodb.table import BatchWriter
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
@@ -34,7 +32,11 @@ from pbxbridge.aws import bounded_client, session
 from pbxbridge.domain.calls import CallEvent, CallHistory, CallRating, Milestone, live_state
 from pbxbridge.domain.contacts import Contact
 from pbxbridge.domain.directory import Department, Directory, PbxUser
-from pbxbridge.domain.reconciliation import CallState, HistoryCall
+
+if TYPE_CHECKING:
+    # Reconciliation's types, imported where its store builds them: the webhook's cold start does not
+    # pay for reconciliation (or the PBX client's models it imports).
+    from pbxbridge.domain.reconciliation import CallState, HistoryCall
 
 log = logging.getLogger(__name__)
 
@@ -359,11 +361,7 @@ class DynamoCallStore:
         )
         if "Item" not in response:
             return None
-        call = plain_item(response["Item"])
-        state = live_state({m.value for m in Milestone if m.value in call})
-        if state is not None:
-            call["live_state"] = state.value
-        return call
+        return _with_live_state(plain_item(response["Item"]))
 
     @_unavailable_on_aws_errors
     def timeline(self, callid: str) -> list[dict[str, Any]]:
@@ -402,8 +400,17 @@ class DynamoCallStore:
         page = self._client.query(**kwargs)
         last = page.get("LastEvaluatedKey")
         return CallPage(
-            calls=[plain_item(item) for item in page.get("Items", [])], cursor=_encode_cursor(last) if last else None
+            calls=[_with_live_state(plain_item(item)) for item in page.get("Items", [])],
+            cursor=_encode_cursor(last) if last else None,
         )
+
+
+def _with_live_state(call: dict[str, Any]) -> dict[str, Any]:
+    """The call as read, with its derived `live_state` (see domain.calls.live_state)."""
+    state = live_state({m.value for m in Milestone if m.value in call}, finished="outcome" in call)
+    if state is not None:
+        call["live_state"] = state.value
+    return call
 
 
 @dataclass(frozen=True)
@@ -479,6 +486,8 @@ class DynamoContactStore:
     @_unavailable_on_aws_errors
     def put_contacts(self, contacts: Iterable[Contact]) -> int:
         count = 0
+        from boto3.dynamodb.table import BatchWriter
+
         # boto3's BatchWriter chunks by 25 and resends unprocessed items; it takes wire-format items.
         with BatchWriter(self._table, self._client, overwrite_by_pkeys=["phone"]) as batch:
             for contact in contacts:
@@ -500,6 +509,8 @@ class DynamoLedger:
 
     @_unavailable_on_aws_errors
     def reconciliation_state(self, callids: list[str]) -> dict[str, CallState]:
+        from pbxbridge.domain.reconciliation import CallState
+
         keys: list[dict[str, Any]] = [{"callid": {"S": callid}} for callid in dict.fromkeys(callids)]
         found: dict[str, CallState] = {}
         request: dict[str, Any] = {
@@ -536,6 +547,8 @@ class DynamoLedger:
             self.merge_call(call, reconciled_at, had_history=False)
             return False
 
+        from concurrent.futures import ThreadPoolExecutor
+
         with ThreadPoolExecutor(max_workers=8) as pool:
             return sum(pool.map(create, calls))
 
@@ -543,6 +556,8 @@ class DynamoLedger:
     def write_old_calls(self, calls: list[HistoryCall], reconciled_at: datetime) -> None:
         """Write missing calls in batches of 25, unconditionally: only for calls so old that no push
         can still arrive for them (a backfill), where a conditional write per call buys nothing."""
+        from boto3.dynamodb.table import BatchWriter
+
         with BatchWriter(self._calls_table, self._client) as batch:
             for call in calls:
                 batch.put_item(Item={k: _serialize(v) for k, v in _history_call_item(call, reconciled_at).items()})

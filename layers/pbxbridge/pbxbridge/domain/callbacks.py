@@ -1,0 +1,403 @@
+"""Call-backs: a missed inbound call from a number that nobody has returned yet.
+
+A missed inbound call opens a call-back for its number (one per number: further missed calls add to
+it). Any later answered call with that number, in either direction, closes it; outbound calls to the
+number that were not answered, between the first missed call and the closing one, are counted as
+attempts.
+
+Calls reach us duplicated, reordered and late (reconciliation creates calls whose pushes were lost,
+minutes after the fact), so a number's call-backs are never edited step by step. Each number keeps a
+*ledger*: the relevant calls (missed, answered, unanswered outbound) keyed by call id, each with its
+start time. The call-backs are derived from the ledger by replaying its calls in start order, so the
+result depends only on which calls are known, never on the order they came in:
+
+- a missed call whose start is before an answered call already known is not an open call-back: it
+  falls in the cycle that answered call closed;
+- the same call twice is one entry;
+- a late answered call that started between two missed calls splits them: the earlier ones are
+  closed by it, the later ones stay open.
+
+A call-back keeps the id it was given when it was first derived (from the missed call that opened it;
+`<phone>/<callid>`), through later extensions and splits. The ledger is written back with a condition
+on its version, so concurrent calls with one number retry instead of overwriting each other.
+
+The store interface (`CallbackStore`) is the data access; this module never touches boto3.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+UNASSIGNED = "unassigned"  # the owner of a call-back no user or group can be found for
+MAX_LEDGER_CALLS = 1000  # a number's ledger stays far below DynamoDB's 400 KB item limit (~100 B a call)
+MAX_LISTED_CALLIDS = 50  # the missed call ids a call-back shows (the count is always exact)
+# A call-back closed this long before the number's newest call is settled: its calls are forgotten.
+SETTLED_AFTER = timedelta(days=3)
+SAVE_ATTEMPTS = 10
+
+
+class CallbackStatus(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class Callback(BaseModel):
+    """A call-back as the list, the events and the widget show it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(description="`<phone>/<callid of the missed call that opened it>`, never changes")
+    phone: str = Field(description="the client's number, E.164")
+    owner: str = Field(description="a PBX login, a group (`g_<id>`), or `unassigned`")
+    status: CallbackStatus
+    missed_count: int = Field(ge=1)
+    missed_callids: tuple[str, ...] = Field(description="the missed calls, oldest first (the last 50)")
+    first_missed_at: datetime
+    last_missed_at: datetime
+    attempts: int = Field(default=0, ge=0, description="outbound calls to the number that were not answered")
+    closed_by: str | None = Field(default=None, description="the PBX login that answered or made the closing call")
+    closed_callid: str | None = None
+    closed_at: datetime | None = Field(default=None, description="when the closing call started")
+    seconds_to_call_back: int | None = Field(default=None, description="first missed call to the closing call")
+
+
+@dataclass(frozen=True)
+class CallbackPage:
+    callbacks: list[Callback]
+    cursor: str | None
+
+
+class CallKind(StrEnum):
+    MISSED = "missed"  # inbound, not answered: opens or adds to a call-back
+    ANSWERED = "answered"  # either direction: closes
+    ATTEMPT = "attempt"  # outbound, not answered: counted
+
+
+_PRECEDENCE = {CallKind.ATTEMPT: 0, CallKind.MISSED: 1, CallKind.ANSWERED: 2}
+
+
+@dataclass(frozen=True, slots=True)
+class CallFact:
+    """What one call means for its number's call-backs."""
+
+    callid: str
+    phone: str
+    kind: CallKind
+    at: datetime  # when the call started (UTC)
+    user: str | None = None  # MISSED: the user or group rung; ANSWERED: the login who took or made it
+
+    def merge(self, other: CallFact) -> CallFact:
+        """The same call seen twice (an event, then its history): answered wins, the earlier start
+        wins (an event's arrival is only an estimate of the start), a known user is kept."""
+        kind = max(self.kind, other.kind, key=_PRECEDENCE.__getitem__)
+        same_kind = [f for f in (self, other) if f.kind is kind]
+        user = next((f.user for f in same_kind if f.user), None)
+        return CallFact(self.callid, self.phone, kind, min(self.at, other.at), user)
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """What is fixed when a call-back is first derived: its id and owner."""
+
+    id: str
+    owner: str
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """A number's relevant calls and its call-backs' ids; `version` guards concurrent writes."""
+
+    phone: str
+    version: int = 0
+    calls: Mapping[str, CallFact] = field(default_factory=dict)
+    opened: Mapping[str, Opened] = field(default_factory=dict)  # opening missed callid -> id, owner
+    boundary: datetime | None = None  # calls that started before it are forgotten and ignored
+
+    def callbacks(self) -> list[Callback]:
+        # Every derived call-back has its identity in `opened`; the fallback only keeps a damaged
+        # ledger readable (its ids would then be derived afresh, as for a new call-back).
+        return derive(self.phone, self.calls.values(), self.opened, lambda fact: UNASSIGNED)[0]
+
+
+def _key(fact: CallFact) -> tuple[datetime, str]:
+    return fact.at, fact.callid
+
+
+@dataclass
+class _Cycle:
+    missed: list[CallFact] = field(default_factory=list)
+    attempts: int = 0
+    closer: CallFact | None = None
+
+
+def _cycles(calls: Iterable[CallFact]) -> list[_Cycle]:
+    cycles: list[_Cycle] = []
+    current: _Cycle | None = None
+    for fact in sorted(calls, key=_key):
+        if fact.kind is CallKind.MISSED:
+            if current is None:
+                current = _Cycle()
+                cycles.append(current)
+            current.missed.append(fact)
+        elif fact.kind is CallKind.ATTEMPT:
+            if current is not None:
+                current.attempts += 1
+        elif current is not None:
+            current.closer = fact
+            current = None
+    return cycles
+
+
+OwnerOf = Callable[[CallFact], str]
+
+
+def derive(
+    phone: str,
+    calls: Iterable[CallFact],
+    opened: Mapping[str, Opened],
+    owner_of: OwnerOf | None = None,
+    members: Mapping[str, str] | None = None,
+) -> tuple[list[Callback], dict[str, Opened]]:
+    """The call-backs a set of calls means, oldest first, and the ids and owners they keep.
+
+    A cycle that holds the opening call of a known call-back keeps that call-back's id and owner. If
+    an opening call is no longer a missed call (it turned out answered), the first cycle holding one
+    of that call-back's other missed calls (`members`: missed callid -> the opening callid of the
+    call-back it was in) takes it over. Any other cycle is new: its id comes from its earliest missed
+    call, its owner from `owner_of` (which must be given when a new call-back can appear)."""
+    calls = list(calls)
+    callbacks: list[Callback] = []
+    kept: dict[str, Opened] = {}
+    still_missed = {f.callid for f in calls if f.kind is CallKind.MISSED}
+    orphans = {callid for callid in opened if callid not in still_missed}
+    members_ = members or {}
+    for cycle in _cycles(calls):
+        known = next((f.callid for f in cycle.missed if f.callid in opened), None)
+        adopted = next((members_[f.callid] for f in cycle.missed if members_.get(f.callid) in orphans), None)
+        if known is not None:
+            opener, identity = known, opened[known]
+        elif adopted is not None:
+            orphans.discard(adopted)
+            opener, identity = cycle.missed[0].callid, opened[adopted]
+        else:
+            if owner_of is None:
+                raise ValueError("a new call-back needs an owner")
+            first = cycle.missed[0]
+            opener, identity = first.callid, Opened(id=f"{phone}/{first.callid}", owner=owner_of(first))
+        kept[opener] = identity
+        first_at, closer = cycle.missed[0].at, cycle.closer
+        callbacks.append(
+            Callback(
+                id=identity.id,
+                phone=phone,
+                owner=identity.owner,
+                status=CallbackStatus.OPEN if closer is None else CallbackStatus.CLOSED,
+                missed_count=len(cycle.missed),
+                missed_callids=tuple(f.callid for f in cycle.missed[-MAX_LISTED_CALLIDS:]),
+                first_missed_at=first_at,
+                last_missed_at=cycle.missed[-1].at,
+                attempts=cycle.attempts,
+                closed_by=closer.user if closer else None,
+                closed_callid=closer.callid if closer else None,
+                closed_at=closer.at if closer else None,
+                seconds_to_call_back=max(0, int((closer.at - first_at).total_seconds())) if closer else None,
+            )
+        )
+    return callbacks, kept
+
+
+def apply(ledger: Ledger, fact: CallFact, owner_of: OwnerOf) -> tuple[Ledger, list[Callback]]:
+    """The ledger with one more call, and the call-backs that call created or changed.
+
+    Returns the ledger itself and no call-backs when the call changes nothing (a duplicate, or a call
+    older than what the ledger still remembers)."""
+    if ledger.boundary is not None and fact.at <= ledger.boundary:
+        return ledger, []
+    known = ledger.calls.get(fact.callid)
+    merged = known.merge(fact) if known else fact
+    if merged == known:
+        return ledger, []
+    if known is None and len(ledger.calls) >= 2 * MAX_LEDGER_CALLS:
+        # Thousands of calls and not one answered to settle them at (a number that only ever
+        # misses): the call-back stops growing rather than the ledger outgrowing its item.
+        return ledger, []
+    calls = {**ledger.calls, fact.callid: merged}
+    before = {callback.id: callback for callback in ledger.callbacks()}
+    opener_of = {identity.id: callid for callid, identity in ledger.opened.items()}
+    members = {
+        missed: opener_of[callback.id]
+        for callback in before.values()
+        if callback.id in opener_of
+        for missed in callback.missed_callids
+    }
+    callbacks, opened = derive(ledger.phone, calls.values(), ledger.opened, owner_of, members)
+    changed = [callback for callback in callbacks if before.get(callback.id) != callback]
+    derived = {callback.id for callback in callbacks}
+    for gone in before.values():
+        if gone.id not in derived and gone.status is CallbackStatus.OPEN:
+            # Its only missed call turned out answered (an ACCEPTED that came after the history):
+            # that call returned it. Closed, rather than left open with nothing to close it ever.
+            changed.append(_closed_by(gone, merged))
+    updated = _forget_settled(replace(ledger, calls=calls, opened=opened))
+    return updated, changed
+
+
+def _closed_by(callback: Callback, closer: CallFact) -> Callback:
+    seconds = max(0, int((closer.at - callback.first_missed_at).total_seconds()))
+    return callback.model_copy(
+        update={
+            "status": CallbackStatus.CLOSED,
+            "closed_by": closer.user,
+            "closed_callid": closer.callid,
+            "closed_at": closer.at,
+            "seconds_to_call_back": seconds,
+        }
+    )
+
+
+def _forget_settled(ledger: Ledger) -> Ledger:
+    """Keep the ledger small: forget everything before the last answered call that started more than
+    SETTLED_AFTER before the number's newest call (or, beyond MAX_LEDGER_CALLS, before the last
+    answered call among the oldest calls).
+
+    Until then every call counts, however late it comes (reconciliation finds lost calls within
+    minutes, its daily run within a day). An answered call ends every call-back before it, so none
+    straddles the boundary: the ones before it are settled as stored, and a call that arrives later
+    but started before it is ignored."""
+    ordered = sorted(ledger.calls.values(), key=_key)
+    settled = ordered[-1].at - SETTLED_AFTER
+    overflow = len(ordered) - MAX_LEDGER_CALLS
+    candidates = [
+        f.at for index, f in enumerate(ordered) if f.kind is CallKind.ANSWERED and (f.at <= settled or index < overflow)
+    ]
+    boundary = candidates[-1] if candidates else None
+    if boundary is None or (ledger.boundary is not None and boundary <= ledger.boundary):
+        return ledger
+    # The answered call at the boundary itself is kept: it still closes what comes right before it.
+    calls = {f.callid: f for f in ordered if f.at >= boundary}
+    opened = {callid: o for callid, o in ledger.opened.items() if callid in calls}
+    return replace(ledger, calls=calls, opened=opened, boundary=boundary)
+
+
+class CallbackStore(Protocol):
+    """Data access for call-backs (pbxbridge.storage.callbacks.DynamoCallbackStore is one)."""
+
+    def ledger(self, phone: str) -> Ledger | None:
+        """The number's ledger (strongly consistent), or None when no call with it mattered yet."""
+        ...
+
+    def save(self, ledger: Ledger, expected_version: int, changed: Sequence[Callback]) -> bool:
+        """Write the ledger (as version `expected_version + 1`) and the changed call-backs in one
+        transaction, only if the stored ledger is still at `expected_version` (0: none stored).
+        False when another writer got there first."""
+        ...
+
+    def list_callbacks(
+        self, owner: str, status: CallbackStatus, limit: int = 50, cursor: str | None = None
+    ) -> CallbackPage:
+        """An owner's call-backs with this status, the most recently missed first."""
+        ...
+
+
+class CallbackConflictError(RuntimeError):
+    """Writers kept racing for one number's ledger; the caller retries later (the stream redelivers)."""
+
+
+def record_call(store: CallbackStore, fact: CallFact, owner_of: OwnerOf) -> list[Callback]:
+    """Add one call to its number's ledger; returns the call-backs it opened, extended or closed."""
+    for attempt in range(SAVE_ATTEMPTS):
+        if attempt:
+            # Writers that collided would collide again in step: spread them out a little.
+            time.sleep(random.uniform(0, 0.01 * attempt))  # noqa: S311 - jitter, not a secret
+        ledger = store.ledger(fact.phone) or Ledger(phone=fact.phone)
+        updated, changed = apply(ledger, fact, owner_of)
+        if updated is ledger:
+            return []
+        if store.save(replace(updated, version=ledger.version + 1), ledger.version, changed):
+            return changed
+    raise CallbackConflictError(f"the ledger of {fact.phone} kept changing under us")
+
+
+def list_callbacks(
+    store: CallbackStore,
+    owner: str,
+    status: CallbackStatus = CallbackStatus.OPEN,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> CallbackPage:
+    """An owner's call-backs (open by default), the most recently missed first; `cursor` from the
+    previous page. The widget calls this with its token's login."""
+    return store.list_callbacks(owner, status, limit, cursor)
+
+
+def _time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _group(user: Any) -> str | None:
+    """`g_<id>@tenant` -> `g_<id>`: a group as an owner."""
+    if isinstance(user, str) and user.lower().startswith("g_"):
+        return "g_" + user.split("@", 1)[0][2:]
+    return None
+
+
+def call_facts(call: Mapping[str, Any], event_types: Iterable[str]) -> list[CallFact]:
+    """What a change of a call item means for call-backs, given the call events the change stream
+    decided for it (`CallMissed`, `CallAnswered`, `CallEnded`: each once per transition)."""
+    phone, callid = call.get("client"), call.get("callid")
+    started = _time(call.get("started_at"))
+    if not isinstance(phone, str) or not phone or not isinstance(callid, str) or started is None:
+        return []
+    facts = []
+    types = set(event_types)
+    answered_by = call.get("accepted_by") or call.get("pbx_user")
+    if "CallAnswered" in types or ("CallEnded" in types and call.get("outcome") == "answered"):
+        facts.append(CallFact(callid, phone, CallKind.ANSWERED, started, answered_by))
+    elif "CallMissed" in types and call.get("direction") != "out":
+        rung = call.get("pbx_user") or _group(call.get("user")) or _group(call.get("group"))
+        facts.append(CallFact(callid, phone, CallKind.MISSED, started, rung))
+    elif "CallEnded" in types and call.get("direction") == "out":
+        facts.append(CallFact(callid, phone, CallKind.ATTEMPT, started, call.get("pbx_user")))
+    return facts
+
+
+def owner_by(responsible_login: Callable[[str], str | None]) -> OwnerOf:
+    """The owner of a new call-back: the contact's responsible (as a PBX login, through
+    `responsible_login(phone)`), else the user or group that was rung, else `unassigned`."""
+
+    def owner_of(fact: CallFact) -> str:
+        return responsible_login(fact.phone) or fact.user or UNASSIGNED
+
+    return owner_of
+
+
+__all__ = [
+    "UNASSIGNED",
+    "CallFact",
+    "CallKind",
+    "Callback",
+    "CallbackConflictError",
+    "CallbackPage",
+    "CallbackStatus",
+    "CallbackStore",
+    "Ledger",
+    "apply",
+    "call_facts",
+    "derive",
+    "list_callbacks",
+    "owner_by",
+    "record_call",
+]

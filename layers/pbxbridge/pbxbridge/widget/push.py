@@ -1,0 +1,199 @@
+"""The calls' change stream -> the live card in the widgets of the people the call concerns.
+
+A second consumer of the CallsTable stream beside StreamFunction: the card does not wait for
+EventBridge or SQS, and a slow browser never holds up the call events. Posts go through the
+WebSocket API's management endpoint; a connection that is gone (410) is forgotten on that first
+failed post. A card is a hint for a person, not a record: a post that fails otherwise is logged and
+counted, never retried (a retried batch would pop the card again in every other widget).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Protocol
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+
+from pbxbridge.domain.card import build_card, card_change, card_update, people_of, responsible_login
+from pbxbridge.domain.contacts import Contact
+from pbxbridge.domain.directory import Directory
+
+logger = Logger()
+metrics = Metrics()
+
+
+class ConnectionGoneError(Exception):
+    """The browser went away (API Gateway's GoneException, 410)."""
+
+
+class Connections(Protocol):
+    def of(self, login: str) -> list[str]: ...
+    def disconnected(self, connection_id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class CardDependencies:
+    calls_table: str
+    callbacks_table: str | None
+    region: str
+    crm_url_template: str | None
+    contact: Callable[[str], Contact | None]
+    last_calls: Callable[[str], list[dict[str, Any]]]
+    directory: Callable[[], Directory]
+    connections: Connections
+    post: Callable[[str, bytes], None]  # raises ConnectionGoneError
+
+
+@lru_cache(maxsize=1)
+def default_dependencies() -> CardDependencies:
+    import boto3
+    from botocore.config import Config
+
+    from pbxbridge.domain.directory import CachedDirectory
+    from pbxbridge.storage.connections import DynamoConnectionStore
+    from pbxbridge.storage.dynamodb import DynamoCallStore, DynamoContactStore, DynamoDirectoryStore, dynamodb_client
+    from pbxbridge.widget.settings import card_settings
+
+    settings = card_settings()
+    client = dynamodb_client()
+    calls = DynamoCallStore(client, settings.calls_table, settings.calls_table)
+    contacts = DynamoContactStore(client, settings.contacts_table)
+    directory_table = settings.directory_table
+    directory = CachedDirectory(
+        (lambda: DynamoDirectoryStore(client, directory_table).snapshot(settings.phone_region, departments=False))
+        if directory_table
+        else (lambda: Directory(region=settings.phone_region)),
+        ttl=settings.directory_cache_seconds,
+    )
+    # A person is waiting: short timeouts, one retry; a browser that is slow to take a frame is its problem.
+    management = boto3.client(
+        "apigatewaymanagementapi",
+        endpoint_url=settings.socket_endpoint,
+        config=Config(connect_timeout=1, read_timeout=2, retries={"max_attempts": 2, "mode": "standard"}),
+    )
+
+    def post(connection_id: str, data: bytes) -> None:
+        try:
+            management.post_to_connection(ConnectionId=connection_id, Data=data)
+        except management.exceptions.GoneException as exc:
+            raise ConnectionGoneError(connection_id) from exc
+
+    return CardDependencies(
+        calls_table=settings.calls_table,
+        callbacks_table=settings.callbacks_table,
+        region=settings.phone_region,
+        crm_url_template=settings.crm_record_url_template,
+        contact=contacts.get_contact,
+        last_calls=lambda phone: calls.calls_by_client(phone, limit=6).calls,
+        directory=directory,
+        connections=DynamoConnectionStore(client, settings.connections_table),
+        post=post,
+    )
+
+
+def _image(raw: Any) -> dict[str, Any] | None:
+    from pbxbridge.storage.dynamodb import plain_item
+
+    return plain_item(raw) if raw else None
+
+
+def cards_for(
+    old: Mapping[str, Any] | None, new: Mapping[str, Any], deps: CardDependencies
+) -> list[tuple[set[str], dict[str, Any]]]:
+    """(logins, message) pairs this change of a call sends; one read of the contact, one query of the
+    number's last calls (only when a card pops up)."""
+    change = card_change(old, new)
+    if change is None:
+        return []
+    directory = deps.directory()
+    client = new.get("client")
+    contact = deps.contact(str(client)) if client else None
+    responsible = responsible_login(contact, directory)
+    everyone = people_of(new, directory, responsible)
+    messages: list[tuple[set[str], dict[str, Any]]] = []
+    # The card pops up for whoever it has not popped up for yet: all on the first ring, then new legs.
+    if change.first_ring:
+        popped = everyone
+    else:
+        popped = {login for login in (directory.resolve(leg) for leg in change.newly_rung) if login}
+    if popped:
+        last = deps.last_calls(str(client)) if client else []
+        card = build_card(new, contact, last, directory, deps.region, deps.crm_url_template)
+        messages.append((popped, {"type": "card", "card": card}))
+    if change.updates and (rest := everyone - popped):
+        messages.append((rest, {"type": "card.update", "card": card_update(new, directory)}))
+    return messages
+
+
+def deliver(logins: set[str], message: dict[str, Any], deps: CardDependencies) -> int:
+    """Post to every open connection of these users, in parallel; returns how many took it."""
+    data = json.dumps(message, ensure_ascii=False, default=str).encode()
+    targets = [connection for login in sorted(logins) for connection in deps.connections.of(login)]
+
+    def one(connection_id: str) -> bool:
+        try:
+            deps.post(connection_id, data)
+            return True
+        except ConnectionGoneError:
+            deps.connections.disconnected(connection_id)
+            metrics.add_metric(name="WidgetConnectionsGone", unit=MetricUnit.Count, value=1)
+        except Exception:
+            logger.exception("card not delivered", extra={"type": message["type"]})
+            metrics.add_metric(name="CardPostFailures", unit=MetricUnit.Count, value=1)
+        return False
+
+    if len(targets) <= 1:
+        return sum(one(t) for t in targets)
+    with ThreadPoolExecutor(max_workers=min(8, len(targets))) as pool:
+        return sum(pool.map(one, targets))
+
+
+def callback_watchers(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, directory: Directory) -> set[str]:
+    """Whose call-back list a change of a call-back item changed: its owner before and after (a
+    department's members for `g_<id>`); nobody's for the number's ledger."""
+    owners = {
+        str(image["owner_status"]).rsplit("#", 1)[0]
+        for image in (old, new)
+        if image and isinstance(image.get("owner_status"), str)
+    }
+    logins = {owner for owner in owners if not owner.startswith("g_") and owner != "unassigned"}
+    departments = {owner[2:] for owner in owners if owner.startswith("g_")}
+    logins |= {user.login for user in directory.users if user.active and departments & set(user.groups)}
+    return logins
+
+
+def handle_record(record: DynamoDBRecord, deps: CardDependencies | None = None) -> None:
+    deps = deps or default_dependencies()
+    stream = record.dynamodb
+    if stream is None:
+        return
+    old, new = _image(stream.raw_event.get("OldImage")), _image(stream.raw_event.get("NewImage"))
+    table = (record.event_source_arn or "").split(":table/", 1)[-1].split("/stream/", 1)[0]
+    if deps.callbacks_table and table == deps.callbacks_table:
+        # The list is read through the widget's API (it is the user's own data): this only says "reload".
+        watchers = callback_watchers(old, new, deps.directory())
+        if watchers:
+            deliver(watchers, {"type": "callbacks"}, deps)
+        return
+    if new is None:
+        return
+    for logins, message in cards_for(old, new, deps):
+        delivered = deliver(logins, message, deps)
+        logger.info("card sent", extra={"type": message["type"], "callid": new["callid"], "delivered": delivered})
+        metrics.add_metric(name="CardsDelivered", unit=MetricUnit.Count, value=delivered)
+
+
+def handle_card_stream(event: dict[str, Any], context: Any, deps: CardDependencies | None = None) -> dict[str, Any]:
+    processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+    response = process_partial_response(
+        event=event, record_handler=functools.partial(handle_record, deps=deps), processor=processor, context=context
+    )
+    return dict(response)

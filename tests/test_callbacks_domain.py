@@ -1,0 +1,377 @@
+"""Call-backs, the domain alone: what a set of calls means, whatever order and however often they come."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pbxbridge.domain import callbacks as domain
+from pbxbridge.domain.callbacks import (
+    Callback,
+    CallbackPage,
+    CallbackStatus,
+    CallFact,
+    CallKind,
+    Ledger,
+    call_facts,
+    owner_by,
+    record_call,
+)
+
+PHONE = "+79101234567"
+T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
+
+
+def at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def missed(callid: str, minutes: float, user: str | None = "andy") -> CallFact:
+    return CallFact(callid, PHONE, CallKind.MISSED, at(minutes), user)
+
+
+def answered(callid: str, minutes: float, user: str | None = "mike") -> CallFact:
+    return CallFact(callid, PHONE, CallKind.ANSWERED, at(minutes), user)
+
+
+def attempt(callid: str, minutes: float) -> CallFact:
+    return CallFact(callid, PHONE, CallKind.ATTEMPT, at(minutes), "mike")
+
+
+class MemoryStore:
+    """The store protocol in memory, with the version guard the DynamoDB store has."""
+
+    def __init__(self) -> None:
+        self.ledgers: dict[str, Ledger] = {}
+        self.items: dict[str, Callback] = {}
+        self.saves = 0
+        self.conflicts = 0
+        self._lock = threading.Lock()
+        self.before_save: list[object] = []  # hooks run between a writer's read and its write
+
+    def ledger(self, phone: str) -> Ledger | None:
+        return self.ledgers.get(phone)
+
+    def save(self, ledger: Ledger, expected_version: int, changed: Sequence[Callback]) -> bool:
+        for hook in list(self.before_save):
+            self.before_save.remove(hook)
+            hook()  # type: ignore[operator]
+        with self._lock:
+            current = self.ledgers.get(ledger.phone)
+            if (current.version if current else 0) != expected_version:
+                self.conflicts += 1
+                return False
+            self.ledgers[ledger.phone] = ledger
+            self.items.update({callback.id: callback for callback in changed})
+            self.saves += 1
+            return True
+
+    def list_callbacks(
+        self, owner: str, status: CallbackStatus, limit: int = 50, cursor: str | None = None
+    ) -> CallbackPage:
+        found = [c for c in self.items.values() if c.owner == owner and c.status is status]
+        return CallbackPage(sorted(found, key=lambda c: c.last_missed_at, reverse=True)[:limit], None)
+
+
+def owner_of(fact: CallFact) -> str:
+    return fact.user or domain.UNASSIGNED
+
+
+def play(facts: Sequence[CallFact], store: MemoryStore | None = None) -> MemoryStore:
+    store = store or MemoryStore()
+    for fact in facts:
+        record_call(store, fact, owner_of)
+    return store
+
+
+def test_a_missed_call_opens_a_call_back_and_more_missed_calls_add_to_it() -> None:
+    store = play([missed("m1", 0), missed("m2", 5), missed("m2", 5)])  # m2 twice: counted once
+    (callback,) = store.items.values()
+    assert callback.id == f"{PHONE}/m1"
+    assert callback.status is CallbackStatus.OPEN
+    assert (callback.missed_count, callback.missed_callids) == (2, ("m1", "m2"))
+    assert (callback.first_missed_at, callback.last_missed_at) == (at(0), at(5))
+    assert callback.owner == "andy"
+    assert store.saves == 2  # the duplicate wrote nothing
+
+
+def test_a_later_answered_call_in_either_direction_closes_it_with_who_and_how_long() -> None:
+    store = play([missed("m1", 0), attempt("o1", 3), attempt("o2", 4), answered("a1", 20, "mike")])
+    (callback,) = store.items.values()
+    assert callback.status is CallbackStatus.CLOSED
+    assert (callback.closed_by, callback.closed_callid, callback.closed_at) == ("mike", "a1", at(20))
+    assert callback.seconds_to_call_back == 20 * 60
+    assert callback.attempts == 2
+
+
+def test_an_answered_call_before_the_missed_one_does_not_close_it() -> None:
+    store = play([answered("a0", -10), attempt("o0", -5), missed("m1", 0)])
+    (callback,) = store.items.values()
+    assert callback.status is CallbackStatus.OPEN
+    assert callback.attempts == 0  # an outbound call before the missed one is no call-back attempt
+
+
+def test_a_missed_call_that_started_before_an_answered_call_already_processed_does_not_open_one() -> None:
+    # The manager returned the call; the missed call's push was lost and reconciliation brings it later.
+    store = play([answered("a1", 30), missed("m1", 0)])
+    (callback,) = store.items.values()
+    assert callback.status is CallbackStatus.CLOSED
+    assert (callback.closed_callid, callback.seconds_to_call_back) == ("a1", 30 * 60)
+    assert store.list_callbacks("andy", CallbackStatus.OPEN).callbacks == []
+
+
+def test_an_answered_call_that_arrives_late_splits_the_missed_calls_around_it() -> None:
+    store = play([missed("m1", 0), missed("m2", 30), answered("a1", 15)])
+    first, second = sorted(store.items.values(), key=lambda c: c.first_missed_at)
+    assert (first.id, first.status, first.missed_callids, first.closed_callid) == (
+        f"{PHONE}/m1",
+        CallbackStatus.CLOSED,
+        ("m1",),
+        "a1",
+    )
+    assert (second.id, second.status, second.missed_callids) == (f"{PHONE}/m2", CallbackStatus.OPEN, ("m2",))
+
+
+def test_an_earlier_missed_call_arriving_late_joins_the_call_back_and_keeps_its_id() -> None:
+    store = play([missed("m2", 10), missed("m1", 0)])
+    (callback,) = store.items.values()
+    assert callback.id == f"{PHONE}/m2"  # the id it was published with never changes
+    assert (callback.missed_callids, callback.first_missed_at) == (("m1", "m2"), at(0))
+
+
+def test_a_call_seen_as_an_event_then_as_history_is_one_call() -> None:
+    # ACCEPTED stamps the arrival as the start; the history then gives the PBX's own, earlier start.
+    event = CallFact("a1", PHONE, CallKind.ANSWERED, at(21), "mike")
+    history = CallFact("a1", PHONE, CallKind.ANSWERED, at(20), "mike")
+    store = play([missed("m1", 0), event, history])
+    (callback,) = store.items.values()
+    assert (callback.closed_at, callback.seconds_to_call_back) == (at(20), 1200)
+    assert len(store.ledgers[PHONE].calls) == 2
+
+
+def test_a_missed_call_that_turns_out_answered_hands_its_call_back_on_or_closes_it() -> None:
+    # The PBX's ACCEPTED came after its history said missed: the call was answered after all.
+    store = play([missed("m1", 0), missed("m2", 5), answered("m1", 0, "andy")])
+    (callback,) = store.items.values()
+    assert (callback.id, callback.status, callback.missed_callids) == (f"{PHONE}/m1", CallbackStatus.OPEN, ("m2",))
+    assert store.ledgers[PHONE].callbacks() == [callback]
+    alone = play([missed("m1", 0), answered("m1", 0, "andy")])
+    (callback,) = alone.items.values()
+    assert (callback.status, callback.closed_callid, callback.closed_by, callback.seconds_to_call_back) == (
+        CallbackStatus.CLOSED,
+        "m1",
+        "andy",
+        0,
+    )
+    assert alone.ledgers[PHONE].callbacks() == []
+
+
+def test_call_backs_settled_days_ago_are_forgotten_and_late_calls_before_them_ignored() -> None:
+    day = 24 * 60
+    store = play([missed("m1", 0), answered("a1", 10), missed("m2", 20), answered("a2", 30)])
+    assert store.ledgers[PHONE].boundary is None  # recent: a late call still corrects them
+    play([missed("m3", 5 * day)], store)
+    ledger = store.ledgers[PHONE]
+    assert ledger.boundary == at(30)  # m1's and m2's call-backs are settled
+    assert set(ledger.calls) == {"a2", "m3"}
+    before = dict(store.items)
+    play([missed("m0", 5), answered("a0", 1)], store)  # started before the boundary: returned long ago
+    assert store.items == before
+    assert [c.status for c in sorted(store.items.values(), key=lambda c: c.first_missed_at)] == [
+        CallbackStatus.CLOSED,
+        CallbackStatus.CLOSED,
+        CallbackStatus.OPEN,
+    ]
+
+
+def test_a_late_call_within_days_still_corrects_a_closed_call_back() -> None:
+    store = play([missed("m1", 0), missed("m2", 20), answered("a2", 30), missed("m3", 60)])
+    play([answered("a1", 10)], store)  # reconciliation found it: m1 was returned sooner
+    first, second, third = sorted(store.items.values(), key=lambda c: c.first_missed_at)
+    assert (first.missed_callids, first.closed_callid, first.seconds_to_call_back) == (("m1",), "a1", 600)
+    assert (second.missed_callids, second.closed_callid) == (("m2",), "a2")
+    assert (third.missed_callids, third.status) == (("m3",), CallbackStatus.OPEN)
+
+
+def test_a_number_that_is_always_answered_keeps_a_small_ledger() -> None:
+    day = 24 * 60
+    store = play([answered(f"a{i}", i * day / 4) for i in range(60)])  # four calls a day for 15 days
+    ledger = store.ledgers[PHONE]
+    assert store.items == {}
+    assert len(ledger.calls) <= 4 * 3 + 1  # the last three days, and the answered call at the boundary
+
+
+def test_a_number_that_only_ever_misses_stops_growing_at_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(domain, "MAX_LEDGER_CALLS", 5)
+    store = play([missed(f"m{i}", i) for i in range(12)])
+    (callback,) = store.items.values()
+    assert callback.missed_count == 10  # then the ledger is full, and nothing answered to settle it at
+    assert callback.missed_callids[-1] == "m9"
+
+
+def test_the_owner_is_the_responsible_as_a_login_else_who_was_rung() -> None:
+    logins = {PHONE: "andy"}
+    owner = owner_by(logins.get)
+    assert owner(missed("m1", 0, user="g_sales")) == "andy"
+    other = replace(missed("m2", 0, user="g_sales"), phone="+79990000000")
+    assert owner(other) == "g_sales"
+    assert owner(replace(other, user=None)) == domain.UNASSIGNED
+
+
+def test_racing_writers_retry_and_lose_nothing() -> None:
+    store = MemoryStore()
+    # Another writer saves between our read and our write: our guarded save fails, we read again.
+    store.before_save.append(lambda: record_call(store, missed("m2", 5), owner_of))
+    record_call(store, missed("m1", 0), owner_of)
+    (callback,) = store.items.values()
+    assert callback.missed_count == 2
+    assert store.conflicts == 1
+
+
+def test_writers_that_never_win_give_up_with_a_retryable_error() -> None:
+    class Contended(MemoryStore):
+        def save(self, ledger: Ledger, expected_version: int, changed: Sequence[Callback]) -> bool:
+            return False
+
+    with pytest.raises(domain.CallbackConflictError):
+        record_call(Contended(), missed("m1", 0), owner_of)
+
+
+@pytest.mark.parametrize(
+    ("call", "types", "kind"),
+    [
+        ({"direction": "in", "outcome": "missed", "pbx_user": None, "user": "g_x@t.ru"}, ["CallMissed"], "missed"),
+        ({"direction": "in", "accepted_by": "andy"}, ["CallAnswered"], "answered"),
+        ({"direction": "out", "outcome": "answered", "pbx_user": "andy"}, ["CallEnded"], "answered"),
+        ({"direction": "out", "outcome": "busy", "pbx_user": "andy"}, ["CallEnded"], "attempt"),
+        ({"direction": "in", "outcome": "busy"}, ["CallEnded"], None),
+        ({"direction": "in"}, ["CallRinging"], None),
+    ],
+)
+def test_what_a_call_change_means(call: dict[str, object], types: list[str], kind: str | None) -> None:
+    item = {"callid": "c1", "client": PHONE, "started_at": "2026-11-27T10:00:00Z", **call}
+    facts = call_facts(item, types)
+    assert [f.kind.value for f in facts] == ([kind] if kind else [])
+    if kind == "missed":
+        assert facts[0].user == "g_x"
+    assert call_facts({**item, "started_at": None}, types) == []
+
+
+# Every order, with duplicates: the open call-back and everything stored match one replay in start order.
+
+
+@dataclass(frozen=True)
+class Expected:
+    missed: tuple[str, ...]
+    attempts: int
+    closer: str | None
+
+
+def reference(facts: Sequence[CallFact]) -> list[Expected]:
+    """The call-backs, by definition: walk the distinct calls in start order."""
+    cycles: list[Expected] = []
+    current: list[str] | None = None
+    tries = 0
+    for fact in sorted({f.callid: f for f in facts}.values(), key=lambda f: (f.at, f.callid)):
+        if fact.kind is CallKind.MISSED:
+            if current is None:
+                current, tries = [], 0
+            current.append(fact.callid)
+        elif fact.kind is CallKind.ATTEMPT and current is not None:
+            tries += 1
+        elif fact.kind is CallKind.ANSWERED and current is not None:
+            cycles.append(Expected(tuple(current), tries, fact.callid))
+            current = None
+    if current is not None:
+        cycles.append(Expected(tuple(current), tries, None))
+    return cycles
+
+
+def seen(callback: Callback) -> Expected:
+    return Expected(callback.missed_callids, callback.attempts, callback.closed_callid)
+
+
+KINDS = {"m": CallKind.MISSED, "a": CallKind.ANSWERED, "o": CallKind.ATTEMPT}
+
+
+@st.composite
+def pushes(draw: st.DrawFn, span_minutes: int = 600) -> list[CallFact]:
+    """Up to 12 distinct calls at distinct minutes, then shuffled and some delivered twice."""
+    count = draw(st.integers(min_value=1, max_value=12))
+    minutes = draw(st.lists(st.integers(0, span_minutes), min_size=count, max_size=count, unique=True))
+    kinds = draw(st.lists(st.sampled_from("mao"), min_size=count, max_size=count))
+    calls = [
+        CallFact(f"{kind}{i}", PHONE, KINDS[kind], at(minute), "andy")
+        for i, (minute, kind) in enumerate(zip(minutes, kinds, strict=True))
+    ]
+    duplicates = draw(st.lists(st.sampled_from(calls), max_size=4))
+    return draw(st.permutations(calls + duplicates))
+
+
+def assert_consistent(store: MemoryStore, *, ids_from_openers: bool = True) -> None:
+    stored = list(store.items.values())
+    assert len([c for c in stored if c.status is CallbackStatus.OPEN]) <= 1
+    for callback in stored:
+        assert callback.id.split("/", 1)[1] in callback.missed_callids or not ids_from_openers
+        assert callback.missed_count == len(callback.missed_callids)  # fewer than 50 here
+        if callback.closed_at is not None:
+            seconds = int((callback.closed_at - callback.first_missed_at).total_seconds())
+            assert callback.seconds_to_call_back == seconds
+    # What the ledger derives is what is stored.
+    for callback in store.ledgers[PHONE].callbacks():
+        assert store.items[callback.id] == callback
+
+
+@settings(max_examples=300, deadline=None)
+@given(pushes())
+def test_any_order_and_any_duplicates_store_exactly_the_definition(facts: list[CallFact]) -> None:
+    store = play(facts)
+    stored = sorted(store.items.values(), key=lambda c: c.first_missed_at)
+    assert [seen(c) for c in stored] == reference(facts)
+    assert_consistent(store)
+
+
+@settings(max_examples=200, deadline=None)
+@given(pushes(span_minutes=14 * 24 * 60))
+def test_over_weeks_the_open_call_back_is_always_exact(facts: list[CallFact]) -> None:
+    store = play(facts)
+    open_ = [seen(c) for c in store.items.values() if c.status is CallbackStatus.OPEN]
+    assert open_ == [e for e in reference(facts) if e.closer is None]
+    assert_consistent(store)
+
+
+@st.composite
+def pushes_seen_twice(draw: st.DrawFn) -> list[CallFact]:
+    """As above, and some calls also seen as a live event first: started later (the event's arrival),
+    or answered although the history said missed (an ACCEPTED after the history)."""
+    facts = draw(pushes())
+    echoes = []
+    for fact in draw(st.lists(st.sampled_from(facts), max_size=3, unique_by=lambda f: f.callid)):
+        kind = draw(st.sampled_from([fact.kind, CallKind.ANSWERED]))
+        echoes.append(replace(fact, kind=kind, at=fact.at + timedelta(seconds=draw(st.integers(0, 90)))))
+    return draw(st.permutations(facts + echoes))
+
+
+def merged(facts: Sequence[CallFact]) -> list[CallFact]:
+    seen_: dict[str, CallFact] = {}
+    for fact in facts:
+        seen_[fact.callid] = seen_[fact.callid].merge(fact) if fact.callid in seen_ else fact
+    return list(seen_.values())
+
+
+@settings(max_examples=300, deadline=None)
+@given(pushes_seen_twice())
+def test_calls_seen_twice_in_two_ways_settle_on_the_definition(facts: list[CallFact]) -> None:
+    store = play(facts)
+    expected = reference(merged(facts))
+    open_ = [seen(c) for c in store.items.values() if c.status is CallbackStatus.OPEN]
+    assert open_ == [e for e in expected if e.closer is None]
+    current = [seen(c) for c in store.ledgers[PHONE].callbacks()]
+    assert current == expected
+    assert_consistent(store, ids_from_openers=False)

@@ -1,0 +1,385 @@
+"""The widget's server side through its public entry points: tokens, issueWidgetToken, the
+authorizer (both APIs' events), the socket handler, the card function on the real change stream
+(a gone connection forgotten on the first failed post) and the widget's API (only the user's own)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import jwt
+import pytest
+import requests
+
+from local.apigw import http_api_event, http_response
+from local.aws import client
+from local.lambdas import LocalFunction
+from local.pbx_simulator import PbxSimulator, SimulatorServer
+from local.template import Template
+from local.websocket import LocalWebSocketApi
+from local.widget import store_widget_key
+from pbxbridge.domain.card import build_card, card_change, national
+from pbxbridge.domain.contacts import Contact
+from pbxbridge.domain.directory import Directory, PbxUser
+from pbxbridge.widget.tokens import (
+    InvalidWidgetTokenError,
+    bearer,
+    issue_token,
+    verify_token,
+)
+from tests.conftest import Webhook
+from tests.test_call_events import Streams
+
+KEY = "test-widget-key-0123456789abcdef-0123"
+PREVIOUS_KEY = "test-previous-widget-key-0123456789ab"
+PBX_TOKEN = "test-pbx-key-widget"
+
+
+# Tokens
+
+
+def test_a_token_names_its_user_until_it_expires() -> None:
+    token, expires = issue_token("andy", KEY, ttl=600)
+    assert 595 <= expires - time.time() <= 600
+    identity = verify_token(token, [KEY])
+    assert (identity.login, identity.expires_at) == ("andy", expires)
+
+
+def test_forged_expired_foreign_and_unsigned_tokens_are_refused() -> None:
+    forged, _ = issue_token("andy", "another-key-0123456789abcdef-0123456")
+    expired, _ = issue_token("andy", KEY, ttl=60, now=time.time() - 3600)
+    foreign = jwt.encode({"sub": "andy", "aud": "someone-else", "iat": int(time.time()), "exp": 2**31}, KEY)
+    unsigned = jwt.encode({"sub": "andy", "aud": "pbxbridge-widget", "iat": 1, "exp": 2**31}, "", algorithm="none")
+    no_expiry = jwt.encode({"sub": "andy", "aud": "pbxbridge-widget", "iat": int(time.time())}, KEY)
+    for token, reason in (
+        (forged, "not valid"),
+        (expired, "expired"),
+        (foreign, "not valid"),
+        (unsigned, "not valid"),
+        (no_expiry, "not valid"),
+        ("garbage", "not valid"),
+        ("", "no token"),
+        (None, "no token"),
+    ):
+        with pytest.raises(InvalidWidgetTokenError, match=reason):
+            verify_token(token, [KEY])
+
+
+def test_the_previous_key_is_accepted_during_a_rotation_and_a_short_key_never_signs() -> None:
+    old, _ = issue_token("mike", PREVIOUS_KEY)
+    assert verify_token(old, [KEY, PREVIOUS_KEY]).login == "mike"
+    with pytest.raises(InvalidWidgetTokenError):
+        verify_token(old, [KEY])
+    with pytest.raises(ValueError, match="32 bytes"):
+        issue_token("mike", "short")
+    with pytest.raises(ValueError, match="ttl"):
+        issue_token("mike", KEY, ttl=10)
+    assert bearer("Bearer abc") == "abc"
+    assert bearer("Basic abc") is None
+    assert bearer(None) is None
+
+
+# The card, decided from a call's old and new image
+
+
+def test_a_group_call_pops_the_card_for_each_leg_once_then_updates_everyone() -> None:
+    # Imported here, not at collection: its logger takes the functions' environment, as in Lambda.
+    from pbxbridge.widget.push import CardDependencies, cards_for
+
+    directory = Directory(users=(PbxUser("andy", "Петров Андрей"), PbxUser("mike"), PbxUser("serg")))
+    posted: list[tuple[set[str], dict[str, Any]]] = []
+    deps = CardDependencies(
+        calls_table="calls",
+        callbacks_table=None,
+        region="RU",
+        crm_url_template="https://crm.example/contacts/{crm_id}",
+        contact=lambda phone: Contact(phone=phone, contact_name="ООО Ромашка", responsible="serg", crm_id="a b/1"),
+        last_calls=lambda phone: [{"callid": "now"}, {"callid": "old", "outcome": "answered", "duration": 30}],
+        directory=lambda: directory,
+        connections=None,  # type: ignore[arg-type]
+        post=lambda connection, data: None,
+    )
+    base = {"callid": "now", "client": "+79035550011", "direction": "in"}
+    first = {**base, "rang_at": "2026-01-01T10:00:00Z", "legs_rang": ["andy@t.example.ru"]}
+    second = {**first, "legs_rang": ["andy@t.example.ru", "mike@t.example.ru"]}
+    answered = {**second, "accepted_at": "2026-01-01T10:00:05Z", "accepted_by": "mike", "pbx_user": "mike"}
+    for old, new in ((None, first), (first, second), (second, second), (second, answered), (answered, answered)):
+        posted.extend(cards_for(old, new, deps))
+    assert [(sorted(who), message["type"]) for who, message in posted] == [
+        (["andy", "serg"], "card"),  # the rung user and the contact's responsible
+        (["mike"], "card"),  # the second leg only
+        (["andy", "mike", "serg"], "card.update"),
+    ]
+    card = posted[0][1]["card"]
+    assert card["phone_national"] == "8 (903) 555-00-11"
+    assert card["contact"]["crm_url"] == "https://crm.example/contacts/a%20b%2F1"
+    assert card["responsible"] == {"login": "serg", "name": "serg"}
+    assert [c["callid"] for c in card["last_calls"]] == ["old"]  # never the ringing call itself
+    assert posted[2][1]["card"]["answered_by"] == {"login": "mike", "name": "mike"}
+
+
+def test_card_transitions_are_decided_once_whatever_the_order() -> None:
+    ended = {"callid": "c", "completed_at": "t", "outcome": "missed", "rang_at": "t"}
+    assert card_change(None, ended) is not None
+    assert card_change(ended, ended) is None
+    change = card_change({"callid": "c", "rang_at": "t", "completed_at": "t"}, ended)
+    assert change is not None
+    assert change.ended
+    assert not change.first_ring
+    assert national("+79101234567", "RU") == "8 (910) 123-45-67"
+    assert national("+4930123456", "RU") == "+49 30 123456"
+    assert national("708", "RU") == "708"
+    card = build_card({"callid": "c", "client": "+79101234567"}, None, [], Directory(), "RU", None)
+    assert card["contact"] is None
+    assert card["state"] == "ringing"
+
+
+# Through the functions
+
+
+@pytest.fixture(scope="module")
+def pbx() -> Iterator[tuple[PbxSimulator, SimulatorServer]]:
+    simulator = PbxSimulator(token=PBX_TOKEN, play_make_call=False)
+    server = simulator.serve()
+    yield simulator, server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def functions(moto_url: str, template: Template, pbx: tuple[PbxSimulator, SimulatorServer]) -> dict[str, LocalFunction]:
+    template = Template(parameters={**template.parameters, "PbxUrl": pbx[1].api_url}, endpoint=moto_url)
+    return {name: LocalFunction(spec) for name, spec in template.functions().items()}
+
+
+@pytest.fixture
+def widget(
+    aws: dict[str, str],
+    moto_url: str,
+    template: Template,
+    pbx: tuple[PbxSimulator, SimulatorServer],
+    functions: dict[str, LocalFunction],
+) -> dict[str, LocalFunction]:
+    from tests.conftest import drop_process_caches
+
+    store_widget_key(template, moto_url, KEY)
+    client("ssm", moto_url).put_parameter(
+        Name=template.parameter("PbxTokenParameterName"), Value=PBX_TOKEN, Type="SecureString", Overwrite=True
+    )
+    os.environ["PBX_URL"] = pbx[1].api_url
+    pbx[0].requests_seen.clear()
+    drop_process_caches(keep_clients=True)
+    assert functions["CommandsFunction"].invoke({"cmd": "syncDirectory"})["ok"]
+    return functions
+
+
+def token_for(functions: dict[str, LocalFunction], user: str) -> str:
+    answer = functions["CommandsFunction"].invoke({"cmd": "issueWidgetToken", "user": user, "ttl": 600})
+    assert answer["ok"], answer
+    return str(answer["result"]["token"])
+
+
+def test_issue_widget_token_resolves_the_user_to_one_login(widget: dict[str, LocalFunction]) -> None:
+    commands = widget["CommandsFunction"]
+    for given in ("andy", "andy@tenant.example.ru", "708", "+7 926 123-45-67"):
+        answer = commands.invoke({"cmd": "issueWidgetToken", "user": given})
+        assert answer["ok"], (given, answer)
+        assert answer["result"]["login"] == "andy"
+        identity = verify_token(answer["result"]["token"], [KEY])
+        assert identity.login == "andy"
+        assert 8 * 3600 - 5 <= identity.expires_at - time.time() <= 8 * 3600
+    assert commands.invoke({"cmd": "issueWidgetToken", "user": "nobody"})["error"]["code"] == "not_found"
+    assert commands.invoke({"cmd": "issueWidgetToken", "user": "g_sales"})["error"]["code"] == "not_found"
+    too_long = commands.invoke({"cmd": "issueWidgetToken", "user": "andy", "ttl": 7 * 24 * 3600})
+    assert too_long["error"]["code"] == "invalid_request"
+
+
+def test_the_authorizer_answers_both_apis_and_never_logs_a_token(
+    widget: dict[str, LocalFunction], log_output: io.StringIO, capfd: pytest.CaptureFixture[str]
+) -> None:
+    authorizer = widget["WidgetAuthorizerFunction"]
+    good = token_for(widget, "mike")
+    forged, _ = issue_token("mike", "someone-elses-key-0123456789abcdef-xyz")
+
+    def http(token: str) -> Any:
+        event = http_api_event("GET", "/api/me", "/api/me", None, headers=[("Authorization", f"Bearer {token}")])
+        return authorizer.invoke({**event, "type": "REQUEST", "identitySource": [f"Bearer {token}"]})
+
+    def websocket(token: str) -> Any:
+        arn = "arn:aws:execute-api:eu-central-1:123456789012:api/live/$connect"
+        return authorizer.invoke(
+            {"type": "REQUEST", "methodArn": arn, "queryStringParameters": {"token": token}, "headers": {}}
+        )
+
+    allowed = http(good)
+    assert allowed["isAuthorized"] is True
+    assert allowed["context"]["login"] == "mike"
+    assert http(forged) == {"isAuthorized": False}
+    policy = websocket(good)
+    assert policy["principalId"] == "mike"
+    assert policy["policyDocument"]["Statement"][0]["Effect"] == "Allow"
+    assert policy["context"]["login"] == "mike"
+    assert websocket(forged)["policyDocument"]["Statement"][0]["Effect"] == "Deny"
+    text = log_output.getvalue() + capfd.readouterr().out
+    assert "widget token refused" in text
+    for secret in (good, forged, KEY, good.split(".")[2]):
+        assert secret not in text
+
+
+def test_connections_are_kept_until_disconnect_and_expire_with_the_token(
+    widget: dict[str, LocalFunction], aws: dict[str, str]
+) -> None:
+    socket = widget["WidgetSocketFunction"]
+    expires = int(time.time()) + 600
+
+    def route(key: str, **authorizer: Any) -> Any:
+        context = {"routeKey": key, "connectionId": "conn-1", "authorizer": authorizer}
+        return socket.invoke({"requestContext": context})
+
+    assert route("$connect", login="andy", expires_at=str(expires)) == {"statusCode": 200}
+    dynamodb = client("dynamodb", os.environ["AWS_ENDPOINT_URL"])
+    item = dynamodb.get_item(TableName=aws["ConnectionsTable"], Key={"connection_id": {"S": "conn-1"}})["Item"]
+    assert item["login"] == {"S": "andy"}
+    assert int(item["expires_at"]["N"]) == expires  # the token's expiry (under API Gateway's two hours)
+    assert route("$default") == {"statusCode": 200}
+    assert route("$connect") == {"statusCode": 403}  # never without the authorizer's login
+    assert route("$disconnect") == {"statusCode": 200}
+    assert "Item" not in dynamodb.get_item(TableName=aws["ConnectionsTable"], Key={"connection_id": {"S": "conn-1"}})
+
+
+@pytest.fixture
+def socket_api(widget: dict[str, LocalFunction], template: Template) -> Iterator[LocalWebSocketApi]:
+    from pbxbridge.widget import push, settings
+
+    (spec,) = template.websocket_apis().values()
+    api = LocalWebSocketApi(spec, widget).start()
+    os.environ["WIDGET_SOCKET_ENDPOINT"] = api.management_url
+    settings.clear_caches()
+    push.default_dependencies.cache_clear()
+    yield api
+    api.stop()
+
+
+def test_a_gone_connection_is_forgotten_on_the_first_failed_post(
+    widget: dict[str, LocalFunction],
+    socket_api: LocalWebSocketApi,
+    webhook: Webhook,
+    aws: dict[str, str],
+    moto_url: str,
+) -> None:
+    dynamodb = client("dynamodb", moto_url)
+    for connection in ("gone-1", "gone-2"):
+        item = {"connection_id": {"S": connection}, "login": {"S": "andy"}, "expires_at": {"N": str(2**31)}}
+        dynamodb.put_item(TableName=aws["ConnectionsTable"], Item=item)
+    streams = Streams(moto_url)
+    streams.records(aws["CallsTable"])  # from here on
+    webhook.push(cmd="event", type="INCOMING", user="andy", phone="79035550011", callid="gone-call")
+    records = streams.records(aws["CallsTable"])
+    assert records
+    answer = widget["CardFunction"].invoke({"Records": records})
+    assert answer == {"batchItemFailures": []}
+    # Each connection was posted to once, answered 410 (GoneException), and was removed for it.
+    assert requests.get(f"{socket_api.management_url}/@connections/gone-1", timeout=5).status_code == 410
+    assert dynamodb.scan(TableName=aws["ConnectionsTable"])["Items"] == []
+
+
+def api_call(
+    functions: dict[str, LocalFunction], token: str, method: str, path: str, route: str, body: Any = None
+) -> tuple[int, Any]:
+    """A widget API request as API Gateway hands it on after the authorizer said yes."""
+    authorizer = functions["WidgetAuthorizerFunction"]
+    headers = [("Authorization", f"Bearer {token}"), ("Content-Type", "application/json")]
+    event = http_api_event(method, path, route, json.dumps(body).encode() if body is not None else None, headers)
+    verdict = authorizer.invoke({**event, "type": "REQUEST", "identitySource": [f"Bearer {token}"]})
+    assert verdict["isAuthorized"], verdict
+    event["requestContext"]["authorizer"] = {"lambda": verdict["context"]}
+    if "{callid}" in route:
+        event["pathParameters"] = {"callid": path.split("/")[3]}
+    status, _, payload = http_response(functions["WidgetApiFunction"].invoke(event))
+    return status, json.loads(payload)
+
+
+def test_the_widget_api_gives_only_the_users_own_calls_recordings(
+    widget: dict[str, LocalFunction], webhook: Webhook, aws: dict[str, str], moto_url: str
+) -> None:
+    webhook.push(cmd="event", type="INCOMING", user="andy", phone="79035550011", callid="rec-1")
+    webhook.push(cmd="event", type="ACCEPTED", user="andy", phone="79035550011", callid="rec-1")
+    s3 = client("s3", moto_url)
+    s3.create_bucket(Bucket="RecordingsBucket", CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
+    s3.put_object(Bucket="RecordingsBucket", Key="recordings/rec-1.mp3", Body=b"ID3")
+    client("dynamodb", moto_url).update_item(
+        TableName=aws["CallsTable"],
+        Key={"callid": {"S": "rec-1"}},
+        UpdateExpression="SET recording_key = :k",
+        ExpressionAttributeValues={":k": {"S": "recordings/rec-1.mp3"}},
+    )
+    route = "/api/calls/{callid}/recording"
+    status, answer = api_call(widget, token_for(widget, "andy"), "GET", "/api/calls/rec-1/recording", route)
+    assert status == 200, answer
+    assert requests.get(answer["result"]["url"], timeout=5).content == b"ID3"
+    for user, callid in (("mike", "rec-1"), ("andy", "no-such-call")):
+        status, answer = api_call(widget, token_for(widget, user), "GET", f"/api/calls/{callid}/recording", route)
+        assert (status, answer["error"]["code"]) == (404, "not_found")  # the same answer: nothing leaks
+
+
+def test_the_widget_api_acts_as_the_tokens_user(
+    widget: dict[str, LocalFunction], pbx: tuple[PbxSimulator, SimulatorServer]
+) -> None:
+    simulator = pbx[0]
+    andy, mike = token_for(widget, "andy"), token_for(widget, "mike")
+    assert api_call(widget, andy, "GET", "/api/me", "/api/me")[1]["result"]["login"] == "andy"
+    # The same requestId from two users is two calls; repeated by one user, one.
+    for token in (andy, andy, mike):
+        status, answer = api_call(
+            widget, token, "POST", "/api/calls", "/api/calls", {"phone": "8 903 555-00-11", "requestId": "click-1"}
+        )
+        assert status == 200, answer
+    made = [(r["user"], r["phone"]) for r in simulator.requests_seen if r.get("cmd") == "makeCall"]
+    assert made == [("andy", "79035550011"), ("mike", "79035550011")]
+    status, answer = api_call(widget, mike, "PUT", "/api/dnd", "/api/dnd", {"state": True})
+    assert (status, answer["result"]["state"]) == (200, True)
+    assert simulator.dnd == {"mike": True}
+    assert api_call(widget, mike, "GET", "/api/dnd", "/api/dnd")[1]["result"]["state"] is True
+    assert api_call(widget, andy, "GET", "/api/dnd", "/api/dnd")[1]["result"]["state"] is False
+    status, answer = api_call(widget, andy, "POST", "/api/calls", "/api/calls", {"phone": "not a phone"})
+    assert (status, answer["error"]["code"]) == (400, "invalid_request")
+
+
+def test_an_expired_token_cached_by_the_authorizer_is_refused_by_the_api(widget: dict[str, LocalFunction]) -> None:
+    event = http_api_event("GET", "/api/me", "/api/me", None)
+    event["requestContext"]["authorizer"] = {"lambda": {"login": "andy", "expires_at": int(time.time()) - 1}}
+    status, _, body = http_response(widget["WidgetApiFunction"].invoke(event))
+    assert (status, json.loads(body)) == (401, {"message": "Unauthorized"})
+
+
+def test_the_page_has_a_strict_content_security_policy(widget: dict[str, LocalFunction]) -> None:
+    page = widget["WidgetPageFunction"]
+    status, headers, body = http_response(page.invoke(http_api_event("GET", "/widget", "/widget", None)))
+    assert status == 200
+    policy = headers["Content-Security-Policy"]
+    assert "default-src 'none'" in policy
+    assert "script-src 'self'" in policy
+    assert "unsafe-inline" not in policy
+    assert "unsafe-eval" not in policy
+    assert '<script src="/widget/widget.js"' in body.decode()
+    assert "<script>" not in body.decode()
+    assert " style=" not in body.decode()
+    asset = http_api_event("GET", "/widget/widget.js", "/widget/{asset}", None)
+    assert http_response(page.invoke({**asset, "pathParameters": {"asset": "widget.js"}}))[0] == 200
+    escape = {**asset, "pathParameters": {"asset": "../app.py"}}
+    assert http_response(page.invoke(escape))[0] == 404
+
+
+def test_the_sample_events_run_through_their_functions(widget: dict[str, LocalFunction], aws: dict[str, str]) -> None:
+    from pathlib import Path
+
+    events = Path(__file__).resolve().parent.parent / "events"
+    connect = json.loads((events / "widget-socket-connect.json").read_text())
+    assert widget["WidgetSocketFunction"].invoke(connect) == {"statusCode": 200}
+    rows = client("dynamodb", os.environ["AWS_ENDPOINT_URL"]).scan(TableName=aws["ConnectionsTable"])["Items"]
+    assert [(r["connection_id"]["S"], r["login"]["S"]) for r in rows] == [("Zx9sample0connA=", "andy")]
+    sample = json.loads((events / "widget-authorizer-websocket.json").read_text())
+    assert widget["WidgetAuthorizerFunction"].invoke(sample)["policyDocument"]["Statement"][0]["Effect"] == "Deny"

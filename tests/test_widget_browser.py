@@ -1,0 +1,335 @@
+"""The widget in a real headless Chromium (Debian's `chromium`, driven by Playwright), against the
+local stack as `make run` starts it: the PBX simulator's pushes pop the card through the template's
+WebSocket API, and the page's buttons go through the widget's own API to the simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from playwright.sync_api import BrowserContext, Page, Playwright, expect, sync_playwright
+
+from local.aws import free_port
+from local.stack import DEMO_CONTACT, LocalStack, start
+from local.widget import issue_token
+from pbxbridge.widget.tokens import issue_token as sign_token
+from tests.conftest import drop_process_caches
+
+REPO = Path(__file__).resolve().parent.parent
+SCREENSHOTS = REPO / "docs" / "screenshots"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+UNKNOWN = "79161112233"
+TIMEOUT_MS = 15_000
+
+pytestmark = pytest.mark.skipif(
+    shutil.which(CHROMIUM) is None, reason="Debian's chromium is not installed (make test installs it)"
+)
+
+
+@pytest.fixture(scope="module")
+def stack(moto_url: str) -> Iterator[LocalStack]:
+    saved = dict(os.environ)
+    requests.post(f"{moto_url}/moto-api/reset", timeout=5).raise_for_status()
+    drop_process_caches()
+    stack, moto = start(port=free_port(), dynamodb_port=free_port(), crm_token="browser-key")
+    thread = threading.Thread(target=stack.api.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield stack
+    stack.stopping.set()
+    stack.api.shutdown()
+    stack.api.server_close()
+    if stack.widget is not None:
+        stack.widget.socket.stop()
+    moto.stop()  # type: ignore[attr-defined]
+    os.environ.clear()
+    os.environ.update(saved)
+    drop_process_caches()
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="module")
+def browser(
+    playwright: Playwright, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[[str], BrowserContext]]:
+    """A fresh Chromium profile (its own --user-data-dir) per language."""
+    contexts: dict[str, BrowserContext] = {}
+
+    def open_context(locale: str) -> BrowserContext:
+        if locale not in contexts:
+            contexts[locale] = playwright.chromium.launch_persistent_context(
+                str(tmp_path_factory.mktemp(f"chromium-{locale}")),
+                executable_path=CHROMIUM,
+                args=CHROMIUM_ARGS,
+                locale=locale,
+                viewport={"width": 360, "height": 740},
+            )
+        return contexts[locale]
+
+    yield open_context
+    for context in contexts.values():
+        context.close()
+
+
+def commands(stack: LocalStack) -> Any:
+    return stack.api.functions["CommandsFunction"]
+
+
+def widget_page(stack: LocalStack, browser: Callable[[str], BrowserContext], user: str, locale: str) -> Page:
+    token = issue_token(commands(stack), user)["token"]
+    page = browser(locale).new_page()
+    page.goto(stack.widget.url_for(token))  # type: ignore[union-attr]
+    expect(page.locator("#status")).to_have_attribute("data-state", "live", timeout=TIMEOUT_MS)
+    # The token left the address bar (and so the history and any copied link) at once.
+    assert "token" not in page.url
+    return page
+
+
+def event(stack: LocalStack, kind: str, user: str, phone: str, callid: str) -> None:
+    stack.pbx.simulator.push(cmd="event", type=kind, user=user, phone=phone, callid=callid)
+
+
+def history(stack: LocalStack, user: str, phone: str, callid: str, status: str, duration: int) -> None:
+    stack.pbx.simulator.push(
+        cmd="history",
+        type="in",
+        status=status,
+        user=user,
+        phone=phone,
+        callid=callid,
+        start=time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
+        duration=str(duration),
+    )
+
+
+def card(page: Page, callid: str) -> Any:
+    return page.locator(f'.card[data-callid="{callid}"]')
+
+
+def test_the_card_pops_for_the_rung_user_only_and_follows_the_call(
+    stack: LocalStack, browser: Callable[[str], BrowserContext]
+) -> None:
+    andy = widget_page(stack, browser, "andy", "ru-RU")
+    mike = widget_page(stack, browser, "mike", "en-US")
+    callid = "browser-call-1"
+
+    event(stack, "INCOMING", "andy@tenant.example.ru", UNKNOWN, callid)
+    ringing = card(andy, callid)
+    expect(ringing).to_have_attribute("data-state", "ringing", timeout=TIMEOUT_MS)
+    expect(ringing.locator(".phone")).to_have_text("8 (916) 111-22-33")
+    expect(ringing.locator(".badge")).to_have_text("Входящий звонок")  # the browser's language
+    expect(andy.locator("#announce")).to_contain_text("8 (916) 111-22-33")  # the ARIA live region
+
+    event(stack, "ACCEPTED", "andy@tenant.example.ru", UNKNOWN, callid)
+    expect(ringing).to_have_attribute("data-state", "answered", timeout=TIMEOUT_MS)
+    expect(ringing.locator(".state")).to_contain_text("Петров Андрей")
+
+    event(stack, "COMPLETED", "andy@tenant.example.ru", UNKNOWN, callid)
+    history(stack, "andy@tenant.example.ru", UNKNOWN, callid, "Success", 75)
+    expect(ringing).to_have_attribute("data-state", "ended", timeout=TIMEOUT_MS)
+    expect(ringing.locator(".state")).to_contain_text("отвечен")
+    expect(ringing.locator(".state")).to_contain_text("1:15")
+
+    # Every post for this call went out in the same passes that reached andy: mike got none.
+    assert mike.locator(".card").count() == 0
+    expect(mike.locator("#no-cards")).to_be_visible()
+
+
+def test_the_contacts_responsible_sees_the_card_of_a_call_to_someone_else(
+    stack: LocalStack, browser: Callable[[str], BrowserContext]
+) -> None:
+    andy = widget_page(stack, browser, "andy", "ru-RU")
+    mike = widget_page(stack, browser, "mike", "en-US")
+    serg = widget_page(stack, browser, "serg", "en-US")
+    phone = DEMO_CONTACT["phone"].lstrip("+")
+    # An earlier call with the demo contact, for the card's history.
+    earlier = stack.pbx.simulator.play_inbound(phone, group=None, rings="andy", answered_by="andy", duration=61)
+    deadline = time.monotonic() + 20
+    while not commands(stack).invoke({"cmd": "getCall", "callid": earlier})["result"]["call"].get("recording_key"):
+        assert time.monotonic() < deadline, "the earlier call's recording was never archived"
+        time.sleep(0.2)
+    callid = "browser-call-2"
+    event(stack, "INCOMING", "mike", phone, callid)
+    for page in (mike, andy):  # mike is rung, andy is the contact's responsible
+        popped = card(page, callid)
+        expect(popped).to_have_attribute("data-state", "ringing", timeout=TIMEOUT_MS)
+        expect(popped.locator(".contact-name")).to_have_text(DEMO_CONTACT["contact_name"])
+        expect(popped.locator(".responsible")).to_have_text("Петров Андрей")
+        expect(popped.locator("tbody tr")).to_have_count(1)
+    mike_card = card(mike, callid)
+    mike_card.locator("summary").click()
+    expect(mike_card.locator("tbody tr td").nth(2)).to_have_text("answered")
+    expect(mike_card.locator("tbody tr td").nth(3)).to_have_text("1:01")
+    assert serg.locator(".card").count() == 0
+    # Usable at 360 px: nothing wider than the screen.
+    assert mike.evaluate("document.documentElement.scrollWidth") <= 360
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    mike.screenshot(path=str(SCREENSHOTS / "card-en.png"), full_page=True)
+    andy.locator(f'.card[data-callid="{callid}"] summary').click()
+    andy.screenshot(path=str(SCREENSHOTS / "card-ru.png"), full_page=True)
+    # The earlier call was andy's: its archived recording plays in his widget (a presigned URL)...
+    play = card(andy, earlier).locator(".actions .play")
+    expect(play).to_be_visible(timeout=TIMEOUT_MS)  # the card was updated when the recording was archived
+    play.click()
+    audio = andy.locator(f'audio[data-callid="{earlier}"]')
+    expect(audio).to_have_attribute("src", re.compile(r"/RecordingsBucket/recordings/.*X-Amz-Signature="))
+    # ...but mike, rung by the later call only, may not hear it: the API answers not_found.
+    row = mike_card.locator("tbody tr").first
+    row.locator(".play").click()
+    expect(row.locator(".play")).to_have_text("The recording is not available yet.")
+    assert mike.locator("audio").count() == 0
+
+
+def test_click_to_call_dials_once_on_a_double_click(
+    stack: LocalStack, browser: Callable[[str], BrowserContext]
+) -> None:
+    page = widget_page(stack, browser, "mike", "en-US")
+    posts: list[dict[str, Any]] = []
+    page.on(
+        "request", lambda r: posts.append(json.loads(r.post_data or "{}")) if r.url.endswith("/api/calls") else None
+    )
+    before = [r for r in stack.pbx.simulator.requests_seen if r.get("cmd") == "makeCall"]
+    page.fill("#dial-phone", "8 916 111-22-33")
+    page.dblclick("#dial-button")
+    expect(page.locator("#dial-result")).to_have_attribute("data-state", "ok", timeout=TIMEOUT_MS)
+    page.wait_for_timeout(500)
+    made = [r for r in stack.pbx.simulator.requests_seen if r.get("cmd") == "makeCall"][len(before) :]
+    assert len(posts) == 2, "the double click sent two requests"
+    assert posts[0]["requestId"] == posts[1]["requestId"]
+    assert [(r["user"], r["phone"]) for r in made] == [("mike", UNKNOWN)]
+    # The placed call rings mike's phone first: its card pops in his page (outbound).
+    expect(page.locator(".card[data-state] .badge").first).to_have_text("Outgoing call", timeout=TIMEOUT_MS)
+
+
+def test_the_dnd_switch_round_trips(stack: LocalStack, browser: Callable[[str], BrowserContext]) -> None:
+    page = widget_page(stack, browser, "serg", "en-US")
+    switch = page.locator("#dnd")
+    expect(switch).to_be_enabled(timeout=TIMEOUT_MS)
+    expect(switch).to_have_attribute("aria-checked", "false")
+    switch.focus()
+    page.keyboard.press("Space")  # keyboard-usable
+    expect(switch).to_have_attribute("aria-checked", "true", timeout=TIMEOUT_MS)
+    assert stack.pbx.simulator.dnd["serg"] is True
+    page.reload()  # the state shown is the PBX's
+    expect(page.locator("#dnd")).to_have_attribute("aria-checked", "true", timeout=TIMEOUT_MS)
+    page.locator("#dnd").click()
+    expect(page.locator("#dnd")).to_have_attribute("aria-checked", "false", timeout=TIMEOUT_MS)
+    assert stack.pbx.simulator.dnd["serg"] is False
+
+
+def _connect_status(url: str) -> int:
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    async def attempt() -> int:
+        try:
+            async with connect(url):
+                return 101
+        except InvalidStatus as exc:
+            return exc.response.status_code
+
+    # Playwright's sync API keeps an event loop on this thread: the handshake runs on another.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, attempt()).result(timeout=30)
+
+
+@pytest.mark.parametrize("kind", ["forged", "expired"])
+def test_a_forged_or_expired_token_is_refused_at_connect_and_by_the_api(
+    stack: LocalStack, browser: Callable[[str], BrowserContext], kind: str
+) -> None:
+    assert stack.widget is not None
+    if kind == "forged":
+        token, _ = sign_token("andy", "someone-elses-key-0123456789abcdef-xyz")
+    else:
+        token, _ = sign_token("andy", stack.widget.key, ttl=60, now=time.time() - 3600)
+    assert _connect_status(f"{stack.widget.socket.url}?token={token}") == 403
+    assert _connect_status(stack.widget.socket.url) == 401  # no token at all
+    answer = requests.get(f"{stack.api.url}/api/me", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert answer.status_code == 403
+    assert requests.get(f"{stack.api.url}/api/me", timeout=10).status_code == 401
+    page = browser("en-US").new_page()
+    page.goto(stack.widget.url_for(token))
+    expect(page.locator("#status")).to_have_attribute("data-state", "expired", timeout=TIMEOUT_MS)
+    page.close()
+
+
+def test_a_missed_call_waits_in_the_owners_list_until_a_call_back_is_answered(
+    stack: LocalStack, browser: Callable[[str], BrowserContext]
+) -> None:
+    andy = widget_page(stack, browser, "andy", "ru-RU")
+    phone = "79035550011"
+    # A known client whose manager is andy calls mike's line, and nobody answers.
+    commands(stack).invoke(
+        {"cmd": "upsertContacts", "contacts": [{"phone": phone, "contact_name": "ООО Ромашка", "responsible": "andy"}]}
+    )
+    stack.pbx.simulator.play_inbound(phone, group=None, rings="mike", answered_by=None)
+    entry = andy.locator(f'#callbacks li[data-phone="+{phone}"]')
+    expect(entry).to_be_visible(timeout=TIMEOUT_MS)  # the socket says "reload" when the list changed
+    expect(entry.locator("strong")).to_have_text("ООО Ромашка")
+    expect(entry.locator(".callback-phone")).to_have_text("8 (903) 555-00-11")
+    expect(andy.locator("#callbacks-count")).to_have_text("(1)")
+    assert andy.evaluate("document.documentElement.scrollWidth") <= 360
+    andy.screenshot(path=str(SCREENSHOTS / "callbacks-ru.png"), full_page=True)
+
+    # The list's own button calls back; the client answers, and the call-back closes. (Calls are
+    # ordered by their start, to the second: a call-back within the missed call's second is a coin toss.)
+    time.sleep(1 - time.time() % 1)
+    made_before = len([r for r in stack.pbx.simulator.requests_seen if r.get("cmd") == "makeCall"])
+    entry.locator("button").click()
+    expect(entry).to_have_count(0, timeout=TIMEOUT_MS)
+    expect(andy.locator("#no-callbacks")).to_be_visible()
+    made = [r for r in stack.pbx.simulator.requests_seen if r.get("cmd") == "makeCall"][made_before:]
+    assert [(r["user"], r["phone"]) for r in made] == [("andy", phone)]
+    closed = commands(stack).invoke({"cmd": "listCallbacks", "owner": "andy", "status": "closed"})
+    assert [c["closed_by"] for c in closed["result"]["callbacks"] if c["phone"] == f"+{phone}"] == ["andy"]
+
+
+def test_the_newcomers_walk_through_from_the_printed_lines(
+    stack: LocalStack, browser: Callable[[str], BrowserContext]
+) -> None:
+    """`make run`'s own lines: open the printed widget URL, ring with the printed curl, miss one."""
+    import subprocess
+
+    lines = [line.strip() for line in stack.summary().splitlines()]
+    url = next(line for line in lines if "/widget#token=" in line)
+    ring, miss = [line for line in lines if line.startswith("curl ") and "/_simulator/inbound" in line]
+    page = browser("en-US").new_page()
+    page.goto(url)
+    expect(page.locator("#status")).to_have_attribute("data-state", "live", timeout=TIMEOUT_MS)
+    before = page.locator(".card").count()
+    callid = json.loads(subprocess.run(ring, shell=True, capture_output=True, text=True, check=True).stdout)["callid"]  # noqa: S602
+    popped = card(page, callid)
+    expect(popped).to_have_attribute("data-state", "ringing", timeout=TIMEOUT_MS)
+    expect(popped.locator(".contact-name")).to_have_text(DEMO_CONTACT["contact_name"])
+    expect(popped).to_have_attribute("data-state", "ended", timeout=TIMEOUT_MS)
+    assert page.locator(".card").count() == before + 1
+    time.sleep(1 - time.time() % 1)  # the missed call starts after the answered one (to the second)
+    subprocess.run(miss, shell=True, capture_output=True, text=True, check=True)  # noqa: S602
+    entry = page.locator(f'#callbacks li[data-phone="{DEMO_CONTACT["phone"]}"]')
+    expect(entry).to_be_visible(timeout=TIMEOUT_MS)
+    page.close()
