@@ -80,7 +80,7 @@ test: lint typecheck cfn-lint unit unit-runtime ## every check: lint, typecheck,
 # Regenerate the webhook's OpenAPI document and the call events' schemas from the models, and the template's
 # schema registry from those (tests fail when they drift).
 openapi: $(STAMP) ## regenerate openapi/webhook.json, the event schemas and the template's schema registry
-	$(BIN)/python -m pbxbridge.openapi > openapi/webhook.json
+	$(if $(PY313),$(MAKE) $(RUNTIME_VENV)/.installed && $(RUNTIME_VENV)/bin/python,$(BIN)/python) -m pbxbridge.openapi > openapi/webhook.json
 	$(BIN)/python -c "from pbxbridge.call_events import schemas; [open(f'schemas/events/{n}.json', 'w').write(t) for n, t in schemas().items()]"
 	$(BIN)/python -m local.event_schemas
 

@@ -12,7 +12,10 @@ cannot say is a named `format` with its rule in `x-pbxbridge-formats`:
 - `pbx-utc`: the date and time exist (no 30 February);
 - `pbx-key-200`, `pbx-key-256`: at most that many bytes in UTF-8 once trimmed (DynamoDB key limits).
 
-The document is kept in the repo (openapi/webhook.json) and a test fails when it drifts.
+The character classes follow the Unicode tables of the Python that generates the document, as the
+server's reading does: `make openapi` generates it with the Lambda runtime's Python (3.13), and the
+document names its Unicode version (`x-pbxbridge-unicode`). It is kept in the repo
+(openapi/webhook.json) and a test fails when it drifts.
 """
 
 from __future__ import annotations
@@ -414,6 +417,7 @@ def build_document() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "pbxbridge webhook", "version": __version__},
         "x-pbxbridge-formats": FORMATS,
+        "x-pbxbridge-unicode": unicodedata.unidata_version,
         "paths": {
             "/": {"post": {**operation, "operationId": "pushRoot"}},
             "/pbx": {"post": {**operation, "operationId": "push"}},
