@@ -51,6 +51,8 @@ DEMO_CONTACT = {
     "responsible": "andy",
     "crm_id": "demo-1",
 }
+# The printed missed call's number: no contact, so its call-back belongs to the user it rang.
+MISSED_DEMO_PHONE = "79035550123"
 
 
 @dataclass
@@ -107,8 +109,8 @@ class LocalStack:
   WebSocket API: {self.widget.socket.url}  (management API {self.widget.socket.management_url})
 Ring andy with an inbound call from the demo contact, step by step: the card pops up, is answered, ends:
   curl -s {self.pbx.url}/_simulator/inbound -d '{{"phone": "79101234567", "user": "andy", "pace": 2}}'
-Miss one: it lands in andy's call-back list (andy is the contact's manager); its call-back button closes it:
-  curl -s {self.pbx.url}/_simulator/inbound -d '{{"phone": "79101234567", "user": "mike", "answer": false}}'
+Miss a call from a number nobody knows: it rang andy, so it waits in his call-back list (its button calls back):
+  curl -s {self.pbx.url}/_simulator/inbound -d '{{"phone": "{MISSED_DEMO_PHONE}", "user": "andy", "answer": false}}'
 A token for another user: pbxbridge invoke issueWidgetToken user=mike"""
 
     def summary(self) -> str:

@@ -104,11 +104,22 @@ def pipeline(streams: Streams, aws: dict[str, str], contact_store: Any, director
     return Pipeline(streams, aws, contact_store)
 
 
-def missed_call(webhook: Webhook, callid: str, start: str, user: str = "g_sales@tenant.ru") -> None:
-    webhook.push(cmd="event", type="INCOMING", user="andy", phone=PHONE, callid=callid)
-    webhook.push(cmd="event", type="CANCELLED", user="andy", phone=PHONE, callid=callid)
-    history = {"cmd": "history", "type": "in", "status": "missed", "user": user, "start": start, "duration": "0"}
-    webhook.push(phone=PHONE, callid=callid, **history)
+def missed_call(
+    webhook: Webhook,
+    callid: str,
+    start: str,
+    user: str = "g_sales@tenant.ru",
+    *,
+    legs: tuple[str, ...] = ("andy", "mike"),
+    phone: str = PHONE,
+    status: str = "missed",
+) -> None:
+    for leg in legs:
+        webhook.push(cmd="event", type="INCOMING", user=leg, phone=phone, callid=callid)
+    for leg in legs:
+        webhook.push(cmd="event", type="CANCELLED", user=leg, phone=phone, callid=callid)
+    history = {"cmd": "history", "type": "in", "status": status, "user": user, "start": start, "duration": "0"}
+    webhook.push(phone=phone, callid=callid, **history)
 
 
 def call_back(webhook: Webhook, callid: str, start: str, user: str = "mike", *, answered: bool = True) -> None:
@@ -198,6 +209,88 @@ def test_a_responsible_no_pbx_user_stands_for_leaves_it_to_whoever_was_rung(
     pipeline.run()
     (callback,) = callback_store.callbacks_of("+79101234568")
     assert callback.owner == "andy"  # the responsible given as andy's extension
+
+
+def test_a_missed_call_from_an_unknown_number_belongs_to_the_user_it_rang_and_shows_in_their_widget(
+    webhook: Webhook, pipeline: Pipeline, callback_store: Any, contact_store: Any, directory: Any, aws: dict[str, str]
+) -> None:
+    from pbxbridge.domain.callbacks import CallbackStatus
+    from pbxbridge.domain.directory import PbxUser
+    from pbxbridge.widget.api import callbacks_of
+
+    # Nobody knows the number; it rang mike alone (as the PBX names him, with the tenant), and the
+    # PBX's history names nobody.
+    missed_call(webhook, "cb-u1", "20261127T100000Z", user="pbx", legs=("mike@tenant.ru",))
+    # A group call that rang two of the group's members: the group's.
+    missed_call(webhook, "cb-g1", "20261127T100000Z", legs=("andy", "mike"), phone="79101234568")
+    pipeline.run()
+    (callback,) = callback_store.callbacks_of(E164)
+    assert (callback.owner, callback.status) == ("mike", CallbackStatus.OPEN)
+    (group,) = callback_store.callbacks_of("+79101234568")
+    assert group.owner == "g_sales"
+    (opened,) = [d for kind, d in pipeline.callback_events() if d["phone"] == E164]
+    assert opened["owner"] == "mike"
+    # mike's widget lists his own call-backs and his departments'.
+    directory.save_user(PbxUser(login="mike", ext="102", groups=("sales",)))
+    from pbxbridge.storage.dynamodb import DynamoDirectoryStore, dynamodb_client
+
+    listed = callbacks_of(
+        "mike",
+        "open",
+        store=callback_store,
+        contact=contact_store.get_contact,
+        directory=lambda: DynamoDirectoryStore(dynamodb_client(), aws["DirectoryTable"]).snapshot("RU"),
+        region="RU",
+    )["result"]["callbacks"]
+    assert sorted((c["phone"], c["owner"]) for c in listed) == [(E164, "mike"), ("+79101234568", "g_sales")]
+
+
+def test_a_missed_call_whose_ringing_legs_come_after_its_history_goes_to_the_user_it_rang(
+    webhook: Webhook, pipeline: Pipeline, callback_store: Any
+) -> None:
+    from pbxbridge.domain.callbacks import CallbackStatus
+
+    history = {"cmd": "history", "type": "in", "status": "missed", "user": "pbx", "duration": "0"}
+    webhook.push(phone=PHONE, callid="cb-l1", start="20261127T100000Z", **history)
+    pipeline.run()
+    (callback,) = callback_store.callbacks_of(E164)
+    assert callback.owner == "unassigned"
+    webhook.push(cmd="event", type="INCOMING", user="mike@tenant.ru", phone=PHONE, callid="cb-l1")
+    webhook.push(cmd="event", type="CANCELLED", user="mike@tenant.ru", phone=PHONE, callid="cb-l1")
+    pipeline.run()
+    (callback,) = callback_store.list_callbacks("mike", CallbackStatus.OPEN).callbacks
+    assert (callback.id, callback.missed_count) == (f"{E164}/cb-l1", 1)
+    assert callback_store.list_callbacks("unassigned", CallbackStatus.OPEN).callbacks == []
+    assert [kind for kind, _ in pipeline.callback_events()] == ["CallbackOpened"]  # opened once
+
+
+def test_a_call_back_placed_in_the_second_of_the_missed_call_closes_it(
+    webhook: Webhook, pipeline: Pipeline, callback_store: Any
+) -> None:
+    # Both start in the same second; the call-back's id sorts before the missed call's.
+    missed_call(webhook, "cb-m1", "20261127T100000Z", user="mike", legs=("mike",))
+    call_back(webhook, "cb-a0", "20261127T100000Z", user="andy")
+    pipeline.run()
+    (callback,) = callback_store.callbacks_of(E164)
+    assert (callback.status.value, callback.closed_callid, callback.seconds_to_call_back) == ("closed", "cb-a0", 0)
+    assert [kind for kind, _ in pipeline.callback_events()] == ["CallbackOpened", "CallbackClosed"]
+
+
+@pytest.mark.parametrize("status", ["Cancel", "NotFound"])
+def test_an_inbound_call_the_caller_gave_up_on_opens_a_call_back_without_a_call_missed_event(
+    webhook: Webhook, pipeline: Pipeline, callback_store: Any, status: str
+) -> None:
+    missed_call(webhook, "cb-c1", "20261127T100000Z", user="pbx", legs=("mike",), status=status)
+    pipeline.run()
+    (callback,) = callback_store.callbacks_of(E164)
+    assert (callback.owner, callback.status.value, callback.missed_callids) == ("mike", "open", ("cb-c1",))
+    published = pipeline.sink.types()
+    assert "CallbackOpened" in published
+    assert "CallMissed" not in published  # CallMissed stays the history's `missed`, as documented
+    call_back(webhook, "cb-o1", "20261127T101000Z", user="mike")
+    pipeline.run()
+    (callback,) = callback_store.callbacks_of(E164)
+    assert (callback.status.value, callback.closed_by) == ("closed", "mike")
 
 
 def test_a_call_answered_while_ringing_closes_it_and_its_history_gives_the_exact_start(
@@ -355,6 +448,36 @@ def test_list_callbacks_through_the_commands_function(
         },
     ):
         assert commands.invoke(bad)["error"]["code"] == "invalid_request", bad
+
+
+def test_list_callbacks_takes_any_form_of_a_user_the_directory_resolves(
+    aws: dict[str, str], template: Template, callback_store: Any, directory: Any
+) -> None:
+    from pbxbridge.domain.callbacks import CallFact, CallKind, owner_by, record_call
+    from pbxbridge.domain.directory import PbxUser
+
+    directory.save_user(PbxUser(login="mike", ext="102", telnum="+79261234567"))
+    owner = owner_by(lambda phone: None)
+    start = datetime(2026, 11, 27, 10, tzinfo=UTC)
+    for callid, phone, rung in (
+        ("f-1", "+79101234501", "mike"),
+        ("f-2", "+79101234502", "g_sales"),
+        ("f-3", E164, None),
+    ):
+        record_call(callback_store, CallFact(callid, phone, CallKind.MISSED, start, rung), owner)
+    commands = LocalFunction(template.functions()["CommandsFunction"])
+
+    def listed(owner: str) -> list[str]:
+        answer = commands.invoke({"cmd": "listCallbacks", "owner": owner})
+        assert answer["ok"], answer
+        return [c["id"] for c in answer["result"]["callbacks"]]
+
+    for form in ("mike", "mike@tenant.ru", "MIKE", "102", "+7 926 123-45-67", "89261234567"):
+        assert listed(form) == ["+79101234501/f-1"], form
+    for form in ("g_sales", "g_sales@tenant.ru"):
+        assert listed(form) == ["+79101234502/f-2"], form
+    assert listed("unassigned") == [f"{E164}/f-3"]
+    assert listed("nobody") == []
 
 
 def test_the_sample_stream_event_publishes_callback_closed() -> None:

@@ -224,6 +224,85 @@ def test_the_owner_is_the_responsible_as_a_login_else_who_was_rung() -> None:
     assert owner(replace(other, user=None)) == domain.UNASSIGNED
 
 
+def test_the_rung_user_is_resolved_to_a_login_and_a_group_stays_a_group() -> None:
+    owner = owner_by(lambda phone: None, {"mike@tenant.ru": "mike", "102": "mike"}.get)
+    assert owner(missed("m1", 0, user="mike@tenant.ru")) == "mike"
+    assert owner(missed("m1", 0, user="g_sales")) == "g_sales"
+    assert owner(missed("m1", 0, user="someone")) == "someone"  # unknown to the directory: as the PBX named it
+
+
+@pytest.mark.parametrize(
+    ("call", "owner"),
+    [
+        # An unknown number rang mike alone; the PBX's history names nobody (`pbx`).
+        ({"user": "pbx", "pbx_user": None, "legs_rang": {"mike@tenant.ru"}}, "mike"),
+        # The history names the user: that user, whatever rang.
+        ({"user": "andy", "pbx_user": "andy", "legs_rang": {"mike", "olga"}}, "andy"),
+        # A group call that rang one member: that member.
+        ({"user": "g_sales@tenant.ru", "legs_rang": {"mike"}}, "mike"),
+        # A group call that rang several: the group (from the history's user, or its `group` field).
+        ({"user": "g_sales@tenant.ru", "legs_rang": {"mike", "andy"}}, "g_sales"),
+        ({"user": "pbx", "group": "g_sales@tenant.ru", "legs_rang": {"mike", "andy"}}, "g_sales"),
+        # Several rang and no group is known: the first login, alphabetically.
+        ({"user": "pbx", "legs_rang": {"olga", "mike@tenant.ru", "pbx"}}, "mike"),
+        # No leg seen (reconciliation), a group named: the group.
+        ({"user": "g_sales@tenant.ru"}, "g_sales"),
+        ({"user": "pbx"}, None),
+    ],
+)
+def test_a_missed_call_is_for_the_user_that_was_rung(call: dict[str, object], owner: str | None) -> None:
+    item = {"callid": "c1", "client": PHONE, "started_at": "2026-11-27T10:00:00Z", "direction": "in", **call}
+    (fact,) = call_facts({**item, "outcome": "missed"}, ["CallEnded", "CallMissed"])
+    assert fact.user == owner
+    assert owner_by(lambda phone: None)(fact) == (owner or domain.UNASSIGNED)
+    assert owner_by(lambda phone: "boss")(fact) == "boss"  # the responsible first, always
+
+
+def test_whom_a_missed_call_rang_learnt_late_gives_an_unowned_call_back_its_owner() -> None:
+    store = play([missed("m1", 0, user=None)])
+    (callback,) = store.items.values()
+    assert callback.owner == domain.UNASSIGNED
+    play([missed("m1", 0, user="mike")], store)  # its ringing legs came after its history
+    (callback,) = store.items.values()
+    assert (callback.id, callback.owner, callback.missed_count) == (f"{PHONE}/m1", "mike", 1)
+    assert store.ledgers[PHONE].opened["m1"].owner == "mike"
+    play([missed("m1", 0, user="olga")], store)  # an owner, once known, stays
+    assert store.items[f"{PHONE}/m1"].owner == "mike"
+    # A closed call-back keeps the owner it had.
+    closed = play([missed("m1", 0, user=None), answered("a1", 5)])
+    play([missed("m1", 0, user="mike")], closed)
+    assert closed.items[f"{PHONE}/m1"].owner == domain.UNASSIGNED
+
+
+def test_a_missed_call_whose_legs_come_after_its_history_is_the_same_call_with_its_user() -> None:
+    item = {"callid": "c1", "client": PHONE, "started_at": "2026-11-27T10:00:00Z", "direction": "in"}
+    before = {**item, "outcome": "missed", "user": "pbx"}
+    after = {**before, "legs_rang": {"mike"}}
+    assert [(f.kind, f.user) for f in call_facts(after, [], before)] == [(CallKind.MISSED, "mike")]
+    assert call_facts(after, [], after) == []  # nothing new about whom it rang
+    assert call_facts({**after, "direction": "out"}, [], {**before, "direction": "out"}) == []
+    assert call_facts(after, [], {**item, "user": "pbx"}) == []  # not yet missed before: CallMissed decides
+
+
+def test_a_call_back_in_the_same_second_as_the_missed_call_closes_it_whatever_the_ids() -> None:
+    # Starts are known to the second: the answered call counts as after the missed one it shares it with.
+    for closer in ("a1", "z1"):
+        for order in ((missed("m1", 0), answered(closer, 0)), (answered(closer, 0), missed("m1", 0))):
+            (callback,) = play(order).items.values()
+            assert (callback.status, callback.closed_callid, callback.seconds_to_call_back) == (
+                CallbackStatus.CLOSED,
+                closer,
+                0,
+            )
+    # An unanswered attempt in that second counts as one, and still before the answer.
+    for ids in (("a0", "a1"), ("z0", "b1")):
+        (callback,) = play([answered(ids[1], 0), attempt(ids[0], 0), missed("m1", 0)]).items.values()
+        assert (callback.status, callback.attempts) == (CallbackStatus.CLOSED, 1)
+    # Precise starts (an event's arrival) are compared to the second too.
+    (callback,) = play([missed("m1", 0.01), answered("a1", 0)]).items.values()
+    assert callback.status is CallbackStatus.CLOSED
+
+
 def test_racing_writers_retry_and_lose_nothing() -> None:
     store = MemoryStore()
     # Another writer saves between our read and our write: our guarded save fails, we read again.
@@ -251,6 +330,11 @@ def test_writers_that_never_win_give_up_with_a_retryable_error() -> None:
         ({"direction": "out", "outcome": "answered", "pbx_user": "andy"}, ["CallEnded"], "answered"),
         ({"direction": "out", "outcome": "busy", "pbx_user": "andy"}, ["CallEnded"], "attempt"),
         ({"direction": "in", "outcome": "busy"}, ["CallEnded"], None),
+        # The live PBX's inbound `Cancel` (the caller hung up first) and `NotFound`: missed calls too.
+        ({"direction": "in", "outcome": "cancelled", "user": "g_x@t.ru"}, ["CallEnded"], "missed"),
+        ({"direction": "in", "outcome": "not_found", "user": "g_x@t.ru"}, ["CallEnded"], "missed"),
+        ({"direction": "in", "outcome": "cancelled"}, ["CallRinging"], None),
+        ({"direction": "out", "outcome": "cancelled", "pbx_user": "andy"}, ["CallEnded"], "attempt"),
         ({"direction": "in"}, ["CallRinging"], None),
     ],
 )
@@ -278,7 +362,8 @@ def reference(facts: Sequence[CallFact]) -> list[Expected]:
     cycles: list[Expected] = []
     current: list[str] | None = None
     tries = 0
-    for fact in sorted({f.callid: f for f in facts}.values(), key=lambda f: (f.at, f.callid)):
+    order = {CallKind.MISSED: 0, CallKind.ATTEMPT: 1, CallKind.ANSWERED: 2}  # within one second
+    for fact in sorted({f.callid: f for f in facts}.values(), key=lambda f: (f.at, order[f.kind], f.callid)):
         if fact.kind is CallKind.MISSED:
             if current is None:
                 current, tries = [], 0
@@ -302,9 +387,10 @@ KINDS = {"m": CallKind.MISSED, "a": CallKind.ANSWERED, "o": CallKind.ATTEMPT}
 
 @st.composite
 def pushes(draw: st.DrawFn, span_minutes: int = 600) -> list[CallFact]:
-    """Up to 12 distinct calls at distinct minutes, then shuffled and some delivered twice."""
+    """Up to 12 distinct calls, some in the same minute (so in the same second), then shuffled and
+    some delivered twice."""
     count = draw(st.integers(min_value=1, max_value=12))
-    minutes = draw(st.lists(st.integers(0, span_minutes), min_size=count, max_size=count, unique=True))
+    minutes = draw(st.lists(st.integers(0, span_minutes), min_size=count, max_size=count))
     kinds = draw(st.lists(st.sampled_from("mao"), min_size=count, max_size=count))
     calls = [
         CallFact(f"{kind}{i}", PHONE, KINDS[kind], at(minute), "andy")

@@ -116,7 +116,11 @@ def callback_recorder(settings: StreamSettings, contacts: DynamoContactStore) ->
             return None  # nobody's widget would show it: the user or group that was rung owns it instead
         return login
 
-    owner_of = owner_by(responsible_login)
+    def rung_login(user: str) -> str | None:
+        # A leg as the PBX named it (`andy@tenant`) is the login the widget's token is for.
+        return directory().resolve(user)
+
+    owner_of = owner_by(responsible_login, rung_login)
     return lambda fact: record_call(store, fact, owner_of)
 
 
@@ -139,7 +143,7 @@ def handle_record(record: DynamoDBRecord, deps: StreamDependencies | None = None
         events = list(call_events(old, new, deps.contact))
         if deps.record_call is not None:
             # Before publishing: if this fails the record comes back, and the events' ids are stable.
-            for fact in call_facts(new, (type(event).__name__ for event in events)):
+            for fact in call_facts(new, (type(event).__name__ for event in events), old):
                 deps.record_call(fact)
         link = new_recording_link(old, new)
         if link:

@@ -36,6 +36,8 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pbxbridge.domain.calls import pbx_login
+
 UNASSIGNED = "unassigned"  # the owner of a call-back no user or group can be found for
 MAX_LEDGER_CALLS = 1000  # a number's ledger stays far below DynamoDB's 400 KB item limit (~100 B a call)
 MAX_LISTED_CALLIDS = 50  # the missed call ids a call-back shows (the count is always exact)
@@ -127,8 +129,14 @@ class Ledger:
         return derive(self.phone, self.calls.values(), self.opened, lambda fact: UNASSIGNED)[0]
 
 
-def _key(fact: CallFact) -> tuple[datetime, str]:
-    return fact.at, fact.callid
+# Starts are known to the second only. Within one second a missed call comes first, then unanswered
+# call-back attempts, then an answered call, which closes what shares its second: a call-back placed
+# in the very second of the missed call returns it, whatever the call ids.
+_SAME_SECOND_ORDER = {CallKind.MISSED: 0, CallKind.ATTEMPT: 1, CallKind.ANSWERED: 2}
+
+
+def _key(fact: CallFact) -> tuple[datetime, int, str]:
+    return fact.at.replace(microsecond=0), _SAME_SECOND_ORDER[fact.kind], fact.callid
 
 
 @dataclass
@@ -157,6 +165,11 @@ def _cycles(calls: Iterable[CallFact]) -> list[_Cycle]:
 
 
 OwnerOf = Callable[[CallFact], str]
+
+
+def _rung_of(cycle: _Cycle) -> CallFact:
+    """The missed call an owner is looked for by: the first, or the first that names whom it rang."""
+    return next((f for f in cycle.missed if f.user), cycle.missed[0])
 
 
 def derive(
@@ -191,9 +204,15 @@ def derive(
             if owner_of is None:
                 raise ValueError("a new call-back needs an owner")
             first = cycle.missed[0]
-            opener, identity = first.callid, Opened(id=f"{phone}/{first.callid}", owner=owner_of(first))
-        kept[opener] = identity
+            opener, identity = first.callid, Opened(id=f"{phone}/{first.callid}", owner=owner_of(_rung_of(cycle)))
         first_at, closer = cycle.missed[0].at, cycle.closer
+        if identity.owner == UNASSIGNED and closer is None and owner_of and (known or adopted) is not None:
+            # Whom a call rang can be learnt after its call-back opened (ringing legs pushed after the
+            # history): an open call-back nobody owned goes to its owner as soon as one is known.
+            owner = owner_of(_rung_of(cycle))
+            if owner != UNASSIGNED:
+                identity = Opened(id=identity.id, owner=owner)
+        kept[opener] = identity
         callbacks.append(
             Callback(
                 id=identity.id,
@@ -276,13 +295,15 @@ def _forget_settled(ledger: Ledger) -> Ledger:
     settled = ordered[-1].at - SETTLED_AFTER
     overflow = len(ordered) - MAX_LEDGER_CALLS
     candidates = [
-        f.at for index, f in enumerate(ordered) if f.kind is CallKind.ANSWERED and (f.at <= settled or index < overflow)
+        f for index, f in enumerate(ordered) if f.kind is CallKind.ANSWERED and (f.at <= settled or index < overflow)
     ]
-    boundary = candidates[-1] if candidates else None
-    if boundary is None or (ledger.boundary is not None and boundary <= ledger.boundary):
+    last = candidates[-1] if candidates else None
+    if last is None or (ledger.boundary is not None and last.at <= ledger.boundary):
         return ledger
+    boundary = last.at
     # The answered call at the boundary itself is kept: it still closes what comes right before it.
-    calls = {f.callid: f for f in ordered if f.at >= boundary}
+    # What shares its second but comes before it (a missed call it closed) is settled with the rest.
+    calls = {f.callid: f for f in ordered if _key(f) >= _key(last)}
     opened = {callid: o for callid, o in ledger.opened.items() if callid in calls}
     return replace(ledger, calls=calls, opened=opened, boundary=boundary)
 
@@ -347,16 +368,46 @@ def _time(value: Any) -> datetime | None:
         return None
 
 
-def _group(user: Any) -> str | None:
+def group_owner(user: Any) -> str | None:
     """`g_<id>@tenant` -> `g_<id>`: a group as an owner."""
     if isinstance(user, str) and user.lower().startswith("g_"):
         return "g_" + user.split("@", 1)[0][2:]
     return None
 
 
-def call_facts(call: Mapping[str, Any], event_types: Iterable[str]) -> list[CallFact]:
+def _login(user: Any) -> str | None:
+    """`andy@tenant` -> `andy`; None for groups, `pbx`, `ivr`, `fax` (the directory resolves it later)."""
+    return pbx_login(user) if isinstance(user, str) else None
+
+
+def rung(call: Mapping[str, Any]) -> str | None:
+    """Who a missed inbound call was for: the user the history names; else the one user whose phone
+    rang; else, when several rang, the call's group (`g_<id>`, from the history's `user` or `group`);
+    else the first of those users by login (alphabetical: the PBX says in which order they rang only
+    through pushes that may come in any order, so this is the choice that never depends on them);
+    else the group; None when the call names nobody (a history `pbx` and no ringing leg seen)."""
+    named = call.get("pbx_user") or _login(call.get("user"))
+    if named:
+        return str(named)
+    legs = sorted({login for leg in call.get("legs_rang") or () if (login := _login(leg))})
+    group = group_owner(call.get("user")) or group_owner(call.get("group"))
+    if len(legs) == 1:
+        return legs[0]
+    return group or (legs[0] if legs else None)
+
+
+# Inbound outcomes that leave the client waiting for a call back: `missed`; `cancelled` (the live
+# PBX's `Cancel`: the caller hung up before anyone answered); `not_found` (the live PBX's `NotFound`,
+# undocumented: the call reached nobody who could take it; the client still called and spoke to nobody).
+MISSED_OUTCOMES = frozenset({"missed", "cancelled", "not_found"})
+
+
+def call_facts(
+    call: Mapping[str, Any], event_types: Iterable[str], before: Mapping[str, Any] | None = None
+) -> list[CallFact]:
     """What a change of a call item means for call-backs, given the call events the change stream
-    decided for it (`CallMissed`, `CallAnswered`, `CallEnded`: each once per transition)."""
+    decided for it (`CallMissed`, `CallAnswered`, `CallEnded`: each once per transition), and the
+    item `before` the change (a missed call's ringing legs may come after its history)."""
     phone, callid = call.get("client"), call.get("callid")
     started = _time(call.get("started_at"))
     if not isinstance(phone, str) or not phone or not isinstance(callid, str) or started is None:
@@ -364,22 +415,43 @@ def call_facts(call: Mapping[str, Any], event_types: Iterable[str]) -> list[Call
     facts = []
     types = set(event_types)
     answered_by = call.get("accepted_by") or call.get("pbx_user")
-    if "CallAnswered" in types or ("CallEnded" in types and call.get("outcome") == "answered"):
+    outcome = call.get("outcome")
+    if "CallAnswered" in types or ("CallEnded" in types and outcome == "answered"):
         facts.append(CallFact(callid, phone, CallKind.ANSWERED, started, answered_by))
-    elif "CallMissed" in types and call.get("direction") != "out":
-        rung = call.get("pbx_user") or _group(call.get("user")) or _group(call.get("group"))
-        facts.append(CallFact(callid, phone, CallKind.MISSED, started, rung))
+    elif call.get("direction") != "out" and (
+        "CallMissed" in types or ("CallEnded" in types and outcome in MISSED_OUTCOMES)
+    ):
+        facts.append(CallFact(callid, phone, CallKind.MISSED, started, rung(call)))
     elif "CallEnded" in types and call.get("direction") == "out":
         facts.append(CallFact(callid, phone, CallKind.ATTEMPT, started, call.get("pbx_user")))
+    elif (
+        before is not None
+        and call.get("direction") != "out"
+        and outcome in MISSED_OUTCOMES
+        and before.get("outcome") == outcome
+        and rung(call) not in (None, rung(before))
+    ):
+        # Already missed, and now we know whom it rang: the same call again, with its user.
+        facts.append(CallFact(callid, phone, CallKind.MISSED, started, rung(call)))
     return facts
 
 
-def owner_by(responsible_login: Callable[[str], str | None]) -> OwnerOf:
+def owner_by(
+    responsible_login: Callable[[str], str | None], login_of: Callable[[str], str | None] | None = None
+) -> OwnerOf:
     """The owner of a new call-back: the contact's responsible (as a PBX login, through
-    `responsible_login(phone)`), else the user or group that was rung, else `unassigned`."""
+    `responsible_login(phone)`), else the user or group that was rung (a user as the login
+    `login_of` resolves it to, when given), else `unassigned`."""
 
     def owner_of(fact: CallFact) -> str:
-        return responsible_login(fact.phone) or fact.user or UNASSIGNED
+        responsible = responsible_login(fact.phone)
+        if responsible:
+            return responsible
+        if fact.user is None:
+            return UNASSIGNED
+        if group_owner(fact.user):
+            return fact.user
+        return (login_of(fact.user) if login_of else None) or fact.user
 
     return owner_of
 
@@ -397,7 +469,9 @@ __all__ = [
     "apply",
     "call_facts",
     "derive",
+    "group_owner",
     "list_callbacks",
     "owner_by",
     "record_call",
+    "rung",
 ]

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any, Protocol
 
-from pbxbridge.domain.callbacks import CallbackStatus, CallbackStore, list_callbacks
+from pbxbridge.domain.callbacks import UNASSIGNED, CallbackStatus, CallbackStore, group_owner, list_callbacks
 from pbxbridge.domain.contacts import ContactStore, read_contacts, save_contacts
 from pbxbridge.domain.directory import CrmUser, DirectorySource, DirectoryStore, propose_mappings, sync_directory
 from pbxbridge.domain.reconciliation import History
@@ -183,6 +183,14 @@ class CommandService:
             return user
         return self._directory.snapshot(self._region, departments=False).resolve(user) or user
 
+    def _owner(self, owner: str) -> str:
+        """Call-backs are owned by a canonical login, `g_<id>` or `unassigned`: a user in any form
+        `listCalls` takes, a group as `g_<id>` or `g_<id>@tenant`."""
+        group = group_owner(owner)
+        if group is not None or owner == UNASSIGNED:
+            return group or owner
+        return self._login(owner)
+
     def _directory_store(self) -> DirectoryStore:
         if self._directory is None:
             raise CommandError("not_configured", "the directory table is not configured (DIRECTORY_TABLE)")
@@ -240,7 +248,7 @@ class CommandService:
         if self._callbacks is None:
             raise CommandError("not_configured", "the call-backs table is not configured (CALLBACKS_TABLE)")
         page = list_callbacks(
-            self._callbacks, command.owner, CallbackStatus(command.status), command.limit, command.cursor
+            self._callbacks, self._owner(command.owner), CallbackStatus(command.status), command.limit, command.cursor
         )
         return {
             "callbacks": [callback.model_dump(mode="json", exclude_none=True) for callback in page.callbacks],
