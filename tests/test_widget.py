@@ -69,6 +69,40 @@ def test_forged_expired_foreign_and_unsigned_tokens_are_refused() -> None:
             verify_token(token, [KEY])
 
 
+def test_only_our_own_well_formed_hs256_tokens_pass() -> None:
+    now = int(time.time())
+    good = {"sub": "andy", "aud": "pbxbridge-widget", "iss": "pbxbridge", "iat": now, "nbf": now, "exp": now + 600}
+    assert verify_token(jwt.encode(good, KEY), [KEY]).login == "andy"  # the baseline the others differ from
+    variants = {
+        "another issuer": jwt.encode({**good, "iss": "someone-else"}, KEY),
+        "no issuer": jwt.encode({k: v for k, v in good.items() if k != "iss"}, KEY),
+        "no not-before": jwt.encode({k: v for k, v in good.items() if k != "nbf"}, KEY),
+        "not yet valid": jwt.encode({**good, "nbf": now + 60}, KEY),
+        "issued in the future": jwt.encode({**good, "iat": now + 60, "nbf": now}, KEY),
+        "an audience list": jwt.encode({**good, "aud": ["pbxbridge-widget", "x"]}, KEY),
+        "another algorithm": jwt.encode(good, KEY, algorithm="HS512"),
+        "a life longer than 24 h": jwt.encode({**good, "exp": now + 25 * 3600}, KEY),
+        "no subject": jwt.encode({**good, "sub": ""}, KEY),
+    }
+    for token in variants.values():  # a failure shows the case in pytest's locals
+        with pytest.raises(InvalidWidgetTokenError, match=r"not valid|names no user"):
+            verify_token(token, [KEY])
+    # Within the leeway, a host whose clock is a little behind still accepts a fresh token.
+    assert verify_token(jwt.encode({**good, "nbf": now + 3, "iat": now + 3}, KEY), [KEY]).login == "andy"
+
+
+def test_a_short_key_checks_nothing() -> None:
+    short = "k" * 31
+    with pytest.warns(jwt.InsecureKeyLengthWarning):
+        token = jwt.encode(
+            {"sub": "andy", "aud": "pbxbridge-widget", "iss": "pbxbridge", "iat": 1, "nbf": 1, "exp": 2**31}, short
+        )
+    with pytest.raises(InvalidWidgetTokenError, match="not valid"):
+        verify_token(token, [short])
+    with pytest.raises(InvalidWidgetTokenError, match="not valid"):
+        verify_token(token, ["", short, KEY])
+
+
 def test_the_previous_key_is_accepted_during_a_rotation_and_a_short_key_never_signs() -> None:
     old, _ = issue_token("mike", PREVIOUS_KEY)
     assert verify_token(old, [KEY, PREVIOUS_KEY]).login == "mike"
