@@ -324,16 +324,91 @@ def api_call(
     functions: dict[str, LocalFunction], token: str, method: str, path: str, route: str, body: Any = None
 ) -> tuple[int, Any]:
     """A widget API request as API Gateway hands it on after the authorizer said yes."""
+    status, _, answer = api_request(
+        functions, token, method, path, route, json.dumps(body).encode() if body is not None else None
+    )
+    return status, answer
+
+
+def api_request(
+    functions: dict[str, LocalFunction],
+    token: str,
+    method: str,
+    path: str,
+    route: str,
+    raw: bytes | None = None,
+    query: str = "",
+) -> tuple[int, dict[str, str], Any]:
     authorizer = functions["WidgetAuthorizerFunction"]
     headers = [("Authorization", f"Bearer {token}"), ("Content-Type", "application/json")]
-    event = http_api_event(method, path, route, json.dumps(body).encode() if body is not None else None, headers)
+    event = http_api_event(method, path, route, raw, headers, query=query)
     verdict = authorizer.invoke({**event, "type": "REQUEST", "identitySource": [f"Bearer {token}"]})
     assert verdict["isAuthorized"], verdict
     event["requestContext"]["authorizer"] = {"lambda": verdict["context"]}
     if "{callid}" in route:
         event["pathParameters"] = {"callid": path.split("/")[3]}
-    status, _, payload = http_response(functions["WidgetApiFunction"].invoke(event))
-    return status, json.loads(payload)
+    status, answer_headers, payload = http_response(functions["WidgetApiFunction"].invoke(event))
+    return status, answer_headers, json.loads(payload)
+
+
+def test_bad_input_to_the_widget_api_is_a_400_never_a_5xx(
+    widget: dict[str, LocalFunction], pbx: tuple[PbxSimulator, SimulatorServer]
+) -> None:
+    andy = token_for(widget, "andy")
+    for method, path, route, raw, query in (
+        ("POST", "/api/calls", "/api/calls", b"{not json", ""),
+        ("POST", "/api/calls", "/api/calls", b'["79035550011"]', ""),
+        ("POST", "/api/calls", "/api/calls", b"{}", ""),
+        ("POST", "/api/calls", "/api/calls", b'{"phone": 79035550011}', ""),
+        ("POST", "/api/calls", "/api/calls", json.dumps({"phone": "89035550011", "requestId": "x" * 65}).encode(), ""),
+        ("POST", "/api/calls", "/api/calls", json.dumps({"phone": "89035550011", "requestId": ""}).encode(), ""),
+        ("PUT", "/api/dnd", "/api/dnd", b"{}", ""),
+        ("PUT", "/api/dnd", "/api/dnd", b'{"state": "sideways"}', ""),
+        ("PUT", "/api/dnd", "/api/dnd", None, ""),
+        ("GET", "/api/callbacks", "/api/callbacks", None, "status=everything"),
+    ):
+        status, _, answer = api_request(widget, andy, method, path, route, raw, query)
+        assert (status, answer["error"]["code"]) == (400, "invalid_request"), (path, raw, query, answer)
+    assert not [r for r in pbx[0].requests_seen if r.get("cmd") in ("makeCall", "set_dnd")]
+    # A call id no call has is not_found, even one DynamoDB could not take as a key.
+    route = "/api/calls/{callid}/recording"
+    for callid in ("x" * 3000, "no-such-call"):
+        status, _, answer = api_request(widget, andy, "GET", f"/api/calls/{callid}/recording", route)
+        assert (status, answer["error"]["code"]) == (404, "not_found")
+    status, _, answer = api_request(widget, andy, "GET", "/api/callbacks", "/api/callbacks", None, "status=closed")
+    assert (status, answer["result"]["callbacks"]) == (200, [])
+
+
+def test_click_to_call_is_limited_per_user_per_minute(
+    widget: dict[str, LocalFunction],
+    aws: dict[str, str],
+    moto_url: str,
+    pbx: tuple[PbxSimulator, SimulatorServer],
+) -> None:
+    from pbxbridge.storage.rate_limits import DynamoRateLimiter
+
+    limiter = DynamoRateLimiter(client("dynamodb", moto_url), aws["IdempotencyTable"])
+    start = 1_800_000_000.0
+    assert [limiter.take("makeCall#unit", 3, now=start + i) for i in range(3)] == [None, None, None]
+    assert limiter.take("makeCall#unit", 3, now=start + 15.5) == 45  # the rest of that minute
+    assert limiter.take("makeCall#unit", 3, now=start + 60) is None  # a new minute
+    assert limiter.take("makeCall#other", 3, now=start + 16) is None  # every user their own count
+
+    # andy used up this minute's calls (and the next one's, so the test never straddles a boundary).
+    dynamodb = client("dynamodb", moto_url)
+    window = int(time.time() // 60) * 60
+    for minute in (window, window + 60):
+        dynamodb.put_item(
+            TableName=aws["IdempotencyTable"],
+            Item={"id": {"S": f"rate#makeCall#andy#{minute}"}, "hits": {"N": "10"}, "expiration": {"N": "1"}},
+        )
+    body = json.dumps({"phone": "89035550011", "requestId": "click-9"}).encode()
+    status, headers, answer = api_request(widget, token_for(widget, "andy"), "POST", "/api/calls", "/api/calls", body)
+    assert (status, answer["error"]["code"]) == (429, "rate_limited")
+    assert 1 <= int(headers["Retry-After"]) <= 60
+    status, _, answer = api_request(widget, token_for(widget, "mike"), "POST", "/api/calls", "/api/calls", body)
+    assert status == 200, answer
+    assert [r["user"] for r in pbx[0].requests_seen if r.get("cmd") == "makeCall"] == ["mike"]
 
 
 def test_the_widget_api_gives_only_the_users_own_calls_recordings(

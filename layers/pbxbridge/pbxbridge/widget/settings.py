@@ -43,6 +43,11 @@ class CardSettings(_Settings):
     directory_cache_seconds: int = Field(default=300, alias="DIRECTORY_CACHE_SECONDS", ge=0)
 
 
+class WidgetApiSettings(_Settings):
+    # makeCall per user per minute (a person clicks a few; a script or a leaked token would dial on). 0: no limit.
+    calls_per_minute: int = Field(default=10, alias="WIDGET_CALLS_PER_MINUTE", ge=0)
+
+
 class PageSettings(_Settings):
     socket_url: str = Field(alias="WIDGET_SOCKET_URL", min_length=1)
     # Who may embed the widget in an iframe (CSP frame-ancestors), e.g. "https://crm.example".
@@ -67,10 +72,15 @@ def card_settings() -> CardSettings:
 
 
 @lru_cache(maxsize=1)
+def widget_api_settings() -> WidgetApiSettings:
+    return WidgetApiSettings.model_validate(dict(os.environ))
+
+
+@lru_cache(maxsize=1)
 def page_settings() -> PageSettings:
     return PageSettings.model_validate(dict(os.environ))
 
 
 def clear_caches() -> None:
-    for cache in (token_key_settings, socket_settings, card_settings, page_settings):
+    for cache in (token_key_settings, socket_settings, card_settings, widget_api_settings, page_settings):
         cache.cache_clear()
