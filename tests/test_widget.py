@@ -156,6 +156,102 @@ def test_a_group_call_pops_the_card_for_each_leg_once_then_updates_everyone() ->
     assert posted[2][1]["card"]["answered_by"] == {"login": "mike", "name": "mike"}
 
 
+class FakeConnections:
+    """ConnectionsTable as the card function uses it, counting its requests."""
+
+    def __init__(self, open_by_login: dict[str, list[str]], fail_removal: bool = False) -> None:
+        self.open = open_by_login
+        self.queries: list[str] = []
+        self.removed: list[str] = []
+        self.fail_removal = fail_removal
+
+    def of(self, login: str) -> list[str]:
+        self.queries.append(login)
+        return list(self.open.get(login, []))
+
+    def disconnected(self, connection_id: str) -> None:
+        if self.fail_removal:
+            raise RuntimeError("DynamoDB unavailable")
+        self.removed.append(connection_id)
+
+
+def card_deps(connections: FakeConnections, posted: list[str], gone: frozenset[str] = frozenset()) -> Any:
+    from pbxbridge.widget.push import CardDependencies, ConnectionGoneError
+
+    def post(connection_id: str, data: bytes) -> None:
+        posted.append(connection_id)
+        if connection_id in gone:
+            raise ConnectionGoneError(connection_id)
+        if connection_id.startswith("broken"):
+            raise TimeoutError("read timeout")
+
+    directory = Directory(users=(PbxUser("andy"), PbxUser("mike"), PbxUser("serg")))
+    return CardDependencies(
+        calls_table="calls",
+        callbacks_table=None,
+        region="RU",
+        crm_url_template=None,
+        contact=lambda phone: None,
+        last_calls=lambda phone: [],
+        directory=lambda: directory,
+        connections=connections,
+        post=post,
+    )
+
+
+def test_a_delivery_reads_each_persons_connections_once_and_a_failed_post_spoils_nothing() -> None:
+    from pbxbridge.widget.push import deliver
+
+    connections = FakeConnections({"andy": ["a1", "a2", "broken-a3"], "mike": ["m1"], "serg": []})
+    posted: list[str] = []
+    deps = card_deps(connections, posted, gone=frozenset({"a2"}))
+    assert deliver({"andy", "mike", "serg", "nobody"}, {"type": "card"}, deps) == 2  # a1, m1
+    assert sorted(connections.queries) == ["andy", "mike", "nobody", "serg"]  # one query each, never per post
+    assert sorted(posted) == ["a1", "a2", "broken-a3", "m1"]  # every one once: no retry of the batch
+    assert connections.removed == ["a2"]  # gone: forgotten on the first failed post; a timeout is not gone
+    # Forgetting a gone connection fails (DynamoDB down): the others still got theirs, nothing raises.
+    connections, posted = FakeConnections({"andy": ["a1", "a2"]}, fail_removal=True), list[str]()
+    assert deliver({"andy"}, {"type": "card"}, card_deps(connections, posted, gone=frozenset({"a1"}))) == 1
+    assert (connections.queries, sorted(posted)) == (["andy"], ["a1", "a2"])
+
+
+def test_a_card_whose_turn_comes_too_late_is_dropped_not_retried() -> None:
+    from pbxbridge.widget.push import RESERVE_SECONDS, handle_card_stream
+
+    image = {
+        "callid": {"S": "late"},
+        "client": {"S": "+79035550011"},
+        "rang_at": {"S": "t"},
+        "legs_rang": {"L": [{"S": "andy"}]},
+    }
+    event = {
+        "Records": [
+            {
+                "eventID": str(n),
+                "eventName": "INSERT",
+                "eventSource": "aws:dynamodb",
+                "eventSourceARN": "arn:aws:dynamodb:eu-central-1:1:table/calls/stream/x",
+                "dynamodb": {"NewImage": image, "SequenceNumber": str(n), "StreamViewType": "NEW_AND_OLD_IMAGES"},
+            }
+            for n in (1, 2)
+        ]
+    }
+
+    class Context:
+        def __init__(self, left_ms: list[int]) -> None:
+            self.left_ms = left_ms
+
+        def get_remaining_time_in_millis(self) -> int:
+            return self.left_ms.pop(0)
+
+    connections, posted = FakeConnections({"andy": ["a1"]}), list[str]()
+    deps = card_deps(connections, posted)
+    plenty, too_little = int(RESERVE_SECONDS * 1000) + 5000, int(RESERVE_SECONDS * 1000) - 1
+    answer = handle_card_stream(event, Context([plenty, too_little]), deps)
+    assert answer == {"batchItemFailures": []}  # not failed: a retry would pop it seconds late
+    assert posted == ["a1"]  # the first record's card only
+
+
 def test_card_transitions_are_decided_once_whatever_the_order() -> None:
     ended = {"callid": "c", "completed_at": "t", "outcome": "missed", "rang_at": "t"}
     assert card_change(None, ended) is not None
