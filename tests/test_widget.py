@@ -380,6 +380,19 @@ def test_connections_are_kept_until_disconnect_and_expire_with_the_token(
     assert "Item" not in dynamodb.get_item(TableName=aws["ConnectionsTable"], Key={"connection_id": {"S": "conn-1"}})
 
 
+def test_a_connection_whose_token_expired_gets_no_more_cards(aws: dict[str, str], moto_url: str) -> None:
+    from pbxbridge.storage.connections import DynamoConnectionStore
+
+    # API Gateway keeps a connection open up to two hours, whatever the token said; DynamoDB's TTL
+    # sweeps late. The by_login index (as the template projects it) carries the expiry to leave it out.
+    store = DynamoConnectionStore(client("dynamodb", moto_url), aws["ConnectionsTable"])
+    now = time.time()
+    store.connected("fresh", "andy", int(now) + 600, now=now)
+    store.connected("stale", "andy", int(now) + 600, now=now - 7300)  # past API Gateway's two hours
+    store.connected("stale-2", "andy", int(now) - 1, now=now - 60)
+    assert store.of("andy") == ["fresh"]
+
+
 @pytest.fixture
 def socket_api(widget: dict[str, LocalFunction], template: Template) -> Iterator[LocalWebSocketApi]:
     from pbxbridge.widget import push, settings
