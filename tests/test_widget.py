@@ -591,6 +591,24 @@ def test_the_page_has_a_strict_content_security_policy(widget: dict[str, LocalFu
     assert http_response(page.invoke(escape))[0] == 404
 
 
+def test_only_origins_may_frame_the_widget(template: Template) -> None:
+    import re
+
+    from pydantic import ValidationError
+
+    from pbxbridge.widget.settings import FRAME_ANCESTORS_PATTERN, PageSettings
+
+    allowed = template.body["Parameters"]["WidgetFrameAncestors"]["AllowedPattern"]
+    assert allowed == FRAME_ANCESTORS_PATTERN  # CloudFormation refuses at deploy what the page would
+    for good in ("'self'", "https://crm.example", "'self' https://crm.example:8443 https://*.crm.example"):
+        assert re.fullmatch(allowed, good), good
+        assert PageSettings(WIDGET_SOCKET_URL="wss://x", WIDGET_FRAME_ANCESTORS=good).frame_ancestors == good
+    for bad in ("*", "https:", "http://crm.example", "https://crm.example; script-src *", "'self',https://a", "  "):
+        assert not re.fullmatch(allowed, bad), bad
+        with pytest.raises(ValidationError):
+            PageSettings(WIDGET_SOCKET_URL="wss://x", WIDGET_FRAME_ANCESTORS=bad)
+
+
 def test_the_sample_events_run_through_their_functions(widget: dict[str, LocalFunction], aws: dict[str, str]) -> None:
     from pathlib import Path
 
