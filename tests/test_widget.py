@@ -391,6 +391,11 @@ def test_a_connection_whose_token_expired_gets_no_more_cards(aws: dict[str, str]
     store.connected("stale", "andy", int(now) + 600, now=now - 7300)  # past API Gateway's two hours
     store.connected("stale-2", "andy", int(now) - 1, now=now - 60)
     assert store.of("andy") == ["fresh"]
+    # However many one token opens, a card goes to the newest few: one person cannot hold up the stream.
+    names = [f"tab-{(n * 7) % 12:02}" for n in range(12)]  # ids in no particular order
+    for n, name in enumerate(names):
+        store.connected(name, "mike", int(now) + 8 * 3600, now=now - 3600 + n)  # expiring with the connection
+    assert store.of("mike") == names[:1:-1]  # the ten opened last
 
 
 @pytest.fixture
