@@ -571,6 +571,27 @@ def test_the_widget_api_acts_as_the_tokens_user(
     assert (status, answer["error"]["code"]) == (400, "invalid_request")
 
 
+def test_a_token_of_a_user_gone_from_the_pbx_is_refused_by_the_api(
+    widget: dict[str, LocalFunction], pbx: tuple[PbxSimulator, SimulatorServer]
+) -> None:
+    from tests.conftest import drop_process_caches
+
+    simulator = pbx[0]
+    mike = token_for(widget, "mike")
+    assert api_call(widget, mike, "GET", "/api/me", "/api/me")[0] == 200
+    kept = list(simulator.users)
+    simulator.users[:] = [user for user in kept if user.name != "mike"]
+    try:
+        assert widget["CommandsFunction"].invoke({"cmd": "syncDirectory"})["ok"]
+        drop_process_caches(keep_clients=True)  # the directory cached minutes, as in a warm container
+        status, _, answer = api_request(widget, mike, "GET", "/api/dnd", "/api/dnd")
+        assert (status, answer) == (403, {"message": "Forbidden"})
+        assert api_call(widget, token_for(widget, "andy"), "GET", "/api/me", "/api/me")[0] == 200
+    finally:
+        simulator.users[:] = kept
+    assert not [r for r in simulator.requests_seen if r.get("cmd") == "get_dnd"]
+
+
 def test_an_expired_token_cached_by_the_authorizer_is_refused_by_the_api(widget: dict[str, LocalFunction]) -> None:
     event = http_api_event("GET", "/api/me", "/api/me", None)
     event["requestContext"]["authorizer"] = {"lambda": {"login": "andy", "expires_at": int(time.time()) - 1}}

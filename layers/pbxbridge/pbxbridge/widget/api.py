@@ -278,6 +278,21 @@ def handle_widget_api(event: dict[str, Any], context: Any, deps: WidgetApiDepend
         }
     _deps = deps
     try:
+        if not _still_a_user(str(authorizer["login"]), _dependencies().directory()):
+            # Deactivated (or gone from the PBX) since the token was issued: its hours are over.
+            return {
+                "statusCode": 403,
+                "headers": {"Content-Type": "application/json"},
+                "body": '{"message":"Forbidden"}',
+            }
         return app.resolve(event, context)
     finally:
         _deps = None
+
+
+def _still_a_user(login: str, directory: Directory) -> bool:
+    """The token's login is still an active PBX user (the directory, cached minutes, as synced). An
+    empty directory (never synced) cannot say, and then no token could have been issued either."""
+    if not directory.users:
+        return True
+    return any(user.login == login and user.active for user in directory.users)
