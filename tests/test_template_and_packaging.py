@@ -241,3 +241,7 @@ def test_every_log_group_has_retention_and_no_access_log_can_hold_a_token(body: 
         leaky = {v for v in variables if re.search(r"querystring|header|requestOverride|input", v, re.I)}
         assert not leaky, (name, leaky)
         assert not re.search(r"\$input|\$request", line), name
+    # Nor API Gateway's execution logs, which would log whole requests with their query strings.
+    for name, resource in body["Resources"].items():
+        settings = resource.get("Properties", {}).get("DefaultRouteSettings", {})
+        assert not settings.get("DataTraceEnabled") and settings.get("LoggingLevel", "OFF") == "OFF", name
