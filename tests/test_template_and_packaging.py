@@ -244,4 +244,5 @@ def test_every_log_group_has_retention_and_no_access_log_can_hold_a_token(body: 
     # Nor API Gateway's execution logs, which would log whole requests with their query strings.
     for name, resource in body["Resources"].items():
         settings = resource.get("Properties", {}).get("DefaultRouteSettings", {})
-        assert not settings.get("DataTraceEnabled") and settings.get("LoggingLevel", "OFF") == "OFF", name
+        assert not settings.get("DataTraceEnabled"), name
+        assert settings.get("LoggingLevel", "OFF") == "OFF", name

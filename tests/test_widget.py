@@ -617,6 +617,29 @@ def test_the_page_has_a_strict_content_security_policy(widget: dict[str, LocalFu
     assert http_response(page.invoke(escape))[0] == 404
 
 
+def test_the_call_back_lists_names_come_in_one_batch_read_per_hundred(aws: dict[str, str], moto_url: str) -> None:
+    from pbxbridge.storage.dynamodb import DynamoContactStore
+
+    class Counting:
+        def __init__(self, inner: Any) -> None:
+            self.inner, self.calls = inner, list[str]()
+
+        def __getattr__(self, name: str) -> Any:
+            self.calls.append(name)
+            return getattr(self.inner, name)
+
+    dynamodb = client("dynamodb", moto_url)
+    store = DynamoContactStore(dynamodb, aws["ContactsTable"])
+    store.put_contacts([Contact(phone=f"+7903555{n:04}", contact_name=f"Client {n}") for n in range(0, 150, 3)])
+    unreadable = {"phone": {"S": "+79035550001"}, "lead": {"S": "[not a bool]"}}
+    dynamodb.put_item(TableName=aws["ContactsTable"], Item=unreadable)
+    counting = Counting(dynamodb)
+    found = DynamoContactStore(counting, aws["ContactsTable"]).get_contacts(f"+7903555{n:04}" for n in range(150))
+    assert counting.calls == ["batch_get_item", "batch_get_item"]  # 150 numbers: two reads, never one each
+    assert sorted(found) == [f"+7903555{n:04}" for n in range(0, 150, 3)]  # the unreadable row as unknown
+    assert found["+79035550003"].contact_name == "Client 3"
+
+
 def test_only_origins_may_frame_the_widget(template: Template) -> None:
     import re
 
