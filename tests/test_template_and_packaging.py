@@ -260,3 +260,27 @@ def test_the_webhook_start_mode_is_a_parameter(body: dict[str, Any]) -> None:
     assert concurrency[1] == {"ProvisionedConcurrentExecutions": {"Ref": "WebhookProvisionedConcurrency"}}
     assert body["Conditions"]["WebhookSnapStart"] == {"Fn::Equals": [{"Ref": "WebhookStartMode"}, "snapstart"]}
     assert webhook["MemorySize"] == {"Ref": "WebhookMemorySize"}
+
+
+def test_every_log_group_has_retention_and_no_access_log_can_hold_a_token(body: dict[str, Any]) -> None:
+    for name, group in resources(body, "AWS::Logs::LogGroup").items():
+        assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}, name
+    formats = [
+        (name, resource["Properties"]["AccessLogSettings"]["Format"])
+        for name, resource in body["Resources"].items()
+        if "AccessLogSettings" in resource.get("Properties", {})
+    ]
+    assert {name for name, _ in formats} >= {"Api", "WidgetApi", "WidgetSocketStage"}
+    for name, line in formats:
+        variables = set(re.findall(r"\$context\.[A-Za-z.]+", line))
+        assert variables, name
+        # The WebSocket's $connect has the widget token in its query string; the HTTP APIs' requests
+        # carry it (or the CRM key) in a header or the body: never those, nor a raw request.
+        leaky = {v for v in variables if re.search(r"querystring|header|requestOverride|input", v, re.I)}
+        assert not leaky, (name, leaky)
+        assert not re.search(r"\$input|\$request", line), name
+    # Nor API Gateway's execution logs, which would log whole requests with their query strings.
+    for name, resource in body["Resources"].items():
+        settings = resource.get("Properties", {}).get("DefaultRouteSettings", {})
+        assert not settings.get("DataTraceEnabled"), name
+        assert settings.get("LoggingLevel", "OFF") == "OFF", name
