@@ -101,6 +101,28 @@ def test_the_reconciliation_demo_recovers_whole_lost_calls(
     assert "created: calls the webhook never saw" in stack.summary()
 
 
+def test_the_reconciliation_demo_loses_nothing_played_after_it(
+    stack: LocalStack, commands: commands_client.CommandsClient
+) -> None:
+    # The README runs the widget's demo calls after the reconciliation demo: its drop share is that
+    # batch's own, so the card still pops up and the missed call still reaches the call-back list.
+    simulator = stack.pbx.simulator
+    order = {"count": 4, "drop": 1.0, "duplicate": 0.0}
+    played = requests.post(f"{stack.pbx.url}/_simulator/calls", data=json.dumps(order), timeout=60).json()
+    assert played["pushes_sent"] == 0
+    assert played["pushes_dropped"] > 0
+    before = len(simulator.pushes)
+    ring = {"phone": "79035550199", "user": "andy", "answer": False}
+    callid = requests.post(f"{stack.pbx.url}/_simulator/inbound", data=json.dumps(ring), timeout=10).json()["callid"]
+    simulator.wait_for_calls()
+    after = simulator.pushes[before:]
+    assert after
+    assert not [push for push in after if push.dropped]
+    assert {push.fields["cmd"] for push in after} >= {"event", "history"}
+    assert wait_for(lambda: console(stack, "invoke", "getCall", f"callid={callid}").returncode == 0)
+    assert commands.get_call(callid).call.outcome == "missed"
+
+
 # The console's invoke and the typed client
 
 
