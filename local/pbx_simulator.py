@@ -670,7 +670,17 @@ def main() -> None:
     """`python -m local.pbx_simulator`: the simulator alone, for benchmarks and manual tries."""
     import argparse
 
-    parser = argparse.ArgumentParser(description="The PBX simulator, on loopback.")
+    parser = argparse.ArgumentParser(
+        description="The PBX simulator, on loopback.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="""Its own control (JSON bodies), besides the PBX's API at /sys/crm_api.wcgp:
+  POST /_simulator/calls    {"count": 20, "drop": 0.3, "duplicate": 0.1, "lose_calls": 0.25}
+                            plays calls now, losing that share of single pushes and of whole calls
+                            (the shares hold for these calls only); answers their ids and calls_lost
+  POST /_simulator/inbound  {"phone": "79101234567", "user": "andy", "answer": true, "pace": 2}
+                            ("group": "sales" instead of "user") rings now, a step every `pace` s
+Calls are pushed to --crm-url only.""",
+    )
     parser.add_argument("--port", type=int, default=3100)
     parser.add_argument("--token", default="local-pbx-token")
     parser.add_argument("--crm-url", help="where to push calls (loopback only)")
