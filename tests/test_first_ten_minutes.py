@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -329,3 +330,26 @@ def test_contacts_files_that_cannot_be_read_say_why(
     result = console(stack, "contacts", "import", str(path))
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_a_port_in_use_is_named_by_its_variable() -> None:
+    # Another stack on a shared machine: moto's server alone would exit with "Port 8000 is in use".
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        taken = held.getsockname()[1]
+        env = {
+            **os.environ,
+            "PORT": str(free_port()),
+            "DYNAMODB_PORT": str(taken),
+            "PBX_PORT": str(free_port()),
+            "WIDGET_SOCKET_PORT": str(free_port()),
+            "LOCAL_DATA": "none",
+        }
+        result = subprocess.run(
+            [sys.executable, "-m", "local.stack"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+        )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"DYNAMODB_PORT={taken} already in use" in result.stdout
+    assert f"make run DYNAMODB_PORT={taken + 10}" in result.stdout
+    assert "PBX_PORT=" not in result.stdout
