@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -289,6 +290,21 @@ def test_contacts_import_reads_what_excel_writes(
     assert f"as {kind}" in result.stderr
     assert contact_of(stack, "79160001122") == {"contact_name": "ООО Ромашка", "responsible": "mike"}
     assert contact_of(stack, "79035550000")["contact_name"] == "ИП Васильев"
+
+
+def test_the_readmes_excel_file_imports_as_it_says(stack: LocalStack) -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    sample = REPO / "docs" / "examples" / "contacts-excel.csv"
+    assert "pbxbridge contacts import docs/examples/contacts-excel.csv   # imported 3 contact(s), rejected 0" in readme
+    raw = sample.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbfphone;")  # as Excel writes it: a BOM and semicolons
+    result = console(stack, "contacts", "import", str(sample))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines()[0] == "imported 3 contact(s), rejected 0"
+    assert "as CSV (utf-8 with BOM, ';'-separated)" in result.stderr
+    shown = re.search(r"phone=(\d+) .*\n(\{.*\})\n", readme.split("docs/examples/contacts-excel.csv   #", 1)[1])
+    assert shown
+    assert contact_of(stack, shown[1]) == json.loads(shown[2])
 
 
 def test_contacts_import_reads_xlsx(stack: LocalStack, tmp_path: Path) -> None:
