@@ -19,7 +19,8 @@ help:
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-zA-Z_-]+):.*## (.*)$$/  \1\t\2/' | expand -t 16
 	@echo "Variables: FRESH=1 (make run: start with no saved data), LOG_FORMAT=json (make run: the functions' JSON logs),"
 	@echo "  CRM_RECEIVER=1 or CRM_URL=... (make run: forward call events to a local receiver or a CRM),"
-	@echo "  PORT, DYNAMODB_PORT, PBX_PORT, WIDGET_SOCKET_PORT, CRM_TOKEN (make run), PYTEST_ARGS (make unit), PYTHON (the venv's interpreter)"
+	@echo "  PORT, DYNAMODB_PORT, PBX_PORT, WIDGET_SOCKET_PORT, CRM_RECEIVER_PORT, CRM_TOKEN (make run), PYTEST_ARGS (make unit),"
+	@echo "  PYTHON (the venv's interpreter)"
 
 $(STAMP): pyproject.toml requirements-dev.txt layers/pbxbridge/requirements.txt
 	@echo "Installing the development environment into $(VENV) (first time about 1-2 minutes; later only when a requirements file changes)..."
@@ -30,7 +31,7 @@ $(STAMP): pyproject.toml requirements-dev.txt layers/pbxbridge/requirements.txt
 
 install: $(STAMP) ## create .venv with every dependency (run and test do it when needed)
 
-run: $(STAMP) ## the local stack: webhook, commands, PBX simulator, DynamoDB, S3 (data kept; FRESH=1 starts empty)
+run: $(STAMP) ## the local stack: webhook, commands, PBX simulator, DynamoDB, S3, the widget (data kept; FRESH=1 starts empty)
 	FRESH=$(FRESH) $(BIN)/python -m local.stack
 
 lint: $(STAMP) ## ruff check and format check
