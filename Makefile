@@ -11,7 +11,7 @@ SAM_VERSION ?= 1.170.0
 PY313 := $(shell command -v pyenv >/dev/null 2>&1 && pyenv prefix 3.13 2>/dev/null)
 SAM_PATH := $(if $(PY313),$(PY313)/bin:,)$(PATH)
 
-.PHONY: help install run test lint typecheck unit unit-runtime cfn-lint openapi bench sam-build sam-validate smoke ci clean browser
+.PHONY: help install run test lint typecheck unit unit-runtime cfn-lint openapi bench sam-build sam-validate smoke ci clean browser screenshots
 
 # `make` alone: what each target does (the `## ` comment on its line).
 help:
@@ -80,6 +80,9 @@ test: lint typecheck cfn-lint unit unit-runtime ## every check: lint, typecheck,
 
 # Regenerate the webhook's OpenAPI document and the call events' schemas from the models, and the template's
 # schema registry from those (tests fail when they drift).
+screenshots: $(STAMP) browser ## refresh the README's widget screenshots (docs/screenshots) from the browser tests
+	SCREENSHOTS_DIR=docs/screenshots $(BIN)/pytest -q tests/test_widget_browser.py
+
 openapi: $(STAMP) ## regenerate openapi/webhook.json, the event schemas and the template's schema registry
 	$(if $(PY313),$(MAKE) $(RUNTIME_VENV)/.installed && $(RUNTIME_VENV)/bin/python,$(BIN)/python) -m pbxbridge.openapi > openapi/webhook.json
 	$(BIN)/python -c "from pbxbridge.call_events import schemas; [open(f'schemas/events/{n}.json', 'w').write(t) for n, t in schemas().items()]"
