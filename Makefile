@@ -11,7 +11,7 @@ SAM_VERSION ?= 1.170.0
 PY313 := $(shell command -v pyenv >/dev/null 2>&1 && pyenv prefix 3.13 2>/dev/null)
 SAM_PATH := $(if $(PY313),$(PY313)/bin:,)$(PATH)
 
-.PHONY: help install run test lint typecheck unit cfn-lint openapi bench sam-build sam-validate smoke ci clean browser
+.PHONY: help install run test lint typecheck unit unit-runtime cfn-lint openapi bench sam-build sam-validate smoke ci clean browser screenshots
 
 # `make` alone: what each target does (the `## ` comment on its line).
 help:
@@ -19,7 +19,8 @@ help:
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-zA-Z_-]+):.*## (.*)$$/  \1\t\2/' | expand -t 16
 	@echo "Variables: FRESH=1 (make run: start with no saved data), LOG_FORMAT=json (make run: the functions' JSON logs),"
 	@echo "  CRM_RECEIVER=1 or CRM_URL=... (make run: forward call events to a local receiver or a CRM),"
-	@echo "  PORT, DYNAMODB_PORT, PBX_PORT, WIDGET_SOCKET_PORT, CRM_TOKEN (make run), PYTEST_ARGS (make unit), PYTHON (the venv's interpreter)"
+	@echo "  PORT, DYNAMODB_PORT, PBX_PORT, WIDGET_SOCKET_PORT, CRM_RECEIVER_PORT, CRM_TOKEN (make run), PYTEST_ARGS (make unit),"
+	@echo "  PYTHON (the venv's interpreter)"
 
 $(STAMP): pyproject.toml requirements-dev.txt layers/pbxbridge/requirements.txt
 	@echo "Installing the development environment into $(VENV) (first time about 1-2 minutes; later only when a requirements file changes)..."
@@ -30,7 +31,7 @@ $(STAMP): pyproject.toml requirements-dev.txt layers/pbxbridge/requirements.txt
 
 install: $(STAMP) ## create .venv with every dependency (run and test do it when needed)
 
-run: $(STAMP) ## the local stack: webhook, commands, PBX simulator, DynamoDB, S3 (data kept; FRESH=1 starts empty)
+run: $(STAMP) ## the local stack: webhook, commands, PBX simulator, DynamoDB, S3, the widget (data kept; FRESH=1 starts empty)
 	FRESH=$(FRESH) $(BIN)/python -m local.stack
 
 lint: $(STAMP) ## ruff check and format check
@@ -49,15 +50,41 @@ CHROMIUM ?= /usr/bin/chromium
 browser:
 	@test -x $(CHROMIUM) || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
-unit: $(STAMP) browser ## pytest only (PYTEST_ARGS="-k name -x")
-	$(BIN)/pytest $(PYTEST_ARGS)
+# The suite needs SAM's own translator (tests/test_least_privilege.py), which lives in $(SAM_VENV).
+unit: $(STAMP) browser $(SAM_VENV)/.installed ## pytest only (PYTEST_ARGS="-k name -x")
+	SAM_PYTHON=$(SAM_VENV)/bin/python $(BIN)/pytest $(PYTEST_ARGS)
 
-test: lint typecheck cfn-lint unit ## every check: lint, typecheck, cfn-lint, pytest
+# The suite again under the Lambda runtime's Python (3.13), in its own venv, when the machine has it.
+RUNTIME_VENV ?= .venv-py313
+$(RUNTIME_VENV)/.installed: pyproject.toml requirements-dev.txt layers/pbxbridge/requirements.txt
+	@echo "Installing the test environment for Python 3.13 into $(RUNTIME_VENV) (first time about 1-2 minutes)..."
+	$(PY313)/bin/python3.13 -m venv $(RUNTIME_VENV)
+	$(RUNTIME_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(RUNTIME_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -e .
+	touch $@
+
+# (Not when $(PYTHON) is 3.13 already: `unit` ran the suite under it.)
+PYTHON_IS_313 := $(shell $(PYTHON) -c 'import sys; print(int(sys.version_info[:2] == (3, 13)))' 2>/dev/null)
+ifeq ($(PYTHON_IS_313),1)
+unit-runtime:
+	@echo "unit-runtime: $(PYTHON) is the runtime's Python 3.13 already"
+else ifneq ($(PY313),)
+unit-runtime: $(RUNTIME_VENV)/.installed browser $(SAM_VENV)/.installed ## pytest again under Python 3.13 (the Lambda runtime's)
+	SAM_PYTHON=$(SAM_VENV)/bin/python $(RUNTIME_VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS)
+else
+unit-runtime:
+	@echo "unit-runtime: no Python 3.13 (pyenv prefix 3.13) on this machine, the suite ran under $$($(BIN)/python -V) only"
+endif
+
+test: lint typecheck cfn-lint unit unit-runtime ## every check: lint, typecheck, cfn-lint, pytest (and under Python 3.13)
 
 # Regenerate the webhook's OpenAPI document and the call events' schemas from the models, and the template's
 # schema registry from those (tests fail when they drift).
+screenshots: $(STAMP) browser ## refresh the README's widget screenshots (docs/screenshots) from the browser tests
+	SCREENSHOTS_DIR=docs/screenshots $(BIN)/pytest -q tests/test_widget_browser.py
+
 openapi: $(STAMP) ## regenerate openapi/webhook.json, the event schemas and the template's schema registry
-	$(BIN)/python -m pbxbridge.openapi > openapi/webhook.json
+	$(if $(PY313),$(MAKE) $(RUNTIME_VENV)/.installed && $(RUNTIME_VENV)/bin/python,$(BIN)/python) -m pbxbridge.openapi > openapi/webhook.json
 	$(BIN)/python -c "from pbxbridge.call_events import schemas; [open(f'schemas/events/{n}.json', 'w').write(t) for n, t in schemas().items()]"
 	$(BIN)/python -m local.event_schemas
 
@@ -85,4 +112,4 @@ smoke: $(STAMP) sam-build ## import the built layer and handlers as Lambda would
 ci: test sam-validate smoke ## what CI runs
 
 clean: ## remove the environments and build output (not the local data)
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis layers/pbxbridge/build
+	rm -rf $(VENV) $(SAM_VENV) $(RUNTIME_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis layers/pbxbridge/build

@@ -129,7 +129,9 @@ class PbxSimulator:
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
         self._lock = threading.RLock()
-        self._losing = threading.local()  # set while a call is played whose every push is lost
+        # Set while play_mix plays its batch: `all` for a call whose every push is lost, `drop` and
+        # `duplicate` for the batch's shares.
+        self._losing = threading.local()
         self._players: list[threading.Thread] = []
 
     # The API
@@ -293,9 +295,15 @@ class PbxSimulator:
         if urlsplit(self.crm_url).hostname not in _LOOPBACK:
             raise ValueError("the simulator only pushes to loopback addresses")
         form = {**fields, "crm_token": self.crm_token or ""}
+        # A batch of play_mix brings its own shares (thread-local): calls played later, such as the
+        # widget demo's, are not lost to a reconciliation demo that ran before them.
+        drop_rate = getattr(self._losing, "drop", None)
+        duplicate_rate = getattr(self._losing, "duplicate", None)
         with self._lock:
-            dropped = getattr(self._losing, "all", False) or self._random.random() < self.drop_rate
-            copies = 0 if dropped else 2 if self._random.random() < self.duplicate_rate else 1
+            drop_rate = self.drop_rate if drop_rate is None else drop_rate
+            duplicate_rate = self.duplicate_rate if duplicate_rate is None else duplicate_rate
+            dropped = getattr(self._losing, "all", False) or self._random.random() < drop_rate
+            copies = 0 if dropped else 2 if self._random.random() < duplicate_rate else 1
         if dropped:
             with self._lock:
                 self.pushes.append(Push(fields=fields, status=None, dropped=True))
@@ -440,11 +448,15 @@ class PbxSimulator:
     ) -> list[str]:
         """`count` calls of every kind, with the given share of pushes dropped and duplicated, and a
         `lose_calls` share of whole calls whose every push is lost (only the history knows them; their
-        ids are appended to `lost`)."""
-        if drop is not None:
-            self.drop_rate = drop
-        if duplicate is not None:
-            self.duplicate_rate = duplicate
+        ids are appended to `lost`). The shares hold for these calls only (the simulator's own
+        `drop_rate` and `duplicate_rate` when not given)."""
+        self._losing.drop, self._losing.duplicate = drop, duplicate
+        try:
+            return self._play_mix(count, lose_calls=lose_calls, lost=lost)
+        finally:
+            self._losing.drop = self._losing.duplicate = None
+
+    def _play_mix(self, count: int, *, lose_calls: float, lost: list[str] | None) -> list[str]:
         callids = []
         for index in range(count):
             phone = f"7910{self._random.randrange(10**7):07d}"
@@ -658,7 +670,17 @@ def main() -> None:
     """`python -m local.pbx_simulator`: the simulator alone, for benchmarks and manual tries."""
     import argparse
 
-    parser = argparse.ArgumentParser(description="The PBX simulator, on loopback.")
+    parser = argparse.ArgumentParser(
+        description="The PBX simulator, on loopback.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="""Its own control (JSON bodies), besides the PBX's API at /sys/crm_api.wcgp:
+  POST /_simulator/calls    {"count": 20, "drop": 0.3, "duplicate": 0.1, "lose_calls": 0.25}
+                            plays calls now, losing that share of single pushes and of whole calls
+                            (the shares hold for these calls only); answers their ids and calls_lost
+  POST /_simulator/inbound  {"phone": "79101234567", "user": "andy", "answer": true, "pace": 2}
+                            ("group": "sales" instead of "user") rings now, a step every `pace` s
+Calls are pushed to --crm-url only.""",
+    )
     parser.add_argument("--port", type=int, default=3100)
     parser.add_argument("--token", default="local-pbx-token")
     parser.add_argument("--crm-url", help="where to push calls (loopback only)")

@@ -83,7 +83,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
     def _json(self, status: int, body: dict[str, Any]) -> None:
         self._send(status, {"Content-Type": "application/json"}, json.dumps(body).encode())
@@ -193,6 +194,13 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     do_POST = do_GET = do_PUT = do_DELETE = do_PATCH = _dispatch
+
+    def __getattr__(self, name: str) -> Any:
+        # Every other method (HEAD, OPTIONS, TRACE, QUERY, ...) as API Gateway answers it: 404 when
+        # no route has it, never http.server's 501.
+        if name.startswith("do_"):
+            return self._dispatch
+        raise AttributeError(name)
 
     by_function = False
 

@@ -15,6 +15,7 @@ import re
 import secrets
 import shlex
 import signal
+import socket
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -305,6 +306,20 @@ def sync_directory_now(functions: list[LocalFunction]) -> dict[str, Any]:
     return answer
 
 
+def ports_in_use(ports: dict[str, int]) -> list[str]:
+    """The variables whose port something already listens on (moto's server would exit without naming
+    the variable), as the servers bind: loopback, address reuse on."""
+    taken = []
+    for name, port in ports.items():
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((LOOPBACK, port))
+            except OSError:
+                taken.append(name)
+    return taken
+
+
 def data_file_from_environment() -> Path | None:
     """LOCAL_DATA (default .local-data/state.json; `none` keeps nothing); FRESH=1 discards what was kept."""
     setting = os.environ.get("LOCAL_DATA", ".local-data/state.json").strip()
@@ -330,8 +345,18 @@ def main() -> int:
     pbx_port = int(os.environ.get("PBX_PORT", "3100"))
     crm_token = os.environ.get("CRM_TOKEN") or DEFAULT_CRM_TOKEN
     crm_url = "receiver" if os.environ.get("CRM_RECEIVER") not in (None, "", "0") else os.environ.get("CRM_URL")
+    widget_socket_port = int(os.environ.get("WIDGET_SOCKET_PORT", "3001"))
+    ports = {"PORT": port, "DYNAMODB_PORT": dynamodb_port, "PBX_PORT": pbx_port}
+    ports["WIDGET_SOCKET_PORT"] = widget_socket_port
+    if crm_url == "receiver":
+        ports["CRM_RECEIVER_PORT"] = int(os.environ.get("CRM_RECEIVER_PORT", "3200"))
+    taken = ports_in_use({name: number for name, number in ports.items() if number})
+    if taken:
+        listed = ", ".join(f"{name}={ports[name]}" for name in taken)
+        others = " ".join(f"{name}={ports[name] + 10}" for name in taken)
+        print(f"local stack: cannot start: {listed} already in use (another stack?); choose others: make run {others}")
+        return 1
     try:
-        widget_socket_port = int(os.environ.get("WIDGET_SOCKET_PORT", "3001"))
         crm_api_key = os.environ.get("CRM_API_KEY")
         stack, moto = start(
             port,
@@ -345,8 +370,8 @@ def main() -> int:
             short_logs=short,
         )
     except OSError as exc:
-        ports = f"PORT={port}, DYNAMODB_PORT={dynamodb_port}, PBX_PORT={pbx_port} or WIDGET_SOCKET_PORT"
-        print(f"local stack: cannot start ({exc}); is {ports} in use?")
+        listed = ", ".join(f"{name}={number}" for name, number in ports.items())
+        print(f"local stack: cannot start ({exc}); is one of {listed} in use?")
         return 1
     print(stack.summary(), flush=True)
 

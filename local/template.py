@@ -64,11 +64,11 @@ class Template:
 
     def resources(self, kind: str) -> dict[str, dict[str, Any]]:
         """The resources of a type that this deployment creates (their Condition, if any, holds)."""
-        return {
-            name: res
-            for name, res in self.body["Resources"].items()
-            if res["Type"] == kind and ("Condition" not in res or self.condition(res["Condition"]))
-        }
+        return {name: res for name, res in self.body["Resources"].items() if res["Type"] == kind and self.deployed(res)}
+
+    def deployed(self, resource: dict[str, Any]) -> bool:
+        """Whether a deploy with these parameters creates the resource (its Condition holds)."""
+        return "Condition" not in resource or self.condition(resource["Condition"])
 
     def physical_name(self, logical_id: str) -> str:
         # Locally a resource is named by its logical id: short, stable and easy to find.
@@ -142,6 +142,9 @@ class Template:
         template = service.get(kind, "local:{r}:{a}:{n}")
         if attribute == "Arn":
             return "arn:aws:" + template.format(r=LOCAL_REGION, a=LOCAL_ACCOUNT, n=self.physical_name(logical_id))
+        if attribute == "StreamArn":  # the stream's label is its creation time; any fixed one will do locally
+            arn = "arn:aws:" + template.format(r=LOCAL_REGION, a=LOCAL_ACCOUNT, n=self.physical_name(logical_id))
+            return f"{arn}/stream/1970-01-01T00:00:00.000"
         return self.physical_name(logical_id)
 
     def _sub(self, arg: Any) -> str:
@@ -203,14 +206,11 @@ class Template:
             env.update(self.resolve(props.get("Environment", {}).get("Variables", {})))
             routes, iam_routes, schedules = [], set(), []
             authorizers: dict[tuple[str, str], HttpAuthorizer] = {}
-            sources: list[tuple[str, str]] = []  # (DynamoDB | SQS, the table's or queue's logical id)
             for event in props.get("Events", {}).values():
-                if event["Type"] in ("DynamoDB", "SQS"):
-                    key = "Stream" if event["Type"] == "DynamoDB" else "Queue"
-                    sources.append((event["Type"], event["Properties"][key]["Fn::GetAtt"][0]))
                 if event["Type"] == "ScheduleV2":
                     event_props = self.resolve(event["Properties"])
-                    schedules.append((event_props["ScheduleExpression"], event_props.get("Input", "{}")))
+                    if event_props.get("State", "ENABLED") == "ENABLED":
+                        schedules.append((event_props["ScheduleExpression"], event_props.get("Input", "{}")))
                 if event["Type"] == "HttpApi":
                     event_props = self.resolve(event["Properties"])
                     route = (event_props["Method"].upper(), event_props["Path"])
@@ -228,11 +228,30 @@ class Template:
                 http_routes=routes,
                 iam_routes=frozenset(iam_routes),
                 schedules=schedules,
-                sources=sources,
+                sources=self.event_sources(logical_id),
                 timeout=int(props.get("Timeout", globals_.get("Timeout", 3))),
                 authorizers=authorizers,
             )
         return specs
+
+    def event_sources(self, function: str) -> list[tuple[str, str]]:
+        """(DynamoDB | SQS, the table's or queue's logical id) for each event source mapping of the
+        function: SAM's DynamoDB/SQS events, or AWS::Lambda::EventSourceMapping resources."""
+        sources: list[tuple[str, str]] = []
+        for event in self.body["Resources"][function]["Properties"].get("Events", {}).values():
+            if event["Type"] in ("DynamoDB", "SQS"):
+                key = "Stream" if event["Type"] == "DynamoDB" else "Queue"
+                sources.append((event["Type"], event["Properties"][key]["Fn::GetAtt"][0]))
+        for mapping in self.resources("AWS::Lambda::EventSourceMapping").values():
+            props = mapping["Properties"]
+            if props["FunctionName"] != {"Ref": function}:
+                continue
+            if props.get("Enabled") is not None and not self.resolve(props["Enabled"]):
+                continue
+            logical_id = props["EventSourceArn"]["Fn::GetAtt"][0]
+            kind = self.body["Resources"][logical_id]["Type"]
+            sources.append(("DynamoDB" if kind == "AWS::DynamoDB::Table" else "SQS", logical_id))
+        return sources
 
     def _route_authorizer(self, event_props: dict[str, Any]) -> HttpAuthorizer | None:
         """The Lambda authorizer of an HttpApi route: its own `Auth.Authorizer`, else its API's default."""

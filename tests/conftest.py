@@ -11,7 +11,7 @@ import logging
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import pytest
@@ -24,6 +24,9 @@ from local.aws import create_tables, free_port, start_moto, store_crm_keys, use_
 from local.lambdas import LocalFunction
 from local.template import Template
 
+if TYPE_CHECKING:
+    from local.stack import LocalStack
+
 CRM_TOKEN = "test-crm-token-3f9a"
 TEST_BUDGETS = {"CONTACT_BUDGET_SECONDS": "5", "CONTACT_ATTEMPT_SECONDS": "2.5", "WRITE_BUDGET_SECONDS": "8"}
 PREVIOUS_CRM_TOKEN = "test-previous-token-77c1"
@@ -31,8 +34,14 @@ PREVIOUS_CRM_TOKEN = "test-previous-token-77c1"
 
 @pytest.fixture(scope="session")
 def template() -> Template:
-    # A previous key parameter is configured, as during a rotation.
-    return Template(parameters={"CrmTokenPreviousParameterName": "/pbxbridge/crm-token-previous"})
+    # A previous key parameter is configured, as during a rotation, and a PBX (without one, the
+    # template leaves out reconciliation); tests that talk to the PBX point PBX_URL at a simulator.
+    return Template(
+        parameters={
+            "CrmTokenPreviousParameterName": "/pbxbridge/crm-token-previous",
+            "PbxUrl": "https://tenant.example.ru",
+        }
+    )
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -216,3 +225,27 @@ EVENT = {
 CONTACT = {"cmd": "contact", "phone": "79101234567", "callid": "B10D0EB124F4E64AF4EA-1511"}
 
 Pusher = Callable[..., Answer]
+
+
+@pytest.fixture(scope="module")
+def stack(moto_url: str) -> Iterator[LocalStack]:
+    """The local stack as `make run` starts it (real HTTP server, simulator, pollers), per module."""
+    import threading
+
+    from local.stack import start
+
+    saved = dict(os.environ)
+    # moto keeps its state per process, shared by every server in it: start the stack on a clean one.
+    requests.post(f"{moto_url}/moto-api/reset", timeout=5).raise_for_status()
+    drop_process_caches()  # clients made for the session's moto server must not be reused
+    stack, moto = start(port=free_port(), dynamodb_port=free_port(), crm_token="e2e-key")
+    thread = threading.Thread(target=stack.api.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield stack
+    stack.stopping.set()
+    stack.api.shutdown()
+    stack.api.server_close()
+    moto.stop()  # type: ignore[attr-defined]
+    os.environ.clear()
+    os.environ.update(saved)
+    drop_process_caches()  # and the stack's clients must not outlive it

@@ -31,6 +31,9 @@ def translate() -> dict[str, Any]:
 
 
 def main() -> None:
+    if sys.argv[1:] == ["--json"]:  # the whole result, for tests/test_least_privilege.py
+        print(json.dumps(translate()))
+        return
     resources = translate()["Resources"]
     kinds: dict[str, int] = {}
     for resource in resources.values():

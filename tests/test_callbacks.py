@@ -238,7 +238,7 @@ def test_a_missed_call_from_an_unknown_number_belongs_to_the_user_it_rang_and_sh
         "mike",
         "open",
         store=callback_store,
-        contact=contact_store.get_contact,
+        contacts=contact_store.get_contacts,
         directory=lambda: DynamoDirectoryStore(dynamodb_client(), aws["DirectoryTable"]).snapshot("RU"),
         region="RU",
     )["result"]["callbacks"]

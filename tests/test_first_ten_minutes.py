@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
 import threading
@@ -99,6 +101,28 @@ def test_the_reconciliation_demo_recovers_whole_lost_calls(
         assert recovered.live_state == "COMPLETED"
     assert "lose_calls" in stack.summary()
     assert "created: calls the webhook never saw" in stack.summary()
+
+
+def test_the_reconciliation_demo_loses_nothing_played_after_it(
+    stack: LocalStack, commands: commands_client.CommandsClient
+) -> None:
+    # The README runs the widget's demo calls after the reconciliation demo: its drop share is that
+    # batch's own, so the card still pops up and the missed call still reaches the call-back list.
+    simulator = stack.pbx.simulator
+    order = {"count": 4, "drop": 1.0, "duplicate": 0.0}
+    played = requests.post(f"{stack.pbx.url}/_simulator/calls", data=json.dumps(order), timeout=60).json()
+    assert played["pushes_sent"] == 0
+    assert played["pushes_dropped"] > 0
+    before = len(simulator.pushes)
+    ring = {"phone": "79035550199", "user": "andy", "answer": False}
+    callid = requests.post(f"{stack.pbx.url}/_simulator/inbound", data=json.dumps(ring), timeout=10).json()["callid"]
+    simulator.wait_for_calls()
+    after = simulator.pushes[before:]
+    assert after
+    assert not [push for push in after if push.dropped]
+    assert {push.fields["cmd"] for push in after} >= {"event", "history"}
+    assert wait_for(lambda: console(stack, "invoke", "getCall", f"callid={callid}").returncode == 0)
+    assert commands.get_call(callid).call.outcome == "missed"
 
 
 # The console's invoke and the typed client
@@ -268,6 +292,21 @@ def test_contacts_import_reads_what_excel_writes(
     assert contact_of(stack, "79035550000")["contact_name"] == "ИП Васильев"
 
 
+def test_the_readmes_excel_file_imports_as_it_says(stack: LocalStack) -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    sample = REPO / "docs" / "examples" / "contacts-excel.csv"
+    assert "pbxbridge contacts import docs/examples/contacts-excel.csv   # imported 3 contact(s), rejected 0" in readme
+    raw = sample.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbfphone;")  # as Excel writes it: a BOM and semicolons
+    result = console(stack, "contacts", "import", str(sample))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines()[0] == "imported 3 contact(s), rejected 0"
+    assert "as CSV (utf-8 with BOM, ';'-separated)" in result.stderr
+    shown = re.search(r"phone=(\d+) .*\n(\{.*\})\n", readme.split("docs/examples/contacts-excel.csv   #", 1)[1])
+    assert shown
+    assert contact_of(stack, shown[1]) == json.loads(shown[2])
+
+
 def test_contacts_import_reads_xlsx(stack: LocalStack, tmp_path: Path) -> None:
     from openpyxl import Workbook
 
@@ -307,3 +346,26 @@ def test_contacts_files_that_cannot_be_read_say_why(
     result = console(stack, "contacts", "import", str(path))
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_a_port_in_use_is_named_by_its_variable() -> None:
+    # Another stack on a shared machine: moto's server alone would exit with "Port 8000 is in use".
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        taken = held.getsockname()[1]
+        env = {
+            **os.environ,
+            "PORT": str(free_port()),
+            "DYNAMODB_PORT": str(taken),
+            "PBX_PORT": str(free_port()),
+            "WIDGET_SOCKET_PORT": str(free_port()),
+            "LOCAL_DATA": "none",
+        }
+        result = subprocess.run(
+            [sys.executable, "-m", "local.stack"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+        )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"DYNAMODB_PORT={taken} already in use" in result.stdout
+    assert f"make run DYNAMODB_PORT={taken + 10}" in result.stdout
+    assert "PBX_PORT=" not in result.stdout

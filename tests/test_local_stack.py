@@ -7,38 +7,16 @@ import json
 import os
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from local.aws import free_port
-from local.stack import DEMO_CONTACT, LocalStack, start
-from tests.conftest import HISTORY, drop_process_caches
+from local.stack import DEMO_CONTACT, LocalStack
+from tests.conftest import HISTORY
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def stack(moto_url: str) -> Iterator[LocalStack]:
-    saved = dict(os.environ)
-    # moto keeps its state per process, shared by every server in it: start the stack on a clean one.
-    requests.post(f"{moto_url}/moto-api/reset", timeout=5).raise_for_status()
-    drop_process_caches()  # clients made for the session's moto server must not be reused
-    stack, moto = start(port=free_port(), dynamodb_port=free_port(), crm_token="e2e-key")
-    thread = threading.Thread(target=stack.api.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield stack
-    stack.stopping.set()
-    stack.api.shutdown()
-    stack.api.server_close()
-    moto.stop()  # type: ignore[attr-defined]
-    os.environ.clear()
-    os.environ.update(saved)
-    drop_process_caches()  # and the stack's clients must not outlive it
 
 
 def post(stack: LocalStack, path: str, **fields: Any) -> requests.Response:

@@ -132,7 +132,7 @@ def test_user_and_callid_are_capped_in_bytes_for_dynamodb_keys() -> None:
 
 def test_decode_form_json_base64_and_sniffing() -> None:
     assert decode_body("a=1&b=&a=2", False, "application/x-www-form-urlencoded") == {"a": "2", "b": ""}
-    assert decode_body('{"a": 1, "b": true, "c": null}', False, "application/json") == {"a": 1, "b": "true"}
+    assert decode_body('{"a": 1, "b": true, "c": null}', False, "application/json") == {"a": 1, "b": "true", "c": None}
     assert decode_body(base64.b64encode(b"cmd=contact").decode(), True, None) == {"cmd": "contact"}
     assert decode_body(' {"cmd": "x"}', False, None) == {"cmd": "x"}
     assert decode_body("cmd=x", False, "text/html") == {"cmd": "x"}

@@ -57,6 +57,14 @@ class TestLinkRules:
             ("https://tenant.example.ru:abc/r.mp3", "not a port"),
             ("https://tenant.example.ru:99999/r.mp3", "not a port"),
             ("http://127.0.0.1/r.mp3", "only https"),  # loopback over http is for the local stack only
+            # Malformed: no retry can ever fetch these, so they are rejected at once, not retried for hours.
+            ("", "only https"),
+            ("not a link", "only https"),
+            ("https://[::1/r.mp3", "malformed"),
+            ("https://tenant.example.ru/r\n.mp3", "control characters"),
+            ("https://tenant.example.ru/r.mp3\x00", "control characters"),
+            ("https://" + "a" * 64 + ".cdn.example.ru/r.mp3", "not a valid name"),  # a DNS label is 63 at most
+            ("https://a..cdn.example.ru/r.mp3", "not a valid name"),
         ],
     )
     def test_links_outside_the_rules_are_rejected(self, link: str, reason: str) -> None:
@@ -86,6 +94,14 @@ class TestLinkRules:
         rules = policy({"tenant.example.ru": ["93.184.216.34", address]})  # one bad address is enough
         with pytest.raises(RecordingRejectedError, match="private or reserved"):
             check_link("https://tenant.example.ru/r.mp3", rules)
+
+    def test_spaces_and_letters_are_percent_encoded_as_a_browser_sends_them(self) -> None:
+        target = check_link("https://tenant.example.ru/записи/a b.mp3?day=1 2&x=%2F", policy())
+        assert target.path == "/%D0%B7%D0%B0%D0%BF%D0%B8%D1%81%D0%B8/a%20b.mp3?day=1%202&x=%2F"
+
+    def test_an_international_host_is_compared_and_sent_in_its_ascii_form(self) -> None:
+        rules = FetchPolicy(allowed_hosts=(".тенант.рф",), resolve=lambda host, port: ["93.184.216.34"])
+        assert check_link("https://Записи.Тенант.рф/r.mp3", rules).host == "записи.тенант.рф".encode("idna").decode()
 
     def test_a_name_that_does_not_resolve_is_retried_later(self) -> None:
         with pytest.raises(RecordingNotReadyError):
@@ -128,6 +144,29 @@ class _Files(BaseHTTPRequestHandler):
                     time.sleep(0.1)
             except OSError:
                 pass
+        elif path == "/rec/slow-headers":
+            # The status line at once, then a header byte every 0.1 s: each recv succeeds quickly, so
+            # only a deadline for the whole fetch (not a socket timeout) can end it.
+            self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+            self.close_connection = True
+            try:
+                for _ in range(60):
+                    self.wfile.write(b"X")
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            except OSError:
+                pass
+        elif path == "/rec/cut-short":
+            self.send_response(200)
+            self.send_header("Content-Type", "audio/mpeg")
+            self.send_header("Content-Length", str(len(AUDIO)))
+            self.end_headers()
+            self.wfile.write(AUDIO[:100])
+            self.close_connection = True
+        elif path == "/rec/a%20b.mp3":
+            self._send(200, AUDIO, "audio/mpeg")
+        elif path.startswith("/rec/status-"):
+            self._send(int(path.rsplit("-", 1)[1]), b"", "text/plain")
         elif path == "/rec/away":
             self._send(302, b"", "text/plain", {"Location": "https://evil.example.com/steal"})
         elif path == "/rec/metadata":
@@ -202,10 +241,44 @@ class TestFetching:
         download.close()
         assert time.monotonic() - started < 2.5
 
-    @pytest.mark.parametrize("path", ["/rec/missing.mp3", "/rec/broken"])
+    def test_a_server_that_trickles_its_headers_meets_the_time_cap(self, files: str) -> None:
+        rules = FetchPolicy(allowed_hosts=(), allow_local_http=True, max_seconds=1)
+        started = time.monotonic()
+        with pytest.raises(RecordingNotReadyError, match="too long"):
+            open_recording(f"{files}/rec/slow-headers", rules)
+        assert time.monotonic() - started < 1.8  # the server would go on for 6 s
+
+    def test_the_time_cap_covers_the_whole_fetch_not_each_part(self, files: str) -> None:
+        """Headers and body share one deadline: time spent before the body is not granted again."""
+        rules = FetchPolicy(allowed_hosts=(), allow_local_http=True, max_seconds=1.5)
+        started = time.monotonic()
+        download = open_recording(f"{files}/rec/trickle", rules)
+        time.sleep(1.0)  # the upload starting late (S3 slow, say) spends the same budget
+        with pytest.raises(RecordingNotReadyError, match="too long"):
+            b"".join(download.body.chunks())
+        download.close()
+        assert time.monotonic() - started < 2.3
+
+    def test_a_body_cut_short_is_retried_not_archived(self, files: str) -> None:
+        download = open_recording(f"{files}/rec/cut-short", LOCAL)
+        with pytest.raises(RecordingNotReadyError, match="before the end"):
+            b"".join(download.body.chunks())
+        download.close()
+
+    def test_a_link_with_a_space_is_fetched(self, files: str) -> None:
+        download = open_recording(f"{files}/rec/a b.mp3", LOCAL)
+        assert b"".join(download.body.chunks()) == AUDIO
+        download.close()
+
+    @pytest.mark.parametrize("path", ["/rec/missing.mp3", "/rec/broken", "/rec/status-429", "/rec/status-408"])
     def test_404_and_5xx_are_retried_later(self, files: str, path: str) -> None:
         with pytest.raises(RecordingNotReadyError):
             open_recording(f"{files}{path}", LOCAL)
+
+    @pytest.mark.parametrize("status", [400, 401, 403, 410, 204])
+    def test_answers_no_retry_changes_are_rejected_at_once(self, files: str, status: int) -> None:
+        with pytest.raises(RecordingRejectedError, match=f"answered {status}"):
+            open_recording(f"{files}/rec/status-{status}", LOCAL)
 
 
 @pytest.fixture
@@ -269,6 +342,35 @@ def test_the_recorder_reports_only_what_to_retry(files: str, bucket: str, call_s
     assert answer == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
     assert call_store.get_call("ok")["recording_key"].endswith("ok.mp3")
     assert "recording_rejected" in call_store.get_call("unsafe")
+
+
+def test_what_no_retry_can_fetch_is_rejected_at_once(files: str, bucket: str, call_store: Any, moto_url: str) -> None:
+    """Malformed links and messages that are not jobs never come back: only "not there yet" does."""
+    from local.sources import sqs_record
+    from pbxbridge.recorder import RecorderDependencies, handle_batch
+    from pbxbridge.storage.s3 import S3RecordingArchive
+
+    deps = RecorderDependencies(
+        policy=LOCAL, archive=S3RecordingArchive(client("s3", moto_url), bucket), ledger=call_store
+    )
+    event = sqs_event(
+        {"callid": "bracket", "link": "https://[::1/r.mp3"},
+        {"callid": "newline", "link": f"{files}/rec/ok\n.mp3"},
+        {"callid": "gone", "link": f"{files}/rec/status-410"},
+        {"callid": "nolink"},
+        {"callid": "later", "link": f"{files}/rec/missing.mp3"},
+    )
+    arn = event["Records"][0]["eventSourceARN"]
+    event["Records"] += [sqs_record("junk", "r-junk", "not json", arn), sqs_record("list", "r-list", "[1]", arn)]
+    answer = handle_batch(event, None, deps)
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "m4"}]}
+    reasons = {callid: call_store.get_call(callid)["recording_rejected"] for callid in ("bracket", "newline", "gone")}
+    assert reasons == {
+        "bracket": "the link is malformed",
+        "newline": "the link contains control characters",
+        "gone": "the PBX answered 410",
+    }
+    assert call_store.get_call("nolink")["recording_rejected"] == "not a recording job (link: Field required)"
 
 
 def test_a_recording_that_never_appears_ends_in_the_dead_letter_queue(moto_url: str, aws: dict[str, str]) -> None:

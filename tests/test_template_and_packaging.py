@@ -28,7 +28,8 @@ def test_runtime_architecture_and_no_xray_sdk(body: dict[str, Any]) -> None:
     function_globals = body["Globals"]["Function"]
     assert function_globals["Runtime"] == "python3.13"
     assert function_globals["Architectures"] == ["arm64"]
-    assert function_globals["Tracing"] == "Active"
+    assert function_globals["Tracing"] == {"Ref": "Tracing"}
+    assert body["Parameters"]["Tracing"]["Default"] == "PassThrough"  # on, it needs X-Ray's "*" (see README)
     sources = "\n".join(p.read_text() for p in (REPO / "layers/pbxbridge/pbxbridge").rglob("*.py"))
     assert "Tracer" not in sources
     assert "aws_xray_sdk" not in sources
@@ -95,16 +96,22 @@ def test_routes_are_post_root_and_pbx_and_iam_signed_commands(body: dict[str, An
 
 
 def test_iam_is_least_privilege(body: dict[str, Any]) -> None:
+    """Each function runs under a role of the template's own (a role SAM makes carries AWS managed
+    policies on "*"); tests/test_least_privilege.py checks them again after the SAM transform."""
     for name, function in resources(body, "AWS::Serverless::Function").items():
-        # A function with no Policies (the widget's page) has only what SAM gives every function: logs, X-Ray.
-        for policy in function["Properties"].get("Policies", []):
-            assert isinstance(policy, dict), f"{name}: only explicit statements, no managed policy templates"
-            assert "Statement" in policy, name
-            for statement in policy["Statement"]:
+        assert "Policies" not in function["Properties"], name
+        role = body["Resources"][function["Properties"]["Role"]["Fn::GetAtt"][0]]
+        assert role["Type"] == "AWS::IAM::Role", name
+        assert role.get("Condition") == function.get("Condition"), name
+        for policy in role["Properties"]["Policies"]:
+            for statement in policy["PolicyDocument"]["Statement"]:
                 actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
                 assert all("*" not in action for action in actions), (name, actions)
                 targets = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
                 assert all(target != "*" for target in targets), (name, targets)
+        for event in function["Properties"].get("Events", {}).values():
+            # SAM's DynamoDB and SQS events attach AWSLambdaDynamoDBExecutionRole / AWSLambdaSQSQueueExecutionRole.
+            assert event["Type"] not in ("DynamoDB", "SQS", "Kinesis"), name
 
 
 def test_local_tables_are_the_templates(body: dict[str, Any]) -> None:
@@ -134,9 +141,17 @@ def test_layer_requirements_are_the_installed_dependencies() -> None:
 
 
 def test_openapi_document_is_current() -> None:
+    import json
+    import unicodedata
+
     from pbxbridge.openapi import render
 
     kept = (REPO / "openapi" / "webhook.json").read_text()
+    # Which characters are digits or spaces depends on the Python's Unicode tables, as the server's
+    # reading does: the document is the runtime's (3.13), checked by the suite's run under it.
+    written_for = json.loads(kept)["x-pbxbridge-unicode"]
+    if written_for != unicodedata.unidata_version:
+        pytest.skip(f"the document is for Unicode {written_for}; this Python has {unicodedata.unidata_version}")
     assert kept == render(), "openapi/webhook.json is stale: run `make openapi`"
 
 
@@ -173,6 +188,29 @@ def test_the_webhook_does_not_import_what_it_does_not_use() -> None:
         [sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip() == ""
+
+
+def test_the_readme_tells_the_recorders_retry_timing_the_template_sets(body: dict[str, Any]) -> None:
+    queue = body["Resources"]["RecordingsQueue"]["Properties"]
+    recorder = body["Resources"]["RecorderFunction"]["Properties"]
+    minutes, tries = queue["VisibilityTimeout"] // 60, queue["RedrivePolicy"]["maxReceiveCount"]
+    assert queue["VisibilityTimeout"] >= 6 * recorder["Timeout"]  # Lambda's guidance for SQS triggers
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert f"back after {minutes} min, {tries} times" in readme
+    assert f"comes back every {minutes} minutes (the queue's visibility timeout" in readme
+    assert f"{tries} times (about {minutes * tries / 60:g} hours)" in readme
+    default = body["Parameters"]["RecorderMaxConcurrency"]["Default"]
+    assert f"At most `RecorderMaxConcurrency` ({default}) recordings" in readme
+
+
+def test_without_a_pbx_nothing_is_scheduled() -> None:
+    """A deploy with PbxUrl empty runs no schedule into errors; the local stack (with the simulator)
+    runs them all."""
+    quiet = Template().functions()
+    assert all(not spec.schedules for spec in quiet.values())
+    local = Template(parameters={"PbxUrl": "http://127.0.0.1:3100"}).functions()
+    assert [expr for expr, _ in local["HistorySyncFunction"].schedules] == ["rate(10 minutes)", "cron(30 3 * * ? *)"]
+    assert local["CommandsFunction"].schedules == [("rate(1 day)", '{"cmd": "syncDirectory", "raiseOnError": true}')]
 
 
 def test_the_webhook_builds_at_init_only_what_contact_needs() -> None:
@@ -222,3 +260,27 @@ def test_the_webhook_start_mode_is_a_parameter(body: dict[str, Any]) -> None:
     assert concurrency[1] == {"ProvisionedConcurrentExecutions": {"Ref": "WebhookProvisionedConcurrency"}}
     assert body["Conditions"]["WebhookSnapStart"] == {"Fn::Equals": [{"Ref": "WebhookStartMode"}, "snapstart"]}
     assert webhook["MemorySize"] == {"Ref": "WebhookMemorySize"}
+
+
+def test_every_log_group_has_retention_and_no_access_log_can_hold_a_token(body: dict[str, Any]) -> None:
+    for name, group in resources(body, "AWS::Logs::LogGroup").items():
+        assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}, name
+    formats = [
+        (name, resource["Properties"]["AccessLogSettings"]["Format"])
+        for name, resource in body["Resources"].items()
+        if "AccessLogSettings" in resource.get("Properties", {})
+    ]
+    assert {name for name, _ in formats} >= {"Api", "WidgetApi", "WidgetSocketStage"}
+    for name, line in formats:
+        variables = set(re.findall(r"\$context\.[A-Za-z.]+", line))
+        assert variables, name
+        # The WebSocket's $connect has the widget token in its query string; the HTTP APIs' requests
+        # carry it (or the CRM key) in a header or the body: never those, nor a raw request.
+        leaky = {v for v in variables if re.search(r"querystring|header|requestOverride|input", v, re.I)}
+        assert not leaky, (name, leaky)
+        assert not re.search(r"\$input|\$request", line), name
+    # Nor API Gateway's execution logs, which would log whole requests with their query strings.
+    for name, resource in body["Resources"].items():
+        settings = resource.get("Properties", {}).get("DefaultRouteSettings", {})
+        assert not settings.get("DataTraceEnabled"), name
+        assert settings.get("LoggingLevel", "OFF") == "OFF", name

@@ -204,6 +204,34 @@ class TestRejections:
         assert '"reason":"invalid token"' in logged
         assert "could not be read" not in logged
 
+    def test_null_is_no_value_of_a_known_field_and_ignored_in_an_unknown_one(self, webhook: Webhook) -> None:
+        """The OpenAPI document has no null: a null ext is refused, a null in a field we do not know
+        (the PBX adds fields over time) is ignored like the field itself."""
+        base = {**HISTORY, "crm_token": CRM_TOKEN}
+        refused = webhook.raw(json.dumps({**base, "ext": None}).encode(), content_type="application/json")
+        assert (refused.status, refused.json()) == (400, INVALID_PARAMETERS)
+        ignored = webhook.raw(json.dumps({**base, "brand_new": None}).encode(), content_type="application/json")
+        assert (ignored.status, ignored.json()) == (200, {})
+
+    @pytest.mark.parametrize(
+        ("duration", "status"),
+        [
+            ("124", 200),
+            (" 0124 ", 200),
+            (124, 200),
+            (124.0, 200),
+            ("+124", 400),
+            ("124.0", 400),
+            ("1_24", 400),
+            ("1000000001", 400),
+        ],
+    )
+    def test_a_count_is_digits_or_a_json_number_and_nothing_else(
+        self, webhook: Webhook, duration: object, status: int
+    ) -> None:
+        body = json.dumps({**HISTORY, "crm_token": CRM_TOKEN, "duration": duration}).encode()
+        assert webhook.raw(body, content_type="application/json").status == status
+
     def test_a_mislabelled_form_is_read(self, webhook: Webhook) -> None:
         body = urlencode({**CONTACT, "crm_token": CRM_TOKEN}).encode()
         assert webhook.raw(body, content_type="application/json").status == 200

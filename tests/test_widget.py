@@ -69,6 +69,40 @@ def test_forged_expired_foreign_and_unsigned_tokens_are_refused() -> None:
             verify_token(token, [KEY])
 
 
+def test_only_our_own_well_formed_hs256_tokens_pass() -> None:
+    now = int(time.time())
+    good = {"sub": "andy", "aud": "pbxbridge-widget", "iss": "pbxbridge", "iat": now, "nbf": now, "exp": now + 600}
+    assert verify_token(jwt.encode(good, KEY), [KEY]).login == "andy"  # the baseline the others differ from
+    variants = {
+        "another issuer": jwt.encode({**good, "iss": "someone-else"}, KEY),
+        "no issuer": jwt.encode({k: v for k, v in good.items() if k != "iss"}, KEY),
+        "no not-before": jwt.encode({k: v for k, v in good.items() if k != "nbf"}, KEY),
+        "not yet valid": jwt.encode({**good, "nbf": now + 60}, KEY),
+        "issued in the future": jwt.encode({**good, "iat": now + 60, "nbf": now}, KEY),
+        "an audience list": jwt.encode({**good, "aud": ["pbxbridge-widget", "x"]}, KEY),
+        "another algorithm": jwt.encode(good, KEY, algorithm="HS512"),
+        "a life longer than 24 h": jwt.encode({**good, "exp": now + 25 * 3600}, KEY),
+        "no subject": jwt.encode({**good, "sub": ""}, KEY),
+    }
+    for token in variants.values():  # a failure shows the case in pytest's locals
+        with pytest.raises(InvalidWidgetTokenError, match=r"not valid|names no user"):
+            verify_token(token, [KEY])
+    # Within the leeway, a host whose clock is a little behind still accepts a fresh token.
+    assert verify_token(jwt.encode({**good, "nbf": now + 3, "iat": now + 3}, KEY), [KEY]).login == "andy"
+
+
+def test_a_short_key_checks_nothing() -> None:
+    short = "k" * 31
+    with pytest.warns(jwt.InsecureKeyLengthWarning):
+        token = jwt.encode(
+            {"sub": "andy", "aud": "pbxbridge-widget", "iss": "pbxbridge", "iat": 1, "nbf": 1, "exp": 2**31}, short
+        )
+    with pytest.raises(InvalidWidgetTokenError, match="not valid"):
+        verify_token(token, [short])
+    with pytest.raises(InvalidWidgetTokenError, match="not valid"):
+        verify_token(token, ["", short, KEY])
+
+
 def test_the_previous_key_is_accepted_during_a_rotation_and_a_short_key_never_signs() -> None:
     old, _ = issue_token("mike", PREVIOUS_KEY)
     assert verify_token(old, [KEY, PREVIOUS_KEY]).login == "mike"
@@ -120,6 +154,102 @@ def test_a_group_call_pops_the_card_for_each_leg_once_then_updates_everyone() ->
     assert card["responsible"] == {"login": "serg", "name": "serg"}
     assert [c["callid"] for c in card["last_calls"]] == ["old"]  # never the ringing call itself
     assert posted[2][1]["card"]["answered_by"] == {"login": "mike", "name": "mike"}
+
+
+class FakeConnections:
+    """ConnectionsTable as the card function uses it, counting its requests."""
+
+    def __init__(self, open_by_login: dict[str, list[str]], fail_removal: bool = False) -> None:
+        self.open = open_by_login
+        self.queries: list[str] = []
+        self.removed: list[str] = []
+        self.fail_removal = fail_removal
+
+    def of(self, login: str) -> list[str]:
+        self.queries.append(login)
+        return list(self.open.get(login, []))
+
+    def disconnected(self, connection_id: str) -> None:
+        if self.fail_removal:
+            raise RuntimeError("DynamoDB unavailable")
+        self.removed.append(connection_id)
+
+
+def card_deps(connections: FakeConnections, posted: list[str], gone: frozenset[str] = frozenset()) -> Any:
+    from pbxbridge.widget.push import CardDependencies, ConnectionGoneError
+
+    def post(connection_id: str, data: bytes) -> None:
+        posted.append(connection_id)
+        if connection_id in gone:
+            raise ConnectionGoneError(connection_id)
+        if connection_id.startswith("broken"):
+            raise TimeoutError("read timeout")
+
+    directory = Directory(users=(PbxUser("andy"), PbxUser("mike"), PbxUser("serg")))
+    return CardDependencies(
+        calls_table="calls",
+        callbacks_table=None,
+        region="RU",
+        crm_url_template=None,
+        contact=lambda phone: None,
+        last_calls=lambda phone: [],
+        directory=lambda: directory,
+        connections=connections,
+        post=post,
+    )
+
+
+def test_a_delivery_reads_each_persons_connections_once_and_a_failed_post_spoils_nothing() -> None:
+    from pbxbridge.widget.push import deliver
+
+    connections = FakeConnections({"andy": ["a1", "a2", "broken-a3"], "mike": ["m1"], "serg": []})
+    posted: list[str] = []
+    deps = card_deps(connections, posted, gone=frozenset({"a2"}))
+    assert deliver({"andy", "mike", "serg", "nobody"}, {"type": "card"}, deps) == 2  # a1, m1
+    assert sorted(connections.queries) == ["andy", "mike", "nobody", "serg"]  # one query each, never per post
+    assert sorted(posted) == ["a1", "a2", "broken-a3", "m1"]  # every one once: no retry of the batch
+    assert connections.removed == ["a2"]  # gone: forgotten on the first failed post; a timeout is not gone
+    # Forgetting a gone connection fails (DynamoDB down): the others still got theirs, nothing raises.
+    connections, posted = FakeConnections({"andy": ["a1", "a2"]}, fail_removal=True), list[str]()
+    assert deliver({"andy"}, {"type": "card"}, card_deps(connections, posted, gone=frozenset({"a1"}))) == 1
+    assert (connections.queries, sorted(posted)) == (["andy"], ["a1", "a2"])
+
+
+def test_a_card_whose_turn_comes_too_late_is_dropped_not_retried() -> None:
+    from pbxbridge.widget.push import RESERVE_SECONDS, handle_card_stream
+
+    image = {
+        "callid": {"S": "late"},
+        "client": {"S": "+79035550011"},
+        "rang_at": {"S": "t"},
+        "legs_rang": {"L": [{"S": "andy"}]},
+    }
+    event = {
+        "Records": [
+            {
+                "eventID": str(n),
+                "eventName": "INSERT",
+                "eventSource": "aws:dynamodb",
+                "eventSourceARN": "arn:aws:dynamodb:eu-central-1:1:table/calls/stream/x",
+                "dynamodb": {"NewImage": image, "SequenceNumber": str(n), "StreamViewType": "NEW_AND_OLD_IMAGES"},
+            }
+            for n in (1, 2)
+        ]
+    }
+
+    class Context:
+        def __init__(self, left_ms: list[int]) -> None:
+            self.left_ms = left_ms
+
+        def get_remaining_time_in_millis(self) -> int:
+            return self.left_ms.pop(0)
+
+    connections, posted = FakeConnections({"andy": ["a1"]}), list[str]()
+    deps = card_deps(connections, posted)
+    plenty, too_little = int(RESERVE_SECONDS * 1000) + 5000, int(RESERVE_SECONDS * 1000) - 1
+    answer = handle_card_stream(event, Context([plenty, too_little]), deps)
+    assert answer == {"batchItemFailures": []}  # not failed: a retry would pop it seconds late
+    assert posted == ["a1"]  # the first record's card only
 
 
 def test_card_transitions_are_decided_once_whatever_the_order() -> None:
@@ -250,6 +380,24 @@ def test_connections_are_kept_until_disconnect_and_expire_with_the_token(
     assert "Item" not in dynamodb.get_item(TableName=aws["ConnectionsTable"], Key={"connection_id": {"S": "conn-1"}})
 
 
+def test_a_connection_whose_token_expired_gets_no_more_cards(aws: dict[str, str], moto_url: str) -> None:
+    from pbxbridge.storage.connections import DynamoConnectionStore
+
+    # API Gateway keeps a connection open up to two hours, whatever the token said; DynamoDB's TTL
+    # sweeps late. The by_login index (as the template projects it) carries the expiry to leave it out.
+    store = DynamoConnectionStore(client("dynamodb", moto_url), aws["ConnectionsTable"])
+    now = time.time()
+    store.connected("fresh", "andy", int(now) + 600, now=now)
+    store.connected("stale", "andy", int(now) + 600, now=now - 7300)  # past API Gateway's two hours
+    store.connected("stale-2", "andy", int(now) - 1, now=now - 60)
+    assert store.of("andy") == ["fresh"]
+    # However many one token opens, a card goes to the newest few: one person cannot hold up the stream.
+    names = [f"tab-{(n * 7) % 12:02}" for n in range(12)]  # ids in no particular order
+    for n, name in enumerate(names):
+        store.connected(name, "mike", int(now) + 8 * 3600, now=now - 3600 + n)  # expiring with the connection
+    assert store.of("mike") == names[:1:-1]  # the ten opened last
+
+
 @pytest.fixture
 def socket_api(widget: dict[str, LocalFunction], template: Template) -> Iterator[LocalWebSocketApi]:
     from pbxbridge.widget import push, settings
@@ -290,16 +438,91 @@ def api_call(
     functions: dict[str, LocalFunction], token: str, method: str, path: str, route: str, body: Any = None
 ) -> tuple[int, Any]:
     """A widget API request as API Gateway hands it on after the authorizer said yes."""
+    status, _, answer = api_request(
+        functions, token, method, path, route, json.dumps(body).encode() if body is not None else None
+    )
+    return status, answer
+
+
+def api_request(
+    functions: dict[str, LocalFunction],
+    token: str,
+    method: str,
+    path: str,
+    route: str,
+    raw: bytes | None = None,
+    query: str = "",
+) -> tuple[int, dict[str, str], Any]:
     authorizer = functions["WidgetAuthorizerFunction"]
     headers = [("Authorization", f"Bearer {token}"), ("Content-Type", "application/json")]
-    event = http_api_event(method, path, route, json.dumps(body).encode() if body is not None else None, headers)
+    event = http_api_event(method, path, route, raw, headers, query=query)
     verdict = authorizer.invoke({**event, "type": "REQUEST", "identitySource": [f"Bearer {token}"]})
     assert verdict["isAuthorized"], verdict
     event["requestContext"]["authorizer"] = {"lambda": verdict["context"]}
     if "{callid}" in route:
         event["pathParameters"] = {"callid": path.split("/")[3]}
-    status, _, payload = http_response(functions["WidgetApiFunction"].invoke(event))
-    return status, json.loads(payload)
+    status, answer_headers, payload = http_response(functions["WidgetApiFunction"].invoke(event))
+    return status, answer_headers, json.loads(payload)
+
+
+def test_bad_input_to_the_widget_api_is_a_400_never_a_5xx(
+    widget: dict[str, LocalFunction], pbx: tuple[PbxSimulator, SimulatorServer]
+) -> None:
+    andy = token_for(widget, "andy")
+    for method, path, route, raw, query in (
+        ("POST", "/api/calls", "/api/calls", b"{not json", ""),
+        ("POST", "/api/calls", "/api/calls", b'["79035550011"]', ""),
+        ("POST", "/api/calls", "/api/calls", b"{}", ""),
+        ("POST", "/api/calls", "/api/calls", b'{"phone": 79035550011}', ""),
+        ("POST", "/api/calls", "/api/calls", json.dumps({"phone": "89035550011", "requestId": "x" * 65}).encode(), ""),
+        ("POST", "/api/calls", "/api/calls", json.dumps({"phone": "89035550011", "requestId": ""}).encode(), ""),
+        ("PUT", "/api/dnd", "/api/dnd", b"{}", ""),
+        ("PUT", "/api/dnd", "/api/dnd", b'{"state": "sideways"}', ""),
+        ("PUT", "/api/dnd", "/api/dnd", None, ""),
+        ("GET", "/api/callbacks", "/api/callbacks", None, "status=everything"),
+    ):
+        status, _, answer = api_request(widget, andy, method, path, route, raw, query)
+        assert (status, answer["error"]["code"]) == (400, "invalid_request"), (path, raw, query, answer)
+    assert not [r for r in pbx[0].requests_seen if r.get("cmd") in ("makeCall", "set_dnd")]
+    # A call id no call has is not_found, even one DynamoDB could not take as a key.
+    route = "/api/calls/{callid}/recording"
+    for callid in ("x" * 3000, "no-such-call"):
+        status, _, answer = api_request(widget, andy, "GET", f"/api/calls/{callid}/recording", route)
+        assert (status, answer["error"]["code"]) == (404, "not_found")
+    status, _, answer = api_request(widget, andy, "GET", "/api/callbacks", "/api/callbacks", None, "status=closed")
+    assert (status, answer["result"]["callbacks"]) == (200, [])
+
+
+def test_click_to_call_is_limited_per_user_per_minute(
+    widget: dict[str, LocalFunction],
+    aws: dict[str, str],
+    moto_url: str,
+    pbx: tuple[PbxSimulator, SimulatorServer],
+) -> None:
+    from pbxbridge.storage.rate_limits import DynamoRateLimiter
+
+    limiter = DynamoRateLimiter(client("dynamodb", moto_url), aws["IdempotencyTable"])
+    start = 1_800_000_000.0
+    assert [limiter.take("makeCall#unit", 3, now=start + i) for i in range(3)] == [None, None, None]
+    assert limiter.take("makeCall#unit", 3, now=start + 15.5) == 45  # the rest of that minute
+    assert limiter.take("makeCall#unit", 3, now=start + 60) is None  # a new minute
+    assert limiter.take("makeCall#other", 3, now=start + 16) is None  # every user their own count
+
+    # andy used up this minute's calls (and the next one's, so the test never straddles a boundary).
+    dynamodb = client("dynamodb", moto_url)
+    window = int(time.time() // 60) * 60
+    for minute in (window, window + 60):
+        dynamodb.put_item(
+            TableName=aws["IdempotencyTable"],
+            Item={"id": {"S": f"rate#makeCall#andy#{minute}"}, "hits": {"N": "10"}, "expiration": {"N": "1"}},
+        )
+    body = json.dumps({"phone": "89035550011", "requestId": "click-9"}).encode()
+    status, headers, answer = api_request(widget, token_for(widget, "andy"), "POST", "/api/calls", "/api/calls", body)
+    assert (status, answer["error"]["code"]) == (429, "rate_limited")
+    assert 1 <= int(headers["Retry-After"]) <= 60
+    status, _, answer = api_request(widget, token_for(widget, "mike"), "POST", "/api/calls", "/api/calls", body)
+    assert status == 200, answer
+    assert [r["user"] for r in pbx[0].requests_seen if r.get("cmd") == "makeCall"] == ["mike"]
 
 
 def test_the_widget_api_gives_only_the_users_own_calls_recordings(
@@ -348,6 +571,27 @@ def test_the_widget_api_acts_as_the_tokens_user(
     assert (status, answer["error"]["code"]) == (400, "invalid_request")
 
 
+def test_a_token_of_a_user_gone_from_the_pbx_is_refused_by_the_api(
+    widget: dict[str, LocalFunction], pbx: tuple[PbxSimulator, SimulatorServer]
+) -> None:
+    from tests.conftest import drop_process_caches
+
+    simulator = pbx[0]
+    mike = token_for(widget, "mike")
+    assert api_call(widget, mike, "GET", "/api/me", "/api/me")[0] == 200
+    kept = list(simulator.users)
+    simulator.users[:] = [user for user in kept if user.name != "mike"]
+    try:
+        assert widget["CommandsFunction"].invoke({"cmd": "syncDirectory"})["ok"]
+        drop_process_caches(keep_clients=True)  # the directory cached minutes, as in a warm container
+        status, _, answer = api_request(widget, mike, "GET", "/api/dnd", "/api/dnd")
+        assert (status, answer) == (403, {"message": "Forbidden"})
+        assert api_call(widget, token_for(widget, "andy"), "GET", "/api/me", "/api/me")[0] == 200
+    finally:
+        simulator.users[:] = kept
+    assert not [r for r in simulator.requests_seen if r.get("cmd") == "get_dnd"]
+
+
 def test_an_expired_token_cached_by_the_authorizer_is_refused_by_the_api(widget: dict[str, LocalFunction]) -> None:
     event = http_api_event("GET", "/api/me", "/api/me", None)
     event["requestContext"]["authorizer"] = {"lambda": {"login": "andy", "expires_at": int(time.time()) - 1}}
@@ -371,6 +615,47 @@ def test_the_page_has_a_strict_content_security_policy(widget: dict[str, LocalFu
     assert http_response(page.invoke({**asset, "pathParameters": {"asset": "widget.js"}}))[0] == 200
     escape = {**asset, "pathParameters": {"asset": "../app.py"}}
     assert http_response(page.invoke(escape))[0] == 404
+
+
+def test_the_call_back_lists_names_come_in_one_batch_read_per_hundred(aws: dict[str, str], moto_url: str) -> None:
+    from pbxbridge.storage.dynamodb import DynamoContactStore
+
+    class Counting:
+        def __init__(self, inner: Any) -> None:
+            self.inner, self.calls = inner, list[str]()
+
+        def __getattr__(self, name: str) -> Any:
+            self.calls.append(name)
+            return getattr(self.inner, name)
+
+    dynamodb = client("dynamodb", moto_url)
+    store = DynamoContactStore(dynamodb, aws["ContactsTable"])
+    store.put_contacts([Contact(phone=f"+7903555{n:04}", contact_name=f"Client {n}") for n in range(0, 150, 3)])
+    unreadable = {"phone": {"S": "+79035550001"}, "lead": {"S": "[not a bool]"}}
+    dynamodb.put_item(TableName=aws["ContactsTable"], Item=unreadable)
+    counting = Counting(dynamodb)
+    found = DynamoContactStore(counting, aws["ContactsTable"]).get_contacts(f"+7903555{n:04}" for n in range(150))
+    assert counting.calls == ["batch_get_item", "batch_get_item"]  # 150 numbers: two reads, never one each
+    assert sorted(found) == [f"+7903555{n:04}" for n in range(0, 150, 3)]  # the unreadable row as unknown
+    assert found["+79035550003"].contact_name == "Client 3"
+
+
+def test_only_origins_may_frame_the_widget(template: Template) -> None:
+    import re
+
+    from pydantic import ValidationError
+
+    from pbxbridge.widget.settings import FRAME_ANCESTORS_PATTERN, PageSettings
+
+    allowed = template.body["Parameters"]["WidgetFrameAncestors"]["AllowedPattern"]
+    assert allowed == FRAME_ANCESTORS_PATTERN  # CloudFormation refuses at deploy what the page would
+    for good in ("'self'", "https://crm.example", "'self' https://crm.example:8443 https://*.crm.example"):
+        assert re.fullmatch(allowed, good), good
+        assert PageSettings(WIDGET_SOCKET_URL="wss://x", WIDGET_FRAME_ANCESTORS=good).frame_ancestors == good
+    for bad in ("*", "https:", "http://crm.example", "https://crm.example; script-src *", "'self',https://a", "  "):
+        assert not re.fullmatch(allowed, bad), bad
+        with pytest.raises(ValidationError):
+            PageSettings(WIDGET_SOCKET_URL="wss://x", WIDGET_FRAME_ANCESTORS=bad)
 
 
 def test_the_sample_events_run_through_their_functions(widget: dict[str, LocalFunction], aws: dict[str, str]) -> None:

@@ -27,7 +27,8 @@ from pbxbridge.widget.tokens import issue_token as sign_token
 from tests.conftest import drop_process_caches
 
 REPO = Path(__file__).resolve().parent.parent
-SCREENSHOTS = REPO / "docs" / "screenshots"
+# Saved on every run outside the tracked tree; `make screenshots` refreshes the README's in docs/screenshots.
+SCREENSHOTS = Path(os.environ.get("SCREENSHOTS_DIR") or REPO / ".artifacts" / "screenshots")
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",

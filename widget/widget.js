@@ -13,7 +13,7 @@
       lastCalls: "Last calls", when: "When", whoCol: "Who", outcome: "Outcome", duration: "Duration", recording: "Recording",
       firstCall: "The first call from this number.", incoming: "Incoming call", outgoing: "Outgoing call",
       unknown: "Unknown number", ringing: "Ringing", answeredBy: "Answered by", ended: "Ended", play: "Play",
-      dialling: "Calling…", dialled: "Your phone will ring now, then the client's.", alreadyDialling: "Already calling this number.",
+      dialling: "Calling…", dialled: "Your phone will ring now, then the client's.", alreadyDialling: "Already calling this number.", tooManyCalls: "Too many calls in a minute: try again in {s} s.",
       failed: "Could not call", noRecording: "The recording is not available yet.", missedTimes: "missed",
       answered: "answered", missed: "missed", busy: "busy", not_available: "not available", not_allowed: "not allowed",
       cancelled: "cancelled", not_found: "not found", not_answered: "not answered", lead: "lead",
@@ -27,7 +27,7 @@
       lastCalls: "Последние звонки", when: "Когда", whoCol: "Кто", outcome: "Итог", duration: "Длительность", recording: "Запись",
       firstCall: "Первый звонок с этого номера.", incoming: "Входящий звонок", outgoing: "Исходящий звонок",
       unknown: "Неизвестный номер", ringing: "Звонит", answeredBy: "Ответил", ended: "Завершён", play: "Слушать",
-      dialling: "Соединяю…", dialled: "Сейчас зазвонит ваш телефон, затем клиента.", alreadyDialling: "Этот номер уже набирается.",
+      dialling: "Соединяю…", dialled: "Сейчас зазвонит ваш телефон, затем клиента.", alreadyDialling: "Этот номер уже набирается.", tooManyCalls: "Слишком много звонков за минуту: повторите через {s} с.",
       failed: "Не удалось позвонить", noRecording: "Запись пока недоступна.", missedTimes: "пропущено",
       answered: "отвечен", missed: "пропущен", busy: "занято", not_available: "недоступен", not_allowed: "запрещён",
       cancelled: "отменён", not_found: "не найден", not_answered: "без ответа", lead: "лид",
@@ -71,7 +71,7 @@
     }
     let data = null;
     try { data = await response.json(); } catch (e) { /* not JSON */ }
-    return { status: response.status, data };
+    return { status: response.status, data, retryAfter: Number(response.headers.get("Retry-After")) || null };
   }
 
   const clock = (iso) => {
@@ -249,6 +249,10 @@
     } else if (answer.data && answer.data.error && answer.data.error.code === "request_in_progress") {
       result.textContent = t("alreadyDialling");
       result.dataset.state = "ok";
+    } else if (answer.status === 429) {
+      result.textContent = t("tooManyCalls").replace("{s}", String(answer.retryAfter || 60));
+      result.dataset.state = "error";
+      intent = null; // a later click is a new intent
     } else {
       const message = answer.data && answer.data.error ? answer.data.error.message : String(answer.status);
       result.textContent = `${t("failed")}: ${message}`;

@@ -2,7 +2,8 @@
 
 A link that 404s (the PBX has not finished the file) or times out is reported failed: SQS hands it
 back after the queue's visibility timeout, a bounded number of times (maxReceiveCount), then moves
-it to the dead-letter queue, which raises an alarm. A rejected link is recorded on the call, done.
+it to the dead-letter queue, which raises an alarm. A rejected link is recorded on the call, done;
+so is a message that is not a recording job at all: no retry can fix either.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pbxbridge.recordings.archive import RecordingArchive, RecordingLedger, archive_recording
 from pbxbridge.recordings.fetch import FetchPolicy
@@ -92,7 +93,9 @@ def default_dependencies() -> RecorderDependencies:
 
 def handle_message(record: SQSRecord, deps: RecorderDependencies | None = None) -> None:
     deps = deps or default_dependencies()
-    job = RecordingJob.model_validate(json.loads(record.body))
+    job = _job(record, deps)
+    if job is None:
+        return
     logger.set_correlation_id(job.callid)
     archived = archive_recording(job.callid, job.link, job.started_at, deps.policy, deps.archive, deps.ledger)
     if archived is None:
@@ -101,6 +104,25 @@ def handle_message(record: SQSRecord, deps: RecorderDependencies | None = None) 
     else:
         metrics.add_metric(name="RecordingsArchived", unit=MetricUnit.Count, value=1)
         logger.info("recording archived", extra={"callid": job.callid, "key": archived.key, "bytes": archived.size})
+
+
+def _job(record: SQSRecord, deps: RecorderDependencies) -> RecordingJob | None:
+    """The message's job; None (done, never retried) for a message that is not one, noted on its
+    call when it names one."""
+    try:
+        body = json.loads(record.body)
+    except ValueError:
+        body = None
+    try:
+        return RecordingJob.model_validate(body)
+    except ValidationError as exc:
+        metrics.add_metric(name="RecordingsRejected", unit=MetricUnit.Count, value=1)
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
+        callid = body.get("callid") if isinstance(body, dict) else None
+        if isinstance(callid, str) and callid:
+            deps.ledger.recording_rejected(callid, f"not a recording job ({problems})")
+        logger.warning("not a recording job", extra={"message_id": record.message_id, "problems": problems})
+        return None
 
 
 def handle_batch(event: dict[str, Any], context: Any, deps: RecorderDependencies | None = None) -> dict[str, Any]:

@@ -166,7 +166,28 @@ PhoneNumber = Annotated[
         }
     ),
 ]
-Seconds = Annotated[int, Field(ge=0, le=10**9)]
+# A count on the wire is a JSON number, or ASCII digits (spaces around them allowed) within range:
+# nothing else pydantic would read as an int ("+5", "5.0", "1_000"), so that the OpenAPI document,
+# which reuses these patterns, says exactly what is read.
+SECONDS_PATTERN = r"^ *0*([0-9]{1,9}|1000000000) *$"
+RATING_PATTERN = r"^ *0*([0-9]{1,3}|1000) *$"
+
+
+def _whole_number(pattern: str) -> BeforeValidator:
+    compiled = re.compile(pattern)
+
+    def read(value: object) -> object:
+        if isinstance(value, str):
+            if not compiled.fullmatch(value):
+                raise ValueError("not a whole number in range")
+            return int(value)
+        return value
+
+    return BeforeValidator(read)
+
+
+Seconds = Annotated[int, Field(ge=0, le=10**9), _whole_number(SECONDS_PATTERN)]
+Rating = Annotated[int, Field(ge=0, le=1000), _whole_number(RATING_PATTERN)]
 
 
 class _Push(BaseModel):
@@ -190,8 +211,14 @@ class _Push(BaseModel):
     @classmethod
     def _blank_is_absent(cls, data: Any) -> Any:
         # Forms send optional fields as empty strings; an empty required field is then "missing".
+        # A JSON null is no value of any field (the OpenAPI document has no null): refused in a
+        # field of the push, ignored in one we do not know.
         if isinstance(data, dict):
-            return {k: v for k, v in data.items() if not (isinstance(v, str) and not v.strip())}
+            known = set(cls.model_fields) | {f.alias for f in cls.model_fields.values() if f.alias}
+            nulls = sorted(k for k, v in data.items() if v is None and k in known)
+            if nulls:
+                raise ValueError(f"null is not a value: {', '.join(nulls)}")
+            return {k: v for k, v in data.items() if v is not None and not (isinstance(v, str) and not v.strip())}
         return data
 
     @field_validator("*", mode="before")
@@ -264,7 +291,7 @@ class ContactQuery(_Push):
 class RatingPush(_Push):
     """A caller's quality score for a call (seen live, undocumented)."""
 
-    rating: Annotated[int, Field(ge=0, le=1000)]
+    rating: Rating
     phone: PhoneNumber | None = None
     user: User | None = None
     ext: Text | None = None
@@ -344,7 +371,8 @@ def _decode_json(text: str) -> dict[str, Any]:
         raise MalformedBodyError("body is not JSON") from exc
     if not isinstance(data, dict):
         raise MalformedBodyError("body is not a JSON object")
-    return {str(key): _scalar(value) for key, value in data.items() if value is not None}
+    # null is kept: in a field we know it is refused (no field is nullable), elsewhere ignored.
+    return {str(key): _scalar(value) for key, value in data.items()}
 
 
 def _scalar(value: Any) -> Any:

@@ -15,6 +15,9 @@ from pbxbridge.storage.dynamodb import _query_all, _unavailable_on_aws_errors
 BY_LOGIN_INDEX = "by_login"
 # API Gateway closes a WebSocket connection after two hours whatever happens on it.
 MAX_CONNECTION_SECONDS = 2 * 3600
+# A card goes to this many of a person's widgets at most (the newest): a person has a few tabs open,
+# while one token opening hundreds would make every card of theirs hold up everyone's in the stream.
+MAX_CONNECTIONS_PER_LOGIN = 10
 
 
 class DynamoConnectionStore:
@@ -41,8 +44,9 @@ class DynamoConnectionStore:
         self._client.delete_item(TableName=self._table, Key={"connection_id": {"S": connection_id}})
 
     @_unavailable_on_aws_errors
-    def of(self, login: str) -> list[str]:
-        """The user's open connections; items past their TTL (not yet swept by DynamoDB) are left out."""
+    def of(self, login: str, limit: int = MAX_CONNECTIONS_PER_LOGIN) -> list[str]:
+        """The user's open connections, the `limit` newest (the latest to expire); items past their
+        TTL (not yet swept by DynamoDB) are left out."""
         now = int(time.time())
         items = _query_all(
             self._client,
@@ -51,4 +55,6 @@ class DynamoConnectionStore:
             KeyConditionExpression="login = :l",
             ExpressionAttributeValues={":l": {"S": login}},
         )
-        return [str(i["connection_id"]) for i in items if int(i.get("expires_at", now + 1)) > now]
+        open_ = [(int(i.get("expires_at", now + 1)), str(i["connection_id"])) for i in items]
+        open_ = sorted((item for item in open_ if item[0] > now), reverse=True)
+        return [connection_id for _, connection_id in open_[:limit]]

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pbxbridge.domain.card import may_see, national, responsible_login
 from pbxbridge.domain.contacts import Contact
@@ -27,6 +27,33 @@ logger = Logger()
 app = APIGatewayHttpResolver()
 # The list shows this many (its own and its departments' together); the rest wait their turn.
 WIDGET_CALLBACKS = 50
+# The PBX's call ids are short; a longer one names no call (and would only make DynamoDB refuse the key).
+MAX_CALLID = 128
+
+
+class InvalidInputError(ValueError):
+    """A request the widget never sends: answered 400, never 5xx."""
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+
+InputT = TypeVar("InputT", bound=_Input)
+
+
+class MakeCallInput(_Input):
+    phone: str = Field(min_length=1, max_length=64)  # the commands' PhoneNumber parses it
+    # Namespaced by user below (`widget:<login>:`), within makeCall's 128.
+    request_id: str | None = Field(default=None, alias="requestId", min_length=1, max_length=64)
+
+
+class DndInput(_Input):
+    state: bool | str  # the commands' Switch says which words mean on and off
+
+
+class CallbacksQuery(_Input):
+    status: Literal["open", "closed"] = "open"
 
 
 @dataclass(frozen=True)
@@ -36,6 +63,8 @@ class WidgetApiDependencies:
     contact: Callable[[str], Contact | None]
     directory: Callable[[], Directory]
     extra: dict[str, Callable[..., Any]]  # further listings (the call-backs) by name
+    # One makeCall of this login counted: None when within the limit, else seconds to wait.
+    take_call: Callable[[str], int | None] | None = None
 
 
 @lru_cache(maxsize=1)
@@ -44,6 +73,7 @@ def default_dependencies() -> WidgetApiDependencies:
     from pbxbridge.domain.directory import CachedDirectory
     from pbxbridge.settings import commands_settings
     from pbxbridge.storage.dynamodb import DynamoCallStore, DynamoContactStore, DynamoDirectoryStore, dynamodb_client
+    from pbxbridge.widget.settings import widget_api_settings
 
     settings = commands_settings()
     client = dynamodb_client()
@@ -61,15 +91,27 @@ def default_dependencies() -> WidgetApiDependencies:
 
         store = DynamoCallbackStore(client, settings.callbacks_table)
         extra["callbacks"] = functools.partial(
-            callbacks_of, store=store, contact=contacts.get_contact, directory=directory, region=settings.phone_region
+            callbacks_of, store=store, contacts=contacts.get_contacts, directory=directory, region=settings.phone_region
         )
+    take_call: Callable[[str], int | None] | None = None
+    calls_per_minute = widget_api_settings().calls_per_minute
+    if calls_per_minute:
+        from pbxbridge.storage.rate_limits import DynamoRateLimiter
+
+        limiter = DynamoRateLimiter(client, settings.idempotency_table)
+        take_call = functools.partial(_take_call, limiter=limiter, limit=calls_per_minute)
     return WidgetApiDependencies(
         execute=commands.execute,
         get_call=calls.get_call,
         contact=contacts.get_contact,
         directory=directory,
         extra=extra,
+        take_call=take_call,
     )
+
+
+def _take_call(login: str, *, limiter: Any, limit: int) -> int | None:
+    return limiter.take(f"makeCall#{login}", limit)  # type: ignore[no-any-return]
 
 
 def callbacks_of(
@@ -77,7 +119,7 @@ def callbacks_of(
     status: str,
     *,
     store: Any,
-    contact: Callable[[str], Contact | None],
+    contacts: Callable[[list[str]], Mapping[str, Contact]],
     directory: Callable[[], Directory],
     region: str,
     limit: int = WIDGET_CALLBACKS,
@@ -86,21 +128,20 @@ def callbacks_of(
     with the number in national form and the contact's name for the list."""
     from pbxbridge.domain.callbacks import CallbackStatus, list_callbacks
 
-    wanted = CallbackStatus(status) if status in ("open", "closed") else CallbackStatus.OPEN
+    wanted = CallbackStatus(status)
     user = next((u for u in directory().users if u.login == login), None)
     owners = [login, *(f"g_{group}" for group in (user.groups if user else ()))]
     found = [c for owner in owners for c in list_callbacks(store, owner, wanted, limit).callbacks]
     found.sort(key=lambda c: c.last_missed_at, reverse=True)
     found = found[:limit]
-    with ThreadPoolExecutor(max_workers=8) as pool:  # one read per number, side by side
-        contacts = list(pool.map(contact, [c.phone for c in found]))
+    known = contacts([c.phone for c in found]) if found else {}  # one batch read, not one per number
     items = [
         {
             **c.model_dump(mode="json", exclude_none=True),
             "phone_national": national(c.phone, region),
-            "contact_name": known.contact_name if known else None,
+            "contact_name": known[c.phone].contact_name if c.phone in known else None,
         }
-        for c, known in zip(found, contacts, strict=True)
+        for c in found
     ]
     return {"ok": True, "result": {"callbacks": items, "cursor": None}}
 
@@ -120,7 +161,7 @@ def _login() -> str:
 def _answer(envelope: dict[str, Any]) -> Response[Any]:
     from pbxbridge.commands import HTTP_STATUS
 
-    status = 200 if envelope["ok"] else HTTP_STATUS.get(envelope["error"]["code"], 500)
+    status = 200 if envelope["ok"] else {**HTTP_STATUS, "rate_limited": 429}.get(envelope["error"]["code"], 500)
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=envelope)
 
 
@@ -132,12 +173,37 @@ def _not_found() -> Response[Any]:
     return _answer({"ok": False, "error": {"code": "not_found", "message": "no such call"}})
 
 
-def _body() -> dict[str, Any]:
+def _input(model: type[InputT], data: object) -> InputT:
+    if not isinstance(data, dict):
+        raise InvalidInputError("the body must be a JSON object")
     try:
-        body = app.current_event.json_body
-    except ValueError:
-        body = None
-    return body if isinstance(body, dict) else {}
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
+        raise InvalidInputError(problems) from exc
+
+
+def _body() -> object:
+    try:
+        return app.current_event.json_body
+    except ValueError as exc:
+        raise InvalidInputError("the body is not JSON") from exc
+
+
+@app.exception_handler(InvalidInputError)  # type: ignore[untyped-decorator]
+def _invalid_input(exc: InvalidInputError) -> Response[Any]:
+    return _answer({"ok": False, "error": {"code": "invalid_request", "message": str(exc)}})
+
+
+@app.exception_handler(Exception)  # type: ignore[untyped-decorator]
+def _failed(exc: Exception) -> Response[Any]:
+    # DynamoDB unreachable, or anything else a retry may fix: the envelope, never Lambda's bare 500.
+    from pbxbridge.storage.dynamodb import StoreRejectedError
+
+    if isinstance(exc, StoreRejectedError):
+        return _answer({"ok": False, "error": {"code": "invalid_request", "message": "the data store refused it"}})
+    logger.exception("widget API request failed")
+    return _answer({"ok": False, "error": {"code": "unavailable", "message": "try again"}})
 
 
 @app.get("/api/me")
@@ -148,12 +214,18 @@ def me() -> Response[Any]:
 
 @app.post("/api/calls")
 def make_call() -> Response[Any]:
-    body = _body()
-    command: dict[str, Any] = {"cmd": "makeCall", "user": _login(), "phone": body.get("phone")}
-    request_id = body.get("requestId")
-    if request_id is not None:
+    body = _input(MakeCallInput, _body())
+    login = _login()
+    take_call = _dependencies().take_call
+    if take_call is not None and (wait := take_call(login)) is not None:
+        message = f"too many calls from this widget: try again in {wait} s"
+        answer = _answer({"ok": False, "error": {"code": "rate_limited", "message": message}})
+        answer.headers["Retry-After"] = str(wait)
+        return answer
+    command: dict[str, Any] = {"cmd": "makeCall", "user": login, "phone": body.phone}
+    if body.request_id is not None:
         # Namespaced by user: one user's request id can never replay another's call.
-        command["requestId"] = f"widget:{_login()}:{request_id}" if isinstance(request_id, str) else request_id
+        command["requestId"] = f"widget:{login}:{body.request_id}"
     return _run(command)
 
 
@@ -164,12 +236,14 @@ def get_dnd() -> Response[Any]:
 
 @app.put("/api/dnd")
 def set_dnd() -> Response[Any]:
-    return _run({"cmd": "set_dnd", "user": _login(), "state": _body().get("state")})
+    return _run({"cmd": "set_dnd", "user": _login(), "state": _input(DndInput, _body()).state})
 
 
 @app.get("/api/calls/<callid>/recording")
 def recording(callid: str) -> Response[Any]:
     deps = _dependencies()
+    if not 0 < len(callid) <= MAX_CALLID:
+        return _not_found()
     call = deps.get_call(callid)
     if call is None:
         return _not_found()
@@ -186,8 +260,8 @@ def callbacks() -> Response[Any]:
     listing = _dependencies().extra.get("callbacks")
     if listing is None:
         return _answer({"ok": True, "result": {"callbacks": [], "cursor": None}})
-    params = app.current_event.query_string_parameters or {}
-    return _answer(listing(_login(), params.get("status") or "open"))
+    query = _input(CallbacksQuery, dict(app.current_event.query_string_parameters or {}))
+    return _answer(listing(_login(), query.status))
 
 
 def handle_widget_api(event: dict[str, Any], context: Any, deps: WidgetApiDependencies | None = None) -> Any:
@@ -202,6 +276,21 @@ def handle_widget_api(event: dict[str, Any], context: Any, deps: WidgetApiDepend
         }
     _deps = deps
     try:
+        if not _still_a_user(str(authorizer["login"]), _dependencies().directory()):
+            # Deactivated (or gone from the PBX) since the token was issued: its hours are over.
+            return {
+                "statusCode": 403,
+                "headers": {"Content-Type": "application/json"},
+                "body": '{"message":"Forbidden"}',
+            }
         return app.resolve(event, context)
     finally:
         _deps = None
+
+
+def _still_a_user(login: str, directory: Directory) -> bool:
+    """The token's login is still an active PBX user (the directory, cached minutes, as synced). An
+    empty directory (never synced) cannot say, and then no token could have been issued either."""
+    if not directory.users:
+        return True
+    return any(user.login == login and user.active for user in directory.users)

@@ -7,6 +7,11 @@ from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+_FRAME_SOURCE = (
+    r"('self'|'none'|https://([*][.])?[A-Za-z0-9.-]+(:[0-9]+)?|http://(localhost|127[.]0[.]0[.]1)(:[0-9]+)?)"
+)
+FRAME_ANCESTORS_PATTERN = rf"^{_FRAME_SOURCE}( {_FRAME_SOURCE})*$"
+
 
 class _Settings(BaseModel):
     model_config = ConfigDict(frozen=True, populate_by_name=True)
@@ -43,10 +48,17 @@ class CardSettings(_Settings):
     directory_cache_seconds: int = Field(default=300, alias="DIRECTORY_CACHE_SECONDS", ge=0)
 
 
+class WidgetApiSettings(_Settings):
+    # makeCall per user per minute (a person clicks a few; a script or a leaked token would dial on). 0: no limit.
+    calls_per_minute: int = Field(default=10, alias="WIDGET_CALLS_PER_MINUTE", ge=0)
+
+
 class PageSettings(_Settings):
     socket_url: str = Field(alias="WIDGET_SOCKET_URL", min_length=1)
     # Who may embed the widget in an iframe (CSP frame-ancestors), e.g. "https://crm.example".
-    frame_ancestors: str = Field(default="'self'", alias="WIDGET_FRAME_ANCESTORS")
+    # Origins only (the template's AllowedPattern): never * or a bare scheme, which would let any
+    # page frame click-to-call and the DND switch.
+    frame_ancestors: str = Field(default="'self'", alias="WIDGET_FRAME_ANCESTORS", pattern=FRAME_ANCESTORS_PATTERN)
     # Where presigned recording URLs point (CSP media-src): one origin or several, space-separated.
     media_origin: str | None = Field(default=None, alias="WIDGET_MEDIA_ORIGIN")
 
@@ -67,10 +79,15 @@ def card_settings() -> CardSettings:
 
 
 @lru_cache(maxsize=1)
+def widget_api_settings() -> WidgetApiSettings:
+    return WidgetApiSettings.model_validate(dict(os.environ))
+
+
+@lru_cache(maxsize=1)
 def page_settings() -> PageSettings:
     return PageSettings.model_validate(dict(os.environ))
 
 
 def clear_caches() -> None:
-    for cache in (token_key_settings, socket_settings, card_settings, page_settings):
+    for cache in (token_key_settings, socket_settings, card_settings, widget_api_settings, page_settings):
         cache.cache_clear()
