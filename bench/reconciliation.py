@@ -22,7 +22,8 @@ def peak_kb():
 from datetime import UTC, datetime, timedelta
 from pbxbridge.domain.reconciliation import Reconciler, SyncReport
 from pbxbridge.pbx import PbxClient
-from pbxbridge.storage.dynamodb import DynamoLedger, batch_dynamodb_client
+from pbxbridge.storage.dynamodb import batch_dynamodb_client
+from pbxbridge.storage.watermark import DynamoLedger
 client = PbxClient(sys.argv[1], sys.argv[2], history_read_timeout=600)
 ledger = DynamoLedger(batch_dynamodb_client(), "CallsTable", "SyncStateTable")
 reconciler = Reconciler(history=client, ledger=ledger, region="RU", limit=1_000_000)
@@ -54,7 +55,8 @@ def _items(count: int) -> list[dict[str, Any]]:
     from pbxbridge.domain.reconciliation import call_from_row
     from pbxbridge.pbx.client import parse_history_csv
     from pbxbridge.pbx.models import HistoryRow
-    from pbxbridge.storage.dynamodb import _history_call_item, _serialize
+    from pbxbridge.storage.dynamodb import _serialize
+    from pbxbridge.storage.watermark import _history_call_item
 
     start = datetime(2026, 1, 1, tzinfo=UTC)
     lines = (

@@ -178,14 +178,16 @@ def dynamodb_requests(aws: dict[str, str]) -> Iterator[list[str]]:
 
 @pytest.fixture
 def call_store(aws: dict[str, str]) -> Any:
-    from pbxbridge.storage.dynamodb import DynamoCallStore, dynamodb_client
+    from pbxbridge.storage.calls import DynamoCallStore
+    from pbxbridge.storage.dynamodb import dynamodb_client
 
     return DynamoCallStore(dynamodb_client(), aws["CallsTable"], aws["CallEventsTable"])
 
 
 @pytest.fixture
 def contact_store(aws: dict[str, str]) -> Any:
-    from pbxbridge.storage.dynamodb import DynamoContactStore, dynamodb_client
+    from pbxbridge.storage.contacts import DynamoContactStore
+    from pbxbridge.storage.dynamodb import dynamodb_client
 
     return DynamoContactStore(dynamodb_client(), aws["ContactsTable"])
 

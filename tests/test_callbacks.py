@@ -43,7 +43,8 @@ def callback_store(aws: dict[str, str]) -> Any:
 def directory(aws: dict[str, str]) -> Any:
     """andy (ext 101) is the CRM's user crm-7; mike is not mapped."""
     from pbxbridge.domain.directory import PbxUser
-    from pbxbridge.storage.dynamodb import DynamoDirectoryStore, dynamodb_client
+    from pbxbridge.storage.directory import DynamoDirectoryStore
+    from pbxbridge.storage.dynamodb import dynamodb_client
 
     store = DynamoDirectoryStore(dynamodb_client(), aws["DirectoryTable"])
     store.save_user(PbxUser(login="andy", ext="101"))
@@ -232,7 +233,8 @@ def test_a_missed_call_from_an_unknown_number_belongs_to_the_user_it_rang_and_sh
     assert opened["owner"] == "mike"
     # mike's widget lists his own call-backs and his departments'.
     directory.save_user(PbxUser(login="mike", ext="102", groups=("sales",)))
-    from pbxbridge.storage.dynamodb import DynamoDirectoryStore, dynamodb_client
+    from pbxbridge.storage.directory import DynamoDirectoryStore
+    from pbxbridge.storage.dynamodb import dynamodb_client
 
     listed = callbacks_of(
         "mike",
@@ -334,7 +336,8 @@ def reconciled(callid: str, direction: str, outcome: Outcome, start: datetime, u
 
 @pytest.fixture
 def reconciliation(aws: dict[str, str]) -> Any:
-    from pbxbridge.storage.dynamodb import DynamoLedger, batch_dynamodb_client
+    from pbxbridge.storage.dynamodb import batch_dynamodb_client
+    from pbxbridge.storage.watermark import DynamoLedger
 
     return DynamoLedger(batch_dynamodb_client(), aws["CallsTable"], aws["SyncStateTable"])
 

@@ -59,7 +59,9 @@ class Rig:
 
 @pytest.fixture
 def rig(aws: dict[str, str], webhook_function: LocalFunction, template: Template) -> Iterator[Rig]:
-    from pbxbridge.storage.dynamodb import DynamoCallStore, DynamoLedger, dynamodb_client
+    from pbxbridge.storage.calls import DynamoCallStore
+    from pbxbridge.storage.dynamodb import dynamodb_client
+    from pbxbridge.storage.watermark import DynamoLedger
 
     api = ApiGatewayServer((LOOPBACK, 0), [webhook_function])
     threading.Thread(target=api.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
@@ -262,7 +264,8 @@ def test_calls_only_the_history_knows_get_their_scenario_and_crm_user(
     from pbxbridge.domain.directory import PbxUser
     from pbxbridge.history_sync import default_reconciler
     from pbxbridge.settings import history_sync_settings
-    from pbxbridge.storage.dynamodb import DynamoDirectoryStore, dynamodb_client
+    from pbxbridge.storage.directory import DynamoDirectoryStore
+    from pbxbridge.storage.dynamodb import dynamodb_client
 
     directory = DynamoDirectoryStore(dynamodb_client(), aws["DirectoryTable"])
     directory.save_user(PbxUser(login="andy", ext="708"))

@@ -618,7 +618,7 @@ def test_the_page_has_a_strict_content_security_policy(widget: dict[str, LocalFu
 
 
 def test_the_call_back_lists_names_come_in_one_batch_read_per_hundred(aws: dict[str, str], moto_url: str) -> None:
-    from pbxbridge.storage.dynamodb import DynamoContactStore
+    from pbxbridge.storage.contacts import DynamoContactStore
 
     class Counting:
         def __init__(self, inner: Any) -> None:

@@ -203,7 +203,8 @@ def _require(value: str | None, what: str) -> str:
 def _import_contacts(args: argparse.Namespace) -> int:
     from pbxbridge.contacts_files import UnreadableFileError, read_contacts_file
     from pbxbridge.domain.contacts import read_contacts, save_contacts
-    from pbxbridge.storage.dynamodb import DynamoContactStore, dynamodb_client
+    from pbxbridge.storage.contacts import DynamoContactStore
+    from pbxbridge.storage.dynamodb import dynamodb_client
 
     table = _require(args.table, "the contacts table (--table or CONTACTS_TABLE)")
     name = str(args.file)
@@ -237,7 +238,8 @@ def _import_contacts(args: argparse.Namespace) -> int:
 
 
 def _show_call(args: argparse.Namespace) -> int:
-    from pbxbridge.storage.dynamodb import DynamoCallStore, dynamodb_client
+    from pbxbridge.storage.calls import DynamoCallStore
+    from pbxbridge.storage.dynamodb import dynamodb_client
 
     store = DynamoCallStore(
         dynamodb_client(),

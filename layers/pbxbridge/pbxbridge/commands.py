@@ -37,15 +37,10 @@ from pbxbridge.protocol.commands import (
 )
 from pbxbridge.settings import commands_settings
 from pbxbridge.storage.callbacks import DynamoCallbackStore
-from pbxbridge.storage.dynamodb import (
-    DynamoCallStore,
-    DynamoContactStore,
-    DynamoDirectoryStore,
-    InvalidCursorError,
-    StoreRejectedError,
-    StoreUnavailableError,
-    dynamodb_client,
-)
+from pbxbridge.storage.calls import DynamoCallStore
+from pbxbridge.storage.contacts import DynamoContactStore
+from pbxbridge.storage.directory import DynamoDirectoryStore
+from pbxbridge.storage.dynamodb import InvalidCursorError, StoreRejectedError, StoreUnavailableError, dynamodb_client
 from pbxbridge.storage.s3 import S3RecordingArchive, s3_client
 
 logger = Logger()

@@ -25,13 +25,10 @@ from pbxbridge.pbx.configured import configured_pbx
 from pbxbridge.pbx.models import HistoryPeriod
 from pbxbridge.protocol.commands import Moment
 from pbxbridge.settings import history_sync_settings
-from pbxbridge.storage.dynamodb import (
-    DynamoContactStore,
-    DynamoDirectoryStore,
-    DynamoLedger,
-    batch_dynamodb_client,
-    dynamodb_client,
-)
+from pbxbridge.storage.contacts import DynamoContactStore
+from pbxbridge.storage.directory import DynamoDirectoryStore
+from pbxbridge.storage.dynamodb import batch_dynamodb_client, dynamodb_client
+from pbxbridge.storage.watermark import DynamoLedger
 
 logger = Logger()
 metrics = Metrics()

@@ -25,7 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pbxbridge.recordings.archive import RecordingArchive, RecordingLedger, archive_recording
 from pbxbridge.recordings.fetch import FetchPolicy
-from pbxbridge.storage.dynamodb import DynamoCallStore, dynamodb_client
+from pbxbridge.storage.calls import DynamoCallStore
+from pbxbridge.storage.dynamodb import dynamodb_client
 from pbxbridge.storage.s3 import S3RecordingArchive, s3_client
 
 logger = Logger()

@@ -34,7 +34,8 @@ from pbxbridge.call_events import (
     to_entry,
 )
 from pbxbridge.domain.callbacks import CallFact, call_facts
-from pbxbridge.storage.dynamodb import DynamoContactStore, dynamodb_client, plain_item
+from pbxbridge.storage.contacts import DynamoContactStore
+from pbxbridge.storage.dynamodb import dynamodb_client, plain_item
 
 logger = Logger()
 metrics = Metrics()
@@ -90,7 +91,8 @@ def callback_recorder(settings: StreamSettings, contacts: DynamoContactStore) ->
     from pbxbridge.domain.callbacks import owner_by, record_call
     from pbxbridge.domain.directory import CachedDirectory, Directory
     from pbxbridge.storage.callbacks import DynamoCallbackStore
-    from pbxbridge.storage.dynamodb import DynamoDirectoryStore, batch_dynamodb_client
+    from pbxbridge.storage.directory import DynamoDirectoryStore
+    from pbxbridge.storage.dynamodb import batch_dynamodb_client
 
     assert settings.callbacks_table is not None
     # Off the caller's path, and a transaction: the patient client, not the webhook's tight one.

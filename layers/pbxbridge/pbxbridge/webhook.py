@@ -45,15 +45,10 @@ from pbxbridge.protocol.webhook import (
     read_push,
 )
 from pbxbridge.settings import webhook_settings
-from pbxbridge.storage.dynamodb import (
-    DynamoCallStore,
-    DynamoContactStore,
-    DynamoDirectoryStore,
-    StoreError,
-    StoreRejectedError,
-    StoreUnavailableError,
-    dynamodb_client,
-)
+from pbxbridge.storage.calls import DynamoCallStore
+from pbxbridge.storage.contacts import DynamoContactStore
+from pbxbridge.storage.directory import DynamoDirectoryStore
+from pbxbridge.storage.dynamodb import StoreError, StoreRejectedError, StoreUnavailableError, dynamodb_client
 
 # The same service name shares one logger with the handler, whichever module is imported first.
 logger = Logger()

@@ -72,7 +72,10 @@ def default_dependencies() -> WidgetApiDependencies:
     from pbxbridge import commands
     from pbxbridge.domain.directory import CachedDirectory
     from pbxbridge.settings import commands_settings
-    from pbxbridge.storage.dynamodb import DynamoCallStore, DynamoContactStore, DynamoDirectoryStore, dynamodb_client
+    from pbxbridge.storage.calls import DynamoCallStore
+    from pbxbridge.storage.contacts import DynamoContactStore
+    from pbxbridge.storage.directory import DynamoDirectoryStore
+    from pbxbridge.storage.dynamodb import dynamodb_client
     from pbxbridge.widget.settings import widget_api_settings
 
     settings = commands_settings()

@@ -57,8 +57,11 @@ def default_dependencies() -> CardDependencies:
     from botocore.config import Config
 
     from pbxbridge.domain.directory import CachedDirectory
+    from pbxbridge.storage.calls import DynamoCallStore
     from pbxbridge.storage.connections import DynamoConnectionStore
-    from pbxbridge.storage.dynamodb import DynamoCallStore, DynamoContactStore, DynamoDirectoryStore, dynamodb_client
+    from pbxbridge.storage.contacts import DynamoContactStore
+    from pbxbridge.storage.directory import DynamoDirectoryStore
+    from pbxbridge.storage.dynamodb import dynamodb_client
     from pbxbridge.widget.settings import card_settings
 
     settings = card_settings()

@@ -1,0 +1,110 @@
+"""The PBX's directory: the Directory table, (`kind` = user | department, `id`) -> the PBX's view of
+a user or a department, and a user's CRM user."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from pbxbridge.domain.directory import Department, Directory, PbxUser
+from pbxbridge.storage.dynamodb import (
+    _is_condition_failure,
+    _query_all,
+    _serialize,
+    _unavailable_on_aws_errors,
+    _Update,
+    utc_iso,
+)
+
+
+class DynamoDirectoryStore:
+    """The directory table: (`kind` = user | department, `id`) -> the PBX's view, and a user's CRM user."""
+
+    def __init__(self, client: Any, table: str) -> None:
+        self._client = client
+        self._table = table
+
+    def _query(self, kind: str) -> list[dict[str, Any]]:
+        return _query_all(
+            self._client,
+            TableName=self._table,
+            KeyConditionExpression="#k = :k",
+            ExpressionAttributeNames={"#k": "kind"},
+            ExpressionAttributeValues={":k": {"S": kind}},
+        )
+
+    @_unavailable_on_aws_errors
+    def snapshot(self, region: str, departments: bool = True) -> Directory:
+        users = tuple(
+            PbxUser(
+                login=item["id"],
+                real_name=item.get("real_name"),
+                ext=item.get("ext"),
+                telnum=item.get("telnum"),
+                email=item.get("email"),
+                groups=tuple(item.get("groups", [])),
+                crm_user=item.get("crm_user"),
+                active=bool(item.get("active", True)),
+            )
+            for item in self._query("user")
+        )
+        found = tuple(
+            Department(id=item["id"], real_name=item.get("real_name"), ext=item.get("ext"))
+            for item in (self._query("department") if departments else [])
+        )
+        return Directory(users=users, departments=found, region=region)
+
+    @_unavailable_on_aws_errors
+    def save_user(self, user: PbxUser) -> None:
+        update = _Update()
+        for name in ("real_name", "ext", "telnum", "email"):
+            update.set(name, getattr(user, name))
+        update.set("groups", list(user.groups))
+        update.set("active", True)
+        update.set("synced_at", utc_iso(datetime.now(tz=UTC), precise=True))
+        self._client.update_item(
+            TableName=self._table,
+            Key={"kind": {"S": "user"}, "id": {"S": user.login}},
+            UpdateExpression=update.expression(),
+            ExpressionAttributeNames=update.names,
+            ExpressionAttributeValues=update.values,
+        )
+
+    @_unavailable_on_aws_errors
+    def save_department(self, department: Department) -> None:
+        item = {"kind": "department", "id": department.id, "real_name": department.real_name, "ext": department.ext}
+        self._client.put_item(TableName=self._table, Item={k: _serialize(v) for k, v in item.items() if v is not None})
+
+    @_unavailable_on_aws_errors
+    def deactivate_users(self, logins: Iterable[str]) -> None:
+        for login in logins:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"kind": {"S": "user"}, "id": {"S": login}},
+                UpdateExpression="SET #a = :f",
+                ExpressionAttributeNames={"#a": "active"},
+                ExpressionAttributeValues={":f": {"BOOL": False}},
+            )
+
+    @_unavailable_on_aws_errors
+    def map_user(self, login: str, crm_user: str | None) -> bool:
+        expression = "SET #c = :c" if crm_user else "REMOVE #c"
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": {"kind": {"S": "user"}, "id": {"S": login}},
+            "UpdateExpression": expression,
+            "ConditionExpression": "attribute_exists(#i)",
+            "ExpressionAttributeNames": {"#c": "crm_user", "#i": "id"},
+        }
+        if crm_user:
+            kwargs["ExpressionAttributeValues"] = {":c": {"S": crm_user}}
+        try:
+            self._client.update_item(**kwargs)
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise
+        return True

@@ -1,0 +1,163 @@
+"""Reconciliation's ledger: calls written from the PBX's history in batches, and the watermark (how far
+the history is reconciled) in the sync state table."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from pbxbridge.storage.dynamodb import (
+    StoreUnavailableError,
+    _is_condition_failure,
+    _put_if_absent,
+    _serialize,
+    _unavailable_on_aws_errors,
+    _Update,
+    utc_iso,
+)
+
+if TYPE_CHECKING:
+    # Reconciliation's types, imported where its store builds them: the webhook's cold start does not
+    # pay for reconciliation (or the PBX client's models it imports).
+    from pbxbridge.domain.reconciliation import CallState, HistoryCall
+
+
+class DynamoLedger:
+    """Reconciliation's data access: calls in batches, and the watermark in the sync state table."""
+
+    WATERMARK = "history_watermark"
+
+    def __init__(self, client: Any, calls_table: str, state_table: str) -> None:
+        self._client = client
+        self._calls_table = calls_table
+        self._state_table = state_table
+
+    @_unavailable_on_aws_errors
+    def reconciliation_state(self, callids: list[str]) -> dict[str, CallState]:
+        from pbxbridge.domain.reconciliation import CallState
+
+        keys: list[dict[str, Any]] = [{"callid": {"S": callid}} for callid in dict.fromkeys(callids)]
+        found: dict[str, CallState] = {}
+        request: dict[str, Any] = {
+            self._calls_table: {
+                "Keys": keys,
+                "ProjectionExpression": "callid, reconciled_at, history_at",
+            }
+        }
+        for attempt in range(8):
+            response = self._client.batch_get_item(RequestItems=request)
+            for item in response.get("Responses", {}).get(self._calls_table, []):
+                found[item["callid"]["S"]] = CallState(
+                    exists=True, reconciled="reconciled_at" in item, had_history="history_at" in item
+                )
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                return found
+            time.sleep(min(0.05 * 2**attempt, 1.0))
+        raise StoreUnavailableError("BatchGetItem kept leaving keys unprocessed")
+
+    @_unavailable_on_aws_errors
+    def create_calls(self, calls: list[HistoryCall], reconciled_at: datetime) -> int:
+        """Write calls that were missing, each only if it is still missing (a conditional put, several
+        at once): a push that stored one since it was looked up wins, and that call is merged
+        instead. Returns how many were created.
+
+        Not BatchWriteItem, which cannot be conditional; not TransactWriteItems, which costs twice
+        the writes and cancels a whole group for one call that appeared."""
+
+        def create(call: HistoryCall) -> bool:
+            item = _history_call_item(call, reconciled_at)
+            if _put_if_absent(self._client, self._calls_table, item, "callid"):
+                return True
+            self.merge_call(call, reconciled_at, had_history=False)
+            return False
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            return sum(pool.map(create, calls))
+
+    @_unavailable_on_aws_errors
+    def write_old_calls(self, calls: list[HistoryCall], reconciled_at: datetime) -> None:
+        """Write missing calls in batches of 25, unconditionally: only for calls so old that no push
+        can still arrive for them (a backfill), where a conditional write per call buys nothing."""
+        from boto3.dynamodb.table import BatchWriter
+
+        with BatchWriter(self._calls_table, self._client) as batch:
+            for call in calls:
+                batch.put_item(Item={k: _serialize(v) for k, v in _history_call_item(call, reconciled_at).items()})
+
+    @_unavailable_on_aws_errors
+    def merge_call(self, call: HistoryCall, reconciled_at: datetime, *, had_history: bool = True) -> bool:
+        item = _history_call_item(call, reconciled_at)
+        update = _Update()
+        # The CSV's own fields; everything else only where the webhook left it empty. Without a
+        # history push, the call's start is only an event's arrival: the PBX's own start wins.
+        own = ("wait", "via", "csv_rating") if had_history else ("wait", "via", "csv_rating", "started_at")
+        for name in own:
+            update.set(name, item.get(name))
+        for name, value in item.items():
+            if name not in own and name != "callid":
+                update.set_if_absent(name, value)
+        response = self._client.update_item(
+            TableName=self._calls_table,
+            Key={"callid": {"S": call.callid}},
+            UpdateExpression=update.expression(),
+            ExpressionAttributeNames=update.names,
+            ExpressionAttributeValues=update.values,
+            ReturnValues="ALL_OLD",
+        )
+        return "Attributes" not in response
+
+    @_unavailable_on_aws_errors
+    def watermark(self) -> datetime | None:
+        response = self._client.get_item(
+            TableName=self._state_table, Key={"name": {"S": self.WATERMARK}}, ConsistentRead=True
+        )
+        value = response.get("Item", {}).get("watermark", {}).get("S")
+        return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+    @_unavailable_on_aws_errors
+    def advance_watermark(self, to: datetime) -> bool:
+        try:
+            self._client.update_item(
+                TableName=self._state_table,
+                Key={"name": {"S": self.WATERMARK}},
+                UpdateExpression="SET #w = :w, #u = :u",
+                ConditionExpression="attribute_not_exists(#w) OR #w < :w",
+                ExpressionAttributeNames={"#w": "watermark", "#u": "updated_at"},
+                ExpressionAttributeValues={
+                    ":w": {"S": utc_iso(to, precise=True)},
+                    ":u": {"S": utc_iso(datetime.now(tz=UTC), precise=True)},
+                },
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return False  # another run got further: never move back
+            raise
+        return True
+
+
+def _history_call_item(call: HistoryCall, reconciled_at: datetime) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "callid": call.callid,
+        "direction": call.direction,
+        "status": call.status,
+        "outcome": call.outcome.value,
+        "client": call.client,
+        "client_raw": call.client_raw,
+        "user": call.user,
+        "pbx_user": call.pbx_user,
+        "crm_user": call.crm_user,
+        "started_at": utc_iso(call.started_at),
+        "duration": call.duration,
+        "wait": call.wait,
+        "via": call.via,
+        "link": call.link,
+        "csv_rating": call.rating,
+        "reconciled_at": utc_iso(reconciled_at, precise=True),
+    }
+    return {name: value for name, value in item.items() if value is not None}
