@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import random
+import subprocess
 import sys
 import types
 from typing import Any
 
 import pytest
 
-from tests.conftest import CONTACT, Webhook, drop_process_caches
+from tests.conftest import CONTACT, EVENT, HISTORY, Webhook, drop_process_caches
 
 
 def test_init_builds_everything_and_asks_aws_nothing(webhook: Webhook, dynamodb_requests: list[str]) -> None:
@@ -113,3 +114,45 @@ def _full_model_operations(service: str) -> list[str]:
     import boto3
 
     return list(boto3.session.Session().client(service, region_name="eu-central-1").meta.service_model.operation_names)
+
+
+# What `contact` never uses: the write path's domain, scenarios and calls store.
+WRITE_PATH_MODULES = ("pbxbridge.domain.calls", "pbxbridge.domain.scenarios", "pbxbridge.storage.calls")
+
+
+def test_a_cold_container_imports_no_write_path_until_a_write_arrives(webhook: Webhook) -> None:
+    """Import and init in a fresh process, as Lambda does: the write path is not on the import path."""
+    probe = (
+        "import sys; from pbxbridge.webhook import prepare; prepare(); "
+        "print(' '.join(m for m in sys.modules if m.startswith('pbxbridge')))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
+    loaded = set(result.stdout.split())
+    assert "pbxbridge.storage.contacts" in loaded  # the probe saw the package
+    assert loaded.isdisjoint(WRITE_PATH_MODULES)
+    assert loaded.isdisjoint({"pbxbridge.function_settings"})  # the other functions' settings
+
+
+def test_contact_never_builds_the_write_path_and_the_first_write_does(webhook: Webhook, call_store: Any) -> None:
+    from pbxbridge.webhook import default_dependencies, prepare
+
+    drop_process_caches()
+    prepare()
+    deps = default_dependencies()
+    assert "writes" not in vars(deps)
+    assert webhook.push(**CONTACT).status == 200
+    assert "writes" not in vars(deps)
+    assert webhook.push(**HISTORY).status == 200
+    assert "writes" in vars(deps)  # built by the first write, and kept for the next ones
+    assert call_store.get_call(HISTORY["callid"])["outcome"] == "answered"
+    assert webhook.push(**EVENT).status == 200
+    assert [entry["type"] for entry in call_store.timeline(EVENT["callid"])] == ["INCOMING"]
+
+
+def test_an_init_nobody_waits_on_builds_the_write_path(monkeypatch: pytest.MonkeyPatch, webhook: Webhook) -> None:
+    from pbxbridge.webhook import default_dependencies, prepare
+
+    drop_process_caches()
+    monkeypatch.setenv("AWS_LAMBDA_INITIALIZATION_TYPE", "provisioned-concurrency")
+    prepare()
+    assert "writes" in vars(default_dependencies())

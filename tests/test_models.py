@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pbxbridge.domain.calls import LiveState, Milestone, live_state, pbx_login
+from pbxbridge.domain.calls import LiveState, Milestone, live_state
+from pbxbridge.domain.directory import pbx_login
 from pbxbridge.keys import key_matches
 from pbxbridge.phones import InvalidPhoneError, ascii_phone_text, normalize_phone
 from pbxbridge.protocol.webhook import (

@@ -1,16 +1,22 @@
 """The functions' environment, read once into typed settings (the template sets every variable).
 
-Globals of the template (tables, region, scenarios) are in `_Common`; each function adds its own.
+Globals of the template (tables, region, scenarios) are in `_Common`; each function adds its own. The
+webhook's are here; the commands' and reconciliation's in function_settings.py, off the webhook's import path.
 """
 
 from __future__ import annotations
 
 import os
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pbxbridge.domain.scenarios import Scenarios
+if TYPE_CHECKING:
+    # The webhook reads this module at init: the write path's scenarios and the other functions'
+    # settings are imported where they are used (their classes cost a cold `contact` ~3 ms).
+    from pbxbridge.domain.scenarios import Scenarios
+    from pbxbridge.function_settings import CommandsSettings, HistorySyncSettings
 
 
 class _Common(BaseModel):
@@ -42,17 +48,14 @@ class _Common(BaseModel):
 
     @property
     def scenarios(self) -> Scenarios:
+        from pbxbridge.domain.scenarios import Scenarios
+
         return Scenarios(
             missed_call_leads=self.missed_call_leads,
             lead_responsible=self.lead_responsible,
             outbound_contacts=self.outbound_contacts,
             default_crm_user=self.default_crm_user,
         )
-
-
-class _PbxAccess(BaseModel):
-    pbx_url: str = Field(default="", alias="PBX_URL")
-    pbx_token_parameter: str = Field(default="/pbxbridge/pbx-token", alias="PBX_TOKEN_PARAMETER", min_length=1)
 
 
 class WebhookSettings(_Common):
@@ -77,36 +80,6 @@ class WebhookSettings(_Common):
         return value or None
 
 
-class CommandsSettings(_Common, _PbxAccess):
-    """What the commands function needs from its environment."""
-
-    idempotency_table: str = Field(alias="IDEMPOTENCY_TABLE", min_length=1)
-    recordings_bucket: str | None = Field(default=None, alias="RECORDINGS_BUCKET")
-    callbacks_table: str | None = Field(default=None, alias="CALLBACKS_TABLE")
-    # A click-to-call repeated with the same requestId within this time dials once.
-    make_call_idempotency_seconds: int = Field(default=3600, alias="MAKE_CALL_IDEMPOTENCY_SECONDS", ge=60)
-    # The widget tokens' signing key (issueWidgetToken); unset, the command answers not_configured.
-    widget_token_key_parameter: str | None = Field(default=None, alias="WIDGET_TOKEN_KEY_PARAMETER")
-
-    @field_validator("widget_token_key_parameter", mode="before")
-    @classmethod
-    def _no_widget_key(cls, value: object) -> object:
-        return value or None
-
-
-class HistorySyncSettings(_Common, _PbxAccess):
-    """What history reconciliation needs from its environment."""
-
-    sync_state_table: str = Field(alias="SYNC_STATE_TABLE", min_length=1)
-    overlap_minutes: int = Field(default=30, alias="HISTORY_OVERLAP_MINUTES", ge=0)
-    # Windows are split further wherever the PBX returns a full page, so they can start wide.
-    window_hours: float = Field(default=24, alias="HISTORY_WINDOW_HOURS", gt=0)
-    limit: int = Field(default=1000, alias="HISTORY_LIMIT", ge=10)
-    first_run_days: int = Field(default=1, alias="HISTORY_FIRST_RUN_DAYS", ge=0)
-    # The PBX's named periods (`last_month`) are in the tenant's local time.
-    pbx_utc_offset_hours: float = Field(default=3, alias="PBX_UTC_OFFSET_HOURS", ge=-12, le=14)
-
-
 @lru_cache(maxsize=1)
 def webhook_settings() -> WebhookSettings:
     return WebhookSettings.model_validate(dict(os.environ))
@@ -114,9 +87,13 @@ def webhook_settings() -> WebhookSettings:
 
 @lru_cache(maxsize=1)
 def commands_settings() -> CommandsSettings:
+    from pbxbridge.function_settings import CommandsSettings
+
     return CommandsSettings.model_validate(dict(os.environ))
 
 
 @lru_cache(maxsize=1)
 def history_sync_settings() -> HistorySyncSettings:
+    from pbxbridge.function_settings import HistorySyncSettings
+
     return HistorySyncSettings.model_validate(dict(os.environ))

@@ -15,17 +15,15 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import lru_cache
-from typing import Any
+from functools import cached_property, lru_cache
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from pbxbridge.aws import deadline
-from pbxbridge.domain.calls import CallStore, record_event, record_rating
 from pbxbridge.domain.contacts import ContactStore, lookup_contact
 from pbxbridge.domain.directory import CachedDirectory, Directory
-from pbxbridge.domain.scenarios import Scenarios, record_finished_call
 from pbxbridge.keys import KeysUnavailableError, clear_key_cache, fetch_keys_from_ssm, key_matches, ssm_client
 from pbxbridge.protocol.webhook import (
     INVALID_PARAMETERS,
@@ -45,10 +43,15 @@ from pbxbridge.protocol.webhook import (
     read_push,
 )
 from pbxbridge.settings import webhook_settings
-from pbxbridge.storage.calls import DynamoCallStore
 from pbxbridge.storage.contacts import DynamoContactStore
 from pbxbridge.storage.directory import DynamoDirectoryStore
 from pbxbridge.storage.dynamodb import StoreError, StoreRejectedError, StoreUnavailableError, dynamodb_client
+
+if TYPE_CHECKING:
+    # The write path (`history`, `event`, `rating`): imported when the first write arrives (see
+    # WebhookDependencies.writes), so a cold `contact` does not pay for what it never uses.
+    from pbxbridge.domain.calls import CallStore
+    from pbxbridge.domain.scenarios import Scenarios
 
 # The same service name shares one logger with the handler, whichever module is imported first.
 logger = Logger()
@@ -59,24 +62,48 @@ SERVICE_UNAVAILABLE: dict[str, str] = {"error": "Service unavailable"}
 
 
 @dataclass(frozen=True)
+class WritePath:
+    """What the writes (`history`, `event`, `rating`) need beyond what `contact` does."""
+
+    calls: CallStore
+    scenarios: Scenarios
+
+
+@dataclass(frozen=True)
 class WebhookDependencies:
     """What the webhook talks to; tests swap any of it."""
 
-    calls: CallStore
     contacts: ContactStore
     keys: Callable[[], Sequence[str]]
     phone_region: str
+    # Builds the write path: called once, by the first write push before its first request (or at an
+    # init nobody waits on), never for `contact`.
+    write_path: Callable[[], WritePath]
     directory: Callable[[], Directory] = field(default=lambda: Directory())
-    scenarios: Scenarios = field(default_factory=Scenarios)
     # (whole budget, one attempt) in seconds, for `contact` and for the writes.
     contact_budget: tuple[float, float] = (0.8, 0.4)
     write_budget: tuple[float, float] = (2.5, 1.0)
+
+    @cached_property
+    def writes(self) -> WritePath:
+        return self.write_path()
 
     def attribute(self, user: str | None) -> tuple[str | None, str | None]:
         """A PBX user as (canonical login, CRM user), the default CRM user standing in for none."""
         directory = self.directory()
         login = directory.resolve(user)
-        return login, directory.crm_user(login) or self.scenarios.default_crm_user
+        return login, directory.crm_user(login) or self.writes.scenarios.default_crm_user
+
+
+def build_write_path() -> WritePath:
+    """The calls store and the scenarios, from the process's settings and DynamoDB client."""
+    from pbxbridge.storage.calls import DynamoCallStore
+
+    settings = webhook_settings()
+    return WritePath(
+        calls=DynamoCallStore(dynamodb_client(), settings.calls_table, settings.call_events_table),
+        scenarios=settings.scenarios,
+    )
 
 
 @lru_cache(maxsize=1)
@@ -95,7 +122,6 @@ def default_dependencies() -> WebhookDependencies:
 
         directory = CachedDirectory(load_directory, settings.directory_cache_seconds)
     return WebhookDependencies(
-        calls=DynamoCallStore(client, settings.calls_table, settings.call_events_table),
         contacts=DynamoContactStore(client, settings.contacts_table),
         keys=lambda: fetch_keys_from_ssm(
             settings.crm_token_parameter,
@@ -103,8 +129,8 @@ def default_dependencies() -> WebhookDependencies:
             settings.key_cache_seconds,
         ),
         phone_region=settings.phone_region,
+        write_path=build_write_path,
         directory=directory,
-        scenarios=settings.scenarios,
         contact_budget=(settings.contact_budget_seconds, settings.contact_attempt_seconds),
         write_budget=(settings.write_budget_seconds, settings.write_attempt_seconds),
     )
@@ -121,9 +147,11 @@ def prepare() -> None:
     with suppress(InvalidPushError):
         read_push({"cmd": "contact", "phone": "79101234567", "callid": "prepare"}, deps.phone_region)
     if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") in ("snap-start", "provisioned-concurrency"):
-        # Nobody waits on this init: build every push's validator now rather than on its first push.
+        # Nobody waits on this init: build every push's validator and the write path now rather than
+        # on the first push that needs them.
         for model in PUSH_MODELS:
             model.model_rebuild(force=True)
+        deps.writes  # noqa: B018 (built and kept)
     try:
         from snapshot_restore_py import register_after_restore  # type: ignore[import-not-found]
     except ImportError:  # not a SnapStart runtime
@@ -256,17 +284,22 @@ def _store(push: Any, label: str, deps: WebhookDependencies, received_at: dateti
         return ContactAnswer(
             contact_name=contact.contact_name, responsible=_routable(contact.responsible, deps)
         ).to_wire()
+    # The write path is built here on the first write, before its first request to DynamoDB.
+    writes = deps.writes
+    from pbxbridge.domain.calls import record_event, record_rating
+    from pbxbridge.domain.scenarios import record_finished_call
+
     if isinstance(push, HistoryPush):
         duplicate, created = record_finished_call(
-            deps.calls, deps.contacts, push, received_at, deps.scenarios, deps.attribute
+            writes.calls, deps.contacts, push, received_at, writes.scenarios, deps.attribute
         )
         if created is not None:
             metrics.add_metric(name="ContactsCreatedByScenario", unit=MetricUnit.Count, value=1)
             logger.info("contact created by scenario", extra={"scenario": created.created_by})
     elif isinstance(push, EventPush):
-        duplicate = record_event(deps.calls, push, received_at, deps.attribute)
+        duplicate = record_event(writes.calls, push, received_at, deps.attribute)
     elif isinstance(push, RatingPush):
-        record_rating(deps.calls, push, received_at)
+        record_rating(writes.calls, push, received_at)
     if duplicate:
         metrics.add_metric(name="DuplicatePushes", unit=MetricUnit.Count, value=1)
     logger.info(

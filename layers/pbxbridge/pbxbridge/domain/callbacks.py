@@ -36,7 +36,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pbxbridge.domain.calls import pbx_login
+from pbxbridge.domain.directory import pbx_login
 
 UNASSIGNED = "unassigned"  # the owner of a call-back no user or group can be found for
 MAX_LEDGER_CALLS = 1000  # a number's ledger stays far below DynamoDB's 400 KB item limit (~100 B a call)

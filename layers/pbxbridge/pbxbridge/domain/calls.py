@@ -18,6 +18,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
+from pbxbridge.domain.directory import pbx_login
 from pbxbridge.protocol.webhook import (
     CallDirection,
     EventPush,
@@ -74,16 +75,6 @@ _MILESTONES: dict[EventType, Milestone] = {
     EventType.ACCEPTED: Milestone.ACCEPTED,
     EventType.COMPLETED: Milestone.COMPLETED,
 }
-
-
-def pbx_login(user: str | None) -> str | None:
-    """The PBX user's login in `andy` or `andy@tenant`; None for groups (`g_...`), `pbx`, `ivr`, `fax`."""
-    if not user:
-        return None
-    login = user.split("@", 1)[0].strip()
-    if not login or login.lower() in {"pbx", "ivr", "fax"} or login.startswith("g_"):
-        return None
-    return login
 
 
 def live_state(milestones: set[str], *, finished: bool = False) -> LiveState | None:

@@ -14,11 +14,20 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from pbxbridge.domain.calls import pbx_login
 from pbxbridge.phones import InvalidPhoneError, normalize_phone
 
 if TYPE_CHECKING:  # the webhook imports this module; the PBX client (and requests) it never needs
     from pbxbridge.pbx.models import PbxAccount, PbxGroup
+
+
+def pbx_login(user: str | None) -> str | None:
+    """The PBX user's login in `andy` or `andy@tenant`; None for groups (`g_...`), `pbx`, `ivr`, `fax`."""
+    if not user:
+        return None
+    login = user.split("@", 1)[0].strip()
+    if not login or login.lower() in {"pbx", "ivr", "fax"} or login.startswith("g_"):
+        return None
+    return login
 
 
 @dataclass(frozen=True, slots=True)
