@@ -72,19 +72,14 @@ def default_dependencies() -> WidgetApiDependencies:
     from pbxbridge import commands
     from pbxbridge.domain.directory import CachedDirectory
     from pbxbridge.settings import commands_settings
-    from pbxbridge.storage.dynamodb import DynamoCallStore, DynamoContactStore, DynamoDirectoryStore, dynamodb_client
+    from pbxbridge.storage.dynamodb import DynamoCallStore, DynamoContactStore, dynamodb_client, users_directory
     from pbxbridge.widget.settings import widget_api_settings
 
     settings = commands_settings()
     client = dynamodb_client()
     calls = DynamoCallStore(client, settings.calls_table, settings.call_events_table)
     contacts = DynamoContactStore(client, settings.contacts_table)
-    table = settings.directory_table
-    directory = CachedDirectory(
-        (lambda: DynamoDirectoryStore(client, table).snapshot(settings.phone_region, departments=False))
-        if table
-        else (lambda: Directory(region=settings.phone_region))
-    )
+    directory = CachedDirectory(lambda: users_directory(client, settings.directory_table, settings.phone_region))
     extra: dict[str, Callable[..., Any]] = {}
     if settings.callbacks_table:
         from pbxbridge.storage.callbacks import DynamoCallbackStore
