@@ -106,7 +106,7 @@ def callback_recorder(settings: StreamSettings, contacts: DynamoContactStore) ->
             return None
         snapshot = directory()
         login = snapshot.resolve(snapshot.pbx_login_for(found.responsible))
-        if snapshot.users and not any(user.login == login and user.active for user in snapshot.users):
+        if snapshot.users and not snapshot.is_active(login):
             return None  # nobody's widget would show it: the user or group that was rung owns it instead
         return login
 

@@ -237,11 +237,10 @@ class CommandService:
         # directory knows (a token for a mistyped login would open a widget nobody's calls reach).
         directory = self._directory_store().snapshot(self._region, departments=False)
         login = directory.resolve(command.user)
-        user = next((u for u in directory.users if u.login == login and u.active), None)
-        if user is None:
+        if login is None or not directory.is_active(login):
             raise CommandError("not_found", f"no active PBX user {command.user} (run syncDirectory first?)")
-        token, expires_at = self._issue_token(user.login, command.ttl)
-        return {"login": user.login, "token": token, "expires_at": expires_at}
+        token, expires_at = self._issue_token(login, command.ttl)
+        return {"login": login, "token": token, "expires_at": expires_at}
 
     def _list_callbacks(self, command: ListCallbacksCommand) -> dict[str, Any]:
         if self._callbacks is None:

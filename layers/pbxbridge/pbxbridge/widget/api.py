@@ -124,7 +124,7 @@ def callbacks_of(
     from pbxbridge.domain.callbacks import CallbackStatus, list_callbacks
 
     wanted = CallbackStatus(status)
-    user = next((u for u in directory().users if u.login == login), None)
+    user = directory().user(login)
     owners = [login, *(f"g_{group}" for group in (user.groups if user else ()))]
     found = [c for owner in owners for c in list_callbacks(store, owner, wanted, limit).callbacks]
     found.sort(key=lambda c: c.last_missed_at, reverse=True)
@@ -288,4 +288,4 @@ def _still_a_user(login: str, directory: Directory) -> bool:
     empty directory (never synced) cannot say, and then no token could have been issued either."""
     if not directory.users:
         return True
-    return any(user.login == login and user.active for user in directory.users)
+    return directory.is_active(login)
