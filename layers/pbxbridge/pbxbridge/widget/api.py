@@ -62,7 +62,8 @@ class WidgetApiDependencies:
     get_call: Callable[[str], dict[str, Any] | None]
     contact: Callable[[str], Contact | None]
     directory: Callable[[], Directory]
-    extra: dict[str, Callable[..., Any]]  # further listings (the call-backs) by name
+    # (login, status) -> the user's call-backs as an envelope; None where the stack keeps none.
+    callbacks: Callable[[str, str], dict[str, Any]] | None = None
     # One makeCall of this login counted: None when within the limit, else seconds to wait.
     take_call: Callable[[str], int | None] | None = None
 
@@ -80,12 +81,12 @@ def default_dependencies() -> WidgetApiDependencies:
     calls = DynamoCallStore(client, settings.calls_table, settings.call_events_table)
     contacts = DynamoContactStore(client, settings.contacts_table)
     directory = CachedDirectory(lambda: users_directory(client, settings.directory_table, settings.phone_region))
-    extra: dict[str, Callable[..., Any]] = {}
+    callbacks: Callable[[str, str], dict[str, Any]] | None = None
     if settings.callbacks_table:
         from pbxbridge.storage.callbacks import DynamoCallbackStore
 
         store = DynamoCallbackStore(client, settings.callbacks_table)
-        extra["callbacks"] = functools.partial(
+        callbacks = functools.partial(
             callbacks_of, store=store, contacts=contacts.get_contacts, directory=directory, region=settings.phone_region
         )
     take_call: Callable[[str], int | None] | None = None
@@ -100,7 +101,7 @@ def default_dependencies() -> WidgetApiDependencies:
         get_call=calls.get_call,
         contact=contacts.get_contact,
         directory=directory,
-        extra=extra,
+        callbacks=callbacks,
         take_call=take_call,
     )
 
@@ -252,7 +253,7 @@ def recording(callid: str) -> Response[Any]:
 
 @app.get("/api/callbacks")
 def callbacks() -> Response[Any]:
-    listing = _dependencies().extra.get("callbacks")
+    listing = _dependencies().callbacks
     if listing is None:
         return _answer({"ok": True, "result": {"callbacks": [], "cursor": None}})
     query = _input(CallbacksQuery, dict(app.current_event.query_string_parameters or {}))
