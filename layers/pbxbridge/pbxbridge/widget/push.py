@@ -158,12 +158,11 @@ def deliver(logins: set[str], message: dict[str, Any], deps: CardDependencies) -
 def callback_watchers(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, directory: Directory) -> set[str]:
     """Whose call-back list a change of a call-back item changed: its owner before and after (a
     department's members for `g_<id>`); nobody's for the number's ledger."""
-    owners = {
-        str(image["owner_status"]).rsplit("#", 1)[0]
-        for image in (old, new)
-        if image and isinstance(image.get("owner_status"), str)
-    }
-    logins = {owner for owner in owners if not owner.startswith("g_") and owner != "unassigned"}
+    from pbxbridge.domain.callbacks import UNASSIGNED
+    from pbxbridge.storage.callbacks import callback_owner
+
+    owners = {owner for owner in map(callback_owner, (old, new)) if owner}
+    logins = {owner for owner in owners if not owner.startswith("g_") and owner != UNASSIGNED}
     departments = {owner[2:] for owner in owners if owner.startswith("g_")}
     logins |= {user.login for user in directory.users if user.active and departments & set(user.groups)}
     return logins
