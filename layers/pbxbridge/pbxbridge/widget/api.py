@@ -265,23 +265,20 @@ def handle_widget_api(event: dict[str, Any], context: Any, deps: WidgetApiDepend
     authorizer = ((event.get("requestContext") or {}).get("authorizer") or {}).get("lambda") or {}
     if not authorizer.get("login") or int(authorizer.get("expires_at") or 0) < time.time():
         # The authorizer's answer may be cached past the token's expiry: the expiry is checked here too.
-        return {
-            "statusCode": 401,
-            "headers": {"Content-Type": "application/json"},
-            "body": '{"message":"Unauthorized"}',
-        }
+        return _refused(401, "Unauthorized")
     _deps = deps
     try:
         if not _still_a_user(str(authorizer["login"]), _dependencies().directory()):
             # Deactivated (or gone from the PBX) since the token was issued: its hours are over.
-            return {
-                "statusCode": 403,
-                "headers": {"Content-Type": "application/json"},
-                "body": '{"message":"Forbidden"}',
-            }
+            return _refused(403, "Forbidden")
         return app.resolve(event, context)
     finally:
         _deps = None
+
+
+def _refused(status: int, message: str) -> dict[str, Any]:
+    """As API Gateway's own authorizer refusals read."""
+    return {"statusCode": status, "headers": {"Content-Type": "application/json"}, "body": f'{{"message":"{message}"}}'}
 
 
 def _still_a_user(login: str, directory: Directory) -> bool:
