@@ -36,6 +36,8 @@ from pbxbridge.domain.directory import Department, Directory, PbxUser
 if TYPE_CHECKING:
     # Reconciliation's types, imported where its store builds them: the webhook's cold start does not
     # pay for reconciliation (or the PBX client's models it imports).
+    from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+
     from pbxbridge.domain.reconciliation import CallState, HistoryCall
 
 log = logging.getLogger(__name__)
@@ -221,6 +223,17 @@ def plain_item(item: Mapping[str, Any]) -> dict[str, Any]:
             value = sorted(value)
         out[key] = value
     return out
+
+
+def stream_change(record: DynamoDBRecord) -> tuple[str, dict[str, Any] | None, dict[str, Any] | None] | None:
+    """One change-stream record: its table's name (from the stream's ARN), its old and new images as plain
+    Python (None where absent); None for a record with no change in it."""
+    stream = record.dynamodb
+    if stream is None:
+        return None
+    old, new = (stream.raw_event.get(image) for image in ("OldImage", "NewImage"))
+    table = (record.event_source_arn or "").split(":table/", 1)[-1].split("/stream/", 1)[0]
+    return table, plain_item(old) if old else None, plain_item(new) if new else None
 
 
 class DynamoCallStore:
@@ -756,3 +769,10 @@ class DynamoDirectoryStore:
                 return False
             raise
         return True
+
+
+def users_directory(client: Any, table: str | None, region: str) -> Directory:
+    """The directory's users as the resolvers read them; an empty directory where the stack keeps none."""
+    if not table:
+        return Directory(region=region)
+    return DynamoDirectoryStore(client, table).snapshot(region, departments=False)
