@@ -77,6 +77,14 @@ class LocalStack:
     restored: RestoreReport | None = None
     directory: dict[str, Any] = field(default_factory=dict)
 
+    def stop_servers(self) -> None:
+        """Stop what the stack serves beside its API: the simulator, the WebSocket, the stand-in CRM."""
+        self.pbx.stop()
+        if self.widget is not None:
+            self.widget.socket.stop()
+        if self.crm_receiver:
+            self.crm_receiver.stop()
+
     def save_data(self) -> None:
         """Keep every table's items and bucket's objects for the next start (see local.snapshot)."""
         if self.data_file is not None:
@@ -387,11 +395,7 @@ def main() -> int:
     finally:
         stack.stopping.set()
         stack.api.server_close()
-        stack.pbx.stop()
-        if stack.widget is not None:
-            stack.widget.socket.stop()
-        if stack.crm_receiver:
-            stack.crm_receiver.stop()
+        stack.stop_servers()
         try:
             stack.save_data()
         except Exception as exc:

@@ -5,6 +5,7 @@ Everything is provisioned from template.yaml, and the webhook is the template's 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -229,9 +230,10 @@ CONTACT = {"cmd": "contact", "phone": "79101234567", "callid": "B10D0EB124F4E64A
 Pusher = Callable[..., Answer]
 
 
-@pytest.fixture(scope="module")
-def stack(moto_url: str) -> Iterator[LocalStack]:
-    """The local stack as `make run` starts it (real HTTP server, simulator, pollers), per module."""
+@contextlib.contextmanager
+def running_stack(moto_url: str, crm_token: str) -> Iterator[LocalStack]:
+    """The local stack as `make run` starts it (real HTTP server, simulator, pollers, the widget's
+    WebSocket), stopped whole afterwards and the environment put back."""
     import threading
 
     from local.stack import start
@@ -240,14 +242,24 @@ def stack(moto_url: str) -> Iterator[LocalStack]:
     # moto keeps its state per process, shared by every server in it: start the stack on a clean one.
     requests.post(f"{moto_url}/moto-api/reset", timeout=5).raise_for_status()
     drop_process_caches()  # clients made for the session's moto server must not be reused
-    stack, moto = start(port=free_port(), dynamodb_port=free_port(), crm_token="e2e-key")
+    stack, moto = start(port=free_port(), dynamodb_port=free_port(), crm_token=crm_token)
     thread = threading.Thread(target=stack.api.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
-    yield stack
-    stack.stopping.set()
-    stack.api.shutdown()
-    stack.api.server_close()
-    moto.stop()  # type: ignore[attr-defined]
-    os.environ.clear()
-    os.environ.update(saved)
-    drop_process_caches()  # and the stack's clients must not outlive it
+    try:
+        yield stack
+    finally:
+        stack.stopping.set()
+        stack.api.shutdown()
+        stack.api.server_close()
+        stack.stop_servers()
+        moto.stop()  # type: ignore[attr-defined]
+        os.environ.clear()
+        os.environ.update(saved)
+        drop_process_caches()  # and the stack's clients must not outlive it
+
+
+@pytest.fixture(scope="module")
+def stack(moto_url: str) -> Iterator[LocalStack]:
+    """The local stack, per module."""
+    with running_stack(moto_url, "e2e-key") as stack:
+        yield stack

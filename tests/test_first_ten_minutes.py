@@ -9,7 +9,6 @@ import re
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,30 +19,17 @@ import pytest
 import requests
 
 from local.aws import free_port
-from local.stack import LocalStack, start
+from local.stack import LocalStack
 from pbxbridge import client as commands_client
-from tests.conftest import drop_process_caches
+from tests.conftest import running_stack
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def stack(moto_url: str) -> Iterator[LocalStack]:
-    saved = dict(os.environ)
-    requests.post(f"{moto_url}/moto-api/reset", timeout=5).raise_for_status()
-    drop_process_caches()
-    stack, moto = start(port=free_port(), dynamodb_port=free_port(), crm_token="first-key")
-    thread = threading.Thread(target=stack.api.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield stack
-    stack.stopping.set()
-    stack.api.shutdown()
-    stack.api.server_close()
-    stack.pbx.stop()
-    moto.stop()  # type: ignore[attr-defined]
-    os.environ.clear()
-    os.environ.update(saved)
-    drop_process_caches()
+    with running_stack(moto_url, "first-key") as stack:
+        yield stack
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import json
 import os
 import re
 import shutil
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,11 +19,10 @@ import pytest
 import requests
 from playwright.sync_api import BrowserContext, Page, Playwright, expect, sync_playwright
 
-from local.aws import free_port
-from local.stack import DEMO_CONTACT, MISSED_DEMO_PHONE, LocalStack, start
+from local.stack import DEMO_CONTACT, MISSED_DEMO_PHONE, LocalStack
 from local.widget import issue_token
 from pbxbridge.widget.tokens import issue_token as sign_token
-from tests.conftest import drop_process_caches
+from tests.conftest import running_stack
 
 REPO = Path(__file__).resolve().parent.parent
 # Saved on every run outside the tracked tree; `make screenshots` refreshes the README's in docs/screenshots.
@@ -50,22 +48,8 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def stack(moto_url: str) -> Iterator[LocalStack]:
-    saved = dict(os.environ)
-    requests.post(f"{moto_url}/moto-api/reset", timeout=5).raise_for_status()
-    drop_process_caches()
-    stack, moto = start(port=free_port(), dynamodb_port=free_port(), crm_token="browser-key")
-    thread = threading.Thread(target=stack.api.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield stack
-    stack.stopping.set()
-    stack.api.shutdown()
-    stack.api.server_close()
-    if stack.widget is not None:
-        stack.widget.socket.stop()
-    moto.stop()  # type: ignore[attr-defined]
-    os.environ.clear()
-    os.environ.update(saved)
-    drop_process_caches()
+    with running_stack(moto_url, "browser-key") as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")

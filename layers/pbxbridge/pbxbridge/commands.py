@@ -87,19 +87,21 @@ def default_dependencies() -> CommandsDependencies:
         region=settings.phone_region,
         directory=DynamoDirectoryStore(client, settings.directory_table) if settings.directory_table else None,
         recordings=S3RecordingArchive(s3_client(), settings.recordings_bucket) if settings.recordings_bucket else None,
-        widget_key=_widget_key if settings.widget_token_key_parameter else None,
+        issue_widget_token=_issue_widget_token if settings.widget_token_key_parameter else None,
         callbacks=DynamoCallbackStore(client, settings.callbacks_table) if settings.callbacks_table else None,
     )
     return CommandsDependencies(service=service, dial_once=_dial_once(service), phone_region=settings.phone_region)
 
 
-def _widget_key() -> str:
+def _issue_widget_token(login: str, ttl: int) -> tuple[str, int]:
     from pbxbridge.keys import fetch_keys_from_ssm
+    from pbxbridge.widget.tokens import issue_token
 
     settings = commands_settings()
     assert settings.widget_token_key_parameter is not None
     # Tokens are signed with the current key only; the authorizer also accepts the previous one.
-    return fetch_keys_from_ssm(settings.widget_token_key_parameter, None, settings.key_cache_seconds)[0]
+    key = fetch_keys_from_ssm(settings.widget_token_key_parameter, None, settings.key_cache_seconds)[0]
+    return issue_token(login, key, ttl)
 
 
 def _dial_once(service: CommandService) -> Callable[[MakeCallCommand, Any], dict[str, Any]]:

@@ -18,7 +18,6 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from pbxbridge.domain.directory import Directory
 from pbxbridge.domain.reconciliation import History, Ledger, Reconciler, SyncReport, period_range
 from pbxbridge.domain.scenarios import scenarios_for_reconciled_calls
 from pbxbridge.pbx.configured import configured_pbx
@@ -26,7 +25,7 @@ from pbxbridge.pbx.models import HistoryPeriod
 from pbxbridge.protocol.commands import Moment
 from pbxbridge.settings import history_sync_settings
 from pbxbridge.storage.contacts import DynamoContactStore
-from pbxbridge.storage.directory import DynamoDirectoryStore
+from pbxbridge.storage.directory import users_directory
 from pbxbridge.storage.dynamodb import batch_dynamodb_client, dynamodb_client
 from pbxbridge.storage.watermark import DynamoLedger
 
@@ -68,11 +67,7 @@ def default_reconciler(pbx: History | None = None) -> tuple[Reconciler, Ledger]:
         pbx = configured_pbx(
             settings.pbx_url, settings.pbx_token_parameter, settings.phone_region, settings.key_cache_seconds
         )
-    directory = (
-        DynamoDirectoryStore(client, settings.directory_table).snapshot(settings.phone_region, departments=False)
-        if settings.directory_table
-        else Directory(region=settings.phone_region)
-    )
+    directory = users_directory(client, settings.directory_table, settings.phone_region)
 
     def attribute(user: str | None) -> tuple[str | None, str | None]:
         login = directory.resolve(user)

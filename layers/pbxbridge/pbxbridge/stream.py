@@ -35,7 +35,7 @@ from pbxbridge.call_events import (
 )
 from pbxbridge.domain.callbacks import CallFact, call_facts
 from pbxbridge.storage.contacts import DynamoContactStore
-from pbxbridge.storage.dynamodb import dynamodb_client, plain_item
+from pbxbridge.storage.dynamodb import dynamodb_client, stream_change
 
 logger = Logger()
 metrics = Metrics()
@@ -89,22 +89,16 @@ def default_dependencies() -> StreamDependencies:
 
 def callback_recorder(settings: StreamSettings, contacts: DynamoContactStore) -> Callable[[CallFact], Any]:
     from pbxbridge.domain.callbacks import owner_by, record_call
-    from pbxbridge.domain.directory import CachedDirectory, Directory
+    from pbxbridge.domain.directory import CachedDirectory
     from pbxbridge.storage.callbacks import DynamoCallbackStore
-    from pbxbridge.storage.directory import DynamoDirectoryStore
+    from pbxbridge.storage.directory import users_directory
     from pbxbridge.storage.dynamodb import batch_dynamodb_client
 
     assert settings.callbacks_table is not None
     # Off the caller's path, and a transaction: the patient client, not the webhook's tight one.
     store = DynamoCallbackStore(batch_dynamodb_client(), settings.callbacks_table)
-    directory_table = settings.directory_table
-    region = settings.phone_region
     directory = CachedDirectory(
-        lambda: (
-            DynamoDirectoryStore(batch_dynamodb_client(), directory_table).snapshot(region, departments=False)
-            if directory_table
-            else Directory(region=region)
-        )
+        lambda: users_directory(batch_dynamodb_client(), settings.directory_table, settings.phone_region)
     )
 
     def responsible_login(phone: str) -> str | None:
@@ -114,7 +108,7 @@ def callback_recorder(settings: StreamSettings, contacts: DynamoContactStore) ->
             return None
         snapshot = directory()
         login = snapshot.resolve(snapshot.pbx_login_for(found.responsible))
-        if snapshot.users and not any(user.login == login and user.active for user in snapshot.users):
+        if snapshot.users and not snapshot.is_active(login):
             return None  # nobody's widget would show it: the user or group that was rung owns it instead
         return login
 
@@ -126,17 +120,12 @@ def callback_recorder(settings: StreamSettings, contacts: DynamoContactStore) ->
     return lambda fact: record_call(store, fact, owner_of)
 
 
-def _image(raw: Any) -> dict[str, Any] | None:
-    return plain_item(raw) if raw else None
-
-
 def handle_record(record: DynamoDBRecord, deps: StreamDependencies | None = None) -> None:
     deps = deps or default_dependencies()
-    stream = record.dynamodb
-    if stream is None:
+    change = stream_change(record)
+    if change is None:
         return
-    old, new = _image(stream.raw_event.get("OldImage")), _image(stream.raw_event.get("NewImage"))
-    table = (record.event_source_arn or "").split(":table/", 1)[-1].split("/stream/", 1)[0]
+    table, old, new = change
     if table == deps.settings.contacts_table:
         events = list(contact_events(old, new))
     elif table == deps.settings.callbacks_table:

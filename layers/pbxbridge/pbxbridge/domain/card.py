@@ -113,7 +113,7 @@ def state_of(call: Mapping[str, Any]) -> str:
 def _display(directory: Directory, login: str | None) -> dict[str, str] | None:
     if not login:
         return None
-    user = next((u for u in directory.users if u.login == login), None)
+    user = directory.user(login)
     return {"login": login, "name": (user.real_name if user and user.real_name else login)}
 
 

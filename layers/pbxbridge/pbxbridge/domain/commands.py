@@ -78,7 +78,8 @@ class CommandService:
         region: str,
         directory: DirectoryStore | None = None,
         recordings: RecordingArchive | None = None,
-        widget_key: Callable[[], str] | None = None,
+        # (login, ttl) -> (token, expires_at): signs a widget token; None where no key is configured.
+        issue_widget_token: Callable[[str, int], tuple[str, int]] | None = None,
         callbacks: CallbackStore | None = None,
     ) -> None:
         self._pbx = pbx  # made on first use: CRM-data commands need no PBX key
@@ -87,7 +88,7 @@ class CommandService:
         self._region = region
         self._directory = directory
         self._recordings = recordings
-        self._widget_key = widget_key
+        self._issue_token = issue_widget_token
         self._callbacks = callbacks
 
     def run(self, command: Any) -> Any:
@@ -230,19 +231,16 @@ class CommandService:
         return {"url": self._recordings.url_for(key, command.expires_in), "expires_in": command.expires_in}
 
     def _issue_widget_token(self, command: IssueWidgetTokenCommand) -> dict[str, Any]:
-        from pbxbridge.widget.tokens import issue_token
-
-        if self._widget_key is None:
+        if self._issue_token is None:
             raise CommandError("not_configured", "no widget token key is configured (WIDGET_TOKEN_KEY_PARAMETER)")
         # One token, one PBX login: whatever form the CRM names the user in, and only a user the
         # directory knows (a token for a mistyped login would open a widget nobody's calls reach).
         directory = self._directory_store().snapshot(self._region, departments=False)
         login = directory.resolve(command.user)
-        user = next((u for u in directory.users if u.login == login and u.active), None)
-        if user is None:
+        if login is None or not directory.is_active(login):
             raise CommandError("not_found", f"no active PBX user {command.user} (run syncDirectory first?)")
-        token, expires_at = issue_token(user.login, self._widget_key(), command.ttl)
-        return {"login": user.login, "token": token, "expires_at": expires_at}
+        token, expires_at = self._issue_token(login, command.ttl)
+        return {"login": login, "token": token, "expires_at": expires_at}
 
     def _list_callbacks(self, command: ListCallbacksCommand) -> dict[str, Any]:
         if self._callbacks is None:

@@ -91,10 +91,16 @@ class Directory:
             return login
         return self._by_key.get(phone.e164, login)
 
+    def user(self, login: str | None) -> PbxUser | None:
+        """The user of a canonical login (as `resolve` gives it), active or not."""
+        return next((u for u in self.users if u.login == login), None) if login else None
+
+    def is_active(self, login: str | None) -> bool:
+        user = self.user(login)
+        return user is not None and user.active
+
     def crm_user(self, login: str | None) -> str | None:
-        if login is None:
-            return None
-        user = next((u for u in self.users if u.login == login), None)
+        user = self.user(login)
         return user.crm_user if user else None
 
     def pbx_login_for(self, responsible: str | None) -> str | None:

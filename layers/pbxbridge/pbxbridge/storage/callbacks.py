@@ -99,6 +99,12 @@ def callback_item(callback: Callback) -> dict[str, Any]:
     return item
 
 
+def callback_owner(item: Mapping[str, Any] | None) -> str | None:
+    """The owner of a call-back item, from its `owner_status`; None for the ledger (or no item)."""
+    key = item.get("owner_status") if item else None
+    return key.rsplit("#", 1)[0] if isinstance(key, str) else None
+
+
 def callback_from_item(item: Mapping[str, Any]) -> Callback:
     fields = {name: value for name, value in item.items() if name in Callback.model_fields}
     return Callback.model_validate(fields)
@@ -194,4 +200,4 @@ def _wire(item: Mapping[str, Any]) -> dict[str, Any]:
     return {name: _serialize(value) for name, value in item.items() if value is not None}
 
 
-__all__ = ["BY_OWNER_INDEX", "DynamoCallbackStore", "callback_from_item", "callback_item"]
+__all__ = ["BY_OWNER_INDEX", "DynamoCallbackStore", "callback_from_item", "callback_item", "callback_owner"]

@@ -108,3 +108,10 @@ class DynamoDirectoryStore:
                 return False
             raise
         return True
+
+
+def users_directory(client: Any, table: str | None, region: str) -> Directory:
+    """The directory's users as the resolvers read them; an empty directory where the stack keeps none."""
+    if not table:
+        return Directory(region=region)
+    return DynamoDirectoryStore(client, table).snapshot(region, departments=False)

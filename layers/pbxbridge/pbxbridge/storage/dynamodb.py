@@ -14,13 +14,16 @@ import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from pbxbridge.aws import bounded_client, session
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
 # The marks of the history requests applied to a call (see save_history); internal, never answered.
 HISTORY_MARKS = "history_marks"
@@ -200,6 +203,17 @@ def plain_item(item: Mapping[str, Any]) -> dict[str, Any]:
             value = sorted(value)
         out[key] = value
     return out
+
+
+def stream_change(record: DynamoDBRecord) -> tuple[str, dict[str, Any] | None, dict[str, Any] | None] | None:
+    """One change-stream record: its table's name (from the stream's ARN), its old and new images as plain
+    Python (None where absent); None for a record with no change in it."""
+    stream = record.dynamodb
+    if stream is None:
+        return None
+    old, new = (stream.raw_event.get(image) for image in ("OldImage", "NewImage"))
+    table = (record.event_source_arn or "").split(":table/", 1)[-1].split("/stream/", 1)[0]
+    return table, plain_item(old) if old else None, plain_item(new) if new else None
 
 
 class InvalidCursorError(ValueError):

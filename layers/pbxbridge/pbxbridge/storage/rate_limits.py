@@ -14,7 +14,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pbxbridge.storage.dynamodb import store_error
+from pbxbridge.storage.dynamodb import _is_condition_failure, store_error
 
 WINDOW_SECONDS = 60
 
@@ -33,7 +33,7 @@ class DynamoRateLimiter:
         try:
             self._add_one(f"rate#{key}#{window}", limit, window + 2 * self._window)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            if not _is_condition_failure(exc):
                 raise store_error(exc) from exc
             return max(1, math.ceil(window + self._window - moment))
         except (BotoCoreError, UnicodeError) as exc:

@@ -62,7 +62,8 @@ class WidgetApiDependencies:
     get_call: Callable[[str], dict[str, Any] | None]
     contact: Callable[[str], Contact | None]
     directory: Callable[[], Directory]
-    extra: dict[str, Callable[..., Any]]  # further listings (the call-backs) by name
+    # (login, status) -> the user's call-backs as an envelope; None where the stack keeps none.
+    callbacks: Callable[[str, str], dict[str, Any]] | None = None
     # One makeCall of this login counted: None when within the limit, else seconds to wait.
     take_call: Callable[[str], int | None] | None = None
 
@@ -74,7 +75,7 @@ def default_dependencies() -> WidgetApiDependencies:
     from pbxbridge.settings import commands_settings
     from pbxbridge.storage.calls import DynamoCallStore
     from pbxbridge.storage.contacts import DynamoContactStore
-    from pbxbridge.storage.directory import DynamoDirectoryStore
+    from pbxbridge.storage.directory import users_directory
     from pbxbridge.storage.dynamodb import dynamodb_client
     from pbxbridge.widget.settings import widget_api_settings
 
@@ -82,18 +83,13 @@ def default_dependencies() -> WidgetApiDependencies:
     client = dynamodb_client()
     calls = DynamoCallStore(client, settings.calls_table, settings.call_events_table)
     contacts = DynamoContactStore(client, settings.contacts_table)
-    table = settings.directory_table
-    directory = CachedDirectory(
-        (lambda: DynamoDirectoryStore(client, table).snapshot(settings.phone_region, departments=False))
-        if table
-        else (lambda: Directory(region=settings.phone_region))
-    )
-    extra: dict[str, Callable[..., Any]] = {}
+    directory = CachedDirectory(lambda: users_directory(client, settings.directory_table, settings.phone_region))
+    callbacks: Callable[[str, str], dict[str, Any]] | None = None
     if settings.callbacks_table:
         from pbxbridge.storage.callbacks import DynamoCallbackStore
 
         store = DynamoCallbackStore(client, settings.callbacks_table)
-        extra["callbacks"] = functools.partial(
+        callbacks = functools.partial(
             callbacks_of, store=store, contacts=contacts.get_contacts, directory=directory, region=settings.phone_region
         )
     take_call: Callable[[str], int | None] | None = None
@@ -108,7 +104,7 @@ def default_dependencies() -> WidgetApiDependencies:
         get_call=calls.get_call,
         contact=contacts.get_contact,
         directory=directory,
-        extra=extra,
+        callbacks=callbacks,
         take_call=take_call,
     )
 
@@ -132,7 +128,7 @@ def callbacks_of(
     from pbxbridge.domain.callbacks import CallbackStatus, list_callbacks
 
     wanted = CallbackStatus(status)
-    user = next((u for u in directory().users if u.login == login), None)
+    user = directory().user(login)
     owners = [login, *(f"g_{group}" for group in (user.groups if user else ()))]
     found = [c for owner in owners for c in list_callbacks(store, owner, wanted, limit).callbacks]
     found.sort(key=lambda c: c.last_missed_at, reverse=True)
@@ -260,7 +256,7 @@ def recording(callid: str) -> Response[Any]:
 
 @app.get("/api/callbacks")
 def callbacks() -> Response[Any]:
-    listing = _dependencies().extra.get("callbacks")
+    listing = _dependencies().callbacks
     if listing is None:
         return _answer({"ok": True, "result": {"callbacks": [], "cursor": None}})
     query = _input(CallbacksQuery, dict(app.current_event.query_string_parameters or {}))
@@ -272,23 +268,20 @@ def handle_widget_api(event: dict[str, Any], context: Any, deps: WidgetApiDepend
     authorizer = ((event.get("requestContext") or {}).get("authorizer") or {}).get("lambda") or {}
     if not authorizer.get("login") or int(authorizer.get("expires_at") or 0) < time.time():
         # The authorizer's answer may be cached past the token's expiry: the expiry is checked here too.
-        return {
-            "statusCode": 401,
-            "headers": {"Content-Type": "application/json"},
-            "body": '{"message":"Unauthorized"}',
-        }
+        return _refused(401, "Unauthorized")
     _deps = deps
     try:
         if not _still_a_user(str(authorizer["login"]), _dependencies().directory()):
             # Deactivated (or gone from the PBX) since the token was issued: its hours are over.
-            return {
-                "statusCode": 403,
-                "headers": {"Content-Type": "application/json"},
-                "body": '{"message":"Forbidden"}',
-            }
+            return _refused(403, "Forbidden")
         return app.resolve(event, context)
     finally:
         _deps = None
+
+
+def _refused(status: int, message: str) -> dict[str, Any]:
+    """As API Gateway's own authorizer refusals read."""
+    return {"statusCode": status, "headers": {"Content-Type": "application/json"}, "body": f'{{"message":"{message}"}}'}
 
 
 def _still_a_user(login: str, directory: Directory) -> bool:
@@ -296,4 +289,4 @@ def _still_a_user(login: str, directory: Directory) -> bool:
     empty directory (never synced) cannot say, and then no token could have been issued either."""
     if not directory.users:
         return True
-    return any(user.login == login and user.active for user in directory.users)
+    return directory.is_active(login)

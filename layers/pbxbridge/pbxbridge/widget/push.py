@@ -24,6 +24,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from pbxbridge.domain.card import build_card, card_change, card_update, people_of, responsible_login
 from pbxbridge.domain.contacts import Contact
 from pbxbridge.domain.directory import Directory
+from pbxbridge.storage.dynamodb import stream_change
 
 logger = Logger()
 metrics = Metrics()
@@ -60,7 +61,7 @@ def default_dependencies() -> CardDependencies:
     from pbxbridge.storage.calls import DynamoCallStore
     from pbxbridge.storage.connections import DynamoConnectionStore
     from pbxbridge.storage.contacts import DynamoContactStore
-    from pbxbridge.storage.directory import DynamoDirectoryStore
+    from pbxbridge.storage.directory import users_directory
     from pbxbridge.storage.dynamodb import dynamodb_client
     from pbxbridge.widget.settings import card_settings
 
@@ -68,11 +69,8 @@ def default_dependencies() -> CardDependencies:
     client = dynamodb_client()
     calls = DynamoCallStore(client, settings.calls_table, settings.calls_table)
     contacts = DynamoContactStore(client, settings.contacts_table)
-    directory_table = settings.directory_table
     directory = CachedDirectory(
-        (lambda: DynamoDirectoryStore(client, directory_table).snapshot(settings.phone_region, departments=False))
-        if directory_table
-        else (lambda: Directory(region=settings.phone_region)),
+        lambda: users_directory(client, settings.directory_table, settings.phone_region),
         ttl=settings.directory_cache_seconds,
     )
     # A person is waiting: short timeouts, one retry (a throttled or failed post, standard mode's
@@ -100,12 +98,6 @@ def default_dependencies() -> CardDependencies:
         connections=DynamoConnectionStore(client, settings.connections_table),
         post=post,
     )
-
-
-def _image(raw: Any) -> dict[str, Any] | None:
-    from pbxbridge.storage.dynamodb import plain_item
-
-    return plain_item(raw) if raw else None
 
 
 def cards_for(
@@ -169,12 +161,11 @@ def deliver(logins: set[str], message: dict[str, Any], deps: CardDependencies) -
 def callback_watchers(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, directory: Directory) -> set[str]:
     """Whose call-back list a change of a call-back item changed: its owner before and after (a
     department's members for `g_<id>`); nobody's for the number's ledger."""
-    owners = {
-        str(image["owner_status"]).rsplit("#", 1)[0]
-        for image in (old, new)
-        if image and isinstance(image.get("owner_status"), str)
-    }
-    logins = {owner for owner in owners if not owner.startswith("g_") and owner != "unassigned"}
+    from pbxbridge.domain.callbacks import UNASSIGNED
+    from pbxbridge.storage.callbacks import callback_owner
+
+    owners = {owner for owner in map(callback_owner, (old, new)) if owner}
+    logins = {owner for owner in owners if not owner.startswith("g_") and owner != UNASSIGNED}
     departments = {owner[2:] for owner in owners if owner.startswith("g_")}
     logins |= {user.login for user in directory.users if user.active and departments & set(user.groups)}
     return logins
@@ -182,11 +173,10 @@ def callback_watchers(old: Mapping[str, Any] | None, new: Mapping[str, Any] | No
 
 def handle_record(record: DynamoDBRecord, deps: CardDependencies | None = None) -> None:
     deps = deps or default_dependencies()
-    stream = record.dynamodb
-    if stream is None:
+    change = stream_change(record)
+    if change is None:
         return
-    old, new = _image(stream.raw_event.get("OldImage")), _image(stream.raw_event.get("NewImage"))
-    table = (record.event_source_arn or "").split(":table/", 1)[-1].split("/stream/", 1)[0]
+    table, old, new = change
     if deps.callbacks_table and table == deps.callbacks_table:
         # The list is read through the widget's API (it is the user's own data): this only says "reload".
         watchers = callback_watchers(old, new, deps.directory())
