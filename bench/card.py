@@ -18,19 +18,10 @@ from typing import Any
 
 import requests
 
+from local.browser import CHROMIUM, CHROMIUM_ARGS
+
 CRM_TOKEN = "bench-card-key"  # noqa: S105
 SAMPLES = int(os.environ.get("BENCH_CARD_SAMPLES", "40"))
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 _OBSERVE = """() => {
   window.__cards = {};
   new MutationObserver((changes) => {
@@ -90,7 +81,7 @@ def measure() -> dict[str, Any]:
     cards: list[float] = []
     try:
         with sync_playwright() as driver, tempfile.TemporaryDirectory() as profile:
-            context = driver.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, args=ARGS)
+            context = driver.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = context.new_page()
             page.goto(stack.widget.url_for(stack.widget_token))
             page.wait_for_selector('#status[data-state="live"]', timeout=15_000)

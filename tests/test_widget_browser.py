@@ -19,6 +19,7 @@ import pytest
 import requests
 from playwright.sync_api import BrowserContext, Page, Playwright, expect, sync_playwright
 
+from local.browser import CHROMIUM, CHROMIUM_ARGS
 from local.stack import DEMO_CONTACT, MISSED_DEMO_PHONE, LocalStack
 from local.widget import issue_token
 from pbxbridge.widget.tokens import issue_token as sign_token
@@ -27,17 +28,6 @@ from tests.conftest import running_stack
 REPO = Path(__file__).resolve().parent.parent
 # Saved on every run outside the tracked tree; `make screenshots` refreshes the README's in docs/screenshots.
 SCREENSHOTS = Path(os.environ.get("SCREENSHOTS_DIR") or REPO / ".artifacts" / "screenshots")
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 UNKNOWN = "79161112233"
 TIMEOUT_MS = 15_000
 
