@@ -4,8 +4,11 @@ botocore parses a service's whole model when a client of it is built: SSM's is 1
 20-40 ms of every webhook cold start, for the one operation the webhook calls (GetParameters, both CRM
 keys in one request); DynamoDB's 0.8 MB, ~10 ms, for the eight item operations the stores use. The
 trimmed model is botocore's own, cut to those operations and the shapes they reach, documentation
-left out; the endpoint rules, retries and partitions stay botocore's. The Session puts the folder
-first on its data path (`pbxbridge.aws.session`), so only its clients read it.
+left out; the endpoint rules, retries and partitions stay botocore's. Beside them, botocore's
+endpoints.json (1.25 MB, ~18 ms) cut to the same services: every partition and region as it is, and
+those services' entries. The Session's loader reads the folder first (`pbxbridge.aws.session`), so
+only its clients read it; a client of any other service built on it resolves its endpoint from its
+partition's defaults (a test compares the URLs our clients send requests to with a plain Session's).
 
 `python -m local.service_models` rewrites the files from the installed botocore; a test fails when
 they differ from what it would write.
@@ -81,12 +84,26 @@ def trimmed_model(service: str, operations: tuple[str, ...]) -> tuple[str, dict[
     return model["metadata"]["apiVersion"], _undocumented(trimmed)
 
 
+def trimmed_endpoints(services: tuple[str, ...]) -> dict[str, Any]:
+    """botocore's endpoints.json with only `services` in each partition's services."""
+    import botocore.session
+
+    endpoints = botocore.session.get_session().get_component("data_loader").load_data("endpoints")
+    partitions = []
+    for partition in endpoints["partitions"]:
+        kept = {name: entry for name, entry in partition["services"].items() if name in services}
+        partitions.append({**partition, "services": kept})
+    return {**endpoints, "partitions": partitions}
+
+
 def expected_files() -> dict[Path, str]:
     files = {}
     for service, operations in OPERATIONS.items():
         version, model = trimmed_model(service, operations)
         path = MODELS_DIR / service / version / "service-2.json"
         files[path] = json.dumps(model, indent=1, sort_keys=True) + "\n"
+    endpoints = trimmed_endpoints(tuple(OPERATIONS))
+    files[MODELS_DIR / "endpoints.json"] = json.dumps(endpoints, indent=1, sort_keys=True) + "\n"
     return files
 
 

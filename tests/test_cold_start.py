@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
 import subprocess
 import sys
@@ -88,6 +89,79 @@ def test_the_session_reads_the_trimmed_models_and_botocores_for_the_rest() -> No
     assert "PutEvents" in session().client("events", region_name="eu-central-1").meta.service_model.operation_names
     plain = boto3.session.Session().client("dynamodb", region_name="eu-central-1")
     assert "Scan" in plain.meta.service_model.operation_names
+
+
+class _Sent(Exception):
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+
+def _where_sent(client: Any, operation: str, params: dict[str, Any]) -> str:
+    """The URL `client` would send the request to (or the error resolving it), without sending it."""
+
+    def stop(request: Any, **_: Any) -> None:
+        raise _Sent(request.url)
+
+    client.meta.events.register("before-send", stop)
+    try:
+        getattr(client, operation)(**params)
+    except _Sent as sent:
+        return sent.url
+    except Exception as error:
+        return type(error).__name__
+    raise AssertionError("the request was not sent")
+
+
+@pytest.mark.parametrize("region", ["eu-central-1", "us-east-1", "ap-southeast-7", "cn-north-1", "us-gov-west-1"])
+@pytest.mark.parametrize(
+    "variant",
+    [{}, {"use_fips_endpoint": True}, {"use_dualstack_endpoint": True}, {"account_id": "111122223333"}],
+    ids=["plain", "fips", "dualstack", "account"],
+)
+def test_the_sessions_clients_send_requests_where_botocores_would(
+    region: str, variant: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Session's loader reads a cut-down endpoints.json and never lists botocore's services: every
+    request of our clients still goes where a plain Session's would, in every partition and variant
+    (DynamoDB routes by account when the credentials carry one)."""
+    import boto3
+    from botocore.config import Config
+
+    from pbxbridge.aws import session
+
+    for name in [name for name in os.environ if name.startswith("AWS_ENDPOINT_URL")]:
+        monkeypatch.delenv(name)
+    account = variant.get("account_id")
+    config = Config(**{key: value for key, value in variant.items() if key != "account_id"})
+    credentials = {"aws_access_key_id": "AKIDEXAMPLE", "aws_secret_access_key": "secret"}
+    calls: dict[str, tuple[str, dict[str, Any]]] = {
+        "dynamodb": ("get_item", {"TableName": "calls", "Key": {"callid": {"S": "1"}}}),
+        "ssm": ("get_parameters", {"Names": ["/pbxbridge/key"]}),
+    }
+    for service, (operation, params) in calls.items():
+        ours = session().client(service, region_name=region, config=config, **credentials, aws_account_id=account)
+        plain = boto3.session.Session().client(
+            service, region_name=region, config=config, **credentials, aws_account_id=account
+        )
+        assert _where_sent(ours, operation, params) == _where_sent(plain, operation, params)
+
+
+def test_the_sessions_loader_knows_every_service_botocore_knows() -> None:
+    """It looks a service up instead of listing them all; what it lists, and its error for a service
+    that does not exist, are botocore's."""
+    import boto3
+    from botocore.exceptions import UnknownServiceError
+
+    from pbxbridge.aws import session
+
+    plain = boto3.session.Session()
+    assert list(session().get_available_services()) == plain.get_available_services()
+    assert session().client("sqs", region_name="eu-central-1").meta.service_model.service_name == "sqs"
+    with pytest.raises(UnknownServiceError) as ours:
+        session().client("dynamodbb", region_name="eu-central-1")
+    with pytest.raises(UnknownServiceError) as theirs:
+        plain.client("dynamodbb", region_name="eu-central-1")
+    assert str(ours.value) == str(theirs.value)
 
 
 def test_every_operation_the_package_calls_is_in_its_trimmed_model() -> None:
