@@ -335,3 +335,37 @@ class TestSecrets:
                 ("bodies", bodies),
             ]:
                 assert token not in text, f"a key leaked into {where}"
+
+
+class TestLogs:
+    def test_a_contact_is_named_by_its_metrics_line_and_logged_only_at_debug(
+        self, webhook: Webhook, contact_store: Any, log_output: io.StringIO
+    ) -> None:
+        """`contact` is on the caller's critical path: its one line at INFO is the metrics line, which
+        names the call; LogLevel=DEBUG adds the log line (with the call as its correlation id)."""
+        import logging
+        from contextlib import redirect_stdout
+
+        seed_contact(contact_store, phone="+79101234567", contact_name="Known", responsible="andy")
+        printed = io.StringIO()
+        with redirect_stdout(printed):
+            assert webhook.push(**CONTACT).status == 200
+        blobs = [json.loads(line) for line in printed.getvalue().splitlines() if line.startswith('{"_aws"')]
+        (blob,) = [blob for blob in blobs if "ContactHits" in blob]  # (a cold start's ColdStart has its own)
+        assert blob["callid"] == CONTACT["callid"]
+        dimensions = {name for d in blob["_aws"]["CloudWatchMetrics"] for names in d["Dimensions"] for name in names}
+        assert "callid" not in dimensions
+        assert "contact answered" not in log_output.getvalue()
+
+        functions_logger = logging.getLogger("pbxbridge")
+        level = functions_logger.level
+        functions_logger.setLevel(logging.DEBUG)  # as POWERTOOLS_LOG_LEVEL=DEBUG would
+        try:
+            with redirect_stdout(io.StringIO()):
+                assert webhook.push(**CONTACT).status == 200
+        finally:
+            functions_logger.setLevel(level)
+        (line,) = [json.loads(line) for line in log_output.getvalue().splitlines() if "contact answered" in line]
+        assert line["known"] is True
+        assert line["correlation_id"] == CONTACT["callid"]
+        assert line["level"] == "DEBUG"

@@ -244,6 +244,9 @@ def _checked_push(fields: dict[str, Any], label: str, deps: WebhookDependencies,
         return _rejected(400, INVALID_PARAMETERS, label, str(exc))
 
     logger.set_correlation_id(push.callid)
+    # Every push's metrics line (EMF, printed once per invocation) names its call: searchable in
+    # CloudWatch Logs beside the log lines, and no metric dimension (that would be a series per call).
+    metrics.add_metadata(key="callid", value=push.callid)
     try:
         # Our clock, not API Gateway's millisecond timeEpoch: the timeline's order needs microseconds.
         body = _store(push, label, deps, datetime.now(tz=UTC))
@@ -278,7 +281,10 @@ def _store(push: Any, label: str, deps: WebhookDependencies, received_at: dateti
             metrics.add_metric(name="ContactErrors", unit=MetricUnit.Count, value=1)
             return {}
         metrics.add_metric(name="ContactHits" if contact else "ContactMisses", unit=MetricUnit.Count, value=1)
-        logger.info("contact answered", extra={"cmd": label, "known": contact is not None})
+        # DEBUG, not INFO: a formatted JSON line costs ~50 us, 40% of what the handler adds to its
+        # lookup while the caller waits. The metrics line (ContactHits/ContactMisses, with the callid)
+        # already says what was answered; the parameter LogLevel=DEBUG adds this line.
+        logger.debug("contact answered", extra={"cmd": label, "known": contact is not None})
         if contact is None:
             return {}
         return ContactAnswer(
