@@ -6,9 +6,9 @@ keys in one request); DynamoDB's 0.8 MB, ~10 ms, for the eight item operations t
 trimmed model is botocore's own, cut to those operations and the shapes they reach, documentation
 left out; the endpoint rules, retries and partitions stay botocore's. Beside them, botocore's
 endpoints.json (1.25 MB, ~18 ms) cut to the same services: every partition and region as it is, and
-those services' entries. The Session's loader reads the folder first (`pbxbridge.aws.session`), so
-only its clients read it; a client of any other service built on it resolves its endpoint from its
-partition's defaults (a test compares the URLs our clients send requests to with a plain Session's).
+those services' entries. Only the functions' Session reads the folder (`pbxbridge.aws.session`), and
+it builds clients of these services only (a test compares where their requests go, and how they are
+signed, with a plain Session's).
 
 `python -m local.service_models` rewrites the files from the installed botocore; a test fails when
 they differ from what it would write.
@@ -42,6 +42,14 @@ OPERATIONS: dict[str, tuple[str, ...]] = {
 }
 
 
+def _botocores_own() -> Any:
+    """A loader of botocore's data alone: a developer's own (AWS_DATA_PATH, ~/.aws/models) must not be
+    written into files the Session takes for botocore's."""
+    from botocore.loaders import Loader
+
+    return Loader(extra_search_paths=[Loader.BUILTIN_DATA_PATH], include_default_search_paths=False)
+
+
 def _shapes_reached(shapes: dict[str, Any], roots: list[str]) -> set[str]:
     reached: set[str] = set()
     todo = list(roots)
@@ -67,10 +75,7 @@ def _undocumented(value: Any) -> Any:
 
 def trimmed_model(service: str, operations: tuple[str, ...]) -> tuple[str, dict[str, Any]]:
     """(API version, the model) of `service` cut to `operations`, from the installed botocore."""
-    import botocore.session
-
-    loader = botocore.session.get_session().get_component("data_loader")
-    model = loader.load_service_model(service, "service-2")
+    model = _botocores_own().load_service_model(service, "service-2")
     ops = {name: model["operations"][name] for name in operations}
     roots = [op[key]["shape"] for op in ops.values() for key in ("input", "output") if key in op]
     roots += [error["shape"] for op in ops.values() for error in op.get("errors", [])]
@@ -86,9 +91,7 @@ def trimmed_model(service: str, operations: tuple[str, ...]) -> tuple[str, dict[
 
 def trimmed_endpoints(services: tuple[str, ...]) -> dict[str, Any]:
     """botocore's endpoints.json with only `services` in each partition's services."""
-    import botocore.session
-
-    endpoints = botocore.session.get_session().get_component("data_loader").load_data("endpoints")
+    endpoints = _botocores_own().load_data("endpoints")
     partitions = []
     for partition in endpoints["partitions"]:
         kept = {name: entry for name, entry in partition["services"].items() if name in services}

@@ -76,8 +76,9 @@ def test_trimmed_service_models_are_botocores_own() -> None:
         assert path.read_text() == text, f"{path.name} is stale: run python -m local.service_models"
 
 
-def test_the_session_reads_the_trimmed_models_and_botocores_for_the_rest() -> None:
+def test_the_session_builds_its_services_from_the_trimmed_models_and_no_other() -> None:
     import boto3
+    from botocore.exceptions import UnknownServiceError
 
     from local.service_models import OPERATIONS
     from pbxbridge.aws import session
@@ -85,34 +86,57 @@ def test_the_session_reads_the_trimmed_models_and_botocores_for_the_rest() -> No
     for service, operations in OPERATIONS.items():
         trimmed = session().client(service, region_name="eu-central-1")
         assert sorted(trimmed.meta.service_model.operation_names) == sorted(operations)
-    # Other services, and other Sessions, read botocore's whole models.
-    assert "PutEvents" in session().client("events", region_name="eu-central-1").meta.service_model.operation_names
+    assert session().get_available_services() == sorted(OPERATIONS)
+    # Its endpoints.json knows only those: a client of another service is refused, not misrouted.
+    with pytest.raises(UnknownServiceError, match="dynamodb, ssm"):
+        session().client("s3", region_name="us-east-1")
+    # Other Sessions read botocore's whole models.
     plain = boto3.session.Session().client("dynamodb", region_name="eu-central-1")
     assert "Scan" in plain.meta.service_model.operation_names
 
 
+def test_the_session_never_lists_botocores_services(monkeypatch: pytest.MonkeyPatch) -> None:
+    """botocore lists its ~450 services to learn whether it knows one (~17 ms of a cold start)."""
+    from botocore.loaders import Loader
+
+    from pbxbridge.aws import session
+
+    def listed(*_: Any, **__: Any) -> list[str]:
+        raise AssertionError("botocore's services were listed")
+
+    monkeypatch.setattr(Loader, "list_available_services", listed)
+    fresh = session.__wrapped__()
+    for service in ("dynamodb", "ssm"):
+        assert fresh.client(service, region_name="eu-central-1").meta.service_model.service_name == service
+
+
 class _Sent(Exception):
-    def __init__(self, url: str) -> None:
-        self.url = url
+    def __init__(self, request: Any) -> None:
+        self.request = request
 
 
 def _where_sent(client: Any, operation: str, params: dict[str, Any]) -> str:
-    """The URL `client` would send the request to (or the error resolving it), without sending it."""
+    """Where `client` would send the request and how it would sign it (or the error resolving it),
+    without sending it."""
 
     def stop(request: Any, **_: Any) -> None:
-        raise _Sent(request.url)
+        raise _Sent(request)
 
     client.meta.events.register("before-send", stop)
     try:
         getattr(client, operation)(**params)
     except _Sent as sent:
-        return sent.url
+        authorization = sent.request.headers["Authorization"].decode()
+        scope = authorization.split("Credential=")[1].split(",")[0].split("/", 2)[2]  # key/date/(region/service/...)
+        return f"{sent.request.url} signed for {scope}"
     except Exception as error:
-        return type(error).__name__
+        return f"{type(error).__name__}: {error}"
     raise AssertionError("the request was not sent")
 
 
-@pytest.mark.parametrize("region", ["eu-central-1", "us-east-1", "ap-southeast-7", "cn-north-1", "us-gov-west-1"])
+@pytest.mark.parametrize(
+    "region", ["eu-central-1", "us-east-1", "ap-southeast-7", "cn-north-1", "us-gov-west-1", "aws-global"]
+)
 @pytest.mark.parametrize(
     "variant",
     [{}, {"use_fips_endpoint": True}, {"use_dualstack_endpoint": True}, {"account_id": "111122223333"}],
@@ -121,9 +145,9 @@ def _where_sent(client: Any, operation: str, params: dict[str, Any]) -> str:
 def test_the_sessions_clients_send_requests_where_botocores_would(
     region: str, variant: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The Session's loader reads a cut-down endpoints.json and never lists botocore's services: every
-    request of our clients still goes where a plain Session's would, in every partition and variant
-    (DynamoDB routes by account when the credentials carry one)."""
+    """The Session's loader reads a cut-down endpoints.json: every request of our clients still goes
+    where a plain Session's would, signed for the same region and service, in every partition and
+    variant (DynamoDB routes by account when the credentials carry one)."""
     import boto3
     from botocore.config import Config
 
@@ -146,22 +170,25 @@ def test_the_sessions_clients_send_requests_where_botocores_would(
         assert _where_sent(ours, operation, params) == _where_sent(plain, operation, params)
 
 
-def test_the_sessions_loader_knows_every_service_botocore_knows() -> None:
-    """It looks a service up instead of listing them all; what it lists, and its error for a service
-    that does not exist, are botocore's."""
-    import boto3
-    from botocore.exceptions import UnknownServiceError
+def test_a_users_own_endpoints_data_still_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """An endpoints.json in AWS_DATA_PATH overrides botocore's, and so ours."""
+    import json
 
+    from local.service_models import trimmed_endpoints
     from pbxbridge.aws import session
 
-    plain = boto3.session.Session()
-    assert list(session().get_available_services()) == plain.get_available_services()
-    assert session().client("sqs", region_name="eu-central-1").meta.service_model.service_name == "sqs"
-    with pytest.raises(UnknownServiceError) as ours:
-        session().client("dynamodbb", region_name="eu-central-1")
-    with pytest.raises(UnknownServiceError) as theirs:
-        plain.client("dynamodbb", region_name="eu-central-1")
-    assert str(ours.value) == str(theirs.value)
+    endpoints = trimmed_endpoints(("dynamodb",))
+    aws = next(partition for partition in endpoints["partitions"] if partition["partition"] == "aws")
+    aws["services"]["dynamodb"]["endpoints"]["eu-central-1"] = {"hostname": "dynamodb.internal.example"}
+    (tmp_path / "endpoints.json").write_text(json.dumps(endpoints))
+    monkeypatch.setenv("AWS_DATA_PATH", str(tmp_path))
+    for name in [name for name in os.environ if name.startswith("AWS_ENDPOINT_URL")]:
+        monkeypatch.delenv(name)
+    client = session.__wrapped__().client(
+        "dynamodb", region_name="eu-central-1", aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="secret"
+    )
+    where = _where_sent(client, "get_item", {"TableName": "calls", "Key": {"callid": {"S": "1"}}})
+    assert where.startswith("https://dynamodb.internal.example/"), where
 
 
 def test_every_operation_the_package_calls_is_in_its_trimmed_model() -> None:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
-from typing import Any, overload
+from functools import lru_cache
+from typing import Any
 
 import boto3
 import botocore.session
@@ -34,64 +34,54 @@ def session() -> boto3.session.Session:
     """One Session for every client of the process: each Session loads its own copy of the endpoint
     rules and service models, which a cold start pays for again with every extra Session.
 
-    It reads botocore's data through a ModelLoader whose search path starts with SERVICE_MODELS:
-    botocore's models of SSM and DynamoDB cut to the operations the functions call (SSM's whole model
-    is 1.6 MB of JSON, 20-40 ms of a cold start for one GetParameters; DynamoDB's ~10 ms), and its
-    endpoints.json cut to those two services (the whole file is 1.25 MB, ~18 ms). A client of those
-    services built here has only those operations; `python -m local.service_models` lists them and
-    writes the files, and a test finds any call in the package that is missing."""
+    It builds clients of the services in SERVICE_MODELS only (SSM and DynamoDB), from botocore's own
+    data cut down to what the functions use: each model cut to the operations they call (SSM's whole
+    model is 1.6 MB of JSON, 20-40 ms of a cold start for one GetParameters; DynamoDB's ~10 ms), and
+    endpoints.json cut to those services (1.25 MB whole, ~18 ms). A client has only those operations;
+    `python -m local.service_models` lists them and writes the files, and a test finds any call in
+    the package that is missing. Clients of other services come from boto3's default Session."""
     core = botocore.session.get_session()
-    data_path = core.get_config_variable("data_path")  # AWS_DATA_PATH, which still applies after ours
-    paths = [SERVICE_MODELS, *(os.path.expanduser(path) for path in (data_path or "").split(os.pathsep) if path)]
-    core.register_component("data_loader", ModelLoader(extra_search_paths=paths))
+    data_path = core.get_config_variable("data_path") or ""  # AWS_DATA_PATH
+    user_paths = [os.path.expanduser(os.path.expandvars(path)) for path in data_path.split(os.pathsep) if path]
+    core.register_component("data_loader", ModelLoader(user_paths))
     return boto3.session.Session(botocore_session=core)
 
 
 class ModelLoader(Loader):  # type: ignore[misc]
-    """botocore's Loader, with two differences that take ~35 ms off a cold start's first client:
+    """botocore's Loader for the Session above, differing from it in three ways:
 
-    - Asked whether it knows a service, it looks in that service's folders only. botocore lists all of
-      its ~450 services to answer (2,800 file checks, once per kind of file it loads: the model and the
-      endpoint rules; ~17 ms here, more on Lambda's file system). Iterated, it lists them all as
-      botocore does, so what botocore builds from the list (its error for an unknown service) is the same.
+    - It reads SERVICE_MODELS before botocore's own data, and a user's data (AWS_DATA_PATH,
+      ~/.aws/models) before both, as botocore reads a user's before its own.
+    - The services it knows are those in SERVICE_MODELS. botocore lists all of its ~450 to learn
+      whether it knows one (2,800 file checks, once for the model and once for the endpoint rules:
+      ~17 ms of the first client here, more on Lambda's file system). A client of another service is
+      refused with botocore's UnknownServiceError naming the ones it builds: endpoints.json here has
+      no entries for the others, whose endpoints would be resolved wrongly (global ones, S3).
     - SERVICE_MODELS counts as botocore's own data, which it is, cut down. botocore takes an
       endpoints.json from elsewhere for a user's override and passes the URL it gives to the endpoint
-      rules as an explicit endpoint: that would change how every request of our clients is routed.
+      rules as an explicit endpoint, which would change how every request of our clients is routed.
     """
 
-    def list_available_services(self, type_name: str) -> Sequence[str]:
-        return _ServicesWithModel(self, type_name)
+    def __init__(self, user_paths: list[str]) -> None:
+        paths = [*user_paths, Loader.CUSTOMER_DATA_PATH, SERVICE_MODELS, Loader.BUILTIN_DATA_PATH]
+        super().__init__(extra_search_paths=paths, include_default_search_paths=False)
+
+    def list_available_services(self, type_name: str) -> list[str]:
+        return [service for service in SESSION_SERVICES if self._has(service, type_name)]
+
+    def _has(self, service: str, type_name: str) -> bool:
+        try:
+            return bool(self.list_api_versions(service, type_name))
+        except DataNotFoundError:
+            return False
 
     def is_builtin_path(self, path: str) -> bool:
         return os.path.dirname(path) == SERVICE_MODELS or bool(super().is_builtin_path(path))
 
 
-class _ServicesWithModel(Sequence[str]):
-    """The services that have a `type_name` file: found one name at a time, listed only when iterated."""
-
-    def __init__(self, loader: ModelLoader, type_name: str) -> None:
-        self._loader = loader
-        self._type_name = type_name
-
-    def __contains__(self, service: object) -> bool:
-        try:
-            return isinstance(service, str) and bool(self._loader.list_api_versions(service, self._type_name))
-        except DataNotFoundError:
-            return False
-
-    @cached_property
-    def _every(self) -> list[str]:
-        return list(Loader.list_available_services(self._loader, self._type_name))
-
-    @overload
-    def __getitem__(self, index: int) -> str: ...
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[str]: ...
-    def __getitem__(self, index: int | slice) -> str | Sequence[str]:
-        return self._every[index]
-
-    def __len__(self) -> int:
-        return len(self._every)
+SESSION_SERVICES = sorted(
+    name for name in os.listdir(SERVICE_MODELS) if os.path.isdir(os.path.join(SERVICE_MODELS, name))
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -244,9 +244,6 @@ def _checked_push(fields: dict[str, Any], label: str, deps: WebhookDependencies,
         return _rejected(400, INVALID_PARAMETERS, label, str(exc))
 
     logger.set_correlation_id(push.callid)
-    # Every push's metrics line (EMF, printed once per invocation) names its call: searchable in
-    # CloudWatch Logs beside the log lines, and no metric dimension (that would be a series per call).
-    metrics.add_metadata(key="callid", value=push.callid)
     try:
         # Our clock, not API Gateway's millisecond timeEpoch: the timeline's order needs microseconds.
         body = _store(push, label, deps, datetime.now(tz=UTC))
@@ -254,13 +251,14 @@ def _checked_push(fields: dict[str, Any], label: str, deps: WebhookDependencies,
         # DynamoDB refused what the push carries: the same push can never be stored, so retrying it
         # (and firing the 5xx alarm each time) helps nobody. Logged for us to widen the models.
         logger.warning("push refused by DynamoDB", extra={"cmd": label, "callid": push.callid, "reason": str(exc)})
-        return _rejected(400, INVALID_PARAMETERS, label, "refused by the store")
+        return _rejected(400, INVALID_PARAMETERS, label, "refused by the store", push.callid)
     except StoreUnavailableError:
         logger.exception("push not stored", extra={"cmd": label, "callid": push.callid})
-        return _failed(label)
+        return _failed(label, push.callid)
     metrics.add_dimension(name="cmd", value=label)
     metrics.add_dimension(name="outcome", value="stored")
     metrics.add_metric(name="Pushes", unit=MetricUnit.Count, value=1)
+    _name_the_call(push.callid)
     if isinstance(push, ContactQuery):
         # What the caller waits for (key, lookup, routing), the dashboard's p50 and p99.
         metrics.add_metric(
@@ -327,17 +325,28 @@ def _routable(responsible: str | None, deps: WebhookDependencies) -> str | None:
         return responsible
 
 
-def _rejected(status: int, body: dict[str, str], label: str, reason: str) -> dict[str, Any]:
+def _rejected(status: int, body: dict[str, str], label: str, reason: str, callid: str | None = None) -> dict[str, Any]:
     # `reason` names fields, never values: a value may be somebody's key sent in the wrong field.
     logger.warning("push rejected", extra={"cmd": label, "status": status, "reason": reason})
     metrics.add_dimension(name="cmd", value=label)
     metrics.add_dimension(name="outcome", value=str(status))
     metrics.add_metric(name="Pushes", unit=MetricUnit.Count, value=1)
+    _name_the_call(callid)
     return _answer(status, body)
 
 
-def _failed(label: str) -> dict[str, Any]:
+def _failed(label: str, callid: str | None = None) -> dict[str, Any]:
     metrics.add_dimension(name="cmd", value=label)
     metrics.add_dimension(name="outcome", value="error")
     metrics.add_metric(name="Pushes", unit=MetricUnit.Count, value=1)
+    _name_the_call(callid)
     return _answer(503, SERVICE_UNAVAILABLE)
+
+
+def _name_the_call(callid: str | None) -> None:
+    """The push's metrics line (EMF, printed once per invocation) names its call when it is known:
+    searchable in CloudWatch Logs beside the log lines, and no dimension (that would be a metric
+    series per call). Only after a metric: Powertools clears metadata when it prints metrics, so
+    metadata added alone would carry over into the next invocation's line."""
+    if callid is not None:
+        metrics.add_metadata(key="callid", value=callid)
