@@ -264,7 +264,9 @@ def start(
     simulator = PbxSimulator(token=pbx_token, crm_token=crm_token)
     pbx = simulator.serve(pbx_port, LOOPBACK)
     crm_parameters, receiver = _local_crm(moto_url, crm_url, crm_api_key)
-    template = Template(parameters={"PbxUrl": pbx.api_url, **crm_parameters, **(parameters or {})}, endpoint=moto_url)
+    # DEBUG: the local log shows every `contact` answered too, which Lambda leaves out at INFO.
+    defaults = {"PbxUrl": pbx.api_url, "LogLevel": "DEBUG"}
+    template = Template(parameters={**defaults, **crm_parameters, **(parameters or {})}, endpoint=moto_url)
     tables = create_tables(template, moto_url)
     create_queues_buckets_and_buses(template, moto_url)
     # The simulator serves recordings over plain http on loopback: allowed here, never in Lambda.

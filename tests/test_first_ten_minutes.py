@@ -20,6 +20,7 @@ import requests
 
 from local.aws import free_port
 from local.stack import LocalStack
+from local.template import Template
 from pbxbridge import client as commands_client
 from tests.conftest import running_stack
 
@@ -112,6 +113,13 @@ def test_the_reconciliation_demo_loses_nothing_played_after_it(
 
 
 # The console's invoke and the typed client
+
+
+def test_the_local_log_shows_every_contact_answered(stack: LocalStack) -> None:
+    """Lambda leaves the `contact` line out at INFO (it is on the caller's critical path); the local
+    stack runs at DEBUG, so the printed curl shows a line in `make run`'s log."""
+    assert stack.template.functions()["WebhookFunction"].environment["POWERTOOLS_LOG_LEVEL"] == "DEBUG"
+    assert Template().functions()["WebhookFunction"].environment["POWERTOOLS_LOG_LEVEL"] == "INFO"
 
 
 def test_invoke_keeps_text_fields_text(stack: LocalStack) -> None:
