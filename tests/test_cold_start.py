@@ -110,6 +110,13 @@ def test_the_session_never_lists_botocores_services(monkeypatch: pytest.MonkeyPa
         assert fresh.client(service, region_name="eu-central-1").meta.service_model.service_name == service
 
 
+@pytest.fixture
+def aws_endpoints(monkeypatch: pytest.MonkeyPatch) -> None:
+    """AWS's own endpoints, not the embedded AWS the other tests point every client at."""
+    for name in [name for name in os.environ if name.startswith("AWS_ENDPOINT_URL")]:
+        monkeypatch.delenv(name)
+
+
 class _Sent(Exception):
     def __init__(self, request: Any) -> None:
         self.request = request
@@ -142,9 +149,8 @@ def _where_sent(client: Any, operation: str, params: dict[str, Any]) -> str:
     [{}, {"use_fips_endpoint": True}, {"use_dualstack_endpoint": True}, {"account_id": "111122223333"}],
     ids=["plain", "fips", "dualstack", "account"],
 )
-def test_the_sessions_clients_send_requests_where_botocores_would(
-    region: str, variant: dict[str, Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.usefixtures("aws_endpoints")
+def test_the_sessions_clients_send_requests_where_botocores_would(region: str, variant: dict[str, Any]) -> None:
     """The Session's loader reads a cut-down endpoints.json: every request of our clients still goes
     where a plain Session's would, signed for the same region and service, in every partition and
     variant (DynamoDB routes by account when the credentials carry one)."""
@@ -153,8 +159,6 @@ def test_the_sessions_clients_send_requests_where_botocores_would(
 
     from pbxbridge.aws import session
 
-    for name in [name for name in os.environ if name.startswith("AWS_ENDPOINT_URL")]:
-        monkeypatch.delenv(name)
     account = variant.get("account_id")
     config = Config(**{key: value for key, value in variant.items() if key != "account_id"})
     credentials = {"aws_access_key_id": "AKIDEXAMPLE", "aws_secret_access_key": "secret"}
@@ -170,6 +174,7 @@ def test_the_sessions_clients_send_requests_where_botocores_would(
         assert _where_sent(ours, operation, params) == _where_sent(plain, operation, params)
 
 
+@pytest.mark.usefixtures("aws_endpoints")
 def test_a_users_own_endpoints_data_still_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     """An endpoints.json in AWS_DATA_PATH overrides botocore's, and so ours."""
     import json
@@ -182,8 +187,6 @@ def test_a_users_own_endpoints_data_still_wins(monkeypatch: pytest.MonkeyPatch, 
     aws["services"]["dynamodb"]["endpoints"]["eu-central-1"] = {"hostname": "dynamodb.internal.example"}
     (tmp_path / "endpoints.json").write_text(json.dumps(endpoints))
     monkeypatch.setenv("AWS_DATA_PATH", str(tmp_path))
-    for name in [name for name in os.environ if name.startswith("AWS_ENDPOINT_URL")]:
-        monkeypatch.delenv(name)
     client = session.__wrapped__().client(
         "dynamodb", region_name="eu-central-1", aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="secret"
     )

@@ -65,9 +65,10 @@ class ModelLoader(Loader):  # type: ignore[misc]
     def __init__(self, user_paths: list[str]) -> None:
         paths = [*user_paths, Loader.CUSTOMER_DATA_PATH, SERVICE_MODELS, Loader.BUILTIN_DATA_PATH]
         super().__init__(extra_search_paths=paths, include_default_search_paths=False)
+        self._services = sorted(entry.name for entry in os.scandir(SERVICE_MODELS) if entry.is_dir())
 
     def list_available_services(self, type_name: str) -> list[str]:
-        return [service for service in SESSION_SERVICES if self._has(service, type_name)]
+        return [service for service in self._services if self._has(service, type_name)]
 
     def _has(self, service: str, type_name: str) -> bool:
         try:
@@ -77,11 +78,6 @@ class ModelLoader(Loader):  # type: ignore[misc]
 
     def is_builtin_path(self, path: str) -> bool:
         return os.path.dirname(path) == SERVICE_MODELS or bool(super().is_builtin_path(path))
-
-
-SESSION_SERVICES = sorted(
-    name for name in os.listdir(SERVICE_MODELS) if os.path.isdir(os.path.join(SERVICE_MODELS, name))
-)
 
 
 @dataclass(frozen=True, slots=True)
