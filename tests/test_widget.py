@@ -22,9 +22,10 @@ from local.pbx_simulator import PbxSimulator, SimulatorServer
 from local.template import Template
 from local.websocket import LocalWebSocketApi
 from local.widget import store_widget_key
-from pbxbridge.domain.card import build_card, card_change, national
+from pbxbridge.domain.card import build_card, card_change
 from pbxbridge.domain.contacts import Contact
 from pbxbridge.domain.directory import Directory, PbxUser
+from pbxbridge.phones import national
 from pbxbridge.widget.tokens import (
     InvalidWidgetTokenError,
     bearer,

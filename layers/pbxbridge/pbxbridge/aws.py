@@ -113,10 +113,6 @@ def deadline(seconds: float, attempt_seconds: float | None = None) -> Iterator[D
         _current.reset(token)
 
 
-def current_deadline() -> Deadline | None:
-    return _current.get()
-
-
 class DeadlineExceededError(BotoCoreError):  # type: ignore[misc]
     """No time was left for (another attempt of) a request."""
 

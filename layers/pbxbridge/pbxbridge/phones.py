@@ -109,3 +109,18 @@ def normalize_phone(raw: str, region: str = "RU") -> Phone:
         # A range newer than the library's metadata: possible by length, so keep it.
         return Phone(raw=raw, e164=phonenumbers.format_number(possible[0], phonenumbers.PhoneNumberFormat.E164))
     raise InvalidPhoneError("not a phone number")
+
+
+def national(phone: str | None, region: str) -> str | None:
+    """`+79101234567` -> `8 (910) 123-45-67` (the national form people dial); short numbers as they are."""
+    if not phone:
+        return None
+    if not phone.startswith("+"):
+        return phone
+    try:
+        number = phonenumbers.parse(phone, region)
+    except phonenumbers.NumberParseException:
+        return phone
+    if phonenumbers.region_code_for_number(number) != region.upper():
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)

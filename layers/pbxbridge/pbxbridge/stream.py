@@ -107,7 +107,7 @@ def callback_recorder(settings: StreamSettings, contacts: DynamoContactStore) ->
         if found is None or not found.responsible:
             return None
         snapshot = directory()
-        login = snapshot.resolve(snapshot.pbx_login_for(found.responsible))
+        login = snapshot.responsible_login(found.responsible)
         if snapshot.users and not snapshot.is_active(login):
             return None  # nobody's widget would show it: the user or group that was rung owns it instead
         return login

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-import phonenumbers
-
 from pbxbridge.domain.contacts import Contact
 from pbxbridge.domain.directory import Directory
+from pbxbridge.phones import national
 
 LAST_CALLS = 5
 
@@ -65,7 +64,7 @@ def responsible_login(contact: Contact | None, directory: Directory) -> str | No
     """The PBX login of the contact's responsible (a mapped CRM user, a login, extension or number)."""
     if contact is None or not contact.responsible:
         return None
-    return directory.resolve(directory.pbx_login_for(contact.responsible))
+    return directory.responsible_login(contact.responsible)
 
 
 def people_of(call: Mapping[str, Any], directory: Directory, responsible: str | None) -> set[str]:
@@ -79,21 +78,6 @@ def people_of(call: Mapping[str, Any], directory: Directory, responsible: str | 
 def may_see(login: str, call: Mapping[str, Any], directory: Directory, responsible: str | None) -> bool:
     """The widget's rule for a user's own data: calls that rang them, theirs, or their contacts'."""
     return login in people_of(call, directory, responsible)
-
-
-def national(phone: str | None, region: str) -> str | None:
-    """`+79101234567` -> `8 (910) 123-45-67` (the national form people dial); short numbers as they are."""
-    if not phone:
-        return None
-    if not phone.startswith("+"):
-        return phone
-    try:
-        number = phonenumbers.parse(phone, region)
-    except phonenumbers.NumberParseException:
-        return phone
-    if phonenumbers.region_code_for_number(number) != region.upper():
-        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
 
 
 def crm_record_url(template: str | None, contact: Contact | None) -> str | None:
@@ -182,7 +166,6 @@ __all__ = [
     "card_change",
     "card_update",
     "may_see",
-    "national",
     "people_of",
     "responsible_login",
 ]

@@ -103,6 +103,11 @@ class Directory:
         user = self.user(login)
         return user.crm_user if user else None
 
+    def responsible_login(self, responsible: str | None) -> str | None:
+        """The canonical PBX login of a contact's responsible (a mapped CRM user, a login, extension or
+        number), as a widget's token names it."""
+        return self.resolve(self.pbx_login_for(responsible))
+
     def pbx_login_for(self, responsible: str | None) -> str | None:
         """What to answer the PBX for a contact's responsible: the PBX login of a mapped CRM user;
         otherwise the value as the CRM gave it (a login, extension or number the PBX routes by)."""

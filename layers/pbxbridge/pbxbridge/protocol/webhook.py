@@ -214,10 +214,11 @@ class _Push(BaseModel):
         # A JSON null is no value of any field (the OpenAPI document has no null): refused in a
         # field of the push, ignored in one we do not know.
         if isinstance(data, dict):
-            known = set(cls.model_fields) | {f.alias for f in cls.model_fields.values() if f.alias}
-            nulls = sorted(k for k, v in data.items() if v is None and k in known)
-            if nulls:
-                raise ValueError(f"null is not a value: {', '.join(nulls)}")
+            if any(v is None for v in data.values()):  # only JSON has nulls: a form push skips this
+                known = set(cls.model_fields) | {f.alias for f in cls.model_fields.values() if f.alias}
+                nulls = sorted(k for k, v in data.items() if v is None and k in known)
+                if nulls:
+                    raise ValueError(f"null is not a value: {', '.join(nulls)}")
             return {k: v for k, v in data.items() if v is not None and not (isinstance(v, str) and not v.strip())}
         return data
 
@@ -298,14 +299,13 @@ class RatingPush(_Push):
 
 
 Push = HistoryPush | EventPush | ContactQuery | RatingPush
-PUSH_MODELS: tuple[type[_Push], ...] = (ContactQuery, HistoryPush, EventPush, RatingPush)
-
 _MODELS: dict[Command, type[_Push]] = {
+    Command.CONTACT: ContactQuery,
     Command.HISTORY: HistoryPush,
     Command.EVENT: EventPush,
-    Command.CONTACT: ContactQuery,
     Command.RATING: RatingPush,
 }
+PUSH_MODELS: tuple[type[_Push], ...] = tuple(_MODELS.values())
 
 
 class ContactAnswer(BaseModel):

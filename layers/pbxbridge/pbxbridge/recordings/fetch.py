@@ -24,7 +24,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import BinaryIO
 from urllib.parse import quote, urljoin, urlsplit
 
 MAX_REDIRECTS = 2
@@ -324,12 +323,3 @@ def _open(url: str, policy: FetchPolicy, watchdog: _Watchdog) -> Download:
 
         return Download(CappedBody(response, policy.max_bytes, watchdog), content_type, close)
     raise RecordingRejectedError("too many redirects")
-
-
-def copy_to(download: Download, sink: BinaryIO) -> int:
-    try:
-        for chunk in download.body.chunks():
-            sink.write(chunk)
-    finally:
-        download.close()
-    return download.body.size

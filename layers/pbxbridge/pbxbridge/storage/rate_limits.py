@@ -12,9 +12,9 @@ import math
 import time
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
-from pbxbridge.storage.dynamodb import _is_condition_failure, store_error
+from pbxbridge.storage.dynamodb import _is_condition_failure, _unavailable_on_aws_errors
 
 WINDOW_SECONDS = 60
 
@@ -25,6 +25,7 @@ class DynamoRateLimiter:
         self._table = table
         self._window = window_seconds
 
+    @_unavailable_on_aws_errors
     def take(self, key: str, limit: int, now: float | None = None) -> int | None:
         """Count one action for `key`; None when it is within `limit` this window, else the seconds
         until the next window (the Retry-After)."""
@@ -34,10 +35,8 @@ class DynamoRateLimiter:
             self._add_one(f"rate#{key}#{window}", limit, window + 2 * self._window)
         except ClientError as exc:
             if not _is_condition_failure(exc):
-                raise store_error(exc) from exc
+                raise
             return max(1, math.ceil(window + self._window - moment))
-        except (BotoCoreError, UnicodeError) as exc:
-            raise store_error(exc) from exc
         return None
 
     def _add_one(self, item_id: str, limit: int, expiration: int) -> None:

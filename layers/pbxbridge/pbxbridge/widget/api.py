@@ -19,9 +19,10 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pbxbridge.domain.card import may_see, national, responsible_login
+from pbxbridge.domain.card import may_see, responsible_login
 from pbxbridge.domain.contacts import Contact
 from pbxbridge.domain.directory import Directory
+from pbxbridge.phones import national
 
 logger = Logger()
 app = APIGatewayHttpResolver()
