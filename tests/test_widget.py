@@ -128,7 +128,6 @@ def test_a_group_call_pops_the_card_for_each_leg_once_then_updates_everyone() ->
     directory = Directory(users=(PbxUser("andy", "Петров Андрей"), PbxUser("mike"), PbxUser("serg")))
     posted: list[tuple[set[str], dict[str, Any]]] = []
     deps = CardDependencies(
-        calls_table="calls",
         callbacks_table=None,
         region="RU",
         crm_url_template="https://crm.example/contacts/{crm_id}",
@@ -188,7 +187,6 @@ def card_deps(connections: FakeConnections, posted: list[str], gone: frozenset[s
 
     directory = Directory(users=(PbxUser("andy"), PbxUser("mike"), PbxUser("serg")))
     return CardDependencies(
-        calls_table="calls",
         callbacks_table=None,
         region="RU",
         crm_url_template=None,

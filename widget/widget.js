@@ -191,8 +191,7 @@
     const entry = cards.get(update.callid);
     if (!entry) return; // a card that popped before this page opened: nothing to update
     entry.card = { ...entry.card, ...update };
-    renderState(entry);
-    if (update.state === "ended") setTimeout(loadCallbacks, 1500); // a missed call may open a call-back
+    renderState(entry); // a call-back this call opens arrives as its own "callbacks" message
   }
 
   // The socket
@@ -302,8 +301,7 @@
       who.append(name, phone);
       const meta = document.createElement("span");
       meta.className = "callback-meta";
-      const missed = item.missed_calls || item.missed_count || 1;
-      meta.textContent = `${missed} ${t("missedTimes")} · ${clock(item.last_missed_at || item.opened_at)}`;
+      meta.textContent = `${item.missed_count} ${t("missedTimes")} · ${clock(item.last_missed_at)}`;
       const button = document.createElement("button");
       button.type = "button";
       button.className = "primary";

@@ -58,6 +58,7 @@ HTTP_STATUS = {
     "wrong_tenant": 502,
     "pbx_error": 502,
     "pbx_unavailable": 503,
+    "rate_limited": 429,  # the widget's API only (a per-user limit on click-to-call)
     "unavailable": 503,
 }
 

@@ -101,7 +101,7 @@ def _display(directory: Directory, login: str | None) -> dict[str, str] | None:
     return {"login": login, "name": (user.real_name if user and user.real_name else login)}
 
 
-def past_call(call: Mapping[str, Any], directory: Directory, region: str) -> dict[str, Any]:
+def past_call(call: Mapping[str, Any], directory: Directory) -> dict[str, Any]:
     who = directory.resolve(call.get("accepted_by")) or directory.resolve(call.get("pbx_user"))
     return {
         "callid": call["callid"],
@@ -155,7 +155,7 @@ def build_card(
             else None
         ),
         "responsible": _display(directory, responsible),
-        "last_calls": [past_call(c, directory, region) for c in history],
+        "last_calls": [past_call(c, directory) for c in history],
     }
 
 

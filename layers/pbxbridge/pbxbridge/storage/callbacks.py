@@ -89,7 +89,6 @@ def callback_item(callback: Callback) -> dict[str, Any]:
         "sk": CALLBACK_PREFIX + _opener(callback),
         "owner_status": f"{callback.owner}#{callback.status.value}",
         **callback.model_dump(mode="json", exclude_none=True),
-        "missed_callids": list(callback.missed_callids),
         "first_missed_at": utc_iso(callback.first_missed_at),
         "last_missed_at": utc_iso(callback.last_missed_at),
     }

@@ -161,7 +161,7 @@ def _login() -> str:
 def _answer(envelope: dict[str, Any]) -> Response[Any]:
     from pbxbridge.commands import HTTP_STATUS
 
-    status = 200 if envelope["ok"] else {**HTTP_STATUS, "rate_limited": 429}.get(envelope["error"]["code"], 500)
+    status = 200 if envelope["ok"] else HTTP_STATUS.get(envelope["error"]["code"], 500)
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=envelope)
 
 

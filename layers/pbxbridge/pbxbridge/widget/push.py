@@ -41,7 +41,6 @@ class Connections(Protocol):
 
 @dataclass(frozen=True)
 class CardDependencies:
-    calls_table: str
     callbacks_table: str | None
     region: str
     crm_url_template: str | None
@@ -88,7 +87,6 @@ def default_dependencies() -> CardDependencies:
             raise ConnectionGoneError(connection_id) from exc
 
     return CardDependencies(
-        calls_table=settings.calls_table,
         callbacks_table=settings.callbacks_table,
         region=settings.phone_region,
         crm_url_template=settings.crm_record_url_template,
