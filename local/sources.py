@@ -23,11 +23,18 @@ def _stream_records(streams: Any, arn: str, iterator: str) -> tuple[list[dict[st
     return records, answer["NextShardIterator"]
 
 
-def poll_stream(function: LocalFunction, table: str, endpoint: str, stopping: threading.Event) -> None:
+def stream_from_now(table: str, endpoint: str) -> tuple[Any, str, str]:
+    """(the streams client, the table's stream ARN, an iterator at its end): taken before the stack
+    answers anything, so no change made after `start` returns is missed (a poller thread that took it
+    later, on a slow first start, could miss the first push's records)."""
     dynamodb, streams = client("dynamodb", endpoint), client("dynamodbstreams", endpoint)
     arn = dynamodb.describe_table(TableName=table)["Table"]["LatestStreamArn"]
     shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
     iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="LATEST")["ShardIterator"]
+    return streams, arn, iterator
+
+
+def poll_stream(function: LocalFunction, streams: Any, arn: str, iterator: str, stopping: threading.Event) -> None:
     pending: list[dict[str, Any]] = []
     # Lambda polls each shard of a DynamoDB stream four times a second.
     while not stopping.wait(0.25):
@@ -86,13 +93,13 @@ def run_sources(template: Template, functions: list[LocalFunction], stopping: th
     started = []
     for function in functions:
         for kind, logical_id in function.spec.sources:
+            args: tuple[Any, ...]
             if kind == "DynamoDB":
                 target: Any = poll_stream
-                source = template.physical_name(logical_id)
+                args = (function, *stream_from_now(template.physical_name(logical_id), template.endpoint), stopping)
             else:
                 target = poll_queue
-                source = template.resolve({"Ref": logical_id})
-            args = (function, source, template.endpoint, stopping)
+                args = (function, template.resolve({"Ref": logical_id}), template.endpoint, stopping)
             threading.Thread(target=target, args=args, daemon=True).start()
             started.append(f"{logical_id} -> {function.spec.logical_id}")
     return started
