@@ -69,22 +69,13 @@ def start_moto(port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("moto server did not start")
 
 
-def warm_benchmark(moto_url: str) -> dict[str, Any]:
+def warm_benchmark(moto_url: str, template: Any) -> dict[str, Any]:
     from local.apigw import http_api_event
-    from local.aws import client, create_tables, store_crm_keys, use_local_aws
+    from local.aws import client
     from local.lambdas import LocalFunction
-    from local.template import Template
 
-    use_local_aws(moto_url)
-    template = Template()
-    tables = create_tables(template, moto_url)
-    store_crm_keys(template, moto_url, CRM_TOKEN)
     function = LocalFunction(template.functions()["WebhookFunction"])
     dynamodb = client("dynamodb", moto_url)
-    dynamodb.put_item(
-        TableName=tables["ContactsTable"],
-        Item={"phone": {"S": "+79101234567"}, "contact_name": {"S": "Bench"}, "responsible": {"S": "andy"}},
-    )
     counter = iter(range(10**9))
 
     def event(**fields: str) -> dict[str, Any]:
@@ -318,10 +309,10 @@ def main() -> None:
     faults: dict[str, Any] = {}
     sync: dict[str, Any] = {}
     try:
+        if {"warm", "cold", "faults"} & set(parts):
+            template = _provision(moto_url)
         if "warm" in parts:
-            warm = warm_benchmark(moto_url)
-        elif "cold" in parts or "faults" in parts:
-            _provision(moto_url)
+            warm = warm_benchmark(moto_url, template)
         if "cold" in parts:
             cold = cold_benchmark(moto_url)
         if "faults" in parts:
@@ -361,8 +352,8 @@ def main() -> None:
     print("wrote bench-results.json")
 
 
-def _provision(moto_url: str) -> None:
-    """Tables, keys and the bench's contact, without the warm measurements."""
+def _provision(moto_url: str) -> Any:
+    """Tables, keys and the bench's contact on the embedded AWS; the template they came from."""
     from local.aws import client, create_tables, store_crm_keys, use_local_aws
     from local.template import Template
 
@@ -374,6 +365,7 @@ def _provision(moto_url: str) -> None:
         TableName=tables["ContactsTable"],
         Item={"phone": {"S": "+79101234567"}, "contact_name": {"S": "Bench"}, "responsible": {"S": "andy"}},
     )
+    return template
 
 
 def print_warm(warm: dict[str, Any]) -> None:

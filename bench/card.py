@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import random
 import statistics
-import threading
 import time
 from typing import Any
 
@@ -70,16 +69,14 @@ def measure() -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
     from local.aws import free_port
-    from local.stack import DEMO_CONTACT, start
+    from local.stack import DEMO_CONTACT, serving
 
-    stack, moto = start(port=free_port(), dynamodb_port=free_port(), crm_token=CRM_TOKEN)
-    threading.Thread(target=stack.api.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    assert stack.widget is not None
     phone = DEMO_CONTACT["phone"].lstrip("+")
     session = requests.Session()
     pushes: list[float] = []
     cards: list[float] = []
-    try:
+    with serving(port=free_port(), dynamodb_port=free_port(), crm_token=CRM_TOKEN) as stack:
+        assert stack.widget is not None
         with sync_playwright() as driver, tempfile.TemporaryDirectory() as profile:
             context = driver.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = context.new_page()
@@ -103,12 +100,6 @@ def measure() -> dict[str, Any]:
                 # (not in step with it, which would flatter or punish every sample alike).
                 page.wait_for_timeout(50 + random.uniform(0, 250))
             context.close()
-    finally:
-        stack.stopping.set()
-        stack.api.shutdown()
-        stack.api.server_close()
-        stack.widget.socket.stop()
-        moto.stop()  # type: ignore[attr-defined]
     card, floor = _stats(cards), _stats(pushes)
     return {
         "samples": SAMPLES,

@@ -8,6 +8,7 @@ Ctrl-C stops it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -18,6 +19,7 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -243,6 +245,22 @@ def _local_crm(moto_url: str, crm_url: str | None, api_key: str | None) -> tuple
         receiver = CrmReceiver(port, ReceiverAuth(api_key=api_key), echo=lambda text: print(text, flush=True))
         crm_url = f"{receiver.start().url}/pbxbridge/events"
     return local_crm_parameters(moto_url, crm_url, api_key or ""), receiver
+
+
+@contextlib.contextmanager
+def serving(**options: Any) -> Iterator[LocalStack]:
+    """The stack `start(**options)` makes, its API served from a thread, and all of it stopped
+    afterwards (the tests and the benchmarks; `make run` serves from its main thread and saves data)."""
+    stack, moto = start(**options)
+    threading.Thread(target=stack.api.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        yield stack
+    finally:
+        stack.stopping.set()
+        stack.api.shutdown()
+        stack.api.server_close()
+        stack.stop_servers()
+        moto.stop()  # type: ignore[attr-defined]
 
 
 def start(

@@ -10,6 +10,7 @@ import io
 import json
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -231,31 +232,32 @@ Pusher = Callable[..., Answer]
 
 
 @contextlib.contextmanager
-def running_stack(moto_url: str, crm_token: str) -> Iterator[LocalStack]:
+def running_stack(moto_url: str, crm_token: str, **options: Any) -> Iterator[LocalStack]:
     """The local stack as `make run` starts it (real HTTP server, simulator, pollers, the widget's
-    WebSocket), stopped whole afterwards and the environment put back."""
-    import threading
-
-    from local.stack import start
+    WebSocket), stopped whole afterwards and the environment put back. `options` go to `start`."""
+    from local.stack import serving
 
     saved = dict(os.environ)
     # moto keeps its state per process, shared by every server in it: start the stack on a clean one.
     requests.post(f"{moto_url}/moto-api/reset", timeout=5).raise_for_status()
     drop_process_caches()  # clients made for the session's moto server must not be reused
-    stack, moto = start(port=free_port(), dynamodb_port=free_port(), crm_token=crm_token)
-    thread = threading.Thread(target=stack.api.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
     try:
-        yield stack
+        with serving(port=free_port(), dynamodb_port=free_port(), crm_token=crm_token, **options) as stack:
+            yield stack
     finally:
-        stack.stopping.set()
-        stack.api.shutdown()
-        stack.api.server_close()
-        stack.stop_servers()
-        moto.stop()  # type: ignore[attr-defined]
         os.environ.clear()
         os.environ.update(saved)
         drop_process_caches()  # and the stack's clients must not outlive it
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 20.0) -> Any:
+    """Poll `check` until it gives something true or `timeout` passes; what it gave last."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")

@@ -23,24 +23,16 @@ from local.aws import client, create_queues_buckets_and_buses, free_port
 from local.crm_forwarding import read_forwarding, run_forwarding
 from local.crm_receiver import TOKEN_PATH, CrmReceiver, ReceiverAuth
 from local.event_schemas import logical_id
-from local.stack import LocalStack, start
+from local.stack import LocalStack
 from local.template import Template
 from pbxbridge.call_events import EVENT_TYPES
-from tests.conftest import drop_process_caches
+from tests.conftest import running_stack, wait_for
 
 
 def registry_schema(template: Template, detail_type: str) -> dict[str, Any]:
     """The schema the template registers for this event: what a CRM is promised to receive."""
     content = template.body["Resources"][logical_id(detail_type)]["Properties"]["Content"]
     return dict(json.loads(content))
-
-
-def wait_for(condition: Any, seconds: float = 20.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
 
 
 def test_forwarding_is_off_unless_the_url_is_set() -> None:
@@ -284,31 +276,20 @@ def test_a_missing_secret_is_named() -> None:
 
 @pytest.fixture(scope="module")
 def crm_stack(moto_url: str) -> Iterator[tuple[LocalStack, CrmReceiver]]:
-    saved = dict(os.environ)
-    requests.post(f"{moto_url}/moto-api/reset", timeout=5).raise_for_status()
-    drop_process_caches()
     crm = CrmReceiver(free_port(), ReceiverAuth(api_key="e2e-crm-key")).start()
     # Every type but LeadCreated is forwarded; the missed-call scenario makes a lead that must not arrive.
     selected = ",".join(t for t in EVENT_TYPES if t != "LeadCreated")
-    stack, moto = start(
-        port=free_port(),
-        dynamodb_port=free_port(),
-        crm_token="e2e-key",
-        crm_url=f"{crm.url}/pbxbridge",
-        crm_api_key="e2e-crm-key",
-        parameters={"CrmEventTypes": selected, "ScenarioMissedCallLeads": "true"},
-    )
-    thread = threading.Thread(target=stack.api.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield stack, crm
-    stack.stopping.set()
-    stack.api.shutdown()
-    stack.api.server_close()
-    crm.stop()
-    moto.stop()  # type: ignore[attr-defined]
-    os.environ.clear()
-    os.environ.update(saved)
-    drop_process_caches()
+    try:
+        with running_stack(
+            moto_url,
+            "e2e-key",
+            crm_url=f"{crm.url}/pbxbridge",
+            crm_api_key="e2e-crm-key",
+            parameters={"CrmEventTypes": selected, "ScenarioMissedCallLeads": "true"},
+        ) as stack:
+            yield stack, crm
+    finally:
+        crm.stop()
 
 
 def test_every_selected_call_event_reaches_the_crm_once_with_the_documented_body(
@@ -336,7 +317,7 @@ def test_every_selected_call_event_reaches_the_crm_once_with_the_documented_body
     def arrived() -> set[str]:
         return {r.body["detail"]["id"] for r in list(crm.received)}
 
-    wait_for(lambda: expected <= arrived(), seconds=40)
+    wait_for(lambda: expected <= arrived(), timeout=40)
     time.sleep(1.5)  # anything delivered twice, or the lead, would have arrived by now
     assert arrived() == expected
     ids = [r.body["detail"]["id"] for r in crm.received]

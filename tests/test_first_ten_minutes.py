@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +21,9 @@ from local.aws import free_port
 from local.stack import LocalStack
 from local.template import Template
 from pbxbridge import client as commands_client
-from tests.conftest import running_stack
+from tests.conftest import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def stack(moto_url: str) -> Iterator[LocalStack]:
-    with running_stack(moto_url, "first-key") as stack:
-        yield stack
 
 
 @pytest.fixture
@@ -44,15 +37,6 @@ def console(stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pbxbridge.cli", *args], env=env, capture_output=True, text=True, timeout=60, check=False
     )
-
-
-def wait_for(check: Any, timeout: float = 20) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.2)
 
 
 # The stack
@@ -260,7 +244,9 @@ def lines(separator: str) -> str:
 
 def contact_of(stack: LocalStack, phone: str) -> Any:
     return requests.post(
-        stack.webhook_url, data={"cmd": "contact", "phone": phone, "callid": "x", "crm_token": "first-key"}, timeout=10
+        stack.webhook_url,
+        data={"cmd": "contact", "phone": phone, "callid": "x", "crm_token": stack.crm_token},
+        timeout=10,
     ).json()
 
 

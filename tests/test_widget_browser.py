@@ -23,7 +23,7 @@ from local.browser import CHROMIUM, CHROMIUM_ARGS
 from local.stack import DEMO_CONTACT, MISSED_DEMO_PHONE, LocalStack
 from local.widget import issue_token
 from pbxbridge.widget.tokens import issue_token as sign_token
-from tests.conftest import running_stack
+from tests.conftest import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 # Saved on every run outside the tracked tree; `make screenshots` refreshes the README's in docs/screenshots.
@@ -34,12 +34,6 @@ TIMEOUT_MS = 15_000
 pytestmark = pytest.mark.skipif(
     shutil.which(CHROMIUM) is None, reason="Debian's chromium is not installed (make test installs it)"
 )
-
-
-@pytest.fixture(scope="module")
-def stack(moto_url: str) -> Iterator[LocalStack]:
-    with running_stack(moto_url, "browser-key") as stack:
-        yield stack
 
 
 @pytest.fixture(scope="module")
@@ -144,10 +138,10 @@ def test_the_contacts_responsible_sees_the_card_of_a_call_to_someone_else(
     phone = DEMO_CONTACT["phone"].lstrip("+")
     # An earlier call with the demo contact, for the card's history.
     earlier = stack.pbx.simulator.play_inbound(phone, group=None, rings="andy", answered_by="andy", duration=61)
-    deadline = time.monotonic() + 20
-    while not commands(stack).invoke({"cmd": "getCall", "callid": earlier})["result"]["call"].get("recording_key"):
-        assert time.monotonic() < deadline, "the earlier call's recording was never archived"
-        time.sleep(0.2)
+    archived = wait_for(
+        lambda: commands(stack).invoke({"cmd": "getCall", "callid": earlier})["result"]["call"].get("recording_key")
+    )
+    assert archived, "the earlier call's recording was never archived"
     callid = "browser-call-2"
     event(stack, "INCOMING", "mike", phone, callid)
     for page in (mike, andy):  # mike is rung, andy is the contact's responsible
