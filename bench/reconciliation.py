@@ -55,7 +55,7 @@ def _items(count: int) -> list[dict[str, Any]]:
     from pbxbridge.domain.reconciliation import call_from_row
     from pbxbridge.pbx.client import parse_history_csv
     from pbxbridge.pbx.models import HistoryRow
-    from pbxbridge.storage.dynamodb import _serialize
+    from pbxbridge.storage.dynamodb import serialize
     from pbxbridge.storage.watermark import _history_call_item
 
     start = datetime(2026, 1, 1, tzinfo=UTC)
@@ -77,7 +77,7 @@ def _items(count: int) -> list[dict[str, Any]]:
     )
     now = datetime.now(tz=UTC)
     return [
-        {k: _serialize(v) for k, v in _history_call_item(call_from_row(row, "RU"), now).items()}
+        {k: serialize(v) for k, v in _history_call_item(call_from_row(row, "RU"), now).items()}
         for row in parse_history_csv(lines)
         if isinstance(row, HistoryRow)
     ]

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pbxbridge.domain.callbacks import Callback, CallbackStatus
+from pbxbridge.domain.callbacks import Callback, CallbackStatus, parse_time
 
 SOURCE = "pbxbridge"
 
@@ -112,17 +112,8 @@ EVENT_TYPES: dict[str, type[BaseModel]] = {
 }
 
 
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 def _first(item: Mapping[str, Any], *names: str) -> datetime | None:
-    times = [t for t in (_time(item.get(name)) for name in names) if t is not None]
+    times = [t for t in (parse_time(item.get(name)) for name in names) if t is not None]
     return min(times) if times else None
 
 
@@ -147,8 +138,8 @@ def call_events(
         yield CallRinging(
             id=f"{callid}/CallRinging", occurred_at=rang, contact_name=name, responsible=responsible, **common
         )
-    answered = _time(new.get("accepted_at"))
-    if answered and not _time(old.get("accepted_at")):
+    answered = parse_time(new.get("accepted_at"))
+    if answered and not parse_time(old.get("accepted_at")):
         yield CallAnswered(
             id=f"{callid}/CallAnswered", occurred_at=answered, answered_by=new.get("accepted_by"), **common
         )
@@ -167,7 +158,7 @@ def call_events(
         when = _first(new, "history_at", "reconciled_at") or datetime.now(tz=UTC)
         yield CallMissed(id=f"{callid}/CallMissed", occurred_at=when, **common)
     if new.get("recording_key") and not old.get("recording_key"):
-        when = _time(new.get("recorded_at")) or datetime.now(tz=UTC)
+        when = parse_time(new.get("recorded_at")) or datetime.now(tz=UTC)
         yield CallRecorded(
             id=f"{callid}/CallRecorded",
             occurred_at=when,

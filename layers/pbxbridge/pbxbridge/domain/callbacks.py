@@ -359,11 +359,12 @@ def list_callbacks(
     return store.list_callbacks(owner, status, limit, cursor)
 
 
-def _time(value: Any) -> datetime | None:
+def parse_time(value: Any) -> datetime | None:
+    """A stored ISO 8601 time (`Z` or an offset) as an aware datetime; None for anything else."""
     if not isinstance(value, str) or not value:
         return None
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return datetime.fromisoformat(value)
     except ValueError:
         return None
 
@@ -409,7 +410,7 @@ def call_facts(
     decided for it (`CallMissed`, `CallAnswered`, `CallEnded`: each once per transition), and the
     item `before` the change (a missed call's ringing legs may come after its history)."""
     phone, callid = call.get("client"), call.get("callid")
-    started = _time(call.get("started_at"))
+    started = parse_time(call.get("started_at"))
     if not isinstance(phone, str) or not phone or not isinstance(callid, str) or started is None:
         return []
     facts = []
@@ -472,6 +473,7 @@ __all__ = [
     "group_owner",
     "list_callbacks",
     "owner_by",
+    "parse_time",
     "record_call",
     "rung",
 ]

@@ -14,7 +14,6 @@ two calls with one number processed at once cannot both win, the loser reads aga
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -29,13 +28,12 @@ from pbxbridge.domain.callbacks import (
     Opened,
 )
 from pbxbridge.storage.dynamodb import (
-    InvalidCursorError,
-    _decode_cursor,
-    _encode_cursor,
-    _serialize,
-    _unavailable_on_aws_errors,
+    newest_first,
+    parse_utc_iso,
     plain_item,
+    unavailable_on_aws_errors,
     utc_iso,
+    wire_item,
 )
 
 BY_OWNER_INDEX = "by_owner"
@@ -43,10 +41,6 @@ LEDGER = "ledger"
 CALLBACK_PREFIX = "callback#"
 # Closed call-backs are kept this long (the table's TTL attribute `expires_at`); open ones forever.
 CLOSED_RETENTION_SECONDS = 400 * 24 * 3600
-
-
-def _time(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def _ledger_item(ledger: Ledger) -> dict[str, Any]:
@@ -71,11 +65,11 @@ def _ledger(item: Mapping[str, Any]) -> Ledger:
         phone=phone,
         version=int(item.get("version", 0)),
         calls={
-            callid: CallFact(callid, phone, CallKind(raw["k"]), _time(raw["t"]), raw.get("u"))
+            callid: CallFact(callid, phone, CallKind(raw["k"]), parse_utc_iso(raw["t"]), raw.get("u"))
             for callid, raw in item.get("calls", {}).items()
         },
         opened={callid: Opened(id=raw["id"], owner=raw["o"]) for callid, raw in item.get("opened", {}).items()},
-        boundary=_time(item["boundary"]) if item.get("boundary") else None,
+        boundary=parse_utc_iso(item["boundary"]) if item.get("boundary") else None,
     )
 
 
@@ -114,14 +108,14 @@ class DynamoCallbackStore:
         self._client = client
         self._table = table
 
-    @_unavailable_on_aws_errors
+    @unavailable_on_aws_errors
     def ledger(self, phone: str) -> Ledger | None:
         response = self._client.get_item(
             TableName=self._table, Key={"phone": {"S": phone}, "sk": {"S": LEDGER}}, ConsistentRead=True
         )
         return _ledger(plain_item(response["Item"])) if "Item" in response else None
 
-    @_unavailable_on_aws_errors
+    @unavailable_on_aws_errors
     def save(self, ledger: Ledger, expected_version: int, changed: Sequence[Callback]) -> bool:
         guard: dict[str, Any] = (
             {"ConditionExpression": "attribute_not_exists(phone)"}
@@ -132,9 +126,9 @@ class DynamoCallbackStore:
                 "ExpressionAttributeValues": {":v": {"N": str(expected_version)}},
             }
         )
-        ledger_put = {"TableName": self._table, "Item": _wire(_ledger_item(ledger)), **guard}
+        ledger_put = {"TableName": self._table, "Item": wire_item(_ledger_item(ledger)), **guard}
         writes: list[dict[str, Any]] = [{"Put": ledger_put}]
-        writes += [{"Put": {"TableName": self._table, "Item": _wire(callback_item(c))}} for c in changed]
+        writes += [{"Put": {"TableName": self._table, "Item": wire_item(callback_item(c))}} for c in changed]
         try:
             self._client.transact_write_items(TransactItems=writes)
         except ClientError as exc:
@@ -145,32 +139,15 @@ class DynamoCallbackStore:
             raise
         return True
 
-    @_unavailable_on_aws_errors
+    @unavailable_on_aws_errors
     def list_callbacks(
         self, owner: str, status: CallbackStatus, limit: int = 50, cursor: str | None = None
     ) -> CallbackPage:
         key = f"{owner}#{CallbackStatus(status).value}"
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "IndexName": BY_OWNER_INDEX,
-            "KeyConditionExpression": "owner_status = :k",
-            "ExpressionAttributeValues": {":k": {"S": key}},
-            "ScanIndexForward": False,
-            "Limit": limit,
-        }
-        if cursor:
-            start = _decode_cursor(cursor)
-            if start.get("owner_status") != {"S": key}:
-                raise InvalidCursorError("the cursor belongs to another listing")
-            kwargs["ExclusiveStartKey"] = start
-        page = self._client.query(**kwargs)
-        last = page.get("LastEvaluatedKey")
-        return CallbackPage(
-            callbacks=[callback_from_item(plain_item(item)) for item in page.get("Items", [])],
-            cursor=_encode_cursor(last) if last else None,
-        )
+        items, next_cursor = newest_first(self._client, self._table, BY_OWNER_INDEX, "owner_status", key, limit, cursor)
+        return CallbackPage(callbacks=[callback_from_item(item) for item in items], cursor=next_cursor)
 
-    @_unavailable_on_aws_errors
+    @unavailable_on_aws_errors
     def callbacks_of(self, phone: str) -> list[Callback]:
         """Every stored call-back of a number, oldest first (for the console and the tests)."""
         page = self._client.query(
@@ -193,10 +170,6 @@ def _lost_the_race(exc: ClientError) -> bool:
         return False
     reasons = {str(reason.get("Code", "None")) for reason in exc.response.get("CancellationReasons", [])}
     return reasons <= _RACE_REASONS
-
-
-def _wire(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: _serialize(value) for name, value in item.items() if value is not None}
 
 
 __all__ = ["BY_OWNER_INDEX", "DynamoCallbackStore", "callback_from_item", "callback_item", "callback_owner"]

@@ -18,15 +18,13 @@ from botocore.exceptions import ClientError
 from pbxbridge.domain.calls import CallEvent, CallHistory, CallRating, Milestone, live_state
 from pbxbridge.storage.dynamodb import (
     HISTORY_MARKS,
-    InvalidCursorError,
-    _decode_cursor,
-    _encode_cursor,
-    _is_condition_failure,
-    _put_if_absent,
-    _query_all,
-    _unavailable_on_aws_errors,
-    _Update,
+    Update,
+    is_condition_failure,
+    newest_first,
     plain_item,
+    put_if_absent,
+    query_all,
+    unavailable_on_aws_errors,
     utc_iso,
 )
 
@@ -43,7 +41,7 @@ class DynamoCallStore:
         self._calls_table = calls_table
         self._events_table = events_table
 
-    def _update_call(self, callid: str, update: _Update, **extra: Any) -> dict[str, Any]:
+    def _update_call(self, callid: str, update: Update, **extra: Any) -> dict[str, Any]:
         return self._client.update_item(  # type: ignore[no-any-return]
             TableName=self._calls_table,
             Key={"callid": {"S": callid}},
@@ -53,10 +51,10 @@ class DynamoCallStore:
             **extra,
         )
 
-    @_unavailable_on_aws_errors
+    @unavailable_on_aws_errors
     def save_history(self, history: CallHistory) -> bool:
         update = (
-            _Update()
+            Update()
             .set("direction", history.direction)
             .set("status", history.status)
             .set("outcome", history.outcome.value)
@@ -90,14 +88,14 @@ class DynamoCallStore:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
-            if not _is_condition_failure(exc):
+            if not is_condition_failure(exc):
                 raise
             # An earlier attempt of this very request was applied; it was a duplicate if it was not the first.
             pushes = exc.response.get("Item", {}).get("history_pushes", {}).get("N", "1")
             return int(pushes) > 1
         return "history_pushes" in response.get("Attributes", {})
 
-    @_unavailable_on_aws_errors
+    @unavailable_on_aws_errors
     def add_timeline_event(self, event: CallEvent) -> bool:
         received = utc_iso(event.received_at, precise=True)
         item: dict[str, Any] = {
@@ -114,13 +112,13 @@ class DynamoCallStore:
             **({"second_callid": event.transferred_to} if event.transferred_to else {}),
             **event.optional,
         }
-        return not _put_if_absent(self._client, self._events_table, item, "event_key")
+        return not put_if_absent(self._client, self._events_table, item, "event_key")
 
-    @_unavailable_on_aws_errors
+    @unavailable_on_aws_errors
     def advance_live_state(self, event: CallEvent) -> None:
         received = utc_iso(event.received_at, precise=True)
         update = (
-            _Update()
+            Update()
             .set_if_absent("client", event.client)
             .set_if_absent("client_raw", event.client_raw)
             .set_if_absent("started_at", utc_iso(event.received_at))
@@ -140,10 +138,10 @@ class DynamoCallStore:
             update.set_if_absent(name, event.optional.get(name))
         self._update_call(event.callid, update)
 
-    @_unavailable_on_aws_errors
+    @unavailable_on_aws_errors
     def save_rating(self, rating: CallRating) -> None:
         update = (
-            _Update()
+            Update()
             .set("rating", rating.rating)
             .set("rating_at", utc_iso(rating.received_at, precise=True))
             .set_if_absent("client", rating.client)
@@ -153,20 +151,20 @@ class DynamoCallStore:
 
     # Recordings
 
-    @_unavailable_on_aws_errors
+    @unavailable_on_aws_errors
     def recording_archived(self, callid: str, key: str, size: int) -> None:
         now = utc_iso(datetime.now(tz=UTC), precise=True)
-        update = _Update().set("recording_key", key).set("recording_size", size).set("recorded_at", now)
+        update = Update().set("recording_key", key).set("recording_size", size).set("recorded_at", now)
         self._update_call(callid, update)
 
-    @_unavailable_on_aws_errors
+    @unavailable_on_aws_errors
     def recording_rejected(self, callid: str, reason: str) -> None:
-        update = _Update().set("recording_rejected", reason[:500])
+        update = Update().set("recording_rejected", reason[:500])
         self._update_call(callid, update)
 
     # Reads (for the commands and the tests): each is one request.
 
-    @_unavailable_on_aws_errors
+    @unavailable_on_aws_errors
     def get_call(self, callid: str) -> dict[str, Any] | None:
         response = self._client.get_item(
             TableName=self._calls_table, Key={"callid": {"S": callid}}, ConsistentRead=True
@@ -175,9 +173,9 @@ class DynamoCallStore:
             return None
         return _with_live_state(plain_item(response["Item"]))
 
-    @_unavailable_on_aws_errors
+    @unavailable_on_aws_errors
     def timeline(self, callid: str) -> list[dict[str, Any]]:
-        return _query_all(
+        return query_all(
             self._client,
             TableName=self._events_table,
             IndexName=BY_ARRIVAL_INDEX,
@@ -186,35 +184,17 @@ class DynamoCallStore:
             ConsistentRead=True,
         )
 
-    @_unavailable_on_aws_errors
+    @unavailable_on_aws_errors
     def calls_by_client(self, phone_e164: str, limit: int = 50, cursor: str | None = None) -> CallPage:
         return self._newest_first(BY_CLIENT_INDEX, "client", phone_e164, limit, cursor)
 
-    @_unavailable_on_aws_errors
+    @unavailable_on_aws_errors
     def calls_by_user(self, login: str, limit: int = 50, cursor: str | None = None) -> CallPage:
         return self._newest_first(BY_USER_INDEX, "pbx_user", login, limit, cursor)
 
     def _newest_first(self, index: str, attribute: str, value: str, limit: int, cursor: str | None) -> CallPage:
-        kwargs: dict[str, Any] = {
-            "TableName": self._calls_table,
-            "IndexName": index,
-            "KeyConditionExpression": "#k = :v",
-            "ExpressionAttributeNames": {"#k": attribute},
-            "ExpressionAttributeValues": {":v": {"S": value}},
-            "ScanIndexForward": False,
-            "Limit": limit,
-        }
-        if cursor:
-            start = _decode_cursor(cursor)
-            if start.get(attribute) != {"S": value}:
-                raise InvalidCursorError("the cursor belongs to another listing")
-            kwargs["ExclusiveStartKey"] = start
-        page = self._client.query(**kwargs)
-        last = page.get("LastEvaluatedKey")
-        return CallPage(
-            calls=[_with_live_state(plain_item(item)) for item in page.get("Items", [])],
-            cursor=_encode_cursor(last) if last else None,
-        )
+        items, next_cursor = newest_first(self._client, self._calls_table, index, attribute, value, limit, cursor)
+        return CallPage(calls=[_with_live_state(item) for item in items], cursor=next_cursor)
 
 
 def _with_live_state(call: dict[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from pbxbridge.storage.dynamodb import _query_all, _unavailable_on_aws_errors
+from pbxbridge.storage.dynamodb import query_all, unavailable_on_aws_errors
 
 BY_LOGIN_INDEX = "by_login"
 # API Gateway closes a WebSocket connection after two hours whatever happens on it.
@@ -25,7 +25,7 @@ class DynamoConnectionStore:
         self._client = client
         self._table = table
 
-    @_unavailable_on_aws_errors
+    @unavailable_on_aws_errors
     def connected(self, connection_id: str, login: str, token_expires_at: int, now: float | None = None) -> None:
         moment = int(now if now is not None else time.time())
         expires = min(token_expires_at, moment + MAX_CONNECTION_SECONDS)
@@ -39,16 +39,16 @@ class DynamoConnectionStore:
             },
         )
 
-    @_unavailable_on_aws_errors
+    @unavailable_on_aws_errors
     def disconnected(self, connection_id: str) -> None:
         self._client.delete_item(TableName=self._table, Key={"connection_id": {"S": connection_id}})
 
-    @_unavailable_on_aws_errors
+    @unavailable_on_aws_errors
     def of(self, login: str, limit: int = MAX_CONNECTIONS_PER_LOGIN) -> list[str]:
         """The user's open connections, the `limit` newest (the latest to expire); items past their
         TTL (not yet swept by DynamoDB) are left out."""
         now = int(time.time())
-        items = _query_all(
+        items = query_all(
             self._client,
             TableName=self._table,
             IndexName=BY_LOGIN_INDEX,

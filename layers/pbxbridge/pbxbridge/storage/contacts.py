@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -11,14 +10,27 @@ from pydantic import ValidationError
 
 from pbxbridge.domain.contacts import Contact
 from pbxbridge.storage.dynamodb import (
-    StoreUnavailableError,
-    _put_if_absent,
-    _serialize,
-    _unavailable_on_aws_errors,
+    batch_get,
     plain_item,
+    put_if_absent,
+    serialize,
+    unavailable_on_aws_errors,
 )
 
 log = logging.getLogger(__name__)
+
+
+# The attributes a contact is read with (GetItem, BatchGetItem).
+_CONTACT_FIELDS: dict[str, Any] = {
+    "ProjectionExpression": "#p, #n, #r, #c, #l",
+    "ExpressionAttributeNames": {
+        "#p": "phone",
+        "#n": "contact_name",
+        "#r": "responsible",
+        "#c": "crm_id",
+        "#l": "lead",
+    },
+}
 
 
 class DynamoContactStore:
@@ -26,19 +38,12 @@ class DynamoContactStore:
         self._client = client
         self._table = contacts_table
 
-    @_unavailable_on_aws_errors
+    @unavailable_on_aws_errors
     def get_contact(self, phone_e164: str) -> Contact | None:
         response = self._client.get_item(
             TableName=self._table,
             Key={"phone": {"S": phone_e164}},
-            ProjectionExpression="#p, #n, #r, #c, #l",
-            ExpressionAttributeNames={
-                "#p": "phone",
-                "#n": "contact_name",
-                "#r": "responsible",
-                "#c": "crm_id",
-                "#l": "lead",
-            },
+            **_CONTACT_FIELDS,
         )
         item = response.get("Item")
         if not item:
@@ -51,44 +56,28 @@ class DynamoContactStore:
             log.warning("unreadable contact item, answered as unknown: %s", ", ".join(fields))
             return None
 
-    @_unavailable_on_aws_errors
+    @unavailable_on_aws_errors
     def get_contacts(self, phones: Iterable[str]) -> dict[str, Contact]:
         """Several contacts by number in one BatchGetItem per 100 (the widget's call-back list), not a
         GetItem each; numbers nobody knows (or whose row is unreadable) are left out."""
         wanted = list(dict.fromkeys(phones))
         found: dict[str, Contact] = {}
-        names = {"#p": "phone", "#n": "contact_name", "#r": "responsible", "#c": "crm_id", "#l": "lead"}
         for start in range(0, len(wanted), 100):
             keys = [{"phone": {"S": phone}} for phone in wanted[start : start + 100]]
-            request: dict[str, Any] = {
-                self._table: {
-                    "Keys": keys,
-                    "ProjectionExpression": "#p, #n, #r, #c, #l",
-                    "ExpressionAttributeNames": names,
-                }
-            }
-            for attempt in range(8):
-                response = self._client.batch_get_item(RequestItems=request)
-                for item in response.get("Responses", {}).get(self._table, []):
-                    try:
-                        contact = Contact.model_validate(plain_item(item))
-                    except ValidationError:
-                        log.warning("unreadable contact item, answered as unknown")
-                        continue
-                    found[contact.phone] = contact
-                request = response.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-                time.sleep(min(0.05 * 2**attempt, 1.0))
-            else:
-                raise StoreUnavailableError("BatchGetItem kept leaving keys unprocessed")
+            for item in batch_get(self._client, self._table, keys, **_CONTACT_FIELDS):
+                try:
+                    contact = Contact.model_validate(plain_item(item))
+                except ValidationError:
+                    log.warning("unreadable contact item, answered as unknown")
+                    continue
+                found[contact.phone] = contact
         return found
 
-    @_unavailable_on_aws_errors
+    @unavailable_on_aws_errors
     def create_contact_if_absent(self, contact: Contact) -> bool:
-        return _put_if_absent(self._client, self._table, contact.model_dump(exclude_none=True), "phone")
+        return put_if_absent(self._client, self._table, contact.model_dump(exclude_none=True), "phone")
 
-    @_unavailable_on_aws_errors
+    @unavailable_on_aws_errors
     def delete_contact(self, phone_e164: str) -> bool:
         """Forget a contact; True when there was one."""
         response = self._client.delete_item(
@@ -96,7 +85,7 @@ class DynamoContactStore:
         )
         return "Attributes" in response
 
-    @_unavailable_on_aws_errors
+    @unavailable_on_aws_errors
     def put_contacts(self, contacts: Iterable[Contact]) -> int:
         count = 0
         from boto3.dynamodb.table import BatchWriter
@@ -105,6 +94,6 @@ class DynamoContactStore:
         with BatchWriter(self._table, self._client, overwrite_by_pkeys=["phone"]) as batch:
             for contact in contacts:
                 item = contact.model_dump(exclude_none=True)
-                batch.put_item(Item={key: _serialize(value) for key, value in item.items()})
+                batch.put_item(Item={key: serialize(value) for key, value in item.items()})
                 count += 1
         return count

@@ -11,12 +11,12 @@ from botocore.exceptions import ClientError
 
 from pbxbridge.domain.directory import Department, Directory, PbxUser
 from pbxbridge.storage.dynamodb import (
-    _is_condition_failure,
-    _query_all,
-    _serialize,
-    _unavailable_on_aws_errors,
-    _Update,
+    Update,
+    is_condition_failure,
+    query_all,
+    unavailable_on_aws_errors,
     utc_iso,
+    wire_item,
 )
 
 
@@ -28,7 +28,7 @@ class DynamoDirectoryStore:
         self._table = table
 
     def _query(self, kind: str) -> list[dict[str, Any]]:
-        return _query_all(
+        return query_all(
             self._client,
             TableName=self._table,
             KeyConditionExpression="#k = :k",
@@ -36,7 +36,7 @@ class DynamoDirectoryStore:
             ExpressionAttributeValues={":k": {"S": kind}},
         )
 
-    @_unavailable_on_aws_errors
+    @unavailable_on_aws_errors
     def snapshot(self, region: str, departments: bool = True) -> Directory:
         users = tuple(
             PbxUser(
@@ -57,9 +57,9 @@ class DynamoDirectoryStore:
         )
         return Directory(users=users, departments=found, region=region)
 
-    @_unavailable_on_aws_errors
+    @unavailable_on_aws_errors
     def save_user(self, user: PbxUser) -> None:
-        update = _Update()
+        update = Update()
         for name in ("real_name", "ext", "telnum", "email"):
             update.set(name, getattr(user, name))
         update.set("groups", list(user.groups))
@@ -73,12 +73,12 @@ class DynamoDirectoryStore:
             ExpressionAttributeValues=update.values,
         )
 
-    @_unavailable_on_aws_errors
+    @unavailable_on_aws_errors
     def save_department(self, department: Department) -> None:
         item = {"kind": "department", "id": department.id, "real_name": department.real_name, "ext": department.ext}
-        self._client.put_item(TableName=self._table, Item={k: _serialize(v) for k, v in item.items() if v is not None})
+        self._client.put_item(TableName=self._table, Item=wire_item(item))
 
-    @_unavailable_on_aws_errors
+    @unavailable_on_aws_errors
     def deactivate_users(self, logins: Iterable[str]) -> None:
         for login in logins:
             self._client.update_item(
@@ -89,7 +89,7 @@ class DynamoDirectoryStore:
                 ExpressionAttributeValues={":f": {"BOOL": False}},
             )
 
-    @_unavailable_on_aws_errors
+    @unavailable_on_aws_errors
     def map_user(self, login: str, crm_user: str | None) -> bool:
         expression = "SET #c = :c" if crm_user else "REMOVE #c"
         kwargs: dict[str, Any] = {
@@ -104,7 +104,7 @@ class DynamoDirectoryStore:
         try:
             self._client.update_item(**kwargs)
         except ClientError as exc:
-            if _is_condition_failure(exc):
+            if is_condition_failure(exc):
                 return False
             raise
         return True

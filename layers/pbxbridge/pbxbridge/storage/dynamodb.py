@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 # The marks of the history requests applied to a call (see save_history); internal, never answered.
 HISTORY_MARKS = "history_marks"
 
-_serialize = TypeSerializer().serialize
+serialize = TypeSerializer().serialize
 _deserialize = TypeDeserializer().deserialize
 
 P = ParamSpec("P")
@@ -65,7 +66,7 @@ def store_error(exc: Exception) -> StoreError:
     return StoreUnavailableError(type(exc).__name__ + ": " + _error_code(exc))
 
 
-def _unavailable_on_aws_errors(method: Callable[P, R]) -> Callable[P, R]:
+def unavailable_on_aws_errors(method: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(method)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
@@ -87,23 +88,67 @@ def _error_code(exc: Exception) -> str:
     return "connection"
 
 
-def _put_if_absent(client: Any, table: str, item: Mapping[str, Any], key: str) -> bool:
+def put_if_absent(client: Any, table: str, item: Mapping[str, Any], key: str) -> bool:
     """One conditional PutItem: True when the item was new, False when one with its key was there."""
     try:
         client.put_item(
             TableName=table,
-            Item={name: _serialize(value) for name, value in item.items()},
+            Item={name: serialize(value) for name, value in item.items()},
             ConditionExpression="attribute_not_exists(#k)",
             ExpressionAttributeNames={"#k": key},
         )
     except ClientError as exc:
-        if _is_condition_failure(exc):
+        if is_condition_failure(exc):
             return False
         raise
     return True
 
 
-def _query_all(client: Any, **kwargs: Any) -> list[dict[str, Any]]:
+def batch_get(client: Any, table: str, keys: list[dict[str, Any]], **read: Any) -> list[dict[str, Any]]:
+    """One BatchGetItem (at most 100 keys; `read`: a projection), the keys DynamoDB leaves unprocessed
+    asked again with backoff: the wire items found, in no particular order."""
+    request: dict[str, Any] = {table: {"Keys": keys, **read}}
+    found: list[dict[str, Any]] = []
+    for attempt in range(8):
+        response = client.batch_get_item(RequestItems=request)
+        found.extend(response.get("Responses", {}).get(table, []))
+        request = response.get("UnprocessedKeys") or {}
+        if not request:
+            return found
+        time.sleep(min(0.05 * 2**attempt, 1.0))
+    raise StoreUnavailableError("BatchGetItem kept leaving keys unprocessed")
+
+
+def newest_first(
+    client: Any, table: str, index: str, attribute: str, value: str, limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of an index's items whose `attribute` is `value`, newest first, as plain items; and the
+    cursor of the next page (None on the last). A cursor from another listing is InvalidCursorError."""
+    kwargs: dict[str, Any] = {
+        "TableName": table,
+        "IndexName": index,
+        "KeyConditionExpression": "#k = :v",
+        "ExpressionAttributeNames": {"#k": attribute},
+        "ExpressionAttributeValues": {":v": {"S": value}},
+        "ScanIndexForward": False,
+        "Limit": limit,
+    }
+    if cursor:
+        start = _decode_cursor(cursor)
+        if start.get(attribute) != {"S": value}:
+            raise InvalidCursorError("the cursor belongs to another listing")
+        kwargs["ExclusiveStartKey"] = start
+    page = client.query(**kwargs)
+    last = page.get("LastEvaluatedKey")
+    return [plain_item(item) for item in page.get("Items", [])], _encode_cursor(last) if last else None
+
+
+def wire_item(item: Mapping[str, Any]) -> dict[str, Any]:
+    """A plain item in DynamoDB's wire format; attributes that are None are left out."""
+    return {name: serialize(value) for name, value in item.items() if value is not None}
+
+
+def query_all(client: Any, **kwargs: Any) -> list[dict[str, Any]]:
     """Every page of a Query, as plain items."""
     items: list[dict[str, Any]] = []
     while True:
@@ -114,7 +159,7 @@ def _query_all(client: Any, **kwargs: Any) -> list[dict[str, Any]]:
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-def _is_condition_failure(exc: ClientError) -> bool:
+def is_condition_failure(exc: ClientError) -> bool:
     return bool(exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException")
 
 
@@ -134,6 +179,11 @@ def batch_dynamodb_client() -> Any:
     return session().client("dynamodb", config=config)
 
 
+def parse_utc_iso(text: str) -> datetime:
+    """What `utc_iso` wrote, as an aware datetime (Python 3.11+ reads the `Z`)."""
+    return datetime.fromisoformat(text)
+
+
 def utc_iso(moment: datetime, *, precise: bool = False) -> str:
     """ISO 8601 in UTC with `Z`, one width per kind (years padded to 4), so strings sort as times."""
     moment = moment.astimezone(UTC) if moment.tzinfo else moment
@@ -142,7 +192,7 @@ def utc_iso(moment: datetime, *, precise: bool = False) -> str:
     return f"{text}.{moment.microsecond:06d}Z" if precise else f"{text}Z"
 
 
-class _Update:
+class Update:
     """Builds one UpdateItem expression: SET, SET if absent, ADD to a set."""
 
     def __init__(self) -> None:
@@ -155,27 +205,27 @@ class _Update:
         index = len(self.values)
         name, ref = f"#a{index}", f":v{index}"
         self.names[name] = attribute
-        self.values[ref] = _serialize(value)
+        self.values[ref] = serialize(value)
         return name, ref
 
-    def set(self, attribute: str, value: Any) -> _Update:
+    def set(self, attribute: str, value: Any) -> Update:
         if value is not None:
             name, ref = self._refs(attribute, value)
             self._sets.append(f"{name} = {ref}")
         return self
 
-    def set_if_absent(self, attribute: str, value: Any) -> _Update:
+    def set_if_absent(self, attribute: str, value: Any) -> Update:
         if value is not None:
             name, ref = self._refs(attribute, value)
             self._sets.append(f"{name} = if_not_exists({name}, {ref})")
         return self
 
-    def increment(self, attribute: str) -> _Update:
+    def increment(self, attribute: str) -> Update:
         name, ref = self._refs(attribute, 1)
         self._adds.append(f"{name} {ref}")
         return self
 
-    def add_to_set(self, attribute: str, member: str | None) -> _Update:
+    def add_to_set(self, attribute: str, member: str | None) -> Update:
         if member:
             name, ref = self._refs(attribute, {member})
             self._adds.append(f"{name} {ref}")

@@ -14,7 +14,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from pbxbridge.storage.dynamodb import _is_condition_failure, _unavailable_on_aws_errors
+from pbxbridge.storage.dynamodb import is_condition_failure, unavailable_on_aws_errors
 
 WINDOW_SECONDS = 60
 
@@ -25,7 +25,7 @@ class DynamoRateLimiter:
         self._table = table
         self._window = window_seconds
 
-    @_unavailable_on_aws_errors
+    @unavailable_on_aws_errors
     def take(self, key: str, limit: int, now: float | None = None) -> int | None:
         """Count one action for `key`; None when it is within `limit` this window, else the seconds
         until the next window (the Retry-After)."""
@@ -34,7 +34,7 @@ class DynamoRateLimiter:
         try:
             self._add_one(f"rate#{key}#{window}", limit, window + 2 * self._window)
         except ClientError as exc:
-            if not _is_condition_failure(exc):
+            if not is_condition_failure(exc):
                 raise
             return max(1, math.ceil(window + self._window - moment))
         return None

@@ -3,19 +3,19 @@ the history is reconciled) in the sync state table."""
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from pbxbridge.storage.dynamodb import (
-    StoreUnavailableError,
-    _is_condition_failure,
-    _put_if_absent,
-    _serialize,
-    _unavailable_on_aws_errors,
-    _Update,
+    Update,
+    batch_get,
+    is_condition_failure,
+    parse_utc_iso,
+    put_if_absent,
+    serialize,
+    unavailable_on_aws_errors,
     utc_iso,
 )
 
@@ -35,31 +35,22 @@ class DynamoLedger:
         self._calls_table = calls_table
         self._state_table = state_table
 
-    @_unavailable_on_aws_errors
+    @unavailable_on_aws_errors
     def reconciliation_state(self, callids: list[str]) -> dict[str, CallState]:
         from pbxbridge.domain.reconciliation import CallState
 
         keys: list[dict[str, Any]] = [{"callid": {"S": callid}} for callid in dict.fromkeys(callids)]
-        found: dict[str, CallState] = {}
-        request: dict[str, Any] = {
-            self._calls_table: {
-                "Keys": keys,
-                "ProjectionExpression": "callid, reconciled_at, history_at",
-            }
+        items = batch_get(
+            self._client, self._calls_table, keys, ProjectionExpression="callid, reconciled_at, history_at"
+        )
+        return {
+            item["callid"]["S"]: CallState(
+                exists=True, reconciled="reconciled_at" in item, had_history="history_at" in item
+            )
+            for item in items
         }
-        for attempt in range(8):
-            response = self._client.batch_get_item(RequestItems=request)
-            for item in response.get("Responses", {}).get(self._calls_table, []):
-                found[item["callid"]["S"]] = CallState(
-                    exists=True, reconciled="reconciled_at" in item, had_history="history_at" in item
-                )
-            request = response.get("UnprocessedKeys") or {}
-            if not request:
-                return found
-            time.sleep(min(0.05 * 2**attempt, 1.0))
-        raise StoreUnavailableError("BatchGetItem kept leaving keys unprocessed")
 
-    @_unavailable_on_aws_errors
+    @unavailable_on_aws_errors
     def create_calls(self, calls: list[HistoryCall], reconciled_at: datetime) -> int:
         """Write calls that were missing, each only if it is still missing (a conditional put, several
         at once): a push that stored one since it was looked up wins, and that call is merged
@@ -70,7 +61,7 @@ class DynamoLedger:
 
         def create(call: HistoryCall) -> bool:
             item = _history_call_item(call, reconciled_at)
-            if _put_if_absent(self._client, self._calls_table, item, "callid"):
+            if put_if_absent(self._client, self._calls_table, item, "callid"):
                 return True
             self.merge_call(call, reconciled_at, had_history=False)
             return False
@@ -80,7 +71,7 @@ class DynamoLedger:
         with ThreadPoolExecutor(max_workers=8) as pool:
             return sum(pool.map(create, calls))
 
-    @_unavailable_on_aws_errors
+    @unavailable_on_aws_errors
     def write_old_calls(self, calls: list[HistoryCall], reconciled_at: datetime) -> None:
         """Write missing calls in batches of 25, unconditionally: only for calls so old that no push
         can still arrive for them (a backfill), where a conditional write per call buys nothing."""
@@ -88,12 +79,12 @@ class DynamoLedger:
 
         with BatchWriter(self._calls_table, self._client) as batch:
             for call in calls:
-                batch.put_item(Item={k: _serialize(v) for k, v in _history_call_item(call, reconciled_at).items()})
+                batch.put_item(Item={k: serialize(v) for k, v in _history_call_item(call, reconciled_at).items()})
 
-    @_unavailable_on_aws_errors
+    @unavailable_on_aws_errors
     def merge_call(self, call: HistoryCall, reconciled_at: datetime, *, had_history: bool = True) -> bool:
         item = _history_call_item(call, reconciled_at)
-        update = _Update()
+        update = Update()
         # The CSV's own fields; everything else only where the webhook left it empty. Without a
         # history push, the call's start is only an event's arrival: the PBX's own start wins.
         own = ("wait", "via", "csv_rating") if had_history else ("wait", "via", "csv_rating", "started_at")
@@ -112,15 +103,15 @@ class DynamoLedger:
         )
         return "Attributes" not in response
 
-    @_unavailable_on_aws_errors
+    @unavailable_on_aws_errors
     def watermark(self) -> datetime | None:
         response = self._client.get_item(
             TableName=self._state_table, Key={"name": {"S": self.WATERMARK}}, ConsistentRead=True
         )
         value = response.get("Item", {}).get("watermark", {}).get("S")
-        return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+        return parse_utc_iso(value) if value else None
 
-    @_unavailable_on_aws_errors
+    @unavailable_on_aws_errors
     def advance_watermark(self, to: datetime) -> bool:
         try:
             self._client.update_item(
@@ -135,7 +126,7 @@ class DynamoLedger:
                 },
             )
         except ClientError as exc:
-            if _is_condition_failure(exc):
+            if is_condition_failure(exc):
                 return False  # another run got further: never move back
             raise
         return True
