@@ -146,11 +146,9 @@ def callbacks_of(
     return {"ok": True, "result": {"callbacks": items, "cursor": None}}
 
 
-_deps: WidgetApiDependencies | None = None
-
-
 def _dependencies() -> WidgetApiDependencies:
-    return _deps or default_dependencies()
+    deps: WidgetApiDependencies = app.context["deps"]  # set per request by handle_widget_api
+    return deps
 
 
 def _login() -> str:
@@ -265,19 +263,16 @@ def callbacks() -> Response[Any]:
 
 
 def handle_widget_api(event: dict[str, Any], context: Any, deps: WidgetApiDependencies | None = None) -> Any:
-    global _deps
     authorizer = ((event.get("requestContext") or {}).get("authorizer") or {}).get("lambda") or {}
     if not authorizer.get("login") or int(authorizer.get("expires_at") or 0) < time.time():
         # The authorizer's answer may be cached past the token's expiry: the expiry is checked here too.
         return _refused(401, "Unauthorized")
-    _deps = deps
-    try:
-        if not _still_a_user(str(authorizer["login"]), _dependencies().directory()):
-            # Deactivated (or gone from the PBX) since the token was issued: its hours are over.
-            return _refused(403, "Forbidden")
-        return app.resolve(event, context)
-    finally:
-        _deps = None
+    deps = deps or default_dependencies()
+    if not _still_a_user(str(authorizer["login"]), deps.directory()):
+        # Deactivated (or gone from the PBX) since the token was issued: its hours are over.
+        return _refused(403, "Forbidden")
+    app.append_context(deps=deps)  # type: ignore[no-untyped-call]  # cleared by resolve() after each request
+    return app.resolve(event, context)
 
 
 def _refused(status: int, message: str) -> dict[str, Any]:

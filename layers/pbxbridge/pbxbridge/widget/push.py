@@ -66,7 +66,7 @@ def default_dependencies() -> CardDependencies:
 
     settings = card_settings()
     client = dynamodb_client()
-    calls = DynamoCallStore(client, settings.calls_table, settings.calls_table)
+    calls = DynamoCallStore(client, settings.calls_table, settings.call_events_table)
     contacts = DynamoContactStore(client, settings.contacts_table)
     directory = CachedDirectory(
         lambda: users_directory(client, settings.directory_table, settings.phone_region),
@@ -146,14 +146,16 @@ def deliver(logins: set[str], message: dict[str, Any], deps: CardDependencies) -
             metrics.add_metric(name="CardPostFailures", unit=MetricUnit.Count, value=1)
         return False
 
-    if len(people) <= 1:  # the common case: no thread for the one query (and none for one post)
-        targets = [connection for login in people for connection in deps.connections.of(login)]
-        if len(targets) <= 1:
-            return sum(one(t) for t in targets)
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        if len(people) > 1:  # one query per person (a department's members for a call-back), side by side
-            targets = [connection for found in pool.map(deps.connections.of, people) for connection in found]
-        return sum(pool.map(one, targets))
+    # One query per person (a department's members for a call-back), then one post per widget, side by side.
+    pool = _posting_pool()
+    targets = [connection for found in pool.map(deps.connections.of, people) for connection in found]
+    return sum(pool.map(one, targets))
+
+
+@lru_cache(maxsize=1)
+def _posting_pool() -> ThreadPoolExecutor:
+    """The container's one pool for the connection queries and posts (built on the first card, kept)."""
+    return ThreadPoolExecutor(max_workers=8, thread_name_prefix="card-post")
 
 
 def callback_watchers(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, directory: Directory) -> set[str]:

@@ -37,6 +37,7 @@ class SocketSettings(_Settings):
 
 class CardSettings(_Settings):
     calls_table: str = Field(alias="CALLS_TABLE", min_length=1)
+    call_events_table: str = Field(alias="CALL_EVENTS_TABLE", min_length=1)  # (the card reads no timeline)
     contacts_table: str = Field(alias="CONTACTS_TABLE", min_length=1)
     directory_table: str | None = Field(default=None, alias="DIRECTORY_TABLE")
     connections_table: str = Field(alias="CONNECTIONS_TABLE", min_length=1)
