@@ -4,9 +4,9 @@ cold start does not build their classes."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
-from pbxbridge.settings import _Common
+from pbxbridge.settings import OptionalSetting, _Common
 
 
 class _PbxAccess(BaseModel):
@@ -23,12 +23,7 @@ class CommandsSettings(_Common, _PbxAccess):
     # A click-to-call repeated with the same requestId within this time dials once.
     make_call_idempotency_seconds: int = Field(default=3600, alias="MAKE_CALL_IDEMPOTENCY_SECONDS", ge=60)
     # The widget tokens' signing key (issueWidgetToken); unset, the command answers not_configured.
-    widget_token_key_parameter: str | None = Field(default=None, alias="WIDGET_TOKEN_KEY_PARAMETER")
-
-    @field_validator("widget_token_key_parameter", mode="before")
-    @classmethod
-    def _no_widget_key(cls, value: object) -> object:
-        return value or None
+    widget_token_key_parameter: OptionalSetting = Field(default=None, alias="WIDGET_TOKEN_KEY_PARAMETER")
 
 
 class HistorySyncSettings(_Common, _PbxAccess):

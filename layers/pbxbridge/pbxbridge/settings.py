@@ -8,15 +8,24 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 if TYPE_CHECKING:
     # The webhook reads this module at init: the write path's scenarios and the other functions'
     # settings are imported where they are used (their classes cost a cold `contact` ~3 ms).
     from pbxbridge.domain.scenarios import Scenarios
     from pbxbridge.function_settings import CommandsSettings, HistorySyncSettings
+
+
+def _blank_is_none(value: object) -> object:
+    # CloudFormation passes an unset optional parameter as "".
+    return value or None
+
+
+# An optional setting: unset ("") is None.
+OptionalSetting = Annotated[str | None, BeforeValidator(_blank_is_none)]
 
 
 class _Common(BaseModel):
@@ -26,20 +35,14 @@ class _Common(BaseModel):
     calls_table: str = Field(alias="CALLS_TABLE", min_length=1)
     call_events_table: str = Field(alias="CALL_EVENTS_TABLE", min_length=1)
     contacts_table: str = Field(alias="CONTACTS_TABLE", min_length=1)
-    directory_table: str | None = Field(default=None, alias="DIRECTORY_TABLE")
+    directory_table: OptionalSetting = Field(default=None, alias="DIRECTORY_TABLE")
     phone_region: str = Field(default="RU", alias="PHONE_REGION", min_length=2, max_length=2)
     # Keys are re-read this often, so a rotated key is picked up without a deploy.
     key_cache_seconds: int = Field(default=300, alias="KEY_CACHE_SECONDS", ge=0)
     missed_call_leads: bool = Field(default=False, alias="SCENARIO_MISSED_CALL_LEADS")
-    lead_responsible: str | None = Field(default=None, alias="LEAD_RESPONSIBLE")
+    lead_responsible: OptionalSetting = Field(default=None, alias="LEAD_RESPONSIBLE")
     outbound_contacts: bool = Field(default=False, alias="SCENARIO_OUTBOUND_CONTACTS")
-    default_crm_user: str | None = Field(default=None, alias="DEFAULT_CRM_USER")
-
-    @field_validator("directory_table", "lead_responsible", "default_crm_user", mode="before")
-    @classmethod
-    def _empty_is_none(cls, value: object) -> object:
-        # CloudFormation passes an unset optional parameter as "".
-        return value or None
+    default_crm_user: OptionalSetting = Field(default=None, alias="DEFAULT_CRM_USER")
 
     @field_validator("phone_region")
     @classmethod
@@ -62,7 +65,7 @@ class WebhookSettings(_Common):
     """What the webhook function needs from its environment."""
 
     crm_token_parameter: str = Field(alias="CRM_TOKEN_PARAMETER", min_length=1)
-    crm_token_previous_parameter: str | None = Field(default=None, alias="CRM_TOKEN_PREVIOUS_PARAMETER")
+    crm_token_previous_parameter: OptionalSetting = Field(default=None, alias="CRM_TOKEN_PREVIOUS_PARAMETER")
     directory_cache_seconds: int = Field(default=300, alias="DIRECTORY_CACHE_SECONDS", ge=0)
     # Each push's whole budget for AWS (key, directory, reads, writes), from its arrival in the handler:
     # `contact` is asked while the phone rings (the PBX waits about a second), writes must answer 5xx
@@ -73,11 +76,6 @@ class WebhookSettings(_Common):
     write_attempt_seconds: float = Field(default=1.0, alias="WRITE_ATTEMPT_SECONDS", gt=0, le=8)
     # A directory refresh inside a push gets at most this much of the push's budget.
     directory_refresh_seconds: float = Field(default=0.25, alias="DIRECTORY_REFRESH_SECONDS", gt=0, le=5)
-
-    @field_validator("crm_token_previous_parameter", mode="before")
-    @classmethod
-    def _no_previous_key(cls, value: object) -> object:
-        return value or None
 
 
 @lru_cache(maxsize=1)

@@ -58,11 +58,14 @@ class Directory:
     region: str = "RU"
     _by_key: dict[str, str] = field(init=False, repr=False, compare=False)
     _by_crm: dict[str, str] = field(init=False, repr=False, compare=False)
+    _by_login: dict[str, PbxUser] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         by_key: dict[str, str] = {}
         by_crm: dict[str, str] = {}
+        by_login: dict[str, PbxUser] = {}
         for user in self.users:
+            by_login.setdefault(user.login, user)
             # Logins win over extensions, extensions over numbers: the order keys are claimed in.
             by_key.setdefault(user.login.lower(), user.login)
         for user in self.users:
@@ -75,6 +78,7 @@ class Directory:
                 by_crm.setdefault(user.crm_user, user.login)
         object.__setattr__(self, "_by_key", by_key)
         object.__setattr__(self, "_by_crm", by_crm)
+        object.__setattr__(self, "_by_login", by_login)
 
     def resolve(self, user: str | None) -> str | None:
         """The canonical login for `andy`, `andy@tenant`, `708` or `+7926...`; None for groups, `pbx`,
@@ -93,7 +97,7 @@ class Directory:
 
     def user(self, login: str | None) -> PbxUser | None:
         """The user of a canonical login (as `resolve` gives it), active or not."""
-        return next((u for u in self.users if u.login == login), None) if login else None
+        return self._by_login.get(login) if login else None
 
     def is_active(self, login: str | None) -> bool:
         user = self.user(login)
