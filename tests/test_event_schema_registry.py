@@ -11,14 +11,13 @@ import jsonschema
 import pytest
 
 from local.event_schemas import SCHEMAS_DIR, logical_id, registry_document, schema_files, template_block
-from local.template import TEMPLATE_PATH, load_template
+from local.template import TEMPLATE_PATH, Template, load_template
 from pbxbridge.call_events import EVENT_TYPES, CallMissed
 
 
 @pytest.fixture(scope="module")
 def registered() -> dict[str, dict[str, Any]]:
-    resources = load_template()["Resources"]
-    return {name: res for name, res in resources.items() if res["Type"] == "AWS::EventSchemas::Schema"}
+    return Template().resources("AWS::EventSchemas::Schema")
 
 
 def test_every_schema_file_is_registered_with_its_content(registered: dict[str, dict[str, Any]]) -> None:
@@ -52,11 +51,7 @@ def test_a_new_schema_file_is_one_more_registered_schema(tmp_path: Path, monkeyp
     template.write_text(TEMPLATE_PATH.read_text(encoding="utf-8"), encoding="utf-8")
     monkeypatch.setattr(event_schemas, "SCHEMAS_DIR", tmp_path)
     assert event_schemas.rewrite_template(template) is True
-    schemas = {
-        name: res
-        for name, res in load_template(template)["Resources"].items()
-        if res["Type"] == "AWS::EventSchemas::Schema"
-    }
+    schemas = Template(body=load_template(template)).resources("AWS::EventSchemas::Schema")
     assert set(schemas) == {logical_id(name) for name in [*EVENT_TYPES, new_type]}
     assert schemas[logical_id(new_type)]["Properties"]["SchemaName"] == f"pbxbridge@{new_type}"
     assert event_schemas.rewrite_template(template) is False  # idempotent

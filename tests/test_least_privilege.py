@@ -50,12 +50,9 @@ def as_list(value: Any) -> list[Any]:
 def deployed(translated: dict[str, Any], **parameters: str) -> tuple[Template, dict[str, dict[str, Any]]]:
     """The translated template with its conditions resolved: the resources a deploy creates."""
     template = Template(body=translated, parameters=parameters)
-    kept = {
-        name: resource
-        for name, resource in translated["Resources"].items()
-        if "Condition" not in resource or template.condition(resource["Condition"])
+    return template, {
+        name: resource for name, resource in translated["Resources"].items() if template.deployed(resource)
     }
-    return template, kept
 
 
 def role_statements(
@@ -193,11 +190,10 @@ def test_arns_resolve_locally() -> None:
 def test_without_a_pbx_the_deploy_schedules_nothing(translated: dict[str, Any]) -> None:
     """PbxUrl empty: the reconciliation and directory sync schedules exist, disabled."""
     for parameters, enabled in (({}, set()), ({"PbxUrl": "https://tenant.example.ru"}, {"rate(1 day)"})):
-        template, resources = deployed(translated, **parameters)
+        template = Template(body=translated, parameters=parameters)
         schedules = {
             name: template.resolve(resource["Properties"])
-            for name, resource in resources.items()
-            if resource["Type"] == "AWS::Scheduler::Schedule"
+            for name, resource in template.resources("AWS::Scheduler::Schedule").items()
         }
         running = {props["ScheduleExpression"] for props in schedules.values() if props.get("State") != "DISABLED"}
         assert running >= enabled, parameters

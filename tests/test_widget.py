@@ -21,6 +21,7 @@ from local.lambdas import LocalFunction
 from local.pbx_simulator import PbxSimulator, SimulatorServer
 from local.template import Template
 from local.websocket import LocalWebSocketApi
+from local.widget import issue_token as issue_widget_token
 from local.widget import store_widget_key
 from pbxbridge.domain.card import build_card, card_change
 from pbxbridge.domain.contacts import Contact
@@ -306,9 +307,7 @@ def widget(
 
 
 def token_for(functions: dict[str, LocalFunction], user: str) -> str:
-    answer = functions["CommandsFunction"].invoke({"cmd": "issueWidgetToken", "user": user, "ttl": 600})
-    assert answer["ok"], answer
-    return str(answer["result"]["token"])
+    return str(issue_widget_token(functions["CommandsFunction"], user, ttl=600)["token"])
 
 
 def test_issue_widget_token_resolves_the_user_to_one_login(widget: dict[str, LocalFunction]) -> None:
