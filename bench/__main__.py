@@ -28,6 +28,8 @@ from urllib.parse import urlencode
 
 import botocore
 
+from bench.probe import WEBHOOK_CALL, aws_environment, fresh_process, webhook_environment
+
 REPO = Path(__file__).resolve().parent.parent
 WARM_PUSHES = int(os.environ.get("BENCH_PUSHES", "400"))
 COLD_STARTS = int(os.environ.get("BENCH_COLD_STARTS", "12"))
@@ -171,15 +173,8 @@ start, start_cpu = time.perf_counter(), time.process_time()
 sys.path[:0] = [os.environ["BENCH_FUNCTION"], os.environ["BENCH_LAYER"]]
 import app
 imported, imported_cpu = time.perf_counter(), time.process_time()
-body = "cmd=contact&phone=79101234567&callid=cold&crm_token=" + os.environ["BENCH_KEY"]
-event = {"version": "2.0", "routeKey": "POST /pbx", "rawPath": "/pbx", "body": body, "isBase64Encoded": False,
-         "headers": {"content-type": "application/x-www-form-urlencoded"},
-         "requestContext": {"http": {"method": "POST", "path": "/pbx", "sourceIp": "127.0.0.1"}, "requestId": "cold",
-                            "stage": "$default", "timeEpoch": 0}}
-class Context:
-    function_name = "bench"; memory_limit_in_mb = 512; aws_request_id = "cold"
-    invoked_function_arn = "arn:aws:lambda:eu-central-1:000000000000:function:bench"
-    def get_remaining_time_in_millis(self): return 10000
+# WEBHOOK_CALL
+event = event("cmd=contact&phone=79101234567&callid=cold&crm_token=" + os.environ["BENCH_KEY"], "cold")
 answer = app.lambda_handler(event, Context())
 first, first_cpu = time.perf_counter(), time.process_time()
 assert answer["statusCode"] == 200 and "Bench" in answer["body"], answer
@@ -188,7 +183,7 @@ for _ in range(int(os.environ.get("BENCH_MORE", "0"))):
 print(json.dumps({"import_s": imported - start, "first_push_s": first - imported, "total_s": first - start,
                   "import_cpu_s": imported_cpu - start_cpu, "first_push_cpu_s": first_cpu - imported_cpu,
                   "maxrss_kb": peak_kb()}), file=sys.stderr)
-"""
+""".replace("# WEBHOOK_CALL\n", WEBHOOK_CALL)
 
 FLOOR_PROBE = r"""
 import json, sys, time
@@ -222,30 +217,16 @@ def build_native_layer(target: Path, bytecode: bool) -> Path:
     return layer
 
 
-def fresh_process(probe: str, env: dict[str, str]) -> tuple[float, dict[str, Any]]:
-    start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - start
-    if result.returncode != 0:
-        raise RuntimeError(result.stderr[-2000:])
-    return wall, json.loads(result.stderr.strip().splitlines()[-1])
-
-
 def cold_benchmark(moto_url: str) -> dict[str, Any]:
-    from local.aws import local_aws_environment
-    from local.template import Template
-
-    spec = Template().functions()["WebhookFunction"]
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}
     # /opt is read-only in Lambda: nothing may be compiled and kept between cold starts.
-    base_env.update(local_aws_environment(moto_url), PYTHONDONTWRITEBYTECODE="1")
+    base_env = {**aws_environment(moto_url), "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {**webhook_environment(moto_url, CRM_TOKEN), "PYTHONDONTWRITEBYTECODE": "1"}
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         layers = {
             "with_bytecode": build_native_layer(Path(tmp) / "pyc", bytecode=True),
             "without_bytecode": build_native_layer(Path(tmp) / "nopyc", bytecode=False),
         }
-        env = {**base_env, **spec.environment, "BENCH_FUNCTION": str(spec.code_dir), "BENCH_KEY": CRM_TOKEN}
         floor_walls, floor_inner = [], []
         floor_cpu: list[float] = []
         runs: dict[str, dict[str, list[float]]] = {

@@ -10,13 +10,11 @@ first; `rating` is one write alone). Targets: `contact` 1.0 s (answered `{}`), w
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
-import subprocess
-import sys
 from typing import Any
 
+from bench.probe import WEBHOOK_CALL, fresh_process, webhook_environment
 from local.faults import HangingServer, refusing_url
 
 PUSHES = int(os.environ.get("BENCH_FAULT_PUSHES", "5"))
@@ -26,21 +24,13 @@ import json, os, sys, time
 sys.path[:0] = [os.environ["BENCH_FUNCTION"]]
 import app
 key = os.environ["BENCH_KEY"]
-def event(body):
-    return {"version": "2.0", "routeKey": "POST /pbx", "rawPath": "/pbx", "body": body, "isBase64Encoded": False,
-            "headers": {"content-type": "application/x-www-form-urlencoded"},
-            "requestContext": {"http": {"method": "POST", "path": "/pbx", "sourceIp": "127.0.0.1"},
-                               "requestId": "fault", "stage": "$default", "timeEpoch": 0}}
-class Context:
-    function_name = "bench"; memory_limit_in_mb = 512; aws_request_id = "fault"
-    invoked_function_arn = "arn:aws:lambda:eu-central-1:000000000000:function:bench"
-    def get_remaining_time_in_millis(self): return 10000
+# WEBHOOK_CALL
 contact = "cmd=contact&phone=79101234567&callid=fault&crm_token=" + key
 history = ("cmd=history&type=in&status=Success&phone=79101234567&user=andy&start=20260825T113440Z"
            "&duration=42&callid=fault-{}&crm_token=" + key)
 def push(body):
     start = time.perf_counter()
-    answer = app.lambda_handler(event(body), Context())
+    answer = app.lambda_handler(event(body, "fault"), Context())
     return time.perf_counter() - start, answer["statusCode"], answer["body"]
 rating = "cmd=rating&rating=5&callid=fault-{}&crm_token=" + key
 out = {"first": push(contact), "contact": [], "history": [], "rating": []}
@@ -49,16 +39,11 @@ for index in range(int(os.environ["BENCH_PUSHES"])):
     out["history"].append(push(history.format(index)))
     out["rating"].append(push(rating.format(index)))
 print(json.dumps(out), file=sys.stderr)
-"""
+""".replace("# WEBHOOK_CALL\n", WEBHOOK_CALL)
 
 
 def _run(env: dict[str, str]) -> dict[str, Any]:
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, check=False, timeout=300
-    )
-    if result.returncode != 0:
-        raise RuntimeError(result.stderr[-2000:])
-    return dict(json.loads(result.stderr.strip().splitlines()[-1]))
+    return fresh_process(PROBE, env)[1]
 
 
 def _summary(samples: list[list[Any]]) -> dict[str, Any]:
@@ -71,14 +56,7 @@ def _summary(samples: list[list[Any]]) -> dict[str, Any]:
 
 
 def fault_benchmark(moto_url: str, key: str, layer: str) -> dict[str, Any]:
-    from local.aws import local_aws_environment
-    from local.template import Template
-
-    spec = Template().functions()["WebhookFunction"]
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}
-    base.update(local_aws_environment(moto_url))
-    base.update(spec.environment)
-    base.update(BENCH_FUNCTION=str(spec.code_dir), BENCH_KEY=key, BENCH_PUSHES=str(PUSHES), PYTHONPATH=layer)
+    base = {**webhook_environment(moto_url, key), "BENCH_PUSHES": str(PUSHES), "PYTHONPATH": layer}
     hanging = HangingServer()
     results: dict[str, Any] = {}
     try:
