@@ -27,7 +27,7 @@ from pbxbridge.domain.card import build_card, card_change
 from pbxbridge.domain.contacts import Contact
 from pbxbridge.domain.directory import Directory, PbxUser
 from pbxbridge.phones import national
-from pbxbridge.widget.tokens import (
+from pbxbridge.widget_tokens import (
     InvalidWidgetTokenError,
     bearer,
     issue_token,

@@ -22,7 +22,7 @@ from playwright.sync_api import BrowserContext, Page, Playwright, expect, sync_p
 from local.browser import CHROMIUM, CHROMIUM_ARGS
 from local.stack import DEMO_CONTACT, MISSED_DEMO_PHONE, LocalStack
 from local.widget import issue_token
-from pbxbridge.widget.tokens import issue_token as sign_token
+from pbxbridge.widget_tokens import issue_token as sign_token
 from tests.conftest import wait_for
 
 REPO = Path(__file__).resolve().parent.parent

@@ -96,7 +96,7 @@ def default_dependencies() -> CommandsDependencies:
 
 def _issue_widget_token(login: str, ttl: int) -> tuple[str, int]:
     from pbxbridge.keys import fetch_keys_from_ssm
-    from pbxbridge.widget.tokens import issue_token
+    from pbxbridge.widget_tokens import issue_token
 
     settings = commands_settings()
     assert settings.widget_token_key_parameter is not None

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from pbxbridge.settings import OptionalSetting, _Common
+from pbxbridge.common_settings import CommonSettings, OptionalSetting
 
 
 class _PbxAccess(BaseModel):
@@ -14,7 +14,7 @@ class _PbxAccess(BaseModel):
     pbx_token_parameter: str = Field(default="/pbxbridge/pbx-token", alias="PBX_TOKEN_PARAMETER", min_length=1)
 
 
-class CommandsSettings(_Common, _PbxAccess):
+class CommandsSettings(CommonSettings, _PbxAccess):
     """What the commands function needs from its environment."""
 
     idempotency_table: str = Field(alias="IDEMPOTENCY_TABLE", min_length=1)
@@ -26,7 +26,7 @@ class CommandsSettings(_Common, _PbxAccess):
     widget_token_key_parameter: OptionalSetting = Field(default=None, alias="WIDGET_TOKEN_KEY_PARAMETER")
 
 
-class HistorySyncSettings(_Common, _PbxAccess):
+class HistorySyncSettings(CommonSettings, _PbxAccess):
     """What history reconciliation needs from its environment."""
 
     sync_state_table: str = Field(alias="SYNC_STATE_TABLE", min_length=1)

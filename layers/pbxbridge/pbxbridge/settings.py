@@ -1,67 +1,26 @@
 """The functions' environment, read once into typed settings (the template sets every variable).
 
-Globals of the template (tables, region, scenarios) are in `_Common`; each function adds its own. The
-webhook's are here; the commands' and reconciliation's in function_settings.py, off the webhook's import path.
+Globals of the template (tables, region, scenarios) are in `CommonSettings` (common_settings.py); each
+function adds its own. The webhook's are here; the commands' and reconciliation's in function_settings.py,
+off the webhook's import path. Every function reads its settings through this module's functions.
 """
 
 from __future__ import annotations
 
 import os
 from functools import lru_cache
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import Field
+
+from pbxbridge.common_settings import CommonSettings, OptionalSetting
 
 if TYPE_CHECKING:
-    # The webhook reads this module at init: the write path's scenarios and the other functions'
-    # settings are imported where they are used (their classes cost a cold `contact` ~3 ms).
-    from pbxbridge.domain.scenarios import Scenarios
+    # The other functions' settings are imported where they are read, off the webhook's import path.
     from pbxbridge.function_settings import CommandsSettings, HistorySyncSettings
 
 
-def _blank_is_none(value: object) -> object:
-    # CloudFormation passes an unset optional parameter as "".
-    return value or None
-
-
-# An optional setting: unset ("") is None.
-OptionalSetting = Annotated[str | None, BeforeValidator(_blank_is_none)]
-
-
-class _Common(BaseModel):
-    # Built when a function reads its own settings: each pays for its model only.
-    model_config = ConfigDict(frozen=True, populate_by_name=True, defer_build=True)
-
-    calls_table: str = Field(alias="CALLS_TABLE", min_length=1)
-    call_events_table: str = Field(alias="CALL_EVENTS_TABLE", min_length=1)
-    contacts_table: str = Field(alias="CONTACTS_TABLE", min_length=1)
-    directory_table: OptionalSetting = Field(default=None, alias="DIRECTORY_TABLE")
-    phone_region: str = Field(default="RU", alias="PHONE_REGION", min_length=2, max_length=2)
-    # Keys are re-read this often, so a rotated key is picked up without a deploy.
-    key_cache_seconds: int = Field(default=300, alias="KEY_CACHE_SECONDS", ge=0)
-    missed_call_leads: bool = Field(default=False, alias="SCENARIO_MISSED_CALL_LEADS")
-    lead_responsible: OptionalSetting = Field(default=None, alias="LEAD_RESPONSIBLE")
-    outbound_contacts: bool = Field(default=False, alias="SCENARIO_OUTBOUND_CONTACTS")
-    default_crm_user: OptionalSetting = Field(default=None, alias="DEFAULT_CRM_USER")
-
-    @field_validator("phone_region")
-    @classmethod
-    def _upper_region(cls, value: str) -> str:
-        return value.upper()
-
-    @property
-    def scenarios(self) -> Scenarios:
-        from pbxbridge.domain.scenarios import Scenarios
-
-        return Scenarios(
-            missed_call_leads=self.missed_call_leads,
-            lead_responsible=self.lead_responsible,
-            outbound_contacts=self.outbound_contacts,
-            default_crm_user=self.default_crm_user,
-        )
-
-
-class WebhookSettings(_Common):
+class WebhookSettings(CommonSettings):
     """What the webhook function needs from its environment."""
 
     crm_token_parameter: str = Field(alias="CRM_TOKEN_PARAMETER", min_length=1)

@@ -40,7 +40,6 @@ from pbxbridge.protocol.commands import (
     SyncDirectoryCommand,
     UpsertContactsCommand,
 )
-from pbxbridge.recordings.archive import RecordingArchive
 
 
 class Pbx(History, DirectorySource, Protocol):
@@ -51,6 +50,12 @@ class Pbx(History, DirectorySource, Protocol):
     def subscription_status(self, user: str, group_id: str) -> bool: ...
     def set_dnd(self, user: str, state: bool) -> None: ...
     def get_dnd(self, user: str) -> bool: ...
+
+
+class RecordingLinks(Protocol):
+    """The recordings archive, as getRecordingUrl uses it (the recorder's archive is one)."""
+
+    def url_for(self, key: str, seconds: int) -> str: ...
 
 
 class CallReader(Protocol):
@@ -77,7 +82,7 @@ class CommandService:
         contacts: ContactStore,
         region: str,
         directory: DirectoryStore | None = None,
-        recordings: RecordingArchive | None = None,
+        recordings: RecordingLinks | None = None,
         # (login, ttl) -> (token, expires_at): signs a widget token; None where no key is configured.
         issue_widget_token: Callable[[str, int], tuple[str, int]] | None = None,
         callbacks: CallbackStore | None = None,

@@ -1,1 +1,1 @@
-"""The manager's widget: tokens, the live call card, the widget's own API and its page."""
+"""The manager's widget: the live call card, the widget's own API and its page (its tokens: widget_tokens)."""

@@ -17,7 +17,7 @@ from aws_lambda_powertools import Logger
 
 from pbxbridge.keys import fetch_keys_from_ssm
 from pbxbridge.widget.settings import socket_settings, token_key_settings
-from pbxbridge.widget.tokens import InvalidWidgetTokenError, bearer, verify_token
+from pbxbridge.widget_tokens import InvalidWidgetTokenError, bearer, verify_token
 
 logger = Logger()
 

@@ -1,5 +1,8 @@
 """Widget tokens: short-lived HS256 JWTs naming one PBX login.
 
+The commands function signs them (issueWidgetToken), the widget's functions check them: this module
+sits below both, with the protocol's formats (it reads no settings and calls no AWS).
+
 The signing key lives in an SSM SecureString (rotatable: a previous key is accepted while set).
 PyJWT checks the signature with `hmac.compare_digest` (HS256 only, whatever the token's header
 says), the expiry and not-before (5 s of leeway), the audience, the issuer and the required claims;
