@@ -6,16 +6,26 @@ destination's Connection); the credentials are resolved from the embedded Secret
 the template's `{{resolve:secretsmanager:...}}` references name them. The rule itself is created on
 the embedded bus, so the embedded EventBridge matches the template's event pattern; its target here
 is a queue standing in for EventBridge's own delivery, which this module drains into HTTP requests.
+
+Each event is delivered on its own, as EventBridge does (`Deliveries`): a failing event is retried
+with backoff while the others go out, until the rule target's RetryPolicy ends it and it goes to the
+dead-letter queue. Locally the backoff is seconds rather than minutes, and retries still pending when
+the stack stops are lost (EventBridge keeps them).
 """
 
 from __future__ import annotations
 
 import base64
+import functools
+import heapq
+import itertools
 import json
 import logging
+import random
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,7 +60,7 @@ class Forwarding:
     endpoint: str
     method: str
     rate_per_second: float
-    max_attempts: int  # the first try and the retries
+    max_retries: int  # RetryPolicy.MaximumRetryAttempts: retries after the first try
     max_age_seconds: float
     auth_type: str
     auth: dict[str, Any]
@@ -81,7 +91,7 @@ def read_forwarding(template: Template) -> Forwarding | None:
         endpoint=destination["InvocationEndpoint"],
         method=destination.get("HttpMethod", "POST"),
         rate_per_second=float(destination.get("InvocationRateLimitPerSecond", 300)),
-        max_attempts=1 + int(retry.get("MaximumRetryAttempts", 185)),
+        max_retries=int(retry.get("MaximumRetryAttempts", 185)),
         max_age_seconds=float(retry.get("MaximumEventAgeInSeconds", 86400)),
         auth_type=auth_type,
         auth=connection["AuthParameters"],
@@ -115,32 +125,46 @@ def resolve_secrets(value: Any, endpoint: str) -> Any:
 
 
 class _RateLimit:
-    """At most `rate` requests a second, spread evenly (what InvocationRateLimitPerSecond promises)."""
+    """At most `rate` requests a second, spread evenly (what InvocationRateLimitPerSecond promises),
+    across every delivery thread."""
 
     def __init__(self, rate: float) -> None:
         self._interval = 1.0 / rate
         self._next = time.monotonic()
+        self._lock = threading.Lock()
 
     def wait(self) -> None:
-        now = time.monotonic()
-        if self._next > now:
-            time.sleep(self._next - now)
-        self._next = max(now, self._next) + self._interval
+        with self._lock:  # take the next slot; sleep for it outside the lock
+            now = time.monotonic()
+            slot = max(now, self._next)
+            self._next = slot + self._interval
+        if slot > now:
+            time.sleep(slot - now)
+
+
+DELIVERED, RETRY, FINAL = "delivered", "retry", "final"
 
 
 @dataclass
 class CrmDelivery:
-    """Sends one matched event to the CRM the way an API destination does."""
+    """Sends one matched event to the CRM the way an API destination does: one attempt per call."""
 
     forwarding: Forwarding
     endpoint: str  # the embedded AWS
-    session: requests.Session = field(default_factory=requests.Session)
-    retry_delay: float = 0.2  # locally seconds, not EventBridge's minutes
     _token: str | None = None
 
     def __post_init__(self) -> None:
         self._auth = resolve_secrets(self.forwarding.auth, self.endpoint)
         self._limit = _RateLimit(self.forwarding.rate_per_second)
+        self._local = threading.local()  # a requests.Session per delivery thread
+        self._token_lock = threading.Lock()
+
+    @property
+    def session(self) -> requests.Session:
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+        return session
 
     def _auth_headers(self, refresh: bool = False) -> dict[str, str]:
         auth = self._auth
@@ -151,9 +175,10 @@ class CrmDelivery:
             params = auth["BasicAuthParameters"]
             pair = f"{params['Username']}:{params['Password']}".encode()
             return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
-        if self._token is None or refresh:
-            self._token = self._fetch_token()
-        return {"Authorization": f"Bearer {self._token}"}
+        with self._token_lock:
+            if self._token is None or refresh:
+                self._token = self._fetch_token()
+            return {"Authorization": f"Bearer {self._token}"}
 
     def _fetch_token(self) -> str:
         """OAuth client credentials: the client's id and secret (HTTP Basic, RFC 6749 2.3.1) and the
@@ -172,36 +197,142 @@ class CrmDelivery:
             raise ForwardingError(f"OAuth token endpoint answered {answer.status_code}")
         return str(answer.json()["access_token"])
 
-    def deliver(self, body: str) -> tuple[bool, str]:
-        """(delivered, the last error). Retries what API destinations retry, within the policy."""
-        started = time.monotonic()
-        error, refresh = "", False
-        for attempt in range(self.forwarding.max_attempts):
-            if attempt:
-                delay = min(self.retry_delay * 2 ** (attempt - 1), 5.0)
-                if time.monotonic() + delay - started > self.forwarding.max_age_seconds:
-                    break
-                time.sleep(delay)
-            self._limit.wait()
+    def attempt(self, body: str, refresh_token: bool = False) -> tuple[str, str]:
+        """One request: (DELIVERED | RETRY | FINAL, the error). RETRY is what API destinations retry:
+        no answer, 5xx, 401/407 (with the OAuth token fetched again), 409, 429."""
+        self._limit.wait()
+        try:
+            headers = {**HEADERS, **self._auth_headers(refresh_token)}
+            answer = self.session.request(
+                self.forwarding.method,
+                self.forwarding.endpoint,
+                data=body.encode(),
+                headers=headers,
+                timeout=REQUEST_TIMEOUT,
+            )
+        except (requests.RequestException, ForwardingError) as exc:
+            return RETRY, f"{type(exc).__name__}: {exc}"
+        if 200 <= answer.status_code < 300:
+            return DELIVERED, ""
+        retried = answer.status_code in RETRIED_STATUSES or answer.status_code >= 500
+        return (RETRY if retried else FINAL), f"HTTP {answer.status_code}"
+
+
+@dataclass(order=True)
+class _Pending:
+    due: float  # time.monotonic() of the next attempt
+    sequence: int
+    body: str = field(compare=False)
+    expires: float = field(compare=False)  # time.monotonic() past which the event is too old to retry
+    attempts: int = field(default=0, compare=False)
+    error: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one event's delivery ended."""
+
+    body: str
+    delivered: bool
+    attempts: int  # requests made (the first try and the retries)
+    error: str = ""  # the last one's, when not delivered
+    # Which RetryPolicy limit ended the retries (None: delivered, or an error no retry can fix).
+    exhausted: str | None = None
+
+
+class Deliveries:
+    """Each event on its own schedule, as EventBridge delivers to a target: an attempt, and after a
+    failure a retry can fix, another after an exponential backoff with jitter, until the rule target's
+    RetryPolicy ends it (MaximumRetryAttempts retries, or the event older than MaximumEventAgeInSeconds).
+    A CRM that keeps failing one event delays only that event: the others go out meanwhile."""
+
+    def __init__(
+        self,
+        delivery: CrmDelivery,
+        finished: Callable[[Outcome], None],
+        stopping: threading.Event,
+        retry_delay: float = 0.2,
+        max_retry_delay: float = 5.0,
+        workers: int = 8,
+    ) -> None:
+        # Locally the backoff starts at `retry_delay` seconds and stops growing at `max_retry_delay`
+        # (EventBridge's runs to minutes: the policy's count of retries is what is kept).
+        self.delivery = delivery
+        self.finished = finished
+        self.stopping = stopping
+        self.retry_delay = retry_delay
+        self.max_retry_delay = max_retry_delay
+        self._heap: list[_Pending] = []
+        self._sequence = itertools.count()
+        self._ready = threading.Condition()
+        for number in range(workers):
+            threading.Thread(target=self._work, daemon=True, name=f"crm-delivery-{number}").start()
+        threading.Thread(target=self._wake_on_stop, daemon=True, name="crm-delivery-stop").start()
+
+    def submit(self, body: str, received_at: float | None = None) -> None:
+        """Deliver `body`; `received_at` (epoch seconds) is when the bus took the event, which the
+        event's age is counted from (now, if not given)."""
+        age = max(0.0, time.time() - received_at) if received_at is not None else 0.0
+        now = time.monotonic()
+        expires = now - age + self.delivery.forwarding.max_age_seconds
+        self._push(_Pending(due=now, sequence=next(self._sequence), body=body, expires=expires))
+
+    def pending(self) -> int:
+        with self._ready:
+            return len(self._heap)
+
+    def _push(self, pending: _Pending) -> None:
+        with self._ready:
+            heapq.heappush(self._heap, pending)
+            self._ready.notify()
+
+    def _wake_on_stop(self) -> None:
+        self.stopping.wait()
+        with self._ready:
+            self._ready.notify_all()
+
+    def _next(self) -> _Pending | None:
+        with self._ready:
+            while not self.stopping.is_set():
+                if self._heap:
+                    wait = self._heap[0].due - time.monotonic()
+                    if wait <= 0:
+                        return heapq.heappop(self._heap)
+                    self._ready.wait(wait)
+                else:
+                    self._ready.wait()
+        return None
+
+    def _work(self) -> None:
+        while (pending := self._next()) is not None:
             try:
-                headers = {**HEADERS, **self._auth_headers(refresh)}
-                answer = self.session.request(
-                    self.forwarding.method,
-                    self.forwarding.endpoint,
-                    data=body.encode(),
-                    headers=headers,
-                    timeout=REQUEST_TIMEOUT,
-                )
-            except (requests.RequestException, ForwardingError) as exc:
-                error = f"{type(exc).__name__}: {exc}"
-                continue
-            if 200 <= answer.status_code < 300:
-                return True, ""
-            error = f"HTTP {answer.status_code}"
-            refresh = answer.status_code in (401, 407)
-            if answer.status_code not in RETRIED_STATUSES and answer.status_code < 500:
-                break
-        return False, error
+                self._attempt(pending)
+            except Exception:
+                log.exception("call event delivery failed unexpectedly")
+
+    def _attempt(self, pending: _Pending) -> None:
+        refresh = pending.error in ("HTTP 401", "HTTP 407")  # a refused OAuth token: fetch another
+        result, pending.error = self.delivery.attempt(pending.body, refresh_token=refresh)
+        pending.attempts += 1
+        if result == DELIVERED:
+            self.finished(Outcome(pending.body, True, pending.attempts))
+            return
+        if result == FINAL:
+            self.finished(Outcome(pending.body, False, pending.attempts, pending.error))
+            return
+        retries = pending.attempts - 1
+        backoff = min(self.retry_delay * 2**retries, self.max_retry_delay)
+        delay = backoff / 2 + random.uniform(0, backoff / 2)
+        exhausted = None
+        if retries >= self.delivery.forwarding.max_retries:
+            exhausted = "MaximumRetryAttempts"
+        elif time.monotonic() + delay > pending.expires:
+            exhausted = "MaximumEventAgeInSeconds"
+        if exhausted:
+            self.finished(Outcome(pending.body, False, pending.attempts, pending.error, exhausted))
+            return
+        pending.due = time.monotonic() + delay
+        self._push(pending)
 
 
 def provision(template: Template, endpoint: str) -> Forwarding | None:
@@ -222,24 +353,31 @@ def provision(template: Template, endpoint: str) -> Forwarding | None:
 def run_forwarding(
     template: Template, endpoint: str, stopping: threading.Event, retry_delay: float = 0.2
 ) -> Forwarding | None:
-    """Provision the forwarding and deliver, on a thread, until `stopping` is set."""
+    """Provision the forwarding and deliver, on threads, until `stopping` is set."""
     forwarding = provision(template, endpoint)
     if forwarding is None:
         return None
-    delivery = CrmDelivery(forwarding, endpoint, retry_delay=retry_delay)
     sqs = client("sqs", endpoint)
+    deliveries = Deliveries(
+        CrmDelivery(forwarding, endpoint), functools.partial(_finished, forwarding, sqs), stopping, retry_delay
+    )
     queue_url = sqs.get_queue_url(QueueName=DELIVERY_QUEUE)["QueueUrl"]
 
     def drain() -> None:
         while not stopping.is_set():
             try:
-                messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+                messages = sqs.receive_message(
+                    QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1, AttributeNames=["SentTimestamp"]
+                )
             except Exception:
                 log.exception("delivery queue unreadable")
                 stopping.wait(1)
                 continue
             for message in messages.get("Messages", []):
-                _deliver_one(delivery, sqs, message["Body"])
+                # The event is EventBridge's to deliver from here (locally: the delivery threads').
+                sent = message.get("Attributes", {}).get("SentTimestamp")
+                body = json.dumps(eventbridge_event(json.loads(message["Body"])), ensure_ascii=False)
+                deliveries.submit(body, int(sent) / 1000 if sent else None)
                 sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
 
     threading.Thread(target=drain, daemon=True, name="crm-forwarding").start()
@@ -256,25 +394,30 @@ def eventbridge_event(matched: dict[str, Any]) -> dict[str, Any]:
     return {key: event[key] for key in ENVELOPE}
 
 
-def _deliver_one(delivery: CrmDelivery, sqs: Any, queued: str) -> None:
-    forwarding = delivery.forwarding
-    event = eventbridge_event(json.loads(queued))
-    body = json.dumps(event, ensure_ascii=False)
-    delivered, error = delivery.deliver(body)
-    if delivered:
-        log.info("call event forwarded to the CRM: %s %s", event.get("detail-type"), event.get("detail", {}).get("id"))
+def _finished(forwarding: Forwarding, sqs: Any, outcome: Outcome) -> None:
+    event = json.loads(outcome.body)
+    kind, event_id = event.get("detail-type"), event.get("detail", {}).get("id")
+    if outcome.delivered:
+        log.info("call event forwarded to the CRM: %s %s", kind, event_id)
         return
-    log.warning("call event NOT forwarded (%s): %s, to the dead-letter queue", error, event.get("detail-type"))
+    why = f"{outcome.error}, {outcome.attempts} attempt(s)"
+    if outcome.exhausted:
+        why += f", {outcome.exhausted} reached"
+    target = "to the dead-letter queue" if forwarding.dead_letter_queue_url else "dropped (no dead-letter queue)"
+    log.warning("call event NOT forwarded (%s): %s %s, %s", why, kind, event_id, target)
     if forwarding.dead_letter_queue_url:
         # As EventBridge dead-letters: the event as the body, why in the message attributes.
         attributes = {
             "RULE_ARN": forwarding.rule_arn,
             "TARGET_ARN": forwarding.destination_arn,
-            "ERROR_MESSAGE": error or "undeliverable",
+            "ERROR_MESSAGE": outcome.error or "undeliverable",
+            "RETRY_ATTEMPTS": str(outcome.attempts - 1),
         }
+        if outcome.exhausted:
+            attributes["EXHAUSTED_RETRY_CONDITION"] = outcome.exhausted
         sqs.send_message(
             QueueUrl=forwarding.dead_letter_queue_url,
-            MessageBody=body,
+            MessageBody=outcome.body,
             MessageAttributes={k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()},
         )
 

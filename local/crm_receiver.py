@@ -69,6 +69,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: Any
+    status: int = 200  # what the receiver answered
 
 
 class CrmReceiver(ThreadingHTTPServer):
@@ -77,7 +78,10 @@ class CrmReceiver(ThreadingHTTPServer):
     def __init__(self, port: int, auth: ReceiverAuth, echo: Callable[[str], None] | None = None) -> None:
         self.auth = auth
         self.received: list[Received] = []  # accepted events, in arrival order
+        self.attempts: list[Received] = []  # every authorised request with an event, accepted or not
         self.answers: list[int] = []  # statuses to answer next (a test's failing CRM), then 200
+        # A CRM that keeps failing some events: their `detail.id` -> the status each attempt gets.
+        self.failing: dict[str, int] = {}
         self.echo = echo
         self.lock = threading.Lock()
         super().__init__((LOOPBACK, port), _Handler)
@@ -121,22 +125,25 @@ class _Handler(BaseHTTPRequestHandler):
             if server.echo:
                 server.echo(f"CRM receiver: refused a request to {self.path} (wrong or missing credentials)")
             return
-        with server.lock:
-            status = server.answers.pop(0) if server.answers else 200
-        if status != 200:
-            self._reply(status, {"error": "the test asked for it"})
-            return
         try:
             body = json.loads(raw)
         except ValueError:
             self._reply(400, {"error": "not JSON"})
             return
+        detail = body.get("detail", {}) if isinstance(body, dict) else {}
+        event_id = detail.get("id") if isinstance(detail, dict) else None
         with server.lock:
-            server.received.append(Received(self.path, dict(self.headers.items()), body))
+            status = server.answers.pop(0) if server.answers else server.failing.get(str(event_id), 200)
+            received = Received(self.path, dict(self.headers.items()), body, status)
+            server.attempts.append(received)
+            if status == 200:
+                server.received.append(received)
+        if status != 200:
+            self._reply(status, {"error": "the test asked for it"})
+            return
         if server.echo:
-            detail = body.get("detail", {}) if isinstance(body, dict) else {}
             shown = json.dumps(body, indent=2, ensure_ascii=False)
-            server.echo(f"CRM received {body.get('detail-type')} {detail.get('id')}\n{shown}")
+            server.echo(f"CRM received {body.get('detail-type')} {event_id}\n{shown}")
         self._reply(200, {})
 
 

@@ -5,6 +5,7 @@ auth, retries what API destinations retry and dead-letters the rest."""
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import os
 import threading
@@ -90,18 +91,50 @@ def bus(aws: dict[str, str], moto_url: str) -> str:
 
 
 def forwarding_to(
-    moto_url: str, receiver: CrmReceiver, stopping: threading.Event, secret: dict[str, str], **parameters: str
+    moto_url: str,
+    receiver: CrmReceiver,
+    stopping: threading.Event,
+    secret: dict[str, str],
+    body: dict[str, Any] | None = None,
+    retry_delay: float = 0.05,
+    **parameters: str,
 ) -> Template:
-    """A template forwarding to the receiver, provisioned on the embedded AWS, delivering."""
+    """A template (template.yaml, or `body`) forwarding to the receiver, provisioned on the embedded
+    AWS, delivering."""
     name = f"crm-{uuid.uuid4().hex[:8]}"
     client("secretsmanager", moto_url).create_secret(Name=name, SecretString=json.dumps(secret))
     template = Template(
         parameters={"CrmEndpointUrl": f"{receiver.url}/crm/events", "CrmSecretName": name, **parameters},
         endpoint=moto_url,
+        **({"body": body} if body is not None else {}),
     )
     create_queues_buckets_and_buses(template, moto_url)
-    run_forwarding(template, moto_url, stopping, retry_delay=0.05)
+    run_forwarding(template, moto_url, stopping, retry_delay=retry_delay)
     return template
+
+
+def with_retry_policy(**policy: int) -> dict[str, Any]:
+    """template.yaml with the forwarding rule target's RetryPolicy changed (its 185 retries take a
+    quarter of an hour even at the local backoff)."""
+    body = copy.deepcopy(Template().body)
+    (target,) = body["Resources"]["CrmForwardRule"]["Properties"]["Targets"]
+    target["RetryPolicy"].update(policy)
+    return body
+
+
+def dead_letters(moto_url: str, template: Template, count: int) -> list[dict[str, Any]]:
+    """The first `count` messages of the forwarding's dead-letter queue (waiting for them)."""
+    sqs = client("sqs", moto_url)
+    queue_url = template.resolve({"Ref": "CrmDeadLetterQueue"})
+    messages: list[dict[str, Any]] = []
+
+    def arrived() -> bool:
+        answer = sqs.receive_message(QueueUrl=queue_url, MessageAttributeNames=["All"], WaitTimeSeconds=0)
+        messages.extend(answer.get("Messages", []))
+        return len(messages) >= count
+
+    wait_for(arrived)
+    return messages
 
 
 def publish(moto_url: str, template: Template, detail_type: str, detail: dict[str, Any]) -> None:
@@ -226,20 +259,80 @@ def test_an_event_the_crm_refuses_goes_to_the_dead_letter_queue(
     receiver.answers = [400]
     template = forwarding_to(bus, receiver, stopping, {"api_key": "k"}, CrmEventTypes="CallMissed")
     publish(bus, template, "CallMissed", missed("c-dlq"))
-    sqs = client("sqs", bus)
-    queue_url = template.resolve({"Ref": "CrmDeadLetterQueue"})
-    messages: list[dict[str, Any]] = []
-
-    def dead_lettered() -> bool:
-        answer = sqs.receive_message(QueueUrl=queue_url, MessageAttributeNames=["All"], WaitTimeSeconds=0)
-        messages.extend(answer.get("Messages", []))
-        return bool(messages)
-
-    wait_for(dead_lettered)
-    (message,) = messages
+    (message,) = dead_letters(bus, template, 1)
     assert json.loads(message["Body"])["detail"]["id"] == "c-dlq/CallMissed"
-    assert message["MessageAttributes"]["ERROR_MESSAGE"]["StringValue"] == "HTTP 400"
+    attributes = {k: v["StringValue"] for k, v in message["MessageAttributes"].items()}
+    assert attributes["ERROR_MESSAGE"] == "HTTP 400"
+    assert attributes["RETRY_ATTEMPTS"] == "0"
+    assert "EXHAUSTED_RETRY_CONDITION" not in attributes  # no limit was reached: no retry could help
     assert receiver.received == []
+    assert len(receiver.attempts) == 1
+
+
+def test_the_retry_policy_is_the_rule_targets_in_the_template() -> None:
+    (target,) = Template().body["Resources"]["CrmForwardRule"]["Properties"]["Targets"]
+    forwarding = read_forwarding(Template(parameters={"CrmEndpointUrl": "https://crm.example/e", "CrmSecretName": "s"}))
+    assert forwarding is not None
+    assert forwarding.max_retries == target["RetryPolicy"]["MaximumRetryAttempts"]
+    assert forwarding.max_age_seconds == target["RetryPolicy"]["MaximumEventAgeInSeconds"]
+    assert forwarding.dead_letter_queue_url is not None  # the template has one: undelivered events go there
+
+
+def test_a_crm_failing_one_event_still_gets_the_others_and_that_one_is_retried_per_the_policy(
+    bus: str, receiver: CrmReceiver, stopping: threading.Event
+) -> None:
+    # EventBridge retries each event on its own: a CRM that keeps failing A must not hold B back
+    # behind A's retries. A is retried exactly MaximumRetryAttempts times, then dead-lettered.
+    receiver.auth = ReceiverAuth(api_key="k")
+    receiver.failing = {"c-a/CallMissed": 503}
+    body = with_retry_policy(MaximumRetryAttempts=3)
+    # A's retries wait 0.25-0.5 s, 0.5-1 s, 1-2 s: B is published once A's first try has failed.
+    template = forwarding_to(bus, receiver, stopping, {"api_key": "k"}, body=body, retry_delay=0.5)
+    publish(bus, template, "CallMissed", missed("c-a"))
+    wait_for(lambda: receiver.attempts)
+    publish(bus, template, "CallMissed", missed("c-b"))
+    wait_for(lambda: receiver.received)
+    assert [r.body["detail"]["id"] for r in receiver.received] == ["c-b/CallMissed"]
+
+    (message,) = dead_letters(bus, template, 1)
+    assert json.loads(message["Body"])["detail"]["id"] == "c-a/CallMissed"
+    attributes = {k: v["StringValue"] for k, v in message["MessageAttributes"].items()}
+    assert attributes["ERROR_MESSAGE"] == "HTTP 503"
+    assert attributes["RETRY_ATTEMPTS"] == "3"
+    assert attributes["EXHAUSTED_RETRY_CONDITION"] == "MaximumRetryAttempts"
+    attempts = [(r.body["detail"]["id"], r.status) for r in receiver.attempts]
+    assert attempts.count(("c-a/CallMissed", 503)) == 1 + 3
+    assert attempts.count(("c-b/CallMissed", 200)) == 1
+    # B went out while A was still being retried (delivered one at a time, B would come after A's last try).
+    assert attempts.index(("c-b/CallMissed", 200)) < len(attempts) - 1
+
+
+def test_an_event_older_than_the_policy_allows_is_not_retried(
+    bus: str, receiver: CrmReceiver, stopping: threading.Event
+) -> None:
+    from local.crm_forwarding import CrmDelivery, Deliveries, Outcome
+
+    receiver.auth = ReceiverAuth(api_key="k")
+    receiver.failing = {"c-old/CallMissed": 503, "c-young/CallMissed": 503}
+    template = forwarding_to(bus, receiver, stopping, {"api_key": "k"}, CrmEventTypes="CallMissed")
+    forwarding = read_forwarding(template)
+    assert forwarding is not None
+    outcomes: list[Outcome] = []
+    deliveries = Deliveries(CrmDelivery(forwarding, bus), outcomes.append, stopping, retry_delay=0.05)
+    # The bus took this one almost MaximumEventAgeInSeconds ago: no retry fits in what is left.
+    event = json.dumps({"detail-type": "CallMissed", "detail": missed("c-old")})
+    deliveries.submit(event, received_at=time.time() - forwarding.max_age_seconds + 0.01)
+    wait_for(lambda: outcomes)
+    (outcome,) = outcomes
+    assert (outcome.delivered, outcome.attempts, outcome.error) == (False, 1, "HTTP 503")
+    assert outcome.exhausted == "MaximumEventAgeInSeconds"
+    # A young one failing the same way is retried (until the CRM takes it).
+    deliveries.submit(json.dumps({"detail-type": "CallMissed", "detail": missed("c-young")}), received_at=time.time())
+    wait_for(lambda: sum(r.body["detail"]["id"] == "c-young/CallMissed" for r in receiver.attempts) >= 2)
+    del receiver.failing["c-young/CallMissed"]
+    wait_for(lambda: len(outcomes) == 2)
+    assert outcomes[1].delivered
+    assert outcomes[1].attempts >= 3
 
 
 def test_make_run_crm_receiver_forwards_to_a_receiver_with_a_generated_key(
