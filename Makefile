@@ -18,6 +18,8 @@ help:
 	@echo "pbxbridge: make TARGET"
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-zA-Z_-]+):.*## (.*)$$/  \1\t\2/' | expand -t 16
 	@echo "Variables: FRESH=1 (make run: start with no saved data), LOG_FORMAT=json (make run: the functions' JSON logs),"
+	@echo "  PARAMS=\"Name=Value ...\" (make run: any template.yaml parameter, checked as a deploy checks it, e.g."
+	@echo "    PARAMS=\"ScenarioMissedCallLeads=true CrmEventTypes=LeadCreated,CallMissed\"),"
 	@echo "  CRM_RECEIVER=1 or CRM_URL=... (make run: forward call events to a local receiver or a CRM),"
 	@echo "  PORT, DYNAMODB_PORT, PBX_PORT, WIDGET_SOCKET_PORT, CRM_RECEIVER_PORT, CRM_TOKEN (make run), PYTEST_ARGS (make unit),"
 	@echo "  PYTHON (the venv's interpreter)"

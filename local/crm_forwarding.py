@@ -425,9 +425,14 @@ def _finished(forwarding: Forwarding, sqs: Any, outcome: Outcome) -> None:
 LOCAL_SECRET_NAME = "pbxbridge/crm-forwarding"  # noqa: S105 - a name, not a secret
 
 
+def crm_url_parameters(crm_url: str) -> dict[str, str]:
+    """The template parameters that forward to `crm_url` with an API key in LOCAL_SECRET_NAME."""
+    return {"CrmEndpointUrl": crm_url, "CrmAuthType": "API_KEY", "CrmSecretName": LOCAL_SECRET_NAME}
+
+
 def local_crm_parameters(endpoint: str, crm_url: str, api_key: str) -> dict[str, str]:
     """Template parameters that forward to `crm_url` with an API key, the key stored as a deployment
     stores it (a Secrets Manager secret the template references)."""
     secret = json.dumps({"api_key": api_key})
     client("secretsmanager", endpoint).create_secret(Name=LOCAL_SECRET_NAME, SecretString=secret)
-    return {"CrmEndpointUrl": crm_url, "CrmAuthType": "API_KEY", "CrmSecretName": LOCAL_SECRET_NAME}
+    return crm_url_parameters(crm_url)

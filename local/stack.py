@@ -35,15 +35,17 @@ from local.aws import (
     store_crm_keys,
     use_local_aws,
 )
-from local.crm_forwarding import Forwarding, local_crm_parameters, run_forwarding
+from local.crm_forwarding import Forwarding, ForwardingError, crm_url_parameters, local_crm_parameters, run_forwarding
 from local.crm_receiver import CrmReceiver, ReceiverAuth
+from local.event_schemas import schema_files
 from local.lambdas import LocalFunction
 from local.logs import json_logs, use_short_logs
+from local.parameters import PARAMS_VARIABLE, ParameterError, checked, parameters_from_environment
 from local.pbx_simulator import PbxSimulator, SimulatorServer
 from local.server import ApiGatewayServer
 from local.snapshot import RestoreReport, restore, save
 from local.sources import run_sources
-from local.template import Template
+from local.template import Template, load_template
 from local.widget import LocalWidget, issue_token, start_widget
 
 DEFAULT_CRM_TOKEN = "local-crm-token"  # noqa: S105 - the documented local default
@@ -78,6 +80,7 @@ class LocalStack:
     data_file: Path | None = None
     restored: RestoreReport | None = None
     directory: dict[str, Any] = field(default_factory=dict)
+    parameters: dict[str, str] = field(default_factory=dict)  # the template parameters chosen (PARAMS)
 
     def stop_servers(self) -> None:
         """Stop what the stack serves beside its API: the simulator, the WebSocket, the stand-in CRM."""
@@ -163,6 +166,7 @@ Directory: {self._directory_line()}
 {self.widget_summary()}
 Missed calls wait in their owner's call-back list until an answered call with the number closes them:
   pbxbridge invoke listCallbacks owner=andy        (status=closed for the returned ones)
+Template parameters: {self._parameters_line()}
 Schedules run here as on AWS: {", ".join(self.schedules) or "none"}
 Event sources run here as on AWS: {", ".join(self.sources) or "none"}
 Call events are logged below ("call event published"); recordings land in the bucket RecordingsBucket:
@@ -175,13 +179,28 @@ Log: one line per request below; LOG_FORMAT=json make run shows the functions' J
         if self.crm is None:
             return "Forward call events to a CRM: make run CRM_RECEIVER=1 (a receiver prints them), or CRM_URL=..."
         receiver = " (the local CRM receiver prints each below)" if self.crm_receiver else ""
-        types = ", ".join(self.crm.pattern.get("detail-type", ["every call event"]))
+        selected = self.crm.pattern.get("detail-type", [])
+        types = ", ".join(selected or ["every call event"])
+        # The template takes any name (a deploy would too): a typo would forward nothing, so say so.
+        unknown = sorted(set(selected) - set(schema_files()))
+        if unknown:
+            types += f"\n  NOT call events pbxbridge publishes (see schemas/events): {', '.join(unknown)}"
         secret = self.template.parameter("CrmSecretName")
         return (
             f"Call events forwarded to the CRM at {self.crm.endpoint}{receiver}:\n  {types}\n"
-            f"  auth {self.crm.auth_type} from the secret {secret}; undelivered ones: "
+            f"  auth {self.crm.auth_type} from the secret {secret}; each retried on its own "
+            f"(up to {self.crm.max_retries} times), undelivered ones: "
             f"aws sqs receive-message --queue-url {self.template.resolve({'Ref': 'CrmDeadLetterQueue'})}"
         )
+
+    def _parameters_line(self) -> str:
+        chosen = " ".join(shlex.quote(f"{name}={value}") for name, value in sorted(self.parameters.items()))
+        if not chosen:
+            return (
+                f'the template\'s defaults; set any as a deployment does: make run {PARAMS_VARIABLE}="Name=Value ..." '
+                '(e.g. "ScenarioMissedCallLeads=true CrmEventTypes=LeadCreated,CallMissed")'
+            )
+        return f"{chosen} (the rest the template's defaults)"
 
     def _directory_line(self) -> str:
         result = self.directory.get("result")
@@ -263,6 +282,31 @@ def serving(**options: Any) -> Iterator[LocalStack]:
         moto.stop()  # type: ignore[attr-defined]
 
 
+# What CRM_URL and CRM_RECEIVER=1 set (with the secret they store); PARAMS may not set them too.
+_CRM_URL_PARAMETERS = frozenset(crm_url_parameters("https://crm.example"))
+
+
+def check_parameters(parameters: dict[str, str], crm_url: str | None = None) -> dict[str, str]:
+    """The parameters chosen for the stack, checked as CloudFormation checks them at deploy time: each
+    against its declaration, then all of them against the template's Rules. Before anything starts."""
+    template = Template(body=load_template())
+    chosen = checked(parameters, template.body)
+    if crm_url:
+        clash = sorted(_CRM_URL_PARAMETERS & set(chosen))
+        if clash:
+            given = "CRM_RECEIVER=1" if crm_url == "receiver" else "CRM_URL"
+            raise ParameterError(
+                f"{', '.join(clash)}: set by {given} (with the secret it stores); not in {PARAMS_VARIABLE} too"
+            )
+        template.parameters = {**crm_url_parameters("https://crm.example"), **chosen}
+    else:
+        template.parameters = dict(chosen)
+    failures = template.rule_failures()
+    if failures:
+        raise ParameterError("the template's Rules refuse these parameters:\n  " + "\n  ".join(failures))
+    return chosen
+
+
 def start(
     port: int,
     dynamodb_port: int,
@@ -276,7 +320,10 @@ def start(
     data_file: Path | None = None,
     short_logs: bool = False,
 ) -> tuple[LocalStack, object]:
-    """The stack, up. With `data_file`, the data saved there by `LocalStack.save_data` is put back first."""
+    """The stack, up. With `data_file`, the data saved there by `LocalStack.save_data` is put back first.
+    `parameters` are template parameters, as `sam deploy --parameter-overrides` gives them (ParameterError
+    before anything starts if the template would refuse them)."""
+    chosen = check_parameters(parameters or {}, crm_url)
     moto, moto_url = start_moto(dynamodb_port)
     use_local_aws(moto_url)
     simulator = PbxSimulator(token=pbx_token, crm_token=crm_token)
@@ -284,7 +331,7 @@ def start(
     crm_parameters, receiver = _local_crm(moto_url, crm_url, crm_api_key)
     # DEBUG: the local log shows every `contact` answered too, which Lambda leaves out at INFO.
     defaults = {"PbxUrl": pbx.api_url, "LogLevel": "DEBUG"}
-    template = Template(parameters={**defaults, **crm_parameters, **(parameters or {})}, endpoint=moto_url)
+    template = Template(parameters={**defaults, **crm_parameters, **chosen}, endpoint=moto_url)
     tables = create_tables(template, moto_url)
     create_queues_buckets_and_buses(template, moto_url)
     # The simulator serves recordings over plain http on loopback: allowed here, never in Lambda.
@@ -307,6 +354,7 @@ def start(
     api = ApiGatewayServer((LOOPBACK, port), functions)
     stack = LocalStack(template, moto_url, api, pbx, tables, crm_token, pbx_token, data_file=data_file)
     stack.restored = restored
+    stack.parameters = chosen
     if short_logs:  # the functions' loggers exist once their modules are loaded
         use_short_logs()
         api.access_log = False
@@ -373,6 +421,11 @@ def main() -> int:
     pbx_port = int(os.environ.get("PBX_PORT", "3100"))
     crm_token = os.environ.get("CRM_TOKEN") or DEFAULT_CRM_TOKEN
     crm_url = "receiver" if os.environ.get("CRM_RECEIVER") not in (None, "", "0") else os.environ.get("CRM_URL")
+    try:
+        parameters = check_parameters(parameters_from_environment(os.environ, load_template()), crm_url)
+    except ParameterError as exc:
+        print(f"local stack: cannot start: {exc}")
+        return 2
     widget_socket_port = int(os.environ.get("WIDGET_SOCKET_PORT", "3001"))
     ports = {"PORT": port, "DYNAMODB_PORT": dynamodb_port, "PBX_PORT": pbx_port}
     ports["WIDGET_SOCKET_PORT"] = widget_socket_port
@@ -393,6 +446,7 @@ def main() -> int:
             pbx_port,
             crm_url=crm_url,
             crm_api_key=crm_api_key,
+            parameters=parameters,
             widget_socket_port=widget_socket_port,
             data_file=data_file_from_environment(),
             short_logs=short,
@@ -401,6 +455,9 @@ def main() -> int:
         listed = ", ".join(f"{name}={number}" for name, number in ports.items())
         print(f"local stack: cannot start ({exc}); is one of {listed} in use?")
         return 1
+    except ForwardingError as exc:  # e.g. PARAMS named a CrmSecretName the embedded AWS does not hold
+        print(f"local stack: cannot start the forwarding to the CRM: {exc}")
+        return 2
     print(stack.summary(), flush=True)
 
     def stop(signum: int, frame: FrameType | None) -> None:

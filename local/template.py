@@ -1,6 +1,6 @@
 """template.yaml read as the single source of truth for tables, routes, handlers and environment.
 
-Only the intrinsics the template uses are resolved (Ref, Sub, GetAtt, If, Not, Equals, Join), against
+Only the intrinsics the template uses are resolved (Ref, Sub, GetAtt, If, Not, And, Or, Equals, Join), against
 local values: a parameter resolves to its override or default, a resource to its local name.
 """
 
@@ -82,6 +82,18 @@ class Template:
     def condition(self, name: str) -> bool:
         return bool(self.resolve(self.body.get("Conditions", {})[name]))
 
+    def rule_failures(self) -> list[str]:
+        """The template's `Rules` these parameters break, as CloudFormation says them at deploy time
+        (each assertion's AssertDescription) before it creates anything."""
+        failures = []
+        for name, rule in self.body.get("Rules", {}).items():
+            if "RuleCondition" in rule and not self.resolve(rule["RuleCondition"]):
+                continue
+            for assertion in rule.get("Assertions", []):
+                if not self.resolve(assertion["Assert"]):
+                    failures.append(f"{name}: {assertion.get('AssertDescription', 'assertion failed')}")
+        return failures
+
     def resolve(self, value: Any) -> Any:
         if isinstance(value, list):
             return [item for item in (self.resolve(item) for item in value) if not _is_no_value(item)]
@@ -106,6 +118,10 @@ class Template:
                 return separator.join(str(item) for item in self.resolve(items))
             if key == "Fn::Not":
                 return not self.resolve(arg[0])
+            if key == "Fn::And":
+                return all(self.resolve(item) for item in arg)
+            if key == "Fn::Or":
+                return any(self.resolve(item) for item in arg)
             if key == "Fn::Equals":
                 return bool(self.resolve(arg[0]) == self.resolve(arg[1]))
         resolved = {k: self.resolve(v) for k, v in value.items() if not _is_no_value(v)}

@@ -200,3 +200,151 @@ def test_a_missed_call_waits_in_the_owners_call_back_list_until_a_call_back_is_a
         answer["result"]["call_id"],
     )
     assert invoke({"cmd": "listCallbacks", "owner": "andy"})["result"]["callbacks"] == []
+
+
+# Template parameters, one way for all of them: `make run PARAMS="Name=Value ..."`.
+
+
+def make_run_environment(**variables: str) -> dict[str, str]:
+    """The environment `make run` gives the stack (free ports, nothing kept), with `variables`."""
+    from local.aws import free_port
+
+    ports = ("PORT", "DYNAMODB_PORT", "PBX_PORT", "WIDGET_SOCKET_PORT", "CRM_RECEIVER_PORT")
+    return {**os.environ, **{name: str(free_port()) for name in ports}, "LOCAL_DATA": "none", **variables}
+
+
+def test_make_run_refuses_a_parameter_the_template_does_not_have() -> None:
+    from local.template import Template
+
+    result = subprocess.run(
+        [sys.executable, "-m", "local.stack"],
+        cwd=REPO,
+        env=make_run_environment(PARAMS="ScenarioMissedCalLeads=true"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "no parameter 'ScenarioMissedCalLeads'; did you mean ScenarioMissedCallLeads?" in result.stdout
+    assert "local stack is up" not in result.stdout
+    listed = result.stdout.split("Its parameters:", 1)[1]
+    for name in Template().body["Parameters"]:  # every name it could have been
+        assert name in listed, name
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ("ScenarioMissedCallLeads=yes", "ScenarioMissedCallLeads='yes' is not allowed; one of: true, false"),
+        ("HistorySyncRateMinutes=1", "HistorySyncRateMinutes=1 is below its minimum 2"),
+        ("WebhookProvisionedConcurrency=many", "WebhookProvisionedConcurrency='many' is not a number"),
+        ("PhoneRegion=ru", "PhoneRegion='ru' does not match ^[A-Z]{2}$"),
+        ("LogLevel=INFO LogLevel=DEBUG", "LogLevel is given twice"),
+        ("LogLevel", "'LogLevel' is not Name=Value"),
+        ("WidgetFrameAncestors='https://crm.example", "cannot read"),
+        # The template's Rules, as CloudFormation applies them before it creates anything.
+        ("CrmEndpointUrl=https://crm.example/events", "CrmForwardingNeedsItsSecret: CrmSecretName must name"),
+        (
+            "CrmEndpointUrl=https://crm.example/e CrmSecretName=s CrmAuthType=OAUTH_CLIENT_CREDENTIALS",
+            "CrmOAuthNeedsItsTokenUrl",
+        ),
+    ],
+)
+def test_parameters_are_checked_as_a_deploy_checks_them(params: str, message: str) -> None:
+    from local.parameters import ParameterError, parameters_from_environment
+    from local.stack import check_parameters
+    from local.template import load_template
+
+    with pytest.raises(ParameterError) as refused:
+        check_parameters(parameters_from_environment({"PARAMS": params}, load_template()))
+    assert message in str(refused.value)
+
+
+def test_parameters_are_read_with_shell_quoting_and_a_shorthand_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from local import parameters
+    from local.parameters import ParameterError, parameters_from_environment
+    from local.stack import check_parameters
+    from local.template import load_template
+
+    body = load_template()
+    given = "WidgetFrameAncestors='https://crm.example https://*.crm.example' CrmEventTypes=LeadCreated,CallMissed"
+    assert check_parameters(parameters_from_environment({"PARAMS": given}, body)) == {
+        "WidgetFrameAncestors": "https://crm.example https://*.crm.example",
+        "CrmEventTypes": "LeadCreated,CallMissed",
+    }
+    # `make run LOG_LEVEL=INFO`, were it wanted: one entry, checked like PARAMS.
+    monkeypatch.setitem(parameters.SHORTHANDS, "LOG_LEVEL", "LogLevel")
+    assert parameters_from_environment({"LOG_LEVEL": "INFO"}, body) == {"LogLevel": "INFO"}
+    with pytest.raises(ParameterError, match="one of: DEBUG, INFO"):
+        parameters_from_environment({"LOG_LEVEL": "TRACE"}, body)
+    with pytest.raises(ParameterError, match="LogLevel is given twice"):
+        parameters_from_environment({"LOG_LEVEL": "INFO", "PARAMS": "LogLevel=DEBUG"}, body)
+
+
+def test_crm_url_sets_the_forwarding_parameters_and_params_may_not_set_them_too() -> None:
+    from local.parameters import ParameterError
+    from local.stack import check_parameters
+
+    # CRM_URL (or CRM_RECEIVER=1) sets CrmEndpointUrl, CrmAuthType and CrmSecretName, with the secret it stores.
+    assert check_parameters({"CrmEventTypes": "LeadCreated"}, crm_url="http://127.0.0.1:9/crm") == {
+        "CrmEventTypes": "LeadCreated"
+    }
+    with pytest.raises(ParameterError, match="CrmSecretName: set by CRM_RECEIVER=1"):
+        check_parameters({"CrmSecretName": "mine"}, crm_url="receiver")
+
+
+def test_make_run_with_the_missed_call_scenario_forwards_a_lead_to_the_crm() -> None:
+    # `make run PARAMS="ScenarioMissedCallLeads=true CrmEventTypes=LeadCreated,CallMissed" CRM_RECEIVER=1`,
+    # then a missed call from a number nobody knows: the lead reaches the stand-in CRM.
+    import signal
+    import threading
+    import time
+
+    env = make_run_environment(
+        PARAMS="ScenarioMissedCallLeads=true CrmEventTypes=LeadCreated,CallMissed",
+        CRM_RECEIVER="1",
+        CRM_TOKEN="params-e2e-key",
+        LOG_FORMAT="",
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "local.stack"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    assert process.stdout is not None
+    reader = threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+
+    def printed(text: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and process.poll() is None:
+            if any(text in line for line in list(lines)):
+                return True
+            time.sleep(0.1)
+        return any(text in line for line in list(lines))
+
+    try:
+        assert printed("Template parameters:", 120), "".join(lines)
+        output = "".join(lines)
+        assert "Template parameters: CrmEventTypes=LeadCreated,CallMissed ScenarioMissedCallLeads=true" in output
+        webhook = output.split("Webhook (what the PBX posts to):\n", 1)[1].split()[0]
+        missed = {
+            "cmd": "history", "type": "in", "status": "missed", "phone": "79161112233", "user": "andy",
+            "start": "20261128T100000Z", "duration": "0", "callid": "params-missed-1", "crm_token": "params-e2e-key",
+        }  # fmt: skip
+        assert requests.post(webhook, data=missed, timeout=30).status_code == 200
+        assert printed("CRM received LeadCreated +79161112233/LeadCreated", 60), "".join(lines)
+        assert printed("CRM received CallMissed params-missed-1/CallMissed", 30), "".join(lines)
+        received = [line.split()[2] for line in list(lines) if line.startswith("CRM received ")]
+        assert set(received) <= {"LeadCreated", "CallMissed"}  # CrmEventTypes: CallEnded and the rest are not sent
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
