@@ -75,8 +75,13 @@ class Received:
 class CrmReceiver(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, port: int, auth: ReceiverAuth, echo: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self, port: int, auth: ReceiverAuth, echo: Callable[[str], None] | None = None, keep: bool = True
+    ) -> None:
         self.auth = auth
+        # Keep what arrived (a test reads it back); `make run`'s receiver only prints, so that a day of
+        # calls does not pile up in memory.
+        self.keep = keep
         self.received: list[Received] = []  # accepted events, in arrival order
         self.attempts: list[Received] = []  # every authorised request with an event, accepted or not
         self.answers: list[int] = []  # statuses to answer next (a test's failing CRM), then 200
@@ -134,10 +139,11 @@ class _Handler(BaseHTTPRequestHandler):
         event_id = detail.get("id") if isinstance(detail, dict) else None
         with server.lock:
             status = server.answers.pop(0) if server.answers else server.failing.get(str(event_id), 200)
-            received = Received(self.path, dict(self.headers.items()), body, status)
-            server.attempts.append(received)
-            if status == 200:
-                server.received.append(received)
+            if server.keep:
+                received = Received(self.path, dict(self.headers.items()), body, status)
+                server.attempts.append(received)
+                if status == 200:
+                    server.received.append(received)
         if status != 200:
             self._reply(status, {"error": "the test asked for it"})
             return
@@ -163,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.oauth:
         client_id, _, client_secret = args.oauth.partition(":")
         auth.oauth_client = (client_id, client_secret)
-    receiver = CrmReceiver(args.port, auth, echo=lambda text: print(text, flush=True))
+    receiver = CrmReceiver(args.port, auth, echo=lambda text: print(text, flush=True), keep=False)
     print(f"CRM receiver on {receiver.url} (Ctrl-C stops it)", flush=True)
     try:
         receiver.serve_forever(poll_interval=0.2)

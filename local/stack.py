@@ -261,7 +261,9 @@ def _local_crm(moto_url: str, crm_url: str | None, api_key: str | None) -> tuple
     if crm_url == "receiver":
         api_key = api_key or secrets.token_urlsafe(16)
         port = int(os.environ.get("CRM_RECEIVER_PORT", "3200"))
-        receiver = CrmReceiver(port, ReceiverAuth(api_key=api_key), echo=lambda text: print(text, flush=True))
+        receiver = CrmReceiver(
+            port, ReceiverAuth(api_key=api_key), echo=lambda text: print(text, flush=True), keep=False
+        )
         crm_url = f"{receiver.start().url}/pbxbridge/events"
     return local_crm_parameters(moto_url, crm_url, api_key or ""), receiver
 
