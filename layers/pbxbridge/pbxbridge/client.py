@@ -71,6 +71,8 @@ class InvalidParametersError(CommandsError):
 
 
 class NotFoundError(CommandsError):
+    """No such call, PBX user or archived recording; the message says which (and why, for a recording)."""
+
     code = "not_found"
 
 
@@ -104,10 +106,14 @@ class UnavailableError(CommandsError):
 
 
 class RequestInProgressError(CommandsError):
+    """A `makeCall` with this `requestId` is being placed right now; ask again for its answer."""
+
     code = "request_in_progress"
 
 
 class RequestIdReusedError(CommandsError):
+    """This `requestId` was used for another call (another user, phone or caller id)."""
+
     code = "request_id_reused"
 
 
