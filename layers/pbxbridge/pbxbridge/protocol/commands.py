@@ -98,7 +98,7 @@ class MakeCallCommand(_Command):
     `{call_id, id_known}`. With a `requestId`, repeats within an hour get the first answer: it dials once."""
 
     cmd: Literal["makeCall"]
-    user: User
+    user: User = Field(description="the PBX user whose phone rings first: login, extension or number")
     phone: PhoneNumber
     clid: str | None = Field(default=None, max_length=32)
     request_id: str | None = Field(default=None, alias="requestId", min_length=1, max_length=128)
@@ -193,7 +193,9 @@ class ListCallsCommand(_Command):
 
     cmd: Literal["listCalls"]
     phone: PhoneNumber | None = None
-    user: User | None = None
+    user: User | None = Field(
+        default=None, description="a PBX user in any form: login, `login@tenant`, extension or direct number"
+    )
     limit: int = Field(default=50, ge=1, le=200)
     cursor: str | None = Field(default=None, max_length=2048)
 
@@ -225,7 +227,7 @@ class MapUserCommand(_Command):
 
     cmd: Literal["mapUser"]
     login: User
-    crm_user: str | None = Field(max_length=256)  # null removes the mapping
+    crm_user: str | None = Field(max_length=256, description="`null` removes the mapping")
 
 
 class CrmUserInput(BaseModel):
@@ -259,7 +261,7 @@ class IssueWidgetTokenCommand(_Command):
     `user` in any form resolves through the directory to one active login. Answers `{login, token, expires_at}`."""
 
     cmd: Literal["issueWidgetToken"]
-    user: User
+    user: User = Field(description="a PBX user in any form: login, `login@tenant`, extension or direct number")
     ttl: int = Field(default=8 * 3600, ge=60, le=24 * 3600)
 
 
@@ -267,7 +269,10 @@ class ListCallbacksCommand(_Command):
     """An owner's call-back list, the most recently missed first. Answers `{callbacks, cursor}`."""
 
     cmd: Literal["listCallbacks"]
-    owner: User = Field(description="a PBX login, a group (`g_<id>`), or `unassigned`")
+    owner: User = Field(
+        description="a PBX user as `listCalls` takes one (login, `login@tenant`, extension or direct number), "
+        "a group (`g_<id>` or `g_<id>@tenant`), or `unassigned`"
+    )
     status: Literal["open", "closed"] = "open"
     limit: int = Field(default=50, ge=1, le=200)
     cursor: str | None = Field(default=None, max_length=2048)
