@@ -91,3 +91,21 @@ def test_the_codes_the_commands_really_answer_are_documented(payload: dict[str, 
         metrics.clear_metrics()  # outside a handler nothing flushes them
     assert answer["error"]["code"] == code
     assert code in docs_reference.command_errors()[str(payload["cmd"])]
+
+
+def test_every_template_parameter_is_in_the_deployment_pages_table_with_its_default() -> None:
+    """The Parameters table is prose about each parameter; its names and defaults are the template's."""
+    from local.template import Template
+
+    section = (REPO / "docs" / "deployment.md").read_text(encoding="utf-8").split("\n## Parameters\n", 1)[1]
+    rows: dict[str, str] = {}
+    for line in section.split("\n## ", 1)[0].splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) >= 3 and cells[0].startswith("`"):
+            for name in re.findall(r"`([A-Za-z0-9]+)`", cells[0]):
+                rows[name] = cells[1].strip("`")
+    parameters = Template().body["Parameters"]
+    assert set(parameters) == set(rows), set(parameters) ^ set(rows)
+    for name, spec in parameters.items():
+        default = str(spec.get("Default", ""))
+        assert rows[name] == (default or "empty"), (name, rows[name], default)

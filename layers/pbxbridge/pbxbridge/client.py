@@ -77,7 +77,7 @@ class NotFoundError(CommandsError):
 
 
 class NotConfiguredError(CommandsError):
-    """The deployment lacks what the command needs (e.g. the directory table)."""
+    """The deployment lacks what the command needs: the directory, the call-backs table, the widget's key."""
 
     code = "not_configured"
 
@@ -89,7 +89,8 @@ class PbxRefusedError(CommandsError):
 
 
 class PbxUnavailableError(CommandsError):
-    """The PBX failed (5xx, timeout, not JSON). After `makeCall`, `dialled` says whether it may have rung."""
+    """The PBX failed (5xx, timeout, not JSON; the message names the PBX's URL). After `makeCall`,
+    `dialled` says whether it may have rung."""
 
     code = "pbx_unavailable"
 
