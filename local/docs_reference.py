@@ -303,7 +303,7 @@ def render_commands() -> str:
         if not sample.exists():
             raise SystemExit(f"events/commands-{name}.json is missing: every command needs its sample payload")
         example = json.loads(sample.read_text(encoding="utf-8"))
-        lines += ["", f"## `{name}` {{#{_anchor(name)}}}", "", _doc(model), ""]
+        lines += ["", f"## `{name}`", "", _doc(model), ""]
         field_rows = _field_rows(model, schema)
         if field_rows:
             lines += ["| field | type | | rules |", "|---|---|---|---|", *field_rows]
@@ -360,7 +360,7 @@ def render_events() -> str:
     for name, schema in schemas.items():
         definitions = schema.get("$defs", {})
         required = set(schema.get("required", ()))
-        lines += ["", f"## `{name}` {{#{name.lower()}}}", ""]
+        lines += ["", f"## `{name}`", ""]
         if schema.get("description"):
             lines += [" ".join(str(schema["description"]).split()), ""]
         lines += ["| field | type | | what it is |", "|---|---|---|---|"]

@@ -22,7 +22,7 @@ def test_the_committed_references_are_current() -> None:
 
 def test_every_command_has_a_section_and_a_sample_payload_that_is_a_valid_command() -> None:
     page = (REPO / "docs" / "reference" / "commands.md").read_text(encoding="utf-8")
-    documented = set(re.findall(r"^## `([^`]+)` \{#", page, flags=re.MULTILINE))
+    documented = set(re.findall(r"^## `([^`]+)`$", page, flags=re.MULTILINE))
     assert documented == set(COMMAND_NAMES)
     for name in COMMAND_NAMES:
         sample = json.loads((REPO / "events" / f"commands-{name}.json").read_text(encoding="utf-8"))
@@ -32,7 +32,7 @@ def test_every_command_has_a_section_and_a_sample_payload_that_is_a_valid_comman
 
 def test_every_event_schema_has_a_section() -> None:
     page = (REPO / "docs" / "reference" / "events.md").read_text(encoding="utf-8")
-    documented = set(re.findall(r"^## `([^`]+)` \{#", page, flags=re.MULTILINE))
+    documented = set(re.findall(r"^## `([^`]+)`$", page, flags=re.MULTILINE))
     assert documented == {path.stem for path in (REPO / "schemas" / "events").glob("*.json")}
 
 
