@@ -11,17 +11,18 @@ SAM_VERSION ?= 1.170.0
 PY313 := $(shell command -v pyenv >/dev/null 2>&1 && pyenv prefix 3.13 2>/dev/null)
 SAM_PATH := $(if $(PY313),$(PY313)/bin:,)$(PATH)
 
-.PHONY: help install run test lint typecheck unit unit-runtime cfn-lint openapi bench sam-build sam-validate smoke ci clean browser screenshots
+.PHONY: help install run test lint typecheck unit unit-runtime cfn-lint openapi bench sam-build sam-validate smoke ci clean browser screenshots docs docs-build docs-reference
 
 # `make` alone: what each target does (the `## ` comment on its line).
 help:
 	@echo "pbxbridge: make TARGET"
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-zA-Z_-]+):.*## (.*)$$/  \1\t\2/' | expand -t 16
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-zA-Z_-]+):.*## (.*)$$/  \1\t\2/' | expand -t 18
 	@echo "Variables: FRESH=1 (make run: start with no saved data), LOG_FORMAT=json (make run: the functions' JSON logs),"
 	@echo "  PARAMS=\"Name=Value ...\" (make run: any template.yaml parameter, checked as a deploy checks it, e.g."
 	@echo "    PARAMS=\"ScenarioMissedCallLeads=true CrmEventTypes=LeadCreated,CallMissed\"),"
 	@echo "  CRM_RECEIVER=1 or CRM_URL=... (make run: forward call events to a local receiver or a CRM),"
 	@echo "  PORT, DYNAMODB_PORT, PBX_PORT, WIDGET_SOCKET_PORT, CRM_RECEIVER_PORT, CRM_TOKEN (make run), PYTEST_ARGS (make unit),"
+	@echo "  DOCS_PORT (make docs, 8010),"
 	@echo "  PYTHON (the venv's interpreter)"
 
 $(STAMP): pyproject.toml requirements-dev.txt layers/pbxbridge/requirements.txt
@@ -78,17 +79,31 @@ unit-runtime:
 	@echo "unit-runtime: no Python 3.13 (pyenv prefix 3.13) on this machine, the suite ran under $$($(BIN)/python -V) only"
 endif
 
-test: lint typecheck cfn-lint unit unit-runtime ## every check: lint, typecheck, cfn-lint, pytest (and under Python 3.13)
+test: lint typecheck cfn-lint docs-build unit unit-runtime ## every check: lint, typecheck, cfn-lint, the docs site, pytest (and under Python 3.13)
 
 # Regenerate the webhook's OpenAPI document and the call events' schemas from the models, and the template's
 # schema registry from those (tests fail when they drift).
-screenshots: $(STAMP) browser ## refresh the README's widget screenshots (docs/screenshots) from the browser tests
+screenshots: $(STAMP) browser ## refresh the README's and the docs' widget screenshots (docs/screenshots) from the browser tests
 	SCREENSHOTS_DIR=docs/screenshots $(BIN)/pytest -q tests/test_widget_browser.py
 
-openapi: $(STAMP) ## regenerate openapi/webhook.json, the event schemas and the template's schema registry
+openapi: $(STAMP) ## regenerate openapi/webhook.json, the event schemas, the template's schema registry and docs/reference
 	$(if $(PY313),$(MAKE) $(RUNTIME_VENV)/.installed && $(RUNTIME_VENV)/bin/python,$(BIN)/python) -m pbxbridge.openapi > openapi/webhook.json
 	$(BIN)/python -c "from pbxbridge.call_events import schemas; [open(f'schemas/events/{n}.json', 'w').write(t) for n, t in schemas().items()]"
 	$(BIN)/python -m local.event_schemas
+	$(MAKE) docs-reference
+
+# The docs site (mkdocs.yml, docs/): served on loopback only; built with --strict, so a broken link or
+# anchor, or a page missing from the nav, fails `make test`.
+DOCS_PORT ?= 8010
+export NO_MKDOCS_2_WARNING := 1
+docs: $(STAMP) ## serve the documentation site on 127.0.0.1, port DOCS_PORT (8010), reloading on edits
+	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:$(DOCS_PORT)
+
+docs-build: $(STAMP) ## build the documentation site into site/ with --strict (part of make test)
+	$(BIN)/mkdocs build --strict --quiet
+
+docs-reference: $(STAMP) ## regenerate docs/reference/ (commands from their models, events from schemas/events)
+	$(BIN)/python -m local.docs_reference
 
 bench: $(STAMP) browser ## benchmarks against a floor measured in the same run (PARTS="cold faults" runs only those)
 	$(BIN)/python -m bench $(PARTS)
@@ -114,4 +129,4 @@ smoke: $(STAMP) sam-build ## import the built layer and handlers as Lambda would
 ci: test sam-validate smoke ## what CI runs
 
 clean: ## remove the environments and build output (not the local data)
-	rm -rf $(VENV) $(SAM_VENV) $(RUNTIME_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis layers/pbxbridge/build
+	rm -rf $(VENV) $(SAM_VENV) $(RUNTIME_VENV) site .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis layers/pbxbridge/build

@@ -273,18 +273,24 @@ def test_contacts_import_reads_what_excel_writes(
 
 
 def test_the_readmes_excel_file_imports_as_it_says(stack: LocalStack) -> None:
+    """As the README's walk-through and the docs' Getting started both show it."""
     readme = (REPO / "README.md").read_text(encoding="utf-8")
+    getting_started = (REPO / "docs" / "getting-started.md").read_text(encoding="utf-8")
     sample = REPO / "docs" / "examples" / "contacts-excel.csv"
-    assert "pbxbridge contacts import docs/examples/contacts-excel.csv   # imported 3 contact(s), rejected 0" in readme
+    for text in (readme, getting_started):
+        assert (
+            "pbxbridge contacts import docs/examples/contacts-excel.csv   # imported 3 contact(s), rejected 0" in text
+        )
     raw = sample.read_bytes()
     assert raw.startswith(b"\xef\xbb\xbfphone;")  # as Excel writes it: a BOM and semicolons
     result = console(stack, "contacts", "import", str(sample))
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.splitlines()[0] == "imported 3 contact(s), rejected 0"
     assert "as CSV (utf-8 with BOM, ';'-separated)" in result.stderr
-    shown = re.search(r"phone=(\d+) .*\n(\{.*\})\n", readme.split("docs/examples/contacts-excel.csv   #", 1)[1])
-    assert shown
-    assert contact_of(stack, shown[1]) == json.loads(shown[2])
+    for text in (readme, getting_started):
+        shown = re.search(r"phone=(\d+) .*\n(\{.*\})\n", text.split("docs/examples/contacts-excel.csv   #", 1)[1])
+        assert shown
+        assert contact_of(stack, shown[1]) == json.loads(shown[2])
 
 
 def test_contacts_import_reads_xlsx(stack: LocalStack, tmp_path: Path) -> None:

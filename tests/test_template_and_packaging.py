@@ -29,7 +29,7 @@ def test_runtime_architecture_and_no_xray_sdk(body: dict[str, Any]) -> None:
     assert function_globals["Runtime"] == "python3.13"
     assert function_globals["Architectures"] == ["arm64"]
     assert function_globals["Tracing"] == {"Ref": "Tracing"}
-    assert body["Parameters"]["Tracing"]["Default"] == "PassThrough"  # on, it needs X-Ray's "*" (see README)
+    assert body["Parameters"]["Tracing"]["Default"] == "PassThrough"  # on, it needs X-Ray's "*" (docs/operations.md)
     sources = "\n".join(p.read_text() for p in (REPO / "layers/pbxbridge/pbxbridge").rglob("*.py"))
     assert "Tracer" not in sources
     assert "aws_xray_sdk" not in sources
@@ -190,12 +190,12 @@ def test_the_webhook_does_not_import_what_it_does_not_use() -> None:
     assert result.stdout.strip() == ""
 
 
-def test_the_readme_tells_the_recorders_retry_timing_the_template_sets(body: dict[str, Any]) -> None:
+def test_the_docs_tell_the_recorders_retry_timing_the_template_sets(body: dict[str, Any]) -> None:
     queue = body["Resources"]["RecordingsQueue"]["Properties"]
     recorder = body["Resources"]["RecorderFunction"]["Properties"]
     minutes, tries = queue["VisibilityTimeout"] // 60, queue["RedrivePolicy"]["maxReceiveCount"]
     assert queue["VisibilityTimeout"] >= 6 * recorder["Timeout"]  # Lambda's guidance for SQS triggers
-    readme = " ".join((REPO / "README.md").read_text().split())
+    readme = " ".join((REPO / "docs" / "how-it-works.md").read_text().split())
     assert f"back after {minutes} min, {tries} times" in readme
     assert f"comes back every {minutes} minutes (the queue's visibility timeout" in readme
     assert f"{tries} times (about {minutes * tries / 60:g} hours)" in readme

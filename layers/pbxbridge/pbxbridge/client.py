@@ -71,11 +71,13 @@ class InvalidParametersError(CommandsError):
 
 
 class NotFoundError(CommandsError):
+    """No such call, PBX user or archived recording; the message says which (and why, for a recording)."""
+
     code = "not_found"
 
 
 class NotConfiguredError(CommandsError):
-    """The deployment lacks what the command needs (e.g. the directory table)."""
+    """The deployment lacks what the command needs: the directory, the call-backs table, the widget's key."""
 
     code = "not_configured"
 
@@ -87,7 +89,8 @@ class PbxRefusedError(CommandsError):
 
 
 class PbxUnavailableError(CommandsError):
-    """The PBX failed (5xx, timeout, not JSON). After `makeCall`, `dialled` says whether it may have rung."""
+    """The PBX failed (5xx, timeout, not JSON; the message names the PBX's URL). After `makeCall`,
+    `dialled` says whether it may have rung."""
 
     code = "pbx_unavailable"
 
@@ -104,10 +107,14 @@ class UnavailableError(CommandsError):
 
 
 class RequestInProgressError(CommandsError):
+    """A `makeCall` with this `requestId` is being placed right now; ask again for its answer."""
+
     code = "request_in_progress"
 
 
 class RequestIdReusedError(CommandsError):
+    """This `requestId` was used for another call (another user, phone or caller id)."""
+
     code = "request_id_reused"
 
 

@@ -46,6 +46,7 @@ def _moment(value: object) -> object:
 
 
 def _switch(value: object) -> object:
+    """`true`/`false`, or the PBX's own `on`/`off`."""
     if isinstance(value, str) and value.strip().lower() in ("on", "off"):
         return value.strip().lower() == "on"
     return value
@@ -65,6 +66,8 @@ class _Command(BaseModel):
     @field_validator("phone", mode="before", check_fields=False)
     @classmethod
     def _read_phone(cls, value: object, info: ValidationInfo) -> object:
+        """A number in any written form (`8 910 ...`, `+7 (910) ...`, digits), read into E.164 in the
+        stack's `PhoneRegion`."""
         if value is None or isinstance(value, Phone):
             return value
         if isinstance(value, int) and not isinstance(value, bool):
@@ -78,23 +81,33 @@ class _Command(BaseModel):
 
 
 class AccountsCommand(_Command):
+    """The PBX's users. Answers a list of accounts (`ext` always a string)."""
+
     cmd: Literal["accounts"]
 
 
 class GroupsCommand(_Command):
+    """The PBX's departments, or one user's (`user`). Answers a list of groups."""
+
     cmd: Literal["groups"]
     user: User | None = None
 
 
 class MakeCallCommand(_Command):
+    """Click-to-call: the PBX rings `user` (a login, extension or number), then `phone`. Answers
+    `{call_id, id_known}`. With a `requestId`, repeats within an hour get the first answer: it dials once."""
+
     cmd: Literal["makeCall"]
-    user: User
+    user: User = Field(description="the PBX user whose phone rings first: login, extension or number")
     phone: PhoneNumber
     clid: str | None = Field(default=None, max_length=32)
     request_id: str | None = Field(default=None, alias="requestId", min_length=1, max_length=128)
 
 
 class HistoryCommand(_Command):
+    """The PBX's call history for `period`, or from `start` (to `end`). Answers `{rows, rejected,
+    truncated}`; `truncated` means a full page: ask again from a later start."""
+
     cmd: Literal["history"]
     start: Moment | None = None
     end: Moment | None = None
@@ -112,6 +125,8 @@ class HistoryCommand(_Command):
 
 
 class SubscribeOnCallsCommand(_Command):
+    """Switches `user`'s subscription to a group's calls on or off. Answers `{status}`."""
+
     cmd: Literal["subscribeOnCalls"]
     user: User
     status: Switch
@@ -119,18 +134,24 @@ class SubscribeOnCallsCommand(_Command):
 
 
 class SubscriptionStatusCommand(_Command):
+    """Whether `user` is subscribed to the group's calls. Answers `{status}` (`on` or `off`)."""
+
     cmd: Literal["subscriptionStatus"]
     user: User
     group_id: str = Field(validation_alias=GROUP_ID, min_length=1)
 
 
 class SetDndCommand(_Command):
+    """Switches `user`'s do-not-disturb. Answers `{state}`."""
+
     cmd: Literal["set_dnd"]
     user: User
     state: Switch
 
 
 class GetDndCommand(_Command):
+    """`user`'s do-not-disturb. Answers `{state}`."""
+
     cmd: Literal["get_dnd"]
     user: User
 
@@ -145,24 +166,36 @@ class ContactInput(BaseModel):
 
 
 class UpsertContactsCommand(_Command):
+    """Adds or replaces contacts (the numbers `contact` answers for). Answers `{upserted, rejected}`,
+    each rejected contact with its `index` and `reason`."""
+
     cmd: Literal["upsertContacts"]
     contacts: list[ContactInput] = Field(min_length=1, max_length=MAX_CONTACTS_PER_UPSERT)
 
 
 class DeleteContactCommand(_Command):
+    """Deletes the contact of a number. Answers `{phone, deleted}`."""
+
     cmd: Literal["deleteContact"]
     phone: PhoneNumber
 
 
 class GetCallCommand(_Command):
+    """One stored call and its timeline. Answers `{call, timeline}`."""
+
     cmd: Literal["getCall"]
     callid: str = Field(min_length=1, max_length=200)
 
 
 class ListCallsCommand(_Command):
+    """A client's calls (`phone`) or a PBX user's (`user`, in any form), newest first. Answers
+    `{calls, cursor}`; pass `cursor` back for the next page."""
+
     cmd: Literal["listCalls"]
     phone: PhoneNumber | None = None
-    user: User | None = None
+    user: User | None = Field(
+        default=None, description="a PBX user in any form: login, `login@tenant`, extension or direct number"
+    )
     limit: int = Field(default=50, ge=1, le=200)
     cursor: str | None = Field(default=None, max_length=2048)
 
@@ -174,19 +207,27 @@ class ListCallsCommand(_Command):
 
 
 class SyncDirectoryCommand(_Command):
+    """Copies the PBX's users and departments into the directory (also runs daily). Answers
+    `{users, departments, deactivated}`."""
+
     cmd: Literal["syncDirectory"]
     # Scheduled runs ask for a failed invocation, so that the scheduler retries and the alarm sounds.
     raise_on_error: bool = Field(default=False, alias="raiseOnError")
 
 
 class ListUsersCommand(_Command):
+    """The directory: the PBX's users and departments, with their CRM users. Answers `{users: [{login,
+    real_name, ext, telnum, email, groups, crm_user, active}], departments}`."""
+
     cmd: Literal["listUsers"]
 
 
 class MapUserCommand(_Command):
+    """Maps a PBX login to a CRM user (`crm_user: null` removes the mapping). Answers `{login, crm_user}`."""
+
     cmd: Literal["mapUser"]
     login: User
-    crm_user: str | None = Field(max_length=256)  # null removes the mapping
+    crm_user: str | None = Field(max_length=256, description="`null` removes the mapping")
 
 
 class CrmUserInput(BaseModel):
@@ -198,28 +239,40 @@ class CrmUserInput(BaseModel):
 
 
 class ProposeUserMappingsCommand(_Command):
+    """Proposes PBX login -> CRM user mappings where emails or names match; `apply` stores them.
+    Answers `{proposals: [{login, crm_user, reason}], applied}`."""
+
     cmd: Literal["proposeUserMappings"]
     crm_users: list[CrmUserInput] = Field(min_length=1, max_length=5000)
     apply: bool = False
 
 
 class GetRecordingUrlCommand(_Command):
+    """A presigned URL of a call's archived recording. Answers `{url, expires_in}`; `not_found` says
+    why there is none (not archived yet, or the reason it was rejected)."""
+
     cmd: Literal["getRecordingUrl"]
     callid: str = Field(min_length=1, max_length=200)
     expires_in: int = Field(default=900, ge=60, le=12 * 3600)
 
 
 class IssueWidgetTokenCommand(_Command):
-    """A token for the widget of one PBX user (a CRM backend asks for it and puts it in its page)."""
+    """A token for the widget of one PBX user (a CRM backend asks for it and puts it in its page).
+    `user` in any form resolves through the directory to one active login. Answers `{login, token, expires_at}`."""
 
     cmd: Literal["issueWidgetToken"]
-    user: User
+    user: User = Field(description="a PBX user in any form: login, `login@tenant`, extension or direct number")
     ttl: int = Field(default=8 * 3600, ge=60, le=24 * 3600)
 
 
 class ListCallbacksCommand(_Command):
+    """An owner's call-back list, the most recently missed first. Answers `{callbacks, cursor}`."""
+
     cmd: Literal["listCallbacks"]
-    owner: User = Field(description="a PBX login, a group (`g_<id>`), or `unassigned`")
+    owner: User = Field(
+        description="a PBX user as `listCalls` takes one (login, `login@tenant`, extension or direct number), "
+        "a group (`g_<id>` or `g_<id>@tenant`), or `unassigned`"
+    )
     status: Literal["open", "closed"] = "open"
     limit: int = Field(default=50, ge=1, le=200)
     cursor: str | None = Field(default=None, max_length=2048)
