@@ -117,7 +117,13 @@ class TestOtherTypes:
     def test_an_unknown_type_is_kept_raw_logged_and_answered_200(
         self, webhook: Webhook, aws: dict[str, str], log_output: io.StringIO
     ) -> None:
-        push = {"cmd": "webhook", "type": "trunk_down", "id": "t-1", "data": [1, 2], "trunk": {"name": "sip-1"}}
+        push: dict[str, Any] = {
+            "cmd": "webhook",
+            "type": "trunk_down",
+            "id": "t-1",
+            "data": [1, 2],
+            "trunk": {"name": "sip-1"},
+        }
         answer, blob = pushed(webhook, **push)
         assert (answer.status, answer.json()) == (200, {})
         assert "UnknownWebhookPushes" in metrics_of(blob)
