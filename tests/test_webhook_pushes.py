@@ -152,6 +152,24 @@ class TestOtherTypes:
         assert all(r["push_id"].startswith("sha256#") and "type" not in r and "id" not in r for r in records)
         assert sorted(json.loads(r["fields"])["note"] for r in records) == ["something else", "something happened"]
 
+    def test_whatever_data_and_other_fields_hold_is_kept_as_it_came(
+        self, webhook: Webhook, aws: dict[str, str]
+    ) -> None:
+        """DynamoDB refuses lone surrogates, empty map keys and deep nesting: kept as JSON text, they are
+        never a reason to refuse a push."""
+        odd = {
+            "": [],
+            "deep": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]],
+            "half": "\ud800",
+            "n": None,
+        }
+        body = '{"cmd": "webhook", "type": "sipregs_error", "id": "odd-1", "crm_token": "%s", "data": %s, "more": %s}'
+        answer = webhook.raw((body % (CRM_TOKEN, json.dumps(odd), json.dumps(odd))).encode(), "application/json")
+        assert (answer.status, answer.json()) == (200, {})
+        (record,) = kept(aws)
+        assert json.loads(record["data"]) == odd
+        assert json.loads(record["fields"]) == {"more": odd}
+
     def test_a_type_named_untyped_is_not_taken_for_no_type(self, webhook: Webhook, aws: dict[str, str]) -> None:
         assert webhook.push(cmd="webhook", id="x").status == 200
         assert webhook.push(cmd="webhook", type="untyped", id="x").status == 200
