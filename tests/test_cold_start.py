@@ -266,6 +266,7 @@ def test_an_init_nobody_waits_on_builds_the_write_path(monkeypatch: pytest.Monke
     monkeypatch.setenv("AWS_LAMBDA_INITIALIZATION_TYPE", "provisioned-concurrency")
     prepare()
     assert "writes" in vars(default_dependencies())
+    assert "webhook_pushes" in vars(default_dependencies())
 
 
 def test_contact_never_builds_the_webhook_pushes_store_and_the_first_webhook_push_does(webhook: Webhook) -> None:

@@ -257,6 +257,25 @@ class TestSipRegistrationFailed:
         assert [d["id"] for d in sink.details("SipRegistrationFailed")] == ["id#sipregs-1/SipRegistrationFailed"] * 2
 
 
+def test_the_sample_stream_event_publishes_sip_registration_failed() -> None:
+    from pbxbridge.stream import StreamDependencies, StreamSettings, handle_stream
+
+    sink = Published()
+    settings = StreamSettings(
+        CALLS_TABLE="pbxbridge-CallsTable",
+        CONTACTS_TABLE="pbxbridge-ContactsTable",
+        WEBHOOK_PUSHES_TABLE="pbxbridge-WebhookPushesTable",  # as the sample's stream ARN names it
+        EVENT_BUS_NAME="calls",
+        RECORDINGS_QUEUE_URL="queue",
+    )
+    deps = StreamDependencies(settings, sink.put_events, lambda body: None, lambda phone: (None, None))
+    sample = json.loads((REPO / "events" / "stream-webhook-pushes-sipregs-error.json").read_text())
+    assert handle_stream(sample, None, deps) == {"batchItemFailures": []}
+    (detail,) = sink.details("SipRegistrationFailed")
+    assert (detail["pbx_id"], detail["data"]["reason"]) == ("sipregs-5f1c2a", "registration expired")
+    assert detail["occurred_at"] == "2026-11-27T20:59:52.104000Z"
+
+
 class TestTemplate:
     def test_the_alarm_watches_the_metric_a_push_prints(self, webhook: Webhook) -> None:
         template = Template()

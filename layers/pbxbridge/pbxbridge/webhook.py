@@ -167,11 +167,13 @@ def prepare() -> None:
     with suppress(InvalidPushError):
         read_push({"cmd": "contact", "phone": "79101234567", "callid": "prepare"}, deps.phone_region)
     if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") in ("snap-start", "provisioned-concurrency"):
-        # Nobody waits on this init: build every push's validator and the write path now rather than
-        # on the first push that needs them.
+        # Nobody waits on this init: build every push's validator, the write path and the `webhook`
+        # pushes' store now rather than on the first push that needs them.
         for model in PUSH_MODELS:
             model.model_rebuild(force=True)
         deps.writes  # noqa: B018 (built and kept)
+        with suppress(StoreUnavailableError):  # unconfigured: the first such push answers 503
+            deps.webhook_pushes  # noqa: B018 (built and kept)
     try:
         from snapshot_restore_py import register_after_restore  # type: ignore[import-not-found]
     except ImportError:  # not a SnapStart runtime
