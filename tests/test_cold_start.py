@@ -220,8 +220,14 @@ def _full_model_operations(service: str) -> list[str]:
     return list(boto3.session.Session().client(service, region_name="eu-central-1").meta.service_model.operation_names)
 
 
-# What `contact` never uses: the write path's domain, scenarios and calls store.
-WRITE_PATH_MODULES = ("pbxbridge.domain.calls", "pbxbridge.domain.scenarios", "pbxbridge.storage.calls")
+# What `contact` never uses: the write path's domain, scenarios and calls store; the `cmd=webhook` pushes'.
+WRITE_PATH_MODULES = (
+    "pbxbridge.domain.calls",
+    "pbxbridge.domain.scenarios",
+    "pbxbridge.storage.calls",
+    "pbxbridge.domain.webhook_pushes",
+    "pbxbridge.storage.webhook_pushes",
+)
 
 
 def test_a_cold_container_imports_no_write_path_until_a_write_arrives(webhook: Webhook) -> None:
@@ -260,3 +266,17 @@ def test_an_init_nobody_waits_on_builds_the_write_path(monkeypatch: pytest.Monke
     monkeypatch.setenv("AWS_LAMBDA_INITIALIZATION_TYPE", "provisioned-concurrency")
     prepare()
     assert "writes" in vars(default_dependencies())
+    assert "webhook_pushes" in vars(default_dependencies())
+
+
+def test_contact_never_builds_the_webhook_pushes_store_and_the_first_webhook_push_does(webhook: Webhook) -> None:
+    from pbxbridge.webhook import default_dependencies, prepare
+
+    drop_process_caches()
+    prepare()
+    deps = default_dependencies()
+    assert webhook.push(**CONTACT).status == 200
+    assert "webhook_pushes" not in vars(deps)
+    assert webhook.push(cmd="webhook", type="sipregs_error", id="cold-1").status == 200
+    assert "webhook_pushes" in vars(deps)
+    assert "writes" not in vars(deps)  # the calls' write path is not built for it either

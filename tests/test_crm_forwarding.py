@@ -399,12 +399,18 @@ def test_every_selected_call_event_reaches_the_crm_once_with_the_documented_body
         "start": "20261128T100000Z", "duration": "0", "callid": "e2e-missed-1", "crm_token": stack.crm_token,
     }  # fmt: skip
     assert requests.post(stack.webhook_url, data=missed_push, timeout=10).status_code == 200
+    # A phone lost its SIP registration (newer tenants' cmd=webhook push, JSON), said twice.
+    sipregs = {"cmd": "webhook", "type": "sipregs_error", "id": "e2e-sip-1", "data": {"user": "andy"}}
+    for _ in range(2):
+        answer = requests.post(stack.webhook_url, json={**sipregs, "crm_token": stack.crm_token}, timeout=10)
+        assert (answer.status_code, answer.json()) == (200, {})
 
     # Keyed by the stable `detail.id`: the calls' events, and the call-back the missed call opened.
     expected = {f"{answered}/{t}" for t in ("CallRinging", "CallAnswered", "CallEnded", "CallRecorded")} | {
         "e2e-missed-1/CallEnded",
         "e2e-missed-1/CallMissed",
         "+79161112233/e2e-missed-1/CallbackOpened",
+        "id#e2e-sip-1/SipRegistrationFailed",
     }
 
     def arrived() -> set[str]:

@@ -147,6 +147,7 @@ def test_the_dashboard_shows_what_the_issue_asks_for(deployed: Template) -> None
     assert {"CallsCreatedByReconciliation", "RecordingsArchived", "RecordingsRejected"} <= names
     assert {"Commands", "PbxLatency", "ColdStart", "ApproximateNumberOfMessagesVisible"} <= names
     assert {"CallbacksOpened", "CallbacksClosed", "TimeToCallBack"} <= names  # the call-back list's (issue 9)
+    assert {"SipRegistrationErrors", "UnknownWebhookPushes"} <= names  # cmd=webhook pushes (issue 14)
     queues = {
         m.dimensions["QueueName"] for m in shown_metrics(deployed) if m.name == "ApproximateNumberOfMessagesVisible"
     }

@@ -55,6 +55,7 @@ def test_tables_are_durable(body: dict[str, Any]) -> None:
         "DirectoryTable",
         "ConnectionsTable",
         "CallbacksTable",
+        "WebhookPushesTable",
     }
     # Idempotency records live an hour and open widget connections two at most (TTL): nothing to
     # recover or protect there.
@@ -244,7 +245,7 @@ def test_the_webhook_builds_at_init_only_what_contact_needs() -> None:
     assert on_demand.returncode == 0, on_demand.stderr[-2000:]
     assert on_demand.stdout.strip() == "ContactQuery"
     snapstart = run(AWS_LAMBDA_INITIALIZATION_TYPE="snap-start")
-    assert snapstart.stdout.strip() == "ContactQuery,HistoryPush,EventPush,RatingPush"
+    assert snapstart.stdout.strip() == "ContactQuery,HistoryPush,EventPush,RatingPush,WebhookPush"
 
 
 def test_the_webhook_start_mode_is_a_parameter(body: dict[str, Any]) -> None:

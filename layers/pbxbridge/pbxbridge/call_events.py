@@ -1,5 +1,5 @@
-"""Call events for other services, derived from the tables' change streams (never a second write in
-the webhook, so a push is never half-published).
+"""Call events (and the PBX's own, SipRegistrationFailed) for other services, derived from the tables'
+change streams (never a second write in the webhook, so a push is never half-published).
 
 Each event is decided by comparing a record's old and new image, so it is published once per
 transition whatever order the pushes came in; a redelivered stream record publishes the same event
@@ -16,6 +16,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from pbxbridge.domain.callbacks import Callback, CallbackStatus, parse_time
+from pbxbridge.domain.webhook_pushes import WebhookPushRecord
+from pbxbridge.protocol.webhook import WebhookType
 
 SOURCE = "pbxbridge"
 
@@ -97,6 +99,21 @@ class CallbackClosed(_CallbackDetail):
     attempts: int = Field(description="outbound calls to the number before it that were not answered")
 
 
+class SipRegistrationFailed(BaseModel):
+    """A desk phone or softphone lost its SIP registration (the PBX's `cmd=webhook` push of type
+    `sipregs_error`): an alert for an administrator, not about a call."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(description="stable: `<push_id>/SipRegistrationFailed`")
+    push_id: str = Field(description="the push's key: `id#<the PBX's id>`, or `sha256#<digest>` when it had no id")
+    pbx_id: str | None = Field(default=None, description="the `id` the PBX sent with the push")
+    occurred_at: datetime = Field(description="when the push arrived (UTC); the PBX sends no time of its own")
+    data: Any = Field(
+        default=None, description="the push's `data` as the PBX sent it (an object; text when a form carried it)"
+    )
+
+
 EVENT_TYPES: dict[str, type[BaseModel]] = {
     model.__name__: model
     for model in (
@@ -108,6 +125,7 @@ EVENT_TYPES: dict[str, type[BaseModel]] = {
         LeadCreated,
         CallbackOpened,
         CallbackClosed,
+        SipRegistrationFailed,
     )
 }
 
@@ -206,6 +224,19 @@ def callback_events(old: Callback | None, new: Callback | None) -> Iterator[Base
             seconds_to_call_back=new.seconds_to_call_back,
             attempts=new.attempts,
             **common,
+        )
+
+
+def webhook_push_events(old: WebhookPushRecord | None, new: WebhookPushRecord | None) -> Iterator[BaseModel]:
+    """A `sipregs_error` push kept for the first time is one SipRegistrationFailed; a repeat of it is
+    never written, and other types publish nothing (they are kept and logged)."""
+    if old is None and new is not None and new.known_type is WebhookType.SIPREGS_ERROR:
+        yield SipRegistrationFailed(
+            id=f"{new.push_id}/SipRegistrationFailed",
+            push_id=new.push_id,
+            pbx_id=new.id,
+            occurred_at=new.received_at,
+            data=new.data,
         )
 
 

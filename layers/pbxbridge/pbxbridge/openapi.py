@@ -44,6 +44,7 @@ from pbxbridge.protocol.webhook import (
     ContactAnswer,
     EventType,
     HistoryStatus,
+    WebhookType,
     is_clean_text,
 )
 
@@ -186,6 +187,22 @@ def user_field() -> dict[str, Any]:
     return _scalar_as_text({"type": "string", "pattern": _text(256), "format": "pbx-key-256"}, 256)
 
 
+def webhook_id_field() -> dict[str, Any]:
+    return _scalar_as_text({"type": "string", "pattern": _text(200), "format": "pbx-key-200"}, 200)
+
+
+def webhook_type_field() -> dict[str, Any]:
+    known = ", ".join(f"`{member.value}`" for member in WebhookType)
+    return {
+        **_scalar_as_text({"type": "string", "pattern": _text(128)}, 128),
+        "description": f"What the push is about ({known}, compared case-insensitively); any other is kept as it came",
+    }
+
+
+def any_value() -> dict[str, Any]:
+    return {"description": "anything: kept as it came (an object in JSON; text, or data[key] fields, in a form)"}
+
+
 def phone_field() -> dict[str, Any]:
     chars = _characters()
     digit = chars["phone_digit"]
@@ -262,8 +279,14 @@ def _folded(member: str) -> str:
 
 
 def _optional(schema: dict[str, Any]) -> dict[str, Any]:
+    if not set(schema) - {"description"}:
+        return schema  # any value at all: a blank one too
+    note = _BLANK_NOTE
+    if "description" in schema:
+        schema = dict(schema)
+        note = f"{schema.pop('description')}. {_BLANK_NOTE}"
     branches = schema["anyOf"] if set(schema) == {"anyOf"} else [schema]
-    return {"anyOf": [*branches, _blank()], "description": _BLANK_NOTE}
+    return {"anyOf": [*branches, _blank()], "description": note}
 
 
 # The pushes, field by field: (schema, required).
@@ -333,6 +356,17 @@ _PUSHES: dict[Command, tuple[str, str, dict[str, _Field]]] = {
             "ext": _TEXT,
         },
     ),
+    Command.WEBHOOK: (
+        "WebhookPush",
+        "Newer tenants: the PBX about itself, not a call. `sipregs_error`: a desk phone or softphone lost "
+        "its SIP registration. Every type is kept (one record per `type` and `id`; without an `id`, per "
+        "content), none is refused, and other fields are kept with it.",
+        {
+            "type": (webhook_type_field, False),
+            "id": (webhook_id_field, False),
+            "data": (any_value, False),
+        },
+    ),
 }
 
 
@@ -345,7 +379,7 @@ def _push_schema(cmd: Command, description: str, fields: dict[str, _Field]) -> d
         properties[name] = build() if required else _optional(build())
     return {
         "type": "object",
-        "description": description + " Unknown fields are ignored.",
+        "description": description + ("" if cmd is Command.WEBHOOK else " Unknown fields are ignored."),
         "properties": properties,
         "required": ["cmd", "crm_token", *(name for name, (_, required) in fields.items() if required)],
         "additionalProperties": True,
@@ -379,7 +413,7 @@ def build_document() -> dict[str, Any]:
     }
     push_ref = {"oneOf": [{"$ref": f"#/components/schemas/{name}"} for name, _, _ in _PUSHES.values()]}
     operation = {
-        "summary": "A push from the PBX: history, event, contact or rating",
+        "summary": "A push from the PBX: history, event, contact, rating or webhook",
         "description": "Form (plain or base64 from API Gateway) or JSON object; a missing Content-Type is "
         f"sniffed. Unknown fields are ignored. Bodies over {MAX_BODY_BYTES // 1024} KiB are refused with 413. "
         "Formats this document names are explained in x-pbxbridge-formats.",
@@ -392,7 +426,8 @@ def build_document() -> dict[str, Any]:
         },
         "responses": {
             "200": {
-                "description": "Stored (`{}`), or the contact for `contact` (`{}` when unknown)",
+                "description": "Stored (`{}`; a `webhook` push of any type too), or the contact for `contact` "
+                "(`{}` when unknown)",
                 "content": {
                     "application/json": {
                         "schema": {

@@ -35,6 +35,8 @@ class WebhookSettings(CommonSettings):
     write_attempt_seconds: float = Field(default=1.0, alias="WRITE_ATTEMPT_SECONDS", gt=0, le=8)
     # A directory refresh inside a push gets at most this much of the push's budget.
     directory_refresh_seconds: float = Field(default=0.25, alias="DIRECTORY_REFRESH_SECONDS", gt=0, le=5)
+    # Where `cmd=webhook` pushes are kept (newer tenants: a phone lost its SIP registration, ...).
+    webhook_pushes_table: OptionalSetting = Field(default=None, alias="WEBHOOK_PUSHES_TABLE")
 
 
 @lru_cache(maxsize=1)

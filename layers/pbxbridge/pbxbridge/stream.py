@@ -1,4 +1,5 @@
-"""The tables' change streams -> call events on EventBridge, recordings to fetch on SQS, call-backs.
+"""The tables' change streams -> call events on EventBridge, recordings to fetch on SQS, call-backs;
+the PBX's `sipregs_error` pushes -> SipRegistrationFailed.
 
 A call that was missed, answered or not answered goes into its number's call-backs (CallbacksTable);
 the call-backs table's own stream then publishes `CallbackOpened` / `CallbackClosed`.
@@ -50,6 +51,7 @@ class StreamSettings(BaseModel):
     recordings_queue_url: str = Field(alias="RECORDINGS_QUEUE_URL", min_length=1)
     callbacks_table: str | None = Field(default=None, alias="CALLBACKS_TABLE")
     directory_table: str | None = Field(default=None, alias="DIRECTORY_TABLE")
+    webhook_pushes_table: str | None = Field(default=None, alias="WEBHOOK_PUSHES_TABLE")
     phone_region: str = Field(default="RU", alias="PHONE_REGION")
 
 
@@ -130,6 +132,8 @@ def handle_record(record: DynamoDBRecord, deps: StreamDependencies | None = None
         events = list(contact_events(old, new))
     elif table == deps.settings.callbacks_table:
         events = _callback_events(old, new)
+    elif table == deps.settings.webhook_pushes_table:
+        events = _webhook_push_events(old, new)
     elif new is not None:
         events = list(call_events(old, new, deps.contact))
         if deps.record_call is not None:
@@ -161,6 +165,15 @@ def _callback_events(old: dict[str, Any] | None, new: dict[str, Any] | None) -> 
         return []  # a number's ledger, or a call-back expiring
     before = callback_from_item(old) if old else None
     return list(callback_events(before, callback_from_item(new)))
+
+
+def _webhook_push_events(old: dict[str, Any] | None, new: dict[str, Any] | None) -> list[Any]:
+    from pbxbridge.call_events import webhook_push_events
+    from pbxbridge.storage.webhook_pushes import record_from_item
+
+    if new is None:
+        return []  # a record expiring
+    return list(webhook_push_events(record_from_item(old) if old else None, record_from_item(new)))
 
 
 def _count_callbacks(published: list[Any]) -> None:

@@ -38,6 +38,8 @@ from pbxbridge.protocol.webhook import (
     InvalidPushError,
     MalformedBodyError,
     RatingPush,
+    WebhookPush,
+    WebhookType,
     decode_body,
     read_command,
     read_push,
@@ -52,6 +54,7 @@ if TYPE_CHECKING:
     # WebhookDependencies.writes), so a cold `contact` does not pay for what it never uses.
     from pbxbridge.domain.calls import CallStore
     from pbxbridge.domain.scenarios import Scenarios
+    from pbxbridge.domain.webhook_pushes import WebhookPushStore
 
 # The same service name shares one logger with the handler, whichever module is imported first.
 logger = Logger()
@@ -69,6 +72,17 @@ class WritePath:
     scenarios: Scenarios
 
 
+def build_webhook_push_store() -> WebhookPushStore:
+    """The `cmd=webhook` pushes' store: built by the first such push, never for `contact`."""
+    from pbxbridge.storage.webhook_pushes import DynamoWebhookPushStore
+
+    table = webhook_settings().webhook_pushes_table
+    if not table:
+        # Our configuration, not the push: a 5xx, so that the PBX retries once it is fixed.
+        raise StoreUnavailableError("WEBHOOK_PUSHES_TABLE is not set")
+    return DynamoWebhookPushStore(dynamodb_client(), table)
+
+
 @dataclass(frozen=True)
 class WebhookDependencies:
     """What the webhook talks to; tests swap any of it."""
@@ -80,6 +94,8 @@ class WebhookDependencies:
     # init nobody waits on), never for `contact`.
     write_path: Callable[[], WritePath]
     directory: Callable[[], Directory] = field(default=lambda: Directory())
+    # Builds the `cmd=webhook` pushes' store, as write_path does the calls' (once, on the first one).
+    webhook_push_store: Callable[[], WebhookPushStore] = build_webhook_push_store
     # (whole budget, one attempt) in seconds, for `contact` and for the writes.
     contact_budget: tuple[float, float] = (0.8, 0.4)
     write_budget: tuple[float, float] = (2.5, 1.0)
@@ -87,6 +103,10 @@ class WebhookDependencies:
     @cached_property
     def writes(self) -> WritePath:
         return self.write_path()
+
+    @cached_property
+    def webhook_pushes(self) -> WebhookPushStore:
+        return self.webhook_push_store()
 
     def attribute(self, user: str | None) -> tuple[str | None, str | None]:
         """A PBX user as (canonical login, CRM user), the default CRM user standing in for none."""
@@ -147,11 +167,13 @@ def prepare() -> None:
     with suppress(InvalidPushError):
         read_push({"cmd": "contact", "phone": "79101234567", "callid": "prepare"}, deps.phone_region)
     if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") in ("snap-start", "provisioned-concurrency"):
-        # Nobody waits on this init: build every push's validator and the write path now rather than
-        # on the first push that needs them.
+        # Nobody waits on this init: build every push's validator, the write path and the `webhook`
+        # pushes' store now rather than on the first push that needs them.
         for model in PUSH_MODELS:
             model.model_rebuild(force=True)
         deps.writes  # noqa: B018 (built and kept)
+        with suppress(StoreUnavailableError):  # unconfigured: the first such push answers 503
+            deps.webhook_pushes  # noqa: B018 (built and kept)
     try:
         from snapshot_restore_py import register_after_restore  # type: ignore[import-not-found]
     except ImportError:  # not a SnapStart runtime
@@ -242,6 +264,8 @@ def _checked_push(fields: dict[str, Any], label: str, deps: WebhookDependencies,
         push = read_push(fields, deps.phone_region)
     except InvalidPushError as exc:
         return _rejected(400, INVALID_PARAMETERS, label, str(exc))
+    if isinstance(push, WebhookPush):
+        return _webhook_push(push, label, deps)
 
     logger.set_correlation_id(push.callid)
     try:
@@ -311,6 +335,48 @@ def _store(push: Any, label: str, deps: WebhookDependencies, received_at: dateti
         extra={"cmd": label, "duplicate": duplicate, "type": str(getattr(push, "type", "")) or None},
     )
     return {}
+
+
+def _webhook_push(push: WebhookPush, label: str, deps: WebhookDependencies) -> dict[str, Any]:
+    """A `cmd=webhook` push, whatever its `type`: kept once, counted, logged, answered `{}`. A `type` we
+    do not know is never refused (the PBX would not send it again): it is kept raw and logged."""
+    from pbxbridge.domain.webhook_pushes import record_webhook_push
+
+    logger.set_correlation_id(push.id)
+    try:
+        _, duplicate = record_webhook_push(deps.webhook_pushes, push, datetime.now(tz=UTC))
+    except StoreRejectedError as exc:
+        logger.warning("push refused by DynamoDB", extra={"cmd": label, "reason": str(exc)})
+        return _rejected(400, INVALID_PARAMETERS, label, "refused by the store")
+    except StoreUnavailableError:
+        logger.exception("push not stored", extra={"cmd": label})
+        return _failed(label)
+    metrics.add_dimension(name="cmd", value=label)
+    metrics.add_dimension(name="outcome", value="stored")
+    metrics.add_metric(name="Pushes", unit=MetricUnit.Count, value=1)
+    known = push.known_type
+    if duplicate:
+        metrics.add_metric(name="DuplicatePushes", unit=MetricUnit.Count, value=1)
+    elif known is WebhookType.SIPREGS_ERROR:
+        # One per registration lost (a repeat of the same push is not counted again): the alarm's.
+        metrics.add_metric(name="SipRegistrationErrors", unit=MetricUnit.Count, value=1)
+    elif known is None:
+        metrics.add_metric(name="UnknownWebhookPushes", unit=MetricUnit.Count, value=1)
+    if known is None:
+        # Names of the fields only: their values are kept in the table, not spread over the logs.
+        logger.warning(
+            "webhook push of an unknown type stored",
+            extra={
+                "cmd": label,
+                "type": push.type,
+                "id": push.id,
+                "duplicate": duplicate,
+                "fields": sorted([*push.fields, *(["data"] if push.data is not None else [])]),
+            },
+        )
+    else:
+        logger.info("push stored", extra={"cmd": label, "type": known.value, "id": push.id, "duplicate": duplicate})
+    return _answer(200, {})
 
 
 def _routable(responsible: str | None, deps: WebhookDependencies) -> str | None:

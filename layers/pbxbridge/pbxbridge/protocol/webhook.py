@@ -1,4 +1,5 @@
-"""The webhook's wire format: the PBX's pushes (`history`, `event`, `contact`, `rating`) and our answers.
+"""The webhook's wire format: the PBX's pushes (`history`, `event`, `contact`, `rating`, `webhook`) and
+our answers.
 
 Models follow PROTOCOL.md, not the vendor document where the two disagree: unknown fields are
 ignored, enumerations compare case-insensitively, and every phone field is read into E.164.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import re
 from datetime import UTC, datetime
@@ -69,6 +71,14 @@ class Command(_CaseInsensitiveEnum):
     EVENT = "event"
     CONTACT = "contact"
     RATING = "rating"
+    # Newer tenants (crmapi/v1): a push about the PBX itself, not a call; its `type` says what.
+    WEBHOOK = "webhook"
+
+
+class WebhookType(_CaseInsensitiveEnum):
+    """The `type`s of a `webhook` push pbxbridge acts on; any other is stored as it came."""
+
+    SIPREGS_ERROR = "sipregs_error"
 
 
 class CallDirection(_CaseInsensitiveEnum):
@@ -298,14 +308,88 @@ class RatingPush(_Push):
     ext: Text | None = None
 
 
-Push = HistoryPush | EventPush | ContactQuery | RatingPush
-_MODELS: dict[Command, type[_Push]] = {
+# A `webhook` push's `type` and `id` become its record's key: clean text, `id` within a key's bytes.
+WebhookTypeText = Annotated[str, Field(min_length=1, max_length=128)]
+WebhookId = Annotated[str, Field(min_length=1), _fits_in_bytes(200)]
+# Fields of a `webhook` push that are not kept with it: the key, and the command every one has.
+_NOT_KEPT = frozenset({"crm_token", "cmd"})
+_DATA_FIELD = re.compile(r"^data\[([^\[\]]*)\]$")
+
+
+class WebhookPush(BaseModel):
+    """A `cmd=webhook` push (newer tenants): `type` says what it is about, `id` names it, `data` holds
+    the details. `type=sipregs_error`: a desk phone or softphone lost its SIP registration.
+
+    Nothing here is about a call, and no `type` is refused: one we do not know (or none at all) is
+    kept as it came, its other fields with it (`fields`). Only what cannot be a record's key is bad
+    input: a `type` or `id` that is not clean text, or too long for one."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, str_strip_whitespace=True, coerce_numbers_to_str=True, defer_build=True
+    )
+
+    type: WebhookTypeText | None = None
+    id: WebhookId | None = None
+    # Whatever the PBX sent: an object in JSON bodies, text (or `data[key]` fields) in forms.
+    data: Any = None
+    # The push's other fields, raw (the key and `cmd` left out), for a `type` nobody knows yet.
+    fields: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        nulls = sorted(k for k in ("type", "id") if k in data and data[k] is None)
+        if nulls:
+            raise ValueError(f"null is not a value: {', '.join(nulls)}")
+        known: dict[str, Any] = {}
+        for name in ("type", "id"):
+            value = data.get(name)
+            # Forms send absent fields as empty text: blank is absent.
+            if value is not None and not (isinstance(value, str) and not value.strip()):
+                known[name] = value
+        extra = {k: v for k, v in data.items() if k not in _NOT_KEPT and k not in ("type", "id", "data")}
+        value = data.get("data")
+        if isinstance(value, str) and not value.strip():
+            value = None
+        if value is None:
+            # A form's `data[login]=...&data[ip]=...` (PHP's way of sending an object) is one object.
+            folded = {m.group(1): extra.pop(k) for k in list(extra) if (m := _DATA_FIELD.match(k))}
+            value = folded or None
+        elif isinstance(value, str) and value.lstrip().startswith(("{", "[")):
+            # A form can only send text: an object written as JSON text is read as the object.
+            with contextlib.suppress(ValueError, RecursionError):
+                value = json.loads(value)
+        return {**known, "data": value, "fields": extra}
+
+    @field_validator("type", "id", mode="before")
+    @classmethod
+    def _clean_text(cls, value: object) -> object:
+        if isinstance(value, str) and not is_clean_text(value):
+            raise ValueError("control character or lone surrogate")
+        return value
+
+    @property
+    def known_type(self) -> WebhookType | None:
+        """The `type` when pbxbridge acts on it (compared case-insensitively), else None."""
+        if self.type is None:
+            return None
+        try:
+            return WebhookType(self.type)
+        except ValueError:
+            return None
+
+
+Push = HistoryPush | EventPush | ContactQuery | RatingPush | WebhookPush
+_MODELS: dict[Command, type[_Push] | type[WebhookPush]] = {
     Command.CONTACT: ContactQuery,
     Command.HISTORY: HistoryPush,
     Command.EVENT: EventPush,
     Command.RATING: RatingPush,
+    Command.WEBHOOK: WebhookPush,
 }
-PUSH_MODELS: tuple[type[_Push], ...] = tuple(_MODELS.values())
+PUSH_MODELS: tuple[type[_Push] | type[WebhookPush], ...] = tuple(_MODELS.values())
 
 
 class ContactAnswer(BaseModel):
