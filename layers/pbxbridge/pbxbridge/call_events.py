@@ -200,7 +200,7 @@ def _missed(call: Mapping[str, Any]) -> bool:
     return outcome == "missed" or (call.get("direction") != "out" and outcome in MISSED_OUTCOMES)
 
 
-def _rung(call: Mapping[str, Any]) -> dict[str, str | None]:
+def _rung(call: Mapping[str, Any]) -> dict[str, Any]:
     """Who the first INCOMING rang: as stored with it, or (a call stored before that was kept) the one
     leg that rang."""
     first = call.get("first_rung")
