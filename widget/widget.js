@@ -39,7 +39,8 @@
   const PING_MS = 5 * 60 * 1000; // API Gateway closes a connection idle for 10 minutes
   const MAX_CARDS = 5;
   // A failed reload of the call-back list (a 503 under load, the network gone) is tried again soon,
-  // backing off: 1 s, 2 s, 4 s... up to 30 s, each with jitter so many pages do not retry in step.
+  // backing off: within 0.5-1 s, then 1-2 s, 2-4 s... up to 15-30 s (a random point in the upper half
+  // of each doubling step, so many pages that failed together do not retry in step); a success resets it.
   const RETRY_FIRST_MS = 1000;
   const RETRY_MAX_MS = 30 * 1000;
   const cards = new Map(); // callid -> {element, card}
