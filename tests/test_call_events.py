@@ -220,3 +220,74 @@ def test_the_sample_stream_event_publishes_call_answered(published: tuple[Publis
     assert process(sample["Records"]) == {"batchItemFailures": []}
     assert sink.types() == ["CallAnswered"]
     assert sink.details("CallAnswered")[0]["answered_by"] == "andy"
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome"), [("Cancel", "cancelled"), ("NotFound", "not_found"), ("missed", "missed")]
+)
+def test_an_inbound_call_nobody_answered_is_missed_whatever_the_history_calls_it(
+    webhook: Webhook, streams: Streams, published: tuple[Published, Any], aws: dict[str, str], status: str, outcome: str
+) -> None:
+    sink, process = published
+    common = {"phone": "79101234567", "callid": CALLID}
+    webhook.push(cmd="event", type="INCOMING", user="andy", **common)
+    webhook.push(cmd="event", type="CANCELLED", user="andy", **common)
+    history = {"cmd": "history", "type": "in", "status": status, "user": "andy", "start": "20261127T100000Z"}
+    webhook.push(**history, duration="0", **common)
+    webhook.push(**history, duration="0", **common)  # the PBX says it twice
+    process(streams.records(aws["CallsTable"]))
+    assert sorted(sink.types()) == ["CallEnded", "CallMissed", "CallRinging"]  # once each
+    (missed,) = sink.details("CallMissed")
+    assert (missed["outcome"], missed["schema_version"], missed["direction"]) == (outcome, 2, "in")
+    assert sink.details("CallEnded")[0]["outcome"] == outcome
+
+
+@pytest.mark.parametrize("status", ["Cancel", "NotFound", "Busy", "NotAvailable"])
+def test_an_outbound_call_the_client_did_not_answer_is_not_a_missed_call(
+    webhook: Webhook, streams: Streams, published: tuple[Published, Any], aws: dict[str, str], status: str
+) -> None:
+    sink, process = published
+    common = {"phone": "79101234567", "callid": CALLID}
+    webhook.push(cmd="event", type="OUTGOING", user="andy", **common)
+    webhook.push(
+        cmd="history", type="out", status=status, user="andy", start="20261127T100000Z", duration="0", **common
+    )
+    process(streams.records(aws["CallsTable"]))
+    assert sorted(sink.types()) == ["CallEnded", "CallRinging"]
+    ringing = sink.details("CallRinging")[0]
+    assert (ringing["rung_user"], ringing["rung_login"], ringing["rung_ext"]) == (None, None, None)  # the client rang
+
+
+def test_call_ringing_says_who_is_rung_with_the_extension_from_the_push(
+    webhook: Webhook, streams: Streams, published: tuple[Published, Any], aws: dict[str, str]
+) -> None:
+    sink, process = published
+    common = {"phone": "79101234567", "callid": CALLID}
+    # A group call: andy's leg starts ringing first (with his extension), mike's after, without one.
+    webhook.push(cmd="event", type="INCOMING", user="andy@tenant.example.ru", ext="708", **common)
+    webhook.push(cmd="event", type="INCOMING", user="mike@tenant.example.ru", **common)
+    webhook.push(cmd="event", type="INCOMING", user="andy@tenant.example.ru", ext="708", **common)  # again
+    process(streams.records(aws["CallsTable"]))
+    assert sink.types() == ["CallRinging"]  # once per call, for the leg that started it
+    ringing = sink.details("CallRinging")[0]
+    assert (ringing["rung_user"], ringing["rung_login"], ringing["rung_ext"]) == (
+        "andy@tenant.example.ru",
+        "andy",
+        "708",
+    )
+    assert ringing["schema_version"] == 1  # fields added: the meaning is the same
+
+
+def test_a_call_stored_before_its_first_leg_was_kept_still_names_its_one_leg() -> None:
+    from pbxbridge.call_events import call_events
+
+    old = {"callid": "c", "legs_rang": ["andy@tenant.example.ru"], "direction": "in"}
+    new = {**old, "rang_at": "2026-11-27T10:00:00Z"}
+    (ringing,) = list(call_events(old, new))
+    assert ringing.model_dump(include={"rung_user", "rung_login", "rung_ext"}) == {
+        "rung_user": "andy@tenant.example.ru",
+        "rung_login": "andy",
+        "rung_ext": None,
+    }
+    both = {**new, "legs_rang": ["andy", "mike"]}  # which rang first is unknown: nobody named
+    assert next(iter(call_events(old, both))).model_dump(include={"rung_user"}) == {"rung_user": None}

@@ -33,7 +33,7 @@ from pbxbridge.widget_tokens import (
     issue_token,
     verify_token,
 )
-from tests.conftest import Webhook
+from tests.conftest import Webhook, wait_for
 from tests.test_call_events import Streams
 
 KEY = "test-widget-key-0123456789abcdef-0123"
@@ -206,7 +206,8 @@ def test_a_delivery_reads_each_persons_connections_once_and_a_failed_post_spoils
     posted: list[str] = []
     deps = card_deps(connections, posted, gone=frozenset({"a2"}))
     assert deliver({"andy", "mike", "serg", "nobody"}, {"type": "card"}, deps) == 2  # a1, m1
-    assert sorted(connections.queries) == ["andy", "mike", "nobody", "serg"]  # one query each, never per post
+    # One query per user, never per post; none for a login the directory does not have as active.
+    assert sorted(connections.queries) == ["andy", "mike", "serg"]
     assert sorted(posted) == ["a1", "a2", "broken-a3", "m1"]  # every one once: no retry of the batch
     assert connections.removed == ["a2"]  # gone: forgotten on the first failed post; a timeout is not gone
     # Forgetting a gone connection fails (DynamoDB down): the others still got theirs, nothing raises.
@@ -391,8 +392,8 @@ def test_a_connection_whose_token_expired_gets_no_more_cards(aws: dict[str, str]
     assert store.of("andy") == ["fresh"]
     # However many one token opens, a card goes to the newest few: one person cannot hold up the stream.
     names = [f"tab-{(n * 7) % 12:02}" for n in range(12)]  # ids in no particular order
-    for n, name in enumerate(names):
-        store.connected(name, "mike", int(now) + 8 * 3600, now=now - 3600 + n)  # expiring with the connection
+    for n, name in enumerate(names):  # (stored without the cap at $connect, as before it was there)
+        store.connected(name, "mike", int(now) + 8 * 3600, now=now - 3600 + n, limit=None)
     assert store.of("mike") == names[:1:-1]  # the ten opened last
 
 
@@ -478,10 +479,26 @@ def test_bad_input_to_the_widget_api_is_a_400_never_a_5xx(
         ("PUT", "/api/dnd", "/api/dnd", b'{"state": "sideways"}', ""),
         ("PUT", "/api/dnd", "/api/dnd", None, ""),
         ("GET", "/api/callbacks", "/api/callbacks", None, "status=everything"),
+        # Fields the widget never sends are refused, never ignored (the user is always the token's).
+        ("POST", "/api/calls", "/api/calls", json.dumps({"phone": "89035550011", "user": "mike"}).encode(), ""),
+        ("PUT", "/api/dnd", "/api/dnd", json.dumps({"state": True, "user": "mike"}).encode(), ""),
+        ("GET", "/api/callbacks", "/api/callbacks", None, "owner=mike"),
+        ("GET", "/api/callbacks", "/api/callbacks", None, "status=open&owner=mike"),
+        ("GET", "/api/me", "/api/me", None, "owner=mike"),
+        ("GET", "/api/dnd", "/api/dnd", None, "user=mike"),
+        ("POST", "/api/calls", "/api/calls", json.dumps({"phone": "89035550011"}).encode(), "user=mike"),
+        ("GET", "/api/callbacks", "/api/callbacks", b'{"owner": "mike"}', ""),
     ):
         status, _, answer = api_request(widget, andy, method, path, route, raw, query)
         assert (status, answer["error"]["code"]) == (400, "invalid_request"), (path, raw, query, answer)
     assert not [r for r in pbx[0].requests_seen if r.get("cmd") in ("makeCall", "set_dnd")]
+    # The error names the field, and what the route takes.
+    query = "status=open&owner=mike"
+    _, _, answer = api_request(widget, andy, "GET", "/api/callbacks", "/api/callbacks", None, query)
+    assert answer["error"]["message"] == "owner: not a field of this query (it takes: status)"
+    body = json.dumps({"phone": "89035550011", "user": "mike"}).encode()
+    _, _, answer = api_request(widget, andy, "POST", "/api/calls", "/api/calls", body)
+    assert answer["error"]["message"] == "user: not a field of this body (it takes: phone, requestId)"
     # A call id no call has is not_found, even one DynamoDB could not take as a key.
     route = "/api/calls/{callid}/recording"
     for callid in ("x" * 3000, "no-such-call"):
@@ -663,6 +680,182 @@ def test_the_sample_events_run_through_their_functions(widget: dict[str, LocalFu
     connect = json.loads((events / "widget-socket-connect.json").read_text())
     assert widget["WidgetSocketFunction"].invoke(connect) == {"statusCode": 200}
     rows = client("dynamodb", os.environ["AWS_ENDPOINT_URL"]).scan(TableName=aws["ConnectionsTable"])["Items"]
-    assert [(r["connection_id"]["S"], r["login"]["S"]) for r in rows] == [("Zx9sample0connA=", "andy")]
+    assert [(r["connection_id"]["S"], r["login"]["S"]) for r in rows if "login" in r] == [("Zx9sample0connA=", "andy")]
+    assert [r["holder"]["S"] for r in rows if "holder" in r] == ["Zx9sample0connA="]  # its slot
     sample = json.loads((events / "widget-authorizer-websocket.json").read_text())
     assert widget["WidgetAuthorizerFunction"].invoke(sample)["policyDocument"]["Statement"][0]["Effect"] == "Deny"
+
+
+# The WebSocket: inactive users and the cap on connections, through the local WebSocket server
+
+
+def _connect(url: str, count: int = 1) -> tuple[list[int], list[Any]]:
+    """`count` connects at once: each one's handshake status, and the connections that opened."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    def one(_: int) -> tuple[int, Any]:
+        try:
+            return 101, connect(url, open_timeout=30)
+        except InvalidStatus as exc:
+            return exc.response.status_code, None
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        results = list(pool.map(one, range(count)))
+    return [status for status, _ in results], [connection for _, connection in results if connection]
+
+
+def _status(url: str) -> int:
+    """One connect: its handshake status (a connection that opens is closed again at once)."""
+    statuses, opened = _connect(url)
+    _close(opened)
+    return statuses[0]
+
+
+def _close(connections: list[Any]) -> None:
+    for connection in connections:
+        connection.close()
+
+
+def _slots(aws: dict[str, str], moto_url: str) -> list[str]:
+    rows = client("dynamodb", moto_url).scan(TableName=aws["ConnectionsTable"])["Items"]
+    return sorted(r["holder"]["S"] for r in rows if "holder" in r)
+
+
+def test_a_deactivated_user_is_refused_at_connect_and_gets_no_more_cards(
+    widget: dict[str, LocalFunction],
+    socket_api: LocalWebSocketApi,
+    pbx: tuple[PbxSimulator, SimulatorServer],
+    webhook: Webhook,
+    aws: dict[str, str],
+    moto_url: str,
+) -> None:
+    from dataclasses import replace
+
+    from pbxbridge.widget.push import default_dependencies, handle_card_stream
+    from tests.conftest import drop_process_caches
+
+    simulator = pbx[0]
+    mike = token_for(widget, "mike")
+    statuses, opened = _connect(f"{socket_api.url}?token={mike}")
+    assert statuses == [101]
+    mikes = set(socket_api.connections)
+    streams = Streams(moto_url)
+    streams.records(aws["CallsTable"])  # from here on
+    kept = list(simulator.users)
+    simulator.users[:] = [user for user in kept if user.name != "mike"]
+    try:
+        assert widget["CommandsFunction"].invoke({"cmd": "syncDirectory"})["ok"]
+        drop_process_caches(keep_clients=True)  # the directory cached minutes, as in a warm container
+        os.environ["WIDGET_SOCKET_ENDPOINT"] = socket_api.management_url
+        # Connected before the deactivation: the card that rings mike is not posted to him.
+        posted: list[str] = []
+        real_post = default_dependencies().post
+
+        def counting_post(connection_id: str, data: bytes) -> None:
+            posted.append(connection_id)
+            real_post(connection_id, data)
+
+        webhook.push(cmd="event", type="INCOMING", user="mike", phone="79035550011", callid="inactive-call")
+        records = streams.records(aws["CallsTable"])
+        assert records
+        deps = replace(default_dependencies(), post=counting_post)
+        assert handle_card_stream({"Records": records}, None, deps) == {"batchItemFailures": []}
+        assert mikes
+        assert not mikes & set(posted)
+        # And a new connection is refused, with the same token that opened the first.
+        assert _status(f"{socket_api.url}?token={mike}") == 403
+        assert _status(f"{socket_api.url}?token={token_for(widget, 'andy')}") == 101
+    finally:
+        simulator.users[:] = kept
+        _close(opened)
+
+
+def test_one_user_holds_at_most_ten_connections_and_a_closed_one_frees_its_place(
+    widget: dict[str, LocalFunction], socket_api: LocalWebSocketApi, aws: dict[str, str], moto_url: str
+) -> None:
+    from pbxbridge.storage.connections import MAX_CONNECTIONS_PER_LOGIN
+
+    url = f"{socket_api.url}?token={token_for(widget, 'serg')}"
+    statuses, opened = _connect(url, MAX_CONNECTIONS_PER_LOGIN)
+    try:
+        assert statuses == [101] * MAX_CONNECTIONS_PER_LOGIN
+        assert _status(url) == 429  # the eleventh
+        assert _status(f"{socket_api.url}?token={token_for(widget, 'andy')}") == 101  # others are not held up
+        _close(opened[:1])  # a tab closed: $disconnect frees its place
+        assert wait_for(lambda: len(_slots(aws, moto_url)) == MAX_CONNECTIONS_PER_LOGIN - 1)
+        statuses, again = _connect(url)
+        assert statuses == [101]
+        opened[:1] = again
+        assert _status(url) == 429
+    finally:
+        _close(opened)
+    assert wait_for(lambda: _slots(aws, moto_url) == [])  # every place given back
+
+
+def test_a_connection_that_went_away_unnoticed_frees_its_place_on_the_first_failed_post(
+    widget: dict[str, LocalFunction],
+    socket_api: LocalWebSocketApi,
+    webhook: Webhook,
+    aws: dict[str, str],
+    moto_url: str,
+) -> None:
+    from pbxbridge.storage.connections import MAX_CONNECTIONS_PER_LOGIN
+
+    url = f"{socket_api.url}?token={token_for(widget, 'andy')}"
+    statuses, opened = _connect(url, MAX_CONNECTIONS_PER_LOGIN)
+    assert statuses == [101] * MAX_CONNECTIONS_PER_LOGIN
+    try:
+        # API Gateway lost them without a $disconnect (its management API now answers 410 for each).
+        socket_api.connections.clear()
+        assert _status(url) == 429
+        streams = Streams(moto_url)
+        streams.records(aws["CallsTable"])  # from here on
+        webhook.push(cmd="event", type="INCOMING", user="andy", phone="79035550011", callid="stale-call")
+        assert widget["CardFunction"].invoke({"Records": streams.records(aws["CallsTable"])}) == {
+            "batchItemFailures": []
+        }
+        assert _slots(aws, moto_url) == []  # every gone connection gave its place back
+        statuses, fresh = _connect(url)
+        assert statuses == [101]
+        opened.extend(fresh)
+    finally:
+        _close(opened)
+
+
+def test_the_cap_holds_under_concurrent_connects(aws: dict[str, str], moto_url: str) -> None:
+    """Many $connects of one user at the same moment (one store per thread, as Lambda runs them side
+    by side): exactly ten win, each in a slot of its own; the rest are refused."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pbxbridge.storage.connections import MAX_CONNECTIONS_PER_LOGIN, DynamoConnectionStore
+
+    attempts = 24
+    start = threading.Barrier(attempts)
+    expires = int(time.time()) + 600
+
+    def connect(n: int) -> bool:
+        store = DynamoConnectionStore(client("dynamodb", moto_url), aws["ConnectionsTable"])
+        start.wait()
+        return store.connected(f"race-{n:02}", "race", expires)
+
+    with ThreadPoolExecutor(max_workers=attempts) as pool:
+        won = list(pool.map(connect, range(attempts)))
+    assert won.count(True) == MAX_CONNECTIONS_PER_LOGIN
+    store = DynamoConnectionStore(client("dynamodb", moto_url), aws["ConnectionsTable"])
+    winners = sorted(f"race-{n:02}" for n, ok in enumerate(won) if ok)
+    assert _slots(aws, moto_url) == winners  # one slot each, no slot shared
+    assert sorted(store.of("race")) == winners
+    # A connection whose life is over leaves a slot anyone may take, even without its $disconnect.
+    assert store.connected("late", "race", expires) is False
+    store.connected("old", "old-tabs", expires, now=time.time() - 3 * 3600)  # (its two hours are over)
+    for n in range(MAX_CONNECTIONS_PER_LOGIN - 1):
+        assert store.connected(f"tab-{n}", "old-tabs", expires)
+    assert store.connected("new", "old-tabs", expires)
+    store.disconnected(winners[0])
+    store.disconnected(winners[0])  # twice (a 410 and then its $disconnect): freed once
+    assert store.connected("late", "race", expires) is True
+    assert store.connected("later", "race", expires) is False

@@ -302,3 +302,118 @@ def test_the_newcomers_walk_through_from_the_printed_lines(
     expect(entry).to_be_visible(timeout=TIMEOUT_MS)
     expect(entry.locator(".callback-phone")).to_have_text("8 (903) 555-01-23")
     page.close()
+
+
+def no_sideways_scroll(page: Page) -> bool:
+    return bool(page.evaluate("document.scrollingElement.scrollWidth <= document.scrollingElement.clientWidth"))
+
+
+def test_names_without_spaces_never_widen_the_page_at_360_px(
+    stack: LocalStack, browser: Callable[[str], BrowserContext]
+) -> None:
+    serg = widget_page(stack, browser, "serg", "ru-RU")
+    assert serg.viewport_size == {"width": 360, "height": 740}
+    names = {
+        "79035550201": "ИП_Константинопольский_А.В._Торгово-производственная_компания",
+        "79035550202": "procurement.department.of.a.very.large.company@long-corporate-domain.example.ru",
+    }
+    commands(stack).invoke(
+        {
+            "cmd": "upsertContacts",
+            "contacts": [{"phone": p, "contact_name": n, "responsible": "serg"} for p, n in names.items()],
+        }
+    )
+    for phone in names:  # the card pops with the name, and the missed call lands in serg's list
+        stack.pbx.simulator.play_inbound(phone, group=None, rings="serg", answered_by=None)
+    for phone, name in names.items():
+        entry = serg.locator(f'#callbacks li[data-phone="+{phone}"]')
+        expect(entry.locator("strong")).to_have_text(name, timeout=TIMEOUT_MS)
+        expect(serg.locator(".card .contact-name", has_text=name).first).to_be_visible(timeout=TIMEOUT_MS)
+    serg.locator(".card summary").first.click()  # the last calls' table too
+    assert no_sideways_scroll(serg), serg.evaluate("document.scrollingElement.scrollWidth")
+    for phone in names:  # every row, its button included, within the screen
+        box = serg.locator(f'#callbacks li[data-phone="+{phone}"] button').bounding_box()
+        assert box is not None
+        assert box["x"] + box["width"] <= 360
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    serg.screenshot(path=str(SCREENSHOTS / "long-names-ru.png"), full_page=True)
+
+
+def test_a_failed_reload_of_the_call_back_list_is_retried_soon(
+    stack: LocalStack, browser: Callable[[str], BrowserContext]
+) -> None:
+    phone = "79035550301"
+    commands(stack).invoke(
+        {"cmd": "upsertContacts", "contacts": [{"phone": phone, "contact_name": "ООО Ретрай", "responsible": "mike"}]}
+    )
+    stack.pbx.simulator.play_inbound(phone, group=None, rings="mike", answered_by=None)
+    wait_for(
+        lambda: any(
+            c["phone"] == f"+{phone}"
+            for c in commands(stack).invoke({"cmd": "listCallbacks", "owner": "mike"})["result"]["callbacks"]
+        )
+    )
+    answers: list[int] = []
+
+    def overloaded(route: Any) -> None:
+        # The API under load answers 503 twice (as the widget API's envelope says `unavailable`).
+        if len(answers) < 2:
+            answers.append(503)
+            body = {"ok": False, "error": {"code": "unavailable", "message": "try again"}}
+            route.fulfill(status=503, content_type="application/json", body=json.dumps(body))
+        else:
+            answers.append(200)
+            route.continue_()
+
+    token = issue_token(commands(stack), "mike")["token"]
+    page = browser("en-US").new_page()
+    page.route(re.compile(r".*/api/callbacks\?status=open$"), overloaded)
+    page.goto(stack.widget.url_for(token))  # type: ignore[union-attr]
+    # Well before the 60 s poll: the page tried again on its own, backing off, until the list came.
+    entry = page.locator(f'#callbacks li[data-phone="+{phone}"]')
+    expect(entry).to_be_visible(timeout=TIMEOUT_MS)
+    assert answers == [503, 503, 200]
+    expect(entry.locator("strong")).to_have_text("ООО Ретрай")
+    page.close()
+
+
+def test_only_http_and_https_crm_links_are_links(stack: LocalStack, browser: Callable[[str], BrowserContext]) -> None:
+    assert stack.widget is not None
+    sockets: list[Any] = []
+
+    def relay(socket: Any) -> None:
+        socket.connect_to_server()  # the real server's messages still come through
+        sockets.append(socket)
+
+    token = issue_token(commands(stack), "andy")["token"]
+    page = browser("en-US").new_page()
+    page.route_web_socket(re.compile(re.escape(stack.widget.socket.url) + r".*"), relay)
+    page.goto(stack.widget.url_for(token))
+    expect(page.locator("#status")).to_have_attribute("data-state", "live", timeout=TIMEOUT_MS)
+    links = {
+        "js": "javascript:alert(document.domain)",
+        "data": "data:text/html,<script>alert(1)</script>",
+        "relative": "/widget#token=x",
+        "https": "https://crm.example/contacts/1",
+        "http": "http://crm.example/contacts/2",
+    }
+    for kind, url in links.items():
+        card_of = {
+            "callid": f"link-{kind}",
+            "direction": "in",
+            "state": "ringing",
+            "phone": "+79035550401",
+            "phone_national": "8 (903) 555-04-01",
+            "contact": {"name": f"Contact {kind}", "crm_url": url},
+        }
+        sockets[0].send(json.dumps({"type": "card", "card": card_of}))
+    for kind in links:
+        expect(card(page, f"link-{kind}")).to_be_visible(timeout=TIMEOUT_MS)
+    for kind in ("js", "data", "relative"):
+        name = card(page, f"link-{kind}").locator(".contact-name")
+        expect(name).to_have_text(f"Contact {kind}")
+        assert name.evaluate("e => [e.tagName, e.hasAttribute('href')]") == ["SPAN", False]
+    for kind in ("https", "http"):
+        name = card(page, f"link-{kind}").locator(".contact-name")
+        assert name.evaluate("e => [e.tagName, e.getAttribute('href')]") == ["A", links[kind]]
+    page.close()

@@ -38,6 +38,11 @@
   const $ = (id) => document.getElementById(id);
   const PING_MS = 5 * 60 * 1000; // API Gateway closes a connection idle for 10 minutes
   const MAX_CARDS = 5;
+  // A failed reload of the call-back list (a 503 under load, the network gone) is tried again soon,
+  // backing off: within 0.5-1 s, then 1-2 s, 2-4 s... up to 15-30 s (a random point in the upper half
+  // of each doubling step, so many pages that failed together do not retry in step); a success resets it.
+  const RETRY_FIRST_MS = 1000;
+  const RETRY_MAX_MS = 30 * 1000;
   const cards = new Map(); // callid -> {element, card}
 
   // The token arrives in the URL fragment (never sent to a server) and is kept for this tab only.
@@ -83,6 +88,16 @@
       ? when.toLocaleTimeString(lang, { hour: "2-digit", minute: "2-digit" })
       : when.toLocaleString(lang, { day: "2-digit", month: "2-digit", hour: "2-digit", minute: "2-digit" });
   };
+  // Only http(s) links are links: a `javascript:` (or any other) URL from the server is shown as text.
+  function linkable(value) {
+    if (typeof value !== "string" || !value) return null;
+    try {
+      const url = new URL(value); // absolute URLs only: no base to resolve a relative one against
+      return url.protocol === "https:" || url.protocol === "http:" ? url.href : null;
+    } catch (e) {
+      return null;
+    }
+  }
   const seconds = (n) => (typeof n === "number" ? `${Math.floor(n / 60)}:${String(n % 60).padStart(2, "0")}` : "");
 
   // The card
@@ -140,11 +155,19 @@
     element.querySelector(".badge").textContent = card.direction === "out" ? t("outgoing") : t("incoming");
     element.querySelector(".phone").textContent = card.phone_national || card.phone || "";
     element.querySelector(".time").textContent = clock(card.rang_at);
-    const link = element.querySelector(".contact-name");
+    let link = element.querySelector(".contact-name");
     const unknown = element.querySelector(".contact-unknown");
     if (card.contact) {
+      const href = linkable(card.contact.crm_url);
+      if (!href) {
+        const text = document.createElement("span"); // no link at all: not focusable, not clickable
+        text.className = "contact-name";
+        link.replaceWith(text);
+        link = text;
+      } else {
+        link.href = href;
+      }
       link.textContent = card.contact.name + (card.contact.lead ? ` (${t("lead")})` : "");
-      if (card.contact.crm_url) link.href = card.contact.crm_url; else link.removeAttribute("href");
       unknown.remove();
     } else {
       link.remove();
@@ -281,9 +304,31 @@
 
   // Call-backs
 
+  let callbacksLoad = 0; // only the latest load draws the list
+  let callbacksFailures = 0;
+  let callbacksRetry = null;
+  function retryCallbacks(retryAfter) {
+    callbacksFailures += 1;
+    const ceiling = Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** Math.min(callbacksFailures - 1, 10));
+    let delay = ceiling / 2 + Math.random() * (ceiling / 2);
+    if (retryAfter) delay = Math.min(RETRY_MAX_MS, Math.max(delay, retryAfter * 1000));
+    callbacksRetry = setTimeout(loadCallbacks, delay);
+  }
+
   async function loadCallbacks() {
+    clearTimeout(callbacksRetry); // a reload asked for now (the socket, the poll) replaces a pending retry
+    callbacksRetry = null;
+    const load = ++callbacksLoad;
     const answer = await api("GET", "/api/callbacks?status=open");
-    if (!answer.data || !answer.data.ok) return;
+    if (load !== callbacksLoad) return;
+    if (!answer.data || !answer.data.ok) {
+      // Only what a retry can fix (the network, 5xx, throttling); a 4xx such as an expired session
+      // waits for the next reload instead.
+      const status = answer.status;
+      if (status === 0 || status >= 500 || status === 429 || status === 408) retryCallbacks(answer.retryAfter);
+      return;
+    }
+    callbacksFailures = 0;
     const items = answer.data.result.callbacks || [];
     const list = $("callbacks");
     list.replaceChildren();

@@ -15,16 +15,28 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pbxbridge.domain.callbacks import Callback, CallbackStatus, parse_time
+from pbxbridge.domain.callbacks import MISSED_OUTCOMES, Callback, CallbackStatus, parse_time
+from pbxbridge.domain.directory import pbx_login
 from pbxbridge.domain.webhook_pushes import WebhookPushRecord
 from pbxbridge.protocol.webhook import WebhookType
 
 SOURCE = "pbxbridge"
+_VERSION = (
+    "the version of this event's meaning: fields are added without a new version (consumers ignore the "
+    "ones they do not know); a change of what the event means adds one"
+)
 
 
-class _Detail(BaseModel):
+class _Versioned(BaseModel):
+    """Every event's detail says its schema version (absent from events published before versions
+    were kept: read a missing one as 1)."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    schema_version: int = Field(default=1, description=_VERSION)
+
+
+class _Detail(_Versioned):
     id: str = Field(description="stable: the same transition always has the same id")
     callid: str
     occurred_at: datetime = Field(description="when the call reached this state (UTC)")
@@ -35,10 +47,16 @@ class _Detail(BaseModel):
 
 
 class CallRinging(_Detail):
-    """A call started ringing: the CRM's popup card."""
+    """A call started ringing: the CRM's popup card. Once per call: for an inbound call, the `rung_*`
+    fields name the leg whose ringing started it (a group call's other legs are not announced)."""
 
     contact_name: str | None = None
     responsible: str | None = None
+    rung_user: str | None = Field(
+        default=None, description="inbound: the PBX user whose phone rang, as the PBX named it (`andy@tenant`)"
+    )
+    rung_login: str | None = Field(default=None, description="inbound: that user's PBX login, through the directory")
+    rung_ext: str | None = Field(default=None, description="inbound: that user's extension, as the push gave it")
 
 
 class CallAnswered(_Detail):
@@ -53,7 +71,14 @@ class CallEnded(_Detail):
 
 
 class CallMissed(_Detail):
-    """Decided by the PBX's history (status `missed`), never by CANCELLED legs alone."""
+    """An inbound call that ended with nobody answering: the history's `missed`, `Cancel` (the caller
+    hung up first) or `NotFound` (it reached nobody who could take it); decided by the history (or
+    reconciliation), never by CANCELLED legs alone. Version 2: version 1 was `missed` alone."""
+
+    schema_version: int = Field(default=2, description=_VERSION)
+    outcome: Literal["missed", "cancelled", "not_found"] | None = Field(
+        default=None, description="why nobody answered (the call's outcome); absent in version 1"
+    )
 
 
 class CallRecorded(_Detail):
@@ -61,9 +86,7 @@ class CallRecorded(_Detail):
     recording_size: int | None = None
 
 
-class LeadCreated(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class LeadCreated(_Versioned):
     id: str
     phone: str
     contact_name: str
@@ -72,9 +95,7 @@ class LeadCreated(BaseModel):
     occurred_at: datetime
 
 
-class _CallbackDetail(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class _CallbackDetail(_Versioned):
     id: str = Field(description="stable: `<callback_id>/<event type>`")
     callback_id: str = Field(description="`<phone>/<callid of the missed call that opened it>`")
     phone: str = Field(description="the client's number, E.164")
@@ -99,11 +120,9 @@ class CallbackClosed(_CallbackDetail):
     attempts: int = Field(description="outbound calls to the number before it that were not answered")
 
 
-class SipRegistrationFailed(BaseModel):
+class SipRegistrationFailed(_Versioned):
     """A desk phone or softphone lost its SIP registration (the PBX's `cmd=webhook` push of type
     `sipregs_error`): an alert for an administrator, not about a call."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: str = Field(description="stable: `<push_id>/SipRegistrationFailed`")
     push_id: str = Field(description="the push's key: `id#<the PBX's id>`, or `sha256#<digest>` when it had no id")
@@ -154,7 +173,12 @@ def call_events(
     if rang and not _first(old, "rang_at", "dialled_at"):
         name, responsible = contact(str(new["client"])) if new.get("client") else (None, None)
         yield CallRinging(
-            id=f"{callid}/CallRinging", occurred_at=rang, contact_name=name, responsible=responsible, **common
+            id=f"{callid}/CallRinging",
+            occurred_at=rang,
+            contact_name=name,
+            responsible=responsible,
+            **_rung(new),
+            **common,
         )
     answered = parse_time(new.get("accepted_at"))
     if answered and not parse_time(old.get("accepted_at")):
@@ -172,9 +196,9 @@ def call_events(
             duration=new.get("duration"),
             **common,
         )
-    if new.get("outcome") == "missed" and old.get("outcome") != "missed":
+    if _missed(new) and not _missed(old):
         when = _first(new, "history_at", "reconciled_at") or datetime.now(tz=UTC)
-        yield CallMissed(id=f"{callid}/CallMissed", occurred_at=when, **common)
+        yield CallMissed(id=f"{callid}/CallMissed", occurred_at=when, outcome=new["outcome"], **common)
     if new.get("recording_key") and not old.get("recording_key"):
         when = parse_time(new.get("recorded_at")) or datetime.now(tz=UTC)
         yield CallRecorded(
@@ -184,6 +208,24 @@ def call_events(
             recording_size=new.get("recording_size"),
             **common,
         )
+
+
+def _missed(call: Mapping[str, Any]) -> bool:
+    """Nobody answered an inbound call (an outbound call's `missed`, which the PBX does not send, too)."""
+    outcome = call.get("outcome")
+    return outcome == "missed" or (call.get("direction") != "out" and outcome in MISSED_OUTCOMES)
+
+
+def _rung(call: Mapping[str, Any]) -> dict[str, Any]:
+    """Who the first INCOMING rang: as stored with it, or (a call stored before that was kept) the one
+    leg that rang."""
+    first = call.get("first_rung")
+    if not isinstance(first, Mapping):
+        legs = call.get("legs_rang") or []
+        if call.get("direction") == "out" or len(legs) != 1:
+            return {}
+        first = {"user": str(legs[0]), "login": pbx_login(str(legs[0]))}
+    return {"rung_user": first.get("user"), "rung_login": first.get("login"), "rung_ext": first.get("ext")}
 
 
 def contact_events(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> Iterator[BaseModel]:

@@ -126,6 +126,8 @@ class CallEvent:
     cancelled_leg: str | None
     rang_leg: str | None
     transferred_to: str | None
+    # Who an INCOMING rings: the leg as the PBX named it, its canonical login and the push's extension.
+    rung: dict[str, str] | None = None
     optional: dict[str, str] = field(default_factory=dict)
     crm_user: str | None = None
 
@@ -228,6 +230,14 @@ def event_from_push(push: EventPush, received_at: datetime, attribute: Attributi
     }
     takes_call = push.type in (EventType.ACCEPTED, EventType.OUTGOING)
     login, crm_user = attribute(push.user) if takes_call else (None, None)
+    rung: dict[str, str] | None = None
+    if push.type is EventType.INCOMING:
+        rung_login = attribute(push.user)[0]
+        rung = {
+            name: value
+            for name, value in (("user", push.user), ("login", rung_login), ("ext", push.ext))
+            if value is not None
+        }
     return CallEvent(
         callid=push.callid,
         type=push.type,
@@ -243,6 +253,7 @@ def event_from_push(push: EventPush, received_at: datetime, attribute: Attributi
         rang_leg=push.user if push.type is EventType.INCOMING else None,
         transferred_to=push.second_callid if push.type is EventType.TRANSFERRED else None,
         optional=optional,
+        rung=rung,
     )
 
 

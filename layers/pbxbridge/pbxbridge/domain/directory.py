@@ -103,6 +103,11 @@ class Directory:
         user = self.user(login)
         return user is not None and user.active
 
+    def still_active(self, login: str | None) -> bool:
+        """A widget token's login may still use the widget: an active user of the directory. An empty
+        directory (never synced) cannot say, and then no token could have been issued either."""
+        return not self.users or self.is_active(login)
+
     def crm_user(self, login: str | None) -> str | None:
         user = self.user(login)
         return user.crm_user if user else None

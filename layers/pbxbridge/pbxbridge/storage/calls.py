@@ -127,6 +127,9 @@ class DynamoCallStore:
             .set_if_absent("crm_user", event.crm_user)
             .set("last_event_at", received)
             .add_to_set("legs_rang", event.rang_leg)
+            # The leg whose INCOMING started the ringing, whole (user, login, extension together): the
+            # same update sets rang_at, so CallRinging names exactly the leg it rang for.
+            .set_if_absent("first_rung", event.rung)
             .add_to_set("legs_cancelled", event.cancelled_leg)
             .add_to_set("transferred_to", event.transferred_to)
         )

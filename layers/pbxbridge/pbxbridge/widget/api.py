@@ -37,7 +37,9 @@ class InvalidInputError(ValueError):
 
 
 class _Input(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+    # A field the widget never sends is refused, never ignored: `{"phone", "user": "boss"}` must not
+    # read as if it did something (the user is always the token's).
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 InputT = TypeVar("InputT", bound=_Input)
@@ -55,6 +57,10 @@ class DndInput(_Input):
 
 class CallbacksQuery(_Input):
     status: Literal["open", "closed"] = "open"
+
+
+class NoQuery(_Input):
+    """The routes that take no query string."""
 
 
 @dataclass(frozen=True)
@@ -171,14 +177,38 @@ def _not_found() -> Response[Any]:
     return _answer({"ok": False, "error": {"code": "not_found", "message": "no such call"}})
 
 
-def _input(model: type[InputT], data: object) -> InputT:
+def _input(model: type[InputT], data: object, where: str = "body") -> InputT:
     if not isinstance(data, dict):
-        raise InvalidInputError("the body must be a JSON object")
+        raise InvalidInputError(f"the {where} must be a JSON object")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
-        raise InvalidInputError(problems) from exc
+        raise InvalidInputError(_problems(exc, model, where)) from exc
+
+
+def _problems(exc: ValidationError, model: type[_Input], where: str) -> str:
+    known = ", ".join(sorted(field.alias or name for name, field in model.model_fields.items())) or "nothing"
+    problems = []
+    for error in exc.errors():
+        field = ".".join(map(str, error["loc"])) or where
+        if error["type"] == "extra_forbidden":
+            problems.append(f"{field}: not a field of this {where} (it takes: {known})")
+        else:
+            problems.append(f"{field}: {error['msg']}")
+    return "; ".join(problems)
+
+
+def _query(model: type[InputT]) -> InputT:
+    return _input(model, dict(app.current_event.query_string_parameters or {}), "query")
+
+
+def _no_query() -> None:
+    _query(NoQuery)
+
+
+def _no_body() -> None:
+    if app.current_event.body:
+        raise InvalidInputError("this route takes no body")
 
 
 def _body() -> object:
@@ -206,12 +236,15 @@ def _failed(exc: Exception) -> Response[Any]:
 
 @app.get("/api/me")
 def me() -> Response[Any]:
+    _no_query()
+    _no_body()
     authorizer = app.current_event.request_context.authorizer.get_lambda or {}
     return _answer({"ok": True, "result": {"login": _login(), "expires_at": authorizer.get("expires_at")}})
 
 
 @app.post("/api/calls")
 def make_call() -> Response[Any]:
+    _no_query()
     body = _input(MakeCallInput, _body())
     login = _login()
     take_call = _dependencies().take_call
@@ -229,16 +262,21 @@ def make_call() -> Response[Any]:
 
 @app.get("/api/dnd")
 def get_dnd() -> Response[Any]:
+    _no_query()
+    _no_body()
     return _run({"cmd": "get_dnd", "user": _login()})
 
 
 @app.put("/api/dnd")
 def set_dnd() -> Response[Any]:
+    _no_query()
     return _run({"cmd": "set_dnd", "user": _login(), "state": _input(DndInput, _body()).state})
 
 
 @app.get("/api/calls/<callid>/recording")
 def recording(callid: str) -> Response[Any]:
+    _no_query()
+    _no_body()
     deps = _dependencies()
     if not 0 < len(callid) <= MAX_CALLID:
         return _not_found()
@@ -255,10 +293,11 @@ def recording(callid: str) -> Response[Any]:
 
 @app.get("/api/callbacks")
 def callbacks() -> Response[Any]:
+    query = _query(CallbacksQuery)
+    _no_body()
     listing = _dependencies().callbacks
     if listing is None:
         return _answer({"ok": True, "result": {"callbacks": [], "cursor": None}})
-    query = _input(CallbacksQuery, dict(app.current_event.query_string_parameters or {}))
     return _answer(listing(_login(), query.status))
 
 
@@ -268,7 +307,7 @@ def handle_widget_api(event: dict[str, Any], context: Any, deps: WidgetApiDepend
         # The authorizer's answer may be cached past the token's expiry: the expiry is checked here too.
         return _refused(401, "Unauthorized")
     deps = deps or default_dependencies()
-    if not _still_a_user(str(authorizer["login"]), deps.directory()):
+    if not deps.directory().still_active(str(authorizer["login"])):
         # Deactivated (or gone from the PBX) since the token was issued: its hours are over.
         return _refused(403, "Forbidden")
     app.append_context(deps=deps)  # type: ignore[no-untyped-call]  # cleared by resolve() after each request
@@ -278,11 +317,3 @@ def handle_widget_api(event: dict[str, Any], context: Any, deps: WidgetApiDepend
 def _refused(status: int, message: str) -> dict[str, Any]:
     """As API Gateway's own authorizer refusals read."""
     return {"statusCode": status, "headers": {"Content-Type": "application/json"}, "body": f'{{"message":"{message}"}}'}
-
-
-def _still_a_user(login: str, directory: Directory) -> bool:
-    """The token's login is still an active PBX user (the directory, cached minutes, as synced). An
-    empty directory (never synced) cannot say, and then no token could have been issued either."""
-    if not directory.users:
-        return True
-    return directory.is_active(login)

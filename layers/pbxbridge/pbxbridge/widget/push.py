@@ -127,9 +127,12 @@ def cards_for(
 
 
 def deliver(logins: set[str], message: dict[str, Any], deps: CardDependencies) -> int:
-    """Post to every open connection of these users, in parallel; returns how many took it."""
+    """Post to every open connection of these users, in parallel; returns how many took it. A user
+    the directory no longer has as active gets nothing, whatever connections they still hold (their
+    token may live hours past their deactivation)."""
     data = json.dumps(message, ensure_ascii=False, default=str).encode()
-    people = sorted(logins)
+    directory = deps.directory()
+    people = sorted(login for login in logins if directory.still_active(login))
 
     def one(connection_id: str) -> bool:
         try:

@@ -33,6 +33,9 @@ class TokenKeySettings(_Settings):
 
 class SocketSettings(_Settings):
     connections_table: str = Field(alias="CONNECTIONS_TABLE", min_length=1)
+    directory_table: str | None = Field(default=None, alias="DIRECTORY_TABLE")
+    phone_region: str = Field(default="RU", alias="PHONE_REGION", min_length=2, max_length=2)
+    directory_cache_seconds: int = Field(default=300, alias="DIRECTORY_CACHE_SECONDS", ge=0)
 
 
 class CardSettings(_Settings):

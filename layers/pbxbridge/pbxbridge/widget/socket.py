@@ -11,13 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aws_lambda_powertools import Logger
 
 from pbxbridge.keys import fetch_keys_from_ssm
 from pbxbridge.widget.settings import socket_settings, token_key_settings
 from pbxbridge.widget_tokens import InvalidWidgetTokenError, bearer, verify_token
+
+if TYPE_CHECKING:  # the authorizer imports this module: phonenumbers (the directory's) only for $connect
+    from pbxbridge.domain.directory import Directory
 
 logger = Logger()
 
@@ -60,26 +63,39 @@ def _policy(principal: str, effect: str, resource: str, context: dict[str, Any])
 
 
 class ConnectionStore(Protocol):
-    def connected(self, connection_id: str, login: str, token_expires_at: int) -> None: ...
+    def connected(self, connection_id: str, login: str, token_expires_at: int) -> bool: ...
     def disconnected(self, connection_id: str) -> None: ...
 
 
 @dataclass(frozen=True)
 class SocketDependencies:
     connections: ConnectionStore
+    directory: Callable[[], Directory]
 
 
 @lru_cache(maxsize=1)
 def default_dependencies() -> SocketDependencies:
+    from pbxbridge.domain.directory import CachedDirectory
     from pbxbridge.storage.connections import DynamoConnectionStore
+    from pbxbridge.storage.directory import users_directory
     from pbxbridge.storage.dynamodb import dynamodb_client
 
-    return SocketDependencies(connections=DynamoConnectionStore(dynamodb_client(), socket_settings().connections_table))
+    settings = socket_settings()
+    client = dynamodb_client()
+    directory = CachedDirectory(
+        lambda: users_directory(client, settings.directory_table, settings.phone_region),
+        ttl=settings.directory_cache_seconds,
+    )
+    return SocketDependencies(
+        connections=DynamoConnectionStore(client, settings.connections_table), directory=directory
+    )
 
 
 def handle_socket(event: dict[str, Any], deps: SocketDependencies | None = None) -> dict[str, Any]:
     """`$connect` (already authorized) stores the connection, `$disconnect` forgets it, `$default`
-    (the widget's keep-alive ping) just answers."""
+    (the widget's keep-alive ping) just answers. `$connect` refuses a user the directory no longer
+    has as active (403, as the widget's API does) and a user whose every connection slot is taken
+    (429: the widget tries again later)."""
     deps = deps or default_dependencies()
     context = event.get("requestContext") or {}
     route, connection_id = context.get("routeKey"), str(context.get("connectionId", ""))
@@ -88,7 +104,13 @@ def handle_socket(event: dict[str, Any], deps: SocketDependencies | None = None)
         login = authorizer.get("login")
         if not login:  # the route is always authorized; this is a misconfigured deployment
             return {"statusCode": 403}
-        deps.connections.connected(connection_id, str(login), int(authorizer.get("expires_at", 0)))
+        if not deps.directory().still_active(str(login)):
+            # Deactivated since the token was issued: no more live cards for the rest of its life.
+            logger.info("widget connection refused: not an active user", extra={"login": login})
+            return {"statusCode": 403}
+        if not deps.connections.connected(connection_id, str(login), int(authorizer.get("expires_at", 0))):
+            logger.info("widget connection refused: too many connections", extra={"login": login})
+            return {"statusCode": 429}
         logger.info("widget connected", extra={"login": login})
     elif route == "$disconnect":
         deps.connections.disconnected(connection_id)
