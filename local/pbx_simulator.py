@@ -117,13 +117,13 @@ DEFAULT_USERS = [
 DEFAULT_PRESENCE = {"andy": "online", "daria": "offline", "mike": "online", "serg": "away"}
 PRESENCE_STATES = ("online", "offline", "away", "busy")
 # The tenant's numbers (crmapi/v1 /telnums) and which of them may be an outgoing caller id.
-DEFAULT_TELNUMS = [
+DEFAULT_TELNUMS: list[dict[str, Any]] = [
     {"telnum": "74996861574", "name": "Основной номер", "user": None},
     {"telnum": "79261234567", "name": "Прямой Петрова", "user": "andy"},
     {"telnum": "74951234567", "name": "Реклама", "user": None},
 ]
 DEFAULT_CALLER_IDS = {"74996861574": True, "79261234567": True, "74951234567": False}
-DEFAULT_SIMS = [
+DEFAULT_SIMS: list[dict[str, Any]] = [
     {"sim": "79160000001", "user": "andy", "iccid": "8970199000000000001", "enabled": True},
     {"sim": "79160000002", "user": "mike", "iccid": "8970199000000000002", "enabled": False},
 ]

@@ -21,9 +21,10 @@ import hmac
 import io
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC
+from email.message import Message
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote
 
@@ -67,7 +68,7 @@ class V1Request:
     api_key: str | None
 
     @classmethod
-    def read(cls, method: str, route: str, query: str, body: bytes, headers: Mapping[str, str]) -> V1Request:
+    def read(cls, method: str, route: str, query: str, body: bytes, headers: Message) -> V1Request:
         parsed: Any = {}
         if body.strip():
             if "x-www-form-urlencoded" in (headers.get("Content-Type") or ""):
@@ -406,28 +407,26 @@ def _domain(simulator: PbxSimulator, request: V1Request) -> Answer:
 
 
 _Handler = Callable[..., Answer]
-_ROUTES: list[tuple[re.Pattern[str], dict[str, _Handler]]] = [
-    (re.compile(pattern), methods)
-    for pattern, methods in [
-        (r"/users", {"GET": _users}),
-        (r"/users/([^/]+)", {"GET": _user}),
-        (r"/users/([^/]+)/groups", {"GET": _user_groups}),
-        (r"/users/([^/]+)/dnd", {"GET": _dnd, "POST": _dnd, "DELETE": _dnd}),
-        (r"/users/([^/]+)/subscription", {"GET": _subscription, "POST": _subscription, "DELETE": _subscription}),
-        (r"/groups", {"GET": _groups}),
-        (r"/groups/([^/]+)", {"GET": _group}),
-        (r"/makecall", {"POST": _makecall}),
-        (r"/history/json", {"GET": _history_json}),
-        (r"/history/csv", {"GET": _history_csv}),
-        (r"/history/inner/json", {"GET": _inner_json}),
-        (r"/history/inner/csv", {"GET": _inner_csv}),
-        (r"/telnums", {"GET": _telnums}),
-        (r"/telnums/([^/]+)", {"GET": _telnum}),
-        (r"/sims", {"GET": _sims}),
-        (r"/sims/([^/]+)", {"GET": _sim}),
-        (r"/caller-ids", {"GET": _caller_ids}),
-        (r"/caller-ids/telnums", {"GET": _caller_id_telnums}),
-        (r"/record", {"GET": _record}),
-        (r"/domain", {"GET": _domain}),
-    ]
+_ROUTE_TABLE: list[tuple[str, dict[str, _Handler]]] = [
+    (r"/users", {"GET": _users}),
+    (r"/users/([^/]+)", {"GET": _user}),
+    (r"/users/([^/]+)/groups", {"GET": _user_groups}),
+    (r"/users/([^/]+)/dnd", {"GET": _dnd, "POST": _dnd, "DELETE": _dnd}),
+    (r"/users/([^/]+)/subscription", {"GET": _subscription, "POST": _subscription, "DELETE": _subscription}),
+    (r"/groups", {"GET": _groups}),
+    (r"/groups/([^/]+)", {"GET": _group}),
+    (r"/makecall", {"POST": _makecall}),
+    (r"/history/json", {"GET": _history_json}),
+    (r"/history/csv", {"GET": _history_csv}),
+    (r"/history/inner/json", {"GET": _inner_json}),
+    (r"/history/inner/csv", {"GET": _inner_csv}),
+    (r"/telnums", {"GET": _telnums}),
+    (r"/telnums/([^/]+)", {"GET": _telnum}),
+    (r"/sims", {"GET": _sims}),
+    (r"/sims/([^/]+)", {"GET": _sim}),
+    (r"/caller-ids", {"GET": _caller_ids}),
+    (r"/caller-ids/telnums", {"GET": _caller_id_telnums}),
+    (r"/record", {"GET": _record}),
+    (r"/domain", {"GET": _domain}),
 ]
+_ROUTES = [(re.compile(pattern), methods) for pattern, methods in _ROUTE_TABLE]
