@@ -352,22 +352,29 @@ class PbxSimulator:
             rows = rows[: int(limit)]
         return rows
 
-    def missed_status(self, record: HistoryRecord) -> int | None:
-        """The PBX's verdict on a missed call, from the calls with that client after it: the first
-        answered one decides (`1` the client called back, `2` we called back); else `4` if we tried,
-        `3` if nobody called. None for a call that was not missed."""
-        if record.type != "missed":
-            return None
-        client = _digits(record.client)
+    def missed_statuses(self, records: list[HistoryRecord]) -> dict[str, int]:
+        """The PBX's verdict on each missed call among `records`, by uid, from the calls with that
+        client after it: the first answered one decides (`1` the client called back, `2` we called
+        back); else `4` if we tried, `3` if nobody called. Calls that were not missed have none."""
+        wanted = {_digits(r.client) for r in records if r.type == "missed"}
+        by_client: dict[str, list[HistoryRecord]] = defaultdict(list)
         with self._lock:
+            for call in self.history_records:
+                if _digits(call.client) in wanted:
+                    by_client[_digits(call.client)].append(call)
+        verdicts = {}
+        for record in records:
+            if record.type != "missed":
+                continue
             later = sorted(
-                (r for r in self.history_records if _digits(r.client) == client and r.start > record.start),
-                key=lambda r: r.start,
+                (c for c in by_client[_digits(record.client)] if c.start > record.start), key=lambda c: c.start
             )
-        for call in later:
-            if call.answered:
-                return 2 if call.type == "out" else 1
-        return 4 if any(call.type == "out" for call in later) else 3
+            answered = next((c for c in later if c.answered), None)
+            if answered is not None:
+                verdicts[record.uid] = 2 if answered.type == "out" else 1
+            else:
+                verdicts[record.uid] = 4 if any(c.type == "out" for c in later) else 3
+        return verdicts
 
     def _range(self, form: dict[str, str]) -> tuple[datetime, datetime]:
         now = datetime.now(tz=UTC)
