@@ -8,6 +8,7 @@ are what a client has to cope with on live tenants.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -391,6 +392,20 @@ def test_a_scripted_fault_answers_before_anything_is_dialled(pbx: Pbx) -> None:
     assert [s["route"] for s in pbx.sim.v1_requests_seen] == ["/makecall"]
     assert pbx.send("POST", "/makecall", {"phone": "79101234567", "user": "andy"}).status_code == 200
     assert len(pbx.sim.dials) == 1
+
+
+@pytest.mark.parametrize("fault", ["after:502", "after:drop"])
+def test_a_fault_after_the_call_is_placed(pbx: Pbx, fault: str) -> None:
+    """The PBX dialled, then the answer was lost: what a client must never dial again for."""
+    pbx.sim.fail_next("POST /makecall", fault)
+    pbx.sim.fail_next("makeCall", fault)
+    with pytest.raises(requests.RequestException) if fault == "after:drop" else contextlib.nullcontext():
+        answer = pbx.send("POST", "/makecall", {"phone": "79101234567", "user": "andy"})
+        assert answer.status_code == 502
+    with pytest.raises(requests.RequestException) if fault == "after:drop" else contextlib.nullcontext():
+        old = pbx.legacy("makeCall", user="andy", phone="79101234567")
+        assert old.status_code == 502
+    assert [d.api for d in pbx.sim.dials] == ["v1", "legacy"]
 
 
 def test_a_call_back_after_a_missed_call_is_pushed_with_missed_status_2(pbx: Pbx) -> None:
