@@ -108,8 +108,10 @@ class LocalStack:
             env.update({k: v for k, v in spec.environment.items() if k.endswith("_TABLE")})
         env["PHONE_REGION"] = self.template.parameter("PhoneRegion")
         env["COMMANDS_FUNCTION"] = "CommandsFunction"
-        env["PBX_URL"] = self.pbx.api_url
+        env["PBX_URL"] = self.template.parameter("PbxUrl")
         env["PBX_TOKEN"] = self.pbx_token
+        if "PbxApi" in self.template.parameters:
+            env["PBX_API"] = self.template.parameters["PbxApi"]
         return env
 
     def widget_summary(self) -> str:
@@ -138,7 +140,8 @@ Webhook (what the PBX posts to):
   {self.webhook_url}   (and {self.api.url}/)
 CRM key (crm_token): {self.crm_token}
 Commands: Lambda Invoke API at {self.api.url} (function CommandsFunction), IAM-signed POST {self.api.url}/commands
-PBX simulator: {self.pbx.api_url}  key {self.pbx_token}  (pushes to the webhook above)
+PBX simulator: {self.pbx.api_url} and {self.pbx.v1_url}  key {self.pbx_token}  (pushes to the webhook above)
+  the functions use {self.template.parameter("PbxUrl")}{self._pbx_api_line()}
 Embedded DynamoDB and SSM (moto): {self.moto_url}
 Tables:
 {tables}
@@ -182,6 +185,10 @@ Log: one line per request below; LOG_FORMAT=json make run shows the functions' J
             f"  auth {self.crm.auth_type} from the secret {secret}; undelivered ones: "
             f"aws sqs receive-message --queue-url {self.template.resolve({'Ref': 'CrmDeadLetterQueue'})}"
         )
+
+    def _pbx_api_line(self) -> str:
+        chosen = self.template.parameters.get("PbxApi")
+        return f" (PBX_API={chosen})" if chosen else " (make run PBX_API=v1 or auto: crmapi/v1, or probed)"
 
     def _directory_line(self) -> str:
         result = self.directory.get("result")
@@ -247,6 +254,20 @@ def _local_crm(moto_url: str, crm_url: str | None, api_key: str | None) -> tuple
     return local_crm_parameters(moto_url, crm_url, api_key or ""), receiver
 
 
+PBX_APIS = ("legacy", "v1", "auto")
+
+
+def pbx_parameters(pbx: SimulatorServer, pbx_api: str | None) -> dict[str, str]:
+    """The template's PBX parameters for the simulator: PBX_API=v1 gives the functions its crmapi/v1
+    URL, `auto` the bare base URL (the client probes it), `legacy` or none the old API's URL."""
+    if pbx_api is None:
+        return {"PbxUrl": pbx.api_url}
+    if pbx_api not in PBX_APIS:
+        raise ValueError(f"PBX_API={pbx_api!r}: choose one of {', '.join(PBX_APIS)}")
+    url = {"legacy": pbx.api_url, "v1": pbx.v1_url, "auto": pbx.url}[pbx_api]
+    return {"PbxUrl": url, "PbxApi": pbx_api}
+
+
 @contextlib.contextmanager
 def serving(**options: Any) -> Iterator[LocalStack]:
     """The stack `start(**options)` makes, its API served from a thread, and all of it stopped
@@ -275,6 +296,7 @@ def start(
     widget_socket_port: int = 0,
     data_file: Path | None = None,
     short_logs: bool = False,
+    pbx_api: str | None = None,
 ) -> tuple[LocalStack, object]:
     """The stack, up. With `data_file`, the data saved there by `LocalStack.save_data` is put back first."""
     moto, moto_url = start_moto(dynamodb_port)
@@ -283,7 +305,7 @@ def start(
     pbx = simulator.serve(pbx_port, LOOPBACK)
     crm_parameters, receiver = _local_crm(moto_url, crm_url, crm_api_key)
     # DEBUG: the local log shows every `contact` answered too, which Lambda leaves out at INFO.
-    defaults = {"PbxUrl": pbx.api_url, "LogLevel": "DEBUG"}
+    defaults = {**pbx_parameters(pbx, pbx_api), "LogLevel": "DEBUG"}
     template = Template(parameters={**defaults, **crm_parameters, **(parameters or {})}, endpoint=moto_url)
     tables = create_tables(template, moto_url)
     create_queues_buckets_and_buses(template, moto_url)
@@ -373,6 +395,10 @@ def main() -> int:
     pbx_port = int(os.environ.get("PBX_PORT", "3100"))
     crm_token = os.environ.get("CRM_TOKEN") or DEFAULT_CRM_TOKEN
     crm_url = "receiver" if os.environ.get("CRM_RECEIVER") not in (None, "", "0") else os.environ.get("CRM_URL")
+    pbx_api = os.environ.get("PBX_API", "").strip().lower() or None
+    if pbx_api is not None and pbx_api not in PBX_APIS:
+        print(f"local stack: PBX_API={pbx_api} is not one of {', '.join(PBX_APIS)}")
+        return 1
     widget_socket_port = int(os.environ.get("WIDGET_SOCKET_PORT", "3001"))
     ports = {"PORT": port, "DYNAMODB_PORT": dynamodb_port, "PBX_PORT": pbx_port}
     ports["WIDGET_SOCKET_PORT"] = widget_socket_port
@@ -396,6 +422,7 @@ def main() -> int:
             widget_socket_port=widget_socket_port,
             data_file=data_file_from_environment(),
             short_logs=short,
+            pbx_api=pbx_api,
         )
     except OSError as exc:
         listed = ", ".join(f"{name}={number}" for name, number in ports.items())
