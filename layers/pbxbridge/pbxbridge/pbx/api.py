@@ -113,10 +113,13 @@ def _probe(root: str, key: str, *, connect_timeout: float, read_timeout: float) 
         # A read of one user: it can never dial, whatever the tenant makes of it.
         response = http.send("GET", root + "/users", params={"limit": "1"}, ok=range(300, 600))
         status = response.status_code
-        if status in (404, 405, 501) or is_html(response):
+        if status in (404, 405, 501):
             return PbxApiKind.LEGACY
         if 300 <= status < 400 or status >= 500:
-            http.raise_for(response)  # a wrong tenant or a PBX that is down: undecided
+            # A wrong tenant, or a PBX (or its gateway's HTML page) that is down: undecided.
+            http.raise_for(response)
+        if is_html(response):
+            return PbxApiKind.LEGACY  # a web server's page where an API would answer JSON
         return PbxApiKind.V1  # an API's JSON: the list, or its 401/403 for our key
     finally:
         http.close()

@@ -327,7 +327,9 @@ class V1PbxClient:
             "limit": str(limit) if limit is not None else None,
         }
         if not self._history_csv:
-            response = self._send("GET", "/history/json", params=params, slow=True, ok=(501,))
+            # `process_missed`: each missed call comes with the PBX's verdict on it (`missed_status`).
+            json_params = {**params, "process_missed": "1"}
+            response = self._send("GET", "/history/json", params=json_params, slow=True, ok=(501,))
             if response.status_code != 501:
                 if is_html(response):
                     raise self._http.unavailable("the PBX answered an HTML page, not its history", status=200)
