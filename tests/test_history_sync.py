@@ -236,7 +236,7 @@ def test_the_lambda_and_the_console(rig: Rig, moto_url: str, template: Template)
         k: answer[k] for k in ("windows", "splits", "complete", "rejected_reasons")
     }
     assert all(rig.store.get_call(callid) for callid in callids)
-    env = {**os.environ, "PBX_URL": rig.server.url, "PBX_TOKEN": PBX_KEY}
+    env = {**os.environ, "PBX_URL": rig.server.url, "PBX_TOKEN": PBX_KEY, "PBX_API": "legacy"}
     run = subprocess.run(
         [sys.executable, "-m", "pbxbridge.cli", "sync", "history", "--start", "2026-11-01", "--end", end],
         env=env,
