@@ -471,8 +471,9 @@ def test_a_bare_tenant_without_v1_is_legacy(server: SimulatorServer) -> None:
 def test_a_probe_the_pbx_cannot_answer_decides_nothing(server: SimulatorServer) -> None:
     wire = fresh(server, "v1")
     wire.sim.fail_next("GET /users", "502", "502")
-    with pytest.raises(PbxUnavailableError):
+    with pytest.raises(PbxUnavailableError) as caught:
         detect_api(server.url, KEY, read_timeout=0.5)
+    assert caught.value.request_sent is False  # a read: a makeCall waiting on it may be retried
     assert detect_api(server.url, KEY, read_timeout=0.5) is PbxApiKind.V1  # asked again, not a kept guess
 
 

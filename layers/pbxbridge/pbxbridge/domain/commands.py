@@ -117,7 +117,9 @@ class CommandService:
 
     def make_call(self, command: MakeCallCommand) -> dict[str, Any]:
         result = self._pbx().make_call(command.phone, command.user, command.clid)
-        return {"call_id": result.call_id, "id_known": result.id_known}
+        # v1 says which caller id the client will see (it may differ from the one asked for).
+        shown = {"clid": result.clid} if result.clid else {}
+        return {"call_id": result.call_id, "id_known": result.id_known, **shown}
 
     def _accounts(self, command: AccountsCommand) -> list[dict[str, Any]]:
         return [account.model_dump(exclude_none=True) for account in self._pbx().accounts()]

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from pbxbridge.pbx.client import API_PATH as LEGACY_PATH
 from pbxbridge.pbx.client import LegacyPbxClient
+from pbxbridge.pbx.errors import PbxUnavailableError
 from pbxbridge.pbx.models import (
     HistoryPeriod,
     HistoryRow,
@@ -86,7 +87,11 @@ def detect_api(url: str, key: str, *, connect_timeout: float = 3.05, read_timeou
         known = _verdicts.get(root)
     if known is not None:
         return known
-    verdict = _probe(root, key, connect_timeout=connect_timeout, read_timeout=read_timeout)
+    try:
+        verdict = _probe(root, key, connect_timeout=connect_timeout, read_timeout=read_timeout)
+    except PbxUnavailableError as exc:
+        # The probe is a read: whatever became of it, nothing was dialled (a makeCall may be retried).
+        raise PbxUnavailableError(exc.message, status=exc.status, request_sent=False) from None
     with _verdicts_lock:
         _verdicts[root] = verdict
     log.info("the PBX's API detected", extra={"pbx": public_address(root), "pbx_api": verdict.value})
