@@ -150,6 +150,13 @@ def test_a_caller_id_the_pbx_does_not_allow_is_a_400_before_dialling(
     assert shown["result"]["clid"] == "74996861574"
 
 
+def test_list_caller_ids(commands_function: LocalFunction, simulator: PbxSimulator) -> None:
+    answer = invoke(commands_function, {"cmd": "listCallerIds"})
+    assert answer["ok"] is True
+    assert answer["result"]["caller_ids"][0] == {"telnum": "74996861574", "enabled": True}
+    assert len(answer["result"]["caller_ids"]) == 3
+
+
 def test_errors_people_can_act_on(commands_function: LocalFunction, simulator: PbxSimulator, moto_url: str) -> None:
     unknown = invoke(commands_function, {"cmd": "get_dnd", "user": "nobody"})
     assert unknown["error"]["code"] == "invalid_parameters"
@@ -179,3 +186,5 @@ def test_auto_on_the_bare_tenant_url(
     simulator.modes.api = "legacy"
     assert invoke(commands_function, {"cmd": "get_dnd", "user": "mike"})["result"] == {"state": False}
     assert [form["cmd"] for form in simulator.requests_seen] == ["get_dnd"]
+    refused = invoke(commands_function, {"cmd": "listCallerIds"})
+    assert refused["error"]["code"] == "invalid_request"  # the old API has no caller ids

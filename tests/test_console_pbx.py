@@ -167,6 +167,8 @@ def test_the_console_speaks_v1(pbx: tuple[PbxSimulator, SimulatorServer], api: s
     assert "invalid_token" in refused.stderr
     assert "UUID" in refused.stderr  # a key that is not v1's shape: which secret goes where
     assert "wrong-key" not in refused.stderr
+    caller_ids = json.loads(console(server, "listCallerIds", api=api).stdout)["caller_ids"]
+    assert {"telnum": "74996861574", "enabled": True} in caller_ids
 
 
 def test_the_console_refuses_an_unknown_api(pbx: tuple[PbxSimulator, SimulatorServer]) -> None:

@@ -392,6 +392,22 @@ def a_caller_id_the_pbx_does_not_allow_is_refused_before_dialling(wire: Wire) ->
     assert [d.clid for d in wire.sim.dials] == ["74996861574"]
 
 
+@case()
+def caller_ids_are_listed_where_the_api_has_them(wire: Wire) -> None:
+    from pbxbridge.pbx.errors import PbxUnsupportedError
+
+    with wire.client() as client:
+        if wire.api == "legacy":
+            with pytest.raises(PbxUnsupportedError) as caught:
+                client.list_caller_ids()
+            assert caught.value.code == "invalid_request"
+            assert "crmapi/v1" in caught.value.message
+            assert wire.sim.requests_seen == []  # nothing asked of a PBX that cannot answer
+        else:
+            listed = [(c.telnum, c.enabled) for c in client.list_caller_ids()]
+            assert listed == [("74996861574", True), ("79261234567", True), ("74951234567", False)]
+
+
 @pytest.mark.parametrize(
     ("api", "contract"),
     [pytest.param(api, c, id=f"{api}-{c.name}") for c in CASES for api in c.apis],

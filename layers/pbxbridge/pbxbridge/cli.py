@@ -162,6 +162,7 @@ def _add_pbx_commands(groups: Any) -> None:
     set_dnd.add_argument("--state", required=True, choices=["true", "false"])
     get_dnd = command("get_dnd", help="a user's do-not-disturb state")
     get_dnd.add_argument("--user", required=True)
+    command("listCallerIds", help="the numbers the PBX allows as caller id (crmapi/v1)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -310,6 +311,8 @@ def _pbx(args: argparse.Namespace) -> int:
             elif action == "set_dnd":
                 client.set_dnd(args.user, args.state == "true")
                 result = {"state": args.state == "true"}
+            elif action == "listCallerIds":
+                result = {"caller_ids": [c.model_dump() for c in client.list_caller_ids()]}
             else:
                 result = {"state": client.get_dnd(args.user)}
     except (InvalidCommandError, InvalidPhoneError, ValueError) as exc:
@@ -318,8 +321,8 @@ def _pbx(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     except PbxError as exc:
         print(f"pbxbridge: {exc.code}: {exc.message}", file=sys.stderr)
-        if isinstance(exc, PbxInvalidParametersError):
-            return EXIT_USAGE
+        if isinstance(exc, PbxInvalidParametersError) or exc.code == "invalid_request":
+            return EXIT_USAGE  # the PBX's 400, or what its API cannot do at all
         return EXIT_UNAVAILABLE if isinstance(exc, PbxUnavailableError) else EXIT_REFUSED
     print(json.dumps(result, ensure_ascii=False, indent=2))
     return EXIT_OK

@@ -19,6 +19,7 @@ from pbxbridge.pbx.client import API_PATH as LEGACY_PATH
 from pbxbridge.pbx.client import LegacyPbxClient
 from pbxbridge.pbx.errors import PbxUnavailableError
 from pbxbridge.pbx.models import (
+    CallerId,
     HistoryPeriod,
     HistoryRow,
     HistoryType,
@@ -47,6 +48,7 @@ class PbxApi(Protocol):
     def subscription_status(self, user: str, group_id: str) -> bool: ...
     def set_dnd(self, user: str, state: bool) -> None: ...
     def get_dnd(self, user: str) -> bool: ...
+    def list_caller_ids(self) -> list[CallerId]: ...
     def history(
         self,
         *,

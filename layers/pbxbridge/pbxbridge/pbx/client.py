@@ -16,8 +16,9 @@ from urllib.parse import urlsplit
 
 import requests
 
-from pbxbridge.pbx.errors import PbxUnavailableError
+from pbxbridge.pbx.errors import PbxUnavailableError, PbxUnsupportedError
 from pbxbridge.pbx.models import (
+    CallerId,
     HistoryPeriod,
     HistoryRow,
     HistoryType,
@@ -148,6 +149,11 @@ class LegacyPbxClient:
 
     def set_dnd(self, user: str, state: bool) -> None:
         self._post("set_dnd", {"user": user, "state": "true" if state else "false"})
+
+    def list_caller_ids(self) -> list[CallerId]:
+        raise PbxUnsupportedError(
+            f"the PBX's legacy API has no list of caller ids; it needs crmapi/v1 (PbxApi v1, or auto) ({self.where})"
+        )
 
     def get_dnd(self, user: str) -> bool:
         return read_switch(self._json(self._post("get_dnd", {"user": user})), "state")

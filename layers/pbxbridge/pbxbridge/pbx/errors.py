@@ -59,3 +59,9 @@ class PbxKeyMisplacedError(PbxInvalidTokenError):
 class PbxPagingError(PbxError):
     """A paged list that did not end within our cap: what was read is not the whole list, so nothing
     (the directory sync above all) may act on it as if it were."""
+
+
+class PbxUnsupportedError(PbxError):
+    """What the PBX's API cannot do at all (caller ids on the legacy API): no retry changes it."""
+
+    code = "invalid_request"

@@ -144,6 +144,12 @@ class ContactInput(BaseModel):
     crm_id: str | None = Field(default=None, max_length=256)
 
 
+class ListCallerIdsCommand(_Command):
+    """The numbers the PBX allows as a call's caller id (crmapi/v1 only)."""
+
+    cmd: Literal["listCallerIds"]
+
+
 class UpsertContactsCommand(_Command):
     cmd: Literal["upsertContacts"]
     contacts: list[ContactInput] = Field(min_length=1, max_length=MAX_CONTACTS_PER_UPSERT)
@@ -234,6 +240,7 @@ PBX_COMMANDS = (
     "subscriptionStatus",
     "set_dnd",
     "get_dnd",
+    "listCallerIds",
 )
 
 Command = Annotated[
@@ -245,6 +252,7 @@ Command = Annotated[
     | SubscriptionStatusCommand
     | SetDndCommand
     | GetDndCommand
+    | ListCallerIdsCommand
     | UpsertContactsCommand
     | DeleteContactCommand
     | GetCallCommand
