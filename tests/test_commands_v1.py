@@ -150,6 +150,21 @@ def test_a_caller_id_the_pbx_does_not_allow_is_a_400_before_dialling(
     assert shown["result"]["clid"] == "74996861574"
 
 
+def test_the_directory_keeps_presence(commands_function: LocalFunction, simulator: PbxSimulator) -> None:
+    simulator.set_presence("andy", "offline")
+    synced = invoke(commands_function, {"cmd": "syncDirectory"})
+    assert synced["ok"] is True, synced
+    assert synced["result"]["users"] == 4
+    users = {user["login"]: user for user in invoke(commands_function, {"cmd": "listUsers"})["result"]["users"]}
+    assert {login: user["presence"] for login, user in users.items()} == {
+        "andy": "offline",
+        "daria": "offline",
+        "mike": "online",
+        "serg": "away",
+    }
+    assert users["andy"]["groups"] == ["sales"]
+
+
 def test_list_caller_ids(commands_function: LocalFunction, simulator: PbxSimulator) -> None:
     answer = invoke(commands_function, {"cmd": "listCallerIds"})
     assert answer["ok"] is True

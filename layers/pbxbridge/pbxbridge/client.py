@@ -235,6 +235,7 @@ class DirectoryUser(_Result):
     groups: list[str] = Field(default_factory=list)
     crm_user: str | None = None
     active: bool = True
+    presence: str | None = None  # crmapi/v1 tenants: online, offline, ... as of the last sync
 
 
 class DirectoryDepartment(_Result):
