@@ -225,8 +225,9 @@ class PbxSimulator:
     # The API
 
     def fail_next(self, cmd: str, *faults: str) -> None:
-        """Script the next answers to `cmd`: `502`, `500`, `301`, `garbage`, `drop`, `hang:SECONDS`.
-        For crmapi/v1, `cmd` is the method and route: `POST /makecall`, `GET /users`."""
+        """Script the next answers to `cmd`: `502`, `500`, `301`, `garbage`, `drop`, `hang:SECONDS`, each
+        instead of acting; `after:502`, `after:drop`, `after:hang:SECONDS` ... after acting (a call placed,
+        then the answer lost). For crmapi/v1, `cmd` is the method and route: `POST /makecall`, `GET /users`."""
         self.faults[cmd].extend(faults)
 
     def handle(self, form: dict[str, str], record: bool = True) -> tuple[int, str, bytes, dict[str, str]]:
@@ -352,22 +353,29 @@ class PbxSimulator:
             rows = rows[: int(limit)]
         return rows
 
-    def missed_status(self, record: HistoryRecord) -> int | None:
-        """The PBX's verdict on a missed call, from the calls with that client after it: the first
-        answered one decides (`1` the client called back, `2` we called back); else `4` if we tried,
-        `3` if nobody called. None for a call that was not missed."""
-        if record.type != "missed":
-            return None
-        client = _digits(record.client)
+    def missed_statuses(self, records: list[HistoryRecord]) -> dict[str, int]:
+        """The PBX's verdict on each missed call among `records`, by uid, from the calls with that
+        client after it: the first answered one decides (`1` the client called back, `2` we called
+        back); else `4` if we tried, `3` if nobody called. Calls that were not missed have none."""
+        wanted = {_digits(r.client) for r in records if r.type == "missed"}
+        by_client: dict[str, list[HistoryRecord]] = defaultdict(list)
         with self._lock:
+            for call in self.history_records:
+                if _digits(call.client) in wanted:
+                    by_client[_digits(call.client)].append(call)
+        verdicts = {}
+        for record in records:
+            if record.type != "missed":
+                continue
             later = sorted(
-                (r for r in self.history_records if _digits(r.client) == client and r.start > record.start),
-                key=lambda r: r.start,
+                (c for c in by_client[_digits(record.client)] if c.start > record.start), key=lambda c: c.start
             )
-        for call in later:
-            if call.answered:
-                return 2 if call.type == "out" else 1
-        return 4 if any(call.type == "out" for call in later) else 3
+            answered = next((c for c in later if c.answered), None)
+            if answered is not None:
+                verdicts[record.uid] = 2 if answered.type == "out" else 1
+            else:
+                verdicts[record.uid] = 4 if any(c.type == "out" for c in later) else 3
+        return verdicts
 
     def _range(self, form: dict[str, str]) -> tuple[datetime, datetime]:
         now = datetime.now(tz=UTC)
@@ -746,12 +754,22 @@ class _SimulatorHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def _fault(self, key: str, redirect_path: str) -> bool:
-        """Play the next fault scripted for `key` (a legacy `cmd`, or `METHOD /route` for crmapi/v1);
-        whether it answered (or dropped) the request."""
-        simulator = self.server.simulator
-        queue = simulator.faults.get(key)
-        fault = queue.popleft() if queue else None
+    def _next_fault(self, key: str) -> str | None:
+        queue = self.server.simulator.faults.get(key)
+        return queue.popleft() if queue else None
+
+    def _serve_with_faults(self, key: str, redirect_path: str, handle: Any) -> None:
+        """Answer `handle()` unless a fault is scripted for `key` (a legacy `cmd`, or `METHOD /route`
+        for crmapi/v1); an `after:` fault lets the PBX act first (a call is placed) and then fails."""
+        fault = self._next_fault(key)
+        if fault and fault.startswith("after:"):
+            handle()
+            fault = fault.removeprefix("after:")
+        if not self._fault(fault, redirect_path):
+            self._answer(*handle())
+
+    def _fault(self, fault: str | None, redirect_path: str) -> bool:
+        """Play a fault; whether it answered (or dropped) the request."""
         if fault == "drop":
             self.close_connection = True
             self.connection.shutdown(2)
@@ -775,8 +793,7 @@ class _SimulatorHandler(BaseHTTPRequestHandler):
         # Seen, even when the answer will be a fault: tests count retries by it.
         with simulator._lock:
             simulator.requests_seen.append(dict(form))
-        if not self._fault(form.get("cmd", ""), API_PATH):
-            self._answer(*simulator.handle(form, record=False))
+        self._serve_with_faults(form.get("cmd", ""), API_PATH, lambda: simulator.handle(form, record=False))
 
     def _serve_v1(self, method: str, path: str, query: str, body: bytes) -> None:
         from local.pbx_simulator_v1 import V1Request, handle_v1
@@ -785,8 +802,9 @@ class _SimulatorHandler(BaseHTTPRequestHandler):
         request = V1Request.read(method, path, query, body, self.headers)
         with simulator._lock:
             simulator.v1_requests_seen.append(request.seen())
-        if not self._fault(f"{method} {request.route}", V1_PATH + request.route):
-            self._answer(*handle_v1(simulator, request))
+        self._serve_with_faults(
+            f"{method} {request.route}", V1_PATH + request.route, lambda: handle_v1(simulator, request)
+        )
 
     def _body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)

@@ -302,7 +302,7 @@ def _served_once(simulator: PbxSimulator, rows: list[HistoryRecord]) -> list[His
     return fresh
 
 
-def _history_item(simulator: PbxSimulator, record: HistoryRecord, process_missed: bool) -> dict[str, Any]:
+def _history_item(simulator: PbxSimulator, record: HistoryRecord, missed: dict[str, int] | None) -> dict[str, Any]:
     login = record.account.split("@", 1)[0]
     user = simulator.find_user(login) if not login.startswith("g_") else None
     group = simulator.group_of(record.group or (login[2:] if login.startswith("g_") else None))
@@ -327,8 +327,8 @@ def _history_item(simulator: PbxSimulator, record: HistoryRecord, process_missed
         "rating": int(record.rating) if record.rating and record.rating.isdecimal() else None,
         "note": "",
     }
-    if process_missed and record.type == "missed":
-        item["missed_status"] = simulator.missed_status(record)
+    if missed is not None and record.uid in missed:
+        item["missed_status"] = missed[record.uid]
     return item
 
 
@@ -340,8 +340,8 @@ def _history_json(simulator: PbxSimulator, request: V1Request) -> Answer:
     if simulator.modes.history_json_501:
         raise _V1Error(501, "Not Implemented")
     rows = _served_once(simulator, simulator.history_rows(_history_filters(request)))
-    process_missed = _flag(request, "process_missed")
-    return _json(200, [_history_item(simulator, r, process_missed) for r in rows])
+    missed = simulator.missed_statuses(rows) if _flag(request, "process_missed") else None
+    return _json(200, [_history_item(simulator, r, missed) for r in rows])
 
 
 def _history_csv(simulator: PbxSimulator, request: V1Request) -> Answer:
