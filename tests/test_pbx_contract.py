@@ -266,6 +266,18 @@ def make_call_is_not_resent_after_a_reset_connection(wire: Wire) -> None:
 
 
 @case()
+def a_call_placed_whose_answer_was_lost_is_never_placed_again(wire: Wire) -> None:
+    """The PBX dialled, then the answer was lost (a 502, a hang, a reset): one call, and we say we may have."""
+    for fault in ("after:502", "after:hang:1", "after:drop"):
+        wire.sim.dials.clear()
+        wire.fail_next("makeCall", fault)
+        with wire.client() as client, pytest.raises(PbxUnavailableError) as caught:
+            client.make_call("+79101234567", "andy")
+        assert caught.value.request_sent is True, fault
+        assert len(wire.sim.dials) == 1, fault
+
+
+@case()
 def make_call_for_an_unknown_user_is_a_bad_parameter(wire: Wire) -> None:
     with wire.client() as client, pytest.raises(PbxInvalidParametersError) as caught:
         client.make_call("+79101234567", "nobody")
