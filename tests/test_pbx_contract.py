@@ -521,6 +521,17 @@ def test_a_forced_api_is_never_probed(server: SimulatorServer) -> None:
 # Units of the v1 readers
 
 
+@pytest.mark.parametrize(("given", "read"), [("v1", "v1"), ("V1", "v1"), (" Legacy ", "legacy"), ("", "auto")])
+def test_the_settings_read_pbx_api(given: str, read: str) -> None:
+    from pbxbridge.function_settings import CommandsSettings
+
+    tables = {"CALLS_TABLE": "c", "CALL_EVENTS_TABLE": "e", "CONTACTS_TABLE": "k", "IDEMPOTENCY_TABLE": "i"}
+    assert CommandsSettings.model_validate({**tables, "PBX_API": given}).pbx_api == read
+    assert CommandsSettings.model_validate(tables).pbx_api == "auto"
+    with pytest.raises(ValueError, match="PBX_API"):
+        CommandsSettings.model_validate({**tables, "PBX_API": "v2"})
+
+
 def test_what_looks_like_an_api_key() -> None:
     assert looks_like_api_key(KEY)
     assert looks_like_api_key(KEY.upper())

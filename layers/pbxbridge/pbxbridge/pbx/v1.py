@@ -153,6 +153,7 @@ class V1PbxClient:
         slow: bool = False,
         stream: bool = False,
         ok: tuple[int, ...] = (),
+        accept: str | None = None,
     ) -> requests.Response:
         query = {k: v for k, v in (params or {}).items() if v is not None}
         try:
@@ -165,6 +166,7 @@ class V1PbxClient:
                 slow=slow,
                 stream=stream,
                 ok=ok,
+                headers={"Accept": accept} if accept else None,
             )
         except PbxIntegrationDisabledError:
             raise
@@ -338,7 +340,7 @@ class V1PbxClient:
             response.close()
             self._history_csv = True
             log.warning("the PBX answers 501 for /history/json: reading /history/csv (no user column)")
-        response = self._send("GET", "/history/csv", params=params, slow=True, stream=True)
+        response = self._send("GET", "/history/csv", params=params, slow=True, stream=True, accept="text/csv")
         try:
             try:
                 yield from parse_v1_history_csv(byte_lines(response.iter_content(chunk_size=64 * 1024)))
