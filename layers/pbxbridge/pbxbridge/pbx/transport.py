@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Container, Iterable, Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -118,7 +118,7 @@ class PbxHttp:
         dial: bool = False,
         slow: bool = False,
         stream: bool = False,
-        ok: Iterable[int] = (),
+        ok: Container[int] = (),
         **kwargs: Any,
     ) -> requests.Response:
         """One request; an answer of 300 or more raises the matching PbxError unless it is in `ok`."""
