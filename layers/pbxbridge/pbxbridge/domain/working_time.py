@@ -14,9 +14,9 @@ Rules, decided once:
 - A week with no hours at all is refused: such a calendar is never open, and "when does it open
   next?" would have no answer.
 - Hours are local wall-clock times. On the night clocks go back, a time that happens twice is its
-  first occurrence; a time the clocks skip (02:30 when 02:00 becomes 03:00) reads as the clock shows
-  it an hour later (PEP 495's `fold=0`). Business time is counted in real elapsed seconds, so an
-  interval across a DST change is an hour shorter or longer than its wall-clock span.
+  first occurrence; a time the clocks skip (02:30 when 02:00 becomes 03:00) is the moment they jump
+  (03:00), so hours wholly inside the skipped hour open nothing. Business time is counted in real
+  elapsed seconds, so an interval across a DST change is an hour shorter or longer than its span.
 
 Compact form (the `WorkingHours` template parameter, the console), clauses split by `;`, the zone first:
 `Europe/Moscow;mon-fri 09:00-13:00,14:00-18:00;sat 10:00-15:00;holidays 2027-01-01,2027-01-07;`
@@ -245,7 +245,6 @@ class WorkingCalendar(BaseModel):
                 if opens < closes:  # else outside [start, end), or skipped by a DST change
                     periods.append((opens, closes))
             day += timedelta(days=1)
-        # Sorted again: around a DST change a day's intervals need not stay in order in UTC.
         periods.sort()
         pending: tuple[datetime, datetime] | None = None
         for opens, closes in periods:
@@ -286,8 +285,26 @@ class WorkingCalendar(BaseModel):
     def _utc(self, day: date, minute: int) -> datetime:
         if minute == DAY:
             day, minute = day + timedelta(days=1), 0
-        local = datetime.combine(day, time(minute // 60, minute % 60), tzinfo=self._tz)
-        return local.astimezone(UTC)
+        wall = datetime.combine(day, time(minute // 60, minute % 60))
+        instant = wall.replace(tzinfo=self._tz).astimezone(UTC)
+        if instant.astimezone(self._tz).replace(tzinfo=None) == wall:
+            return instant
+        # The clocks skip this time: it is the moment they jump (02:30 -> 03:00 when 02:00 becomes 03:00).
+        return _jump(self._tz, wall.replace(tzinfo=self._tz, fold=1).astimezone(UTC), instant)
+
+
+def _jump(zone: ZoneInfo, before: datetime, after: datetime) -> datetime:
+    """The instant in (before, after] where the zone's offset changes, to the second (offsets and
+    transitions are whole seconds)."""
+    offset = after.astimezone(zone).utcoffset()
+    low, high = 0, int((after - before).total_seconds())
+    while high - low > 1:
+        middle = (low + high) // 2
+        if (before + timedelta(seconds=middle)).astimezone(zone).utcoffset() == offset:
+            high = middle
+        else:
+            low = middle
+    return before + timedelta(seconds=high)
 
 
 def _problems(exc: ValidationError) -> str:
