@@ -69,6 +69,18 @@ class TestTheCalendar:
         with pytest.raises(WorkingTimeError, match=fragment):
             WorkingCalendar.read(text)
 
+    def test_a_missing_time_zone_database_is_not_blamed_on_the_zone(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import zoneinfo
+
+        from pbxbridge.domain import working_time
+
+        def no_data(key: str) -> zoneinfo.ZoneInfo:
+            raise zoneinfo.ZoneInfoNotFoundError(key)
+
+        monkeypatch.setattr(working_time, "ZoneInfo", no_data)
+        with pytest.raises(working_time.TimeZoneDataMissingError, match="tzdata"):
+            working_time.zone_of("Europe/Moscow")
+
     def test_an_interval_may_end_at_midnight(self) -> None:
         night = WorkingCalendar.parse("Europe/Moscow;fri 22:00-24:00;sat 00:00-02:00")
         assert night.business_seconds_between(msk(2027, 1, 15, 21), msk(2027, 1, 16, 3)) == 4 * 3600

@@ -110,12 +110,23 @@ def _day(intervals: tuple[str, ...], where: str) -> tuple[tuple[int, int], ...]:
     return tuple(parsed)
 
 
+class TimeZoneDataMissingError(RuntimeError):
+    """This Python finds no time zone database at all: no zone is wrong, the environment is."""
+
+
 def zone_of(name: str) -> ZoneInfo:
     """The IANA time zone `name` (`Europe/Moscow`), or a clear error."""
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise WorkingTimeError(f"{name!r} is not an IANA time zone (like Europe/Moscow)") from None
+        pass
+    try:
+        ZoneInfo("UTC")
+    except ZoneInfoNotFoundError:
+        # Not the caller's mistake: say so rather than blame every zone name (the `tzdata` package or
+        # the system's /usr/share/zoneinfo provides them).
+        raise TimeZoneDataMissingError("no time zone database (tzdata) is installed") from None
+    raise WorkingTimeError(f"{name!r} is not an IANA time zone (like Europe/Moscow)")
 
 
 class WorkingCalendar(BaseModel):
@@ -384,6 +395,7 @@ def tenant_calendar(stored: WorkingCalendar | None, default: WorkingCalendar | N
 __all__ = [
     "WEEKDAYS",
     "CalendarStore",
+    "TimeZoneDataMissingError",
     "WorkingCalendar",
     "WorkingTimeError",
     "format_interval",
