@@ -182,7 +182,7 @@ def test_the_sync_keeps_the_pbx_role_and_never_undoes_the_mapping(aws: dict[str,
         "andy": ("supervisor", None, ("support",)),
     }
     # The PBX changes its mind: daria is no longer an admin, andy becomes one; the mapping still wins.
-    sync_directory(RolesPbx({"mike": "group_head", "daria": None, "andy": "admin"}), store, "RU")
+    sync_directory(RolesPbx({"mike": "group_head", "daria": "", "andy": "admin"}), store, "RU")
     users = {user.login: user for user in store.snapshot("RU").users}
     assert (users["daria"].role, users["daria"].pbx_role) == ("manager", None)
     assert (users["andy"].role, users["andy"].pbx_role, users["andy"].departments) == (

@@ -72,13 +72,12 @@ class DynamoDirectoryStore:
         update.set("groups", list(user.groups))
         update.set("active", True)
         update.set("synced_at", utc_iso(datetime.now(tz=UTC), precise=True))
-        expression = update.expression()
         if pbx_says_role and user.pbx_role:
             update.set("pbx_role", user.pbx_role)
-            expression = update.expression()
-        elif pbx_says_role:
+        expression = update.expression()
+        if pbx_says_role and not user.pbx_role:
             update.names["#pr"] = "pbx_role"
-            expression += " REMOVE #pr"  # the PBX no longer says one
+            expression += " REMOVE #pr"  # the PBX says this user has none (any more)
         self._client.update_item(
             TableName=self._table,
             Key={"kind": {"S": "user"}, "id": {"S": user.login}},
