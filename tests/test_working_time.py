@@ -330,3 +330,28 @@ def test_the_template_parameter_is_the_first_calendar(
 def test_the_template_default_is_no_calendar(template: Template) -> None:
     environment = template.functions()["CommandsFunction"].environment
     assert environment["WORKING_HOURS"] == ""
+
+
+def test_the_calendar_is_built_only_where_a_calendar_command_needs_it() -> None:
+    """Every import of a handler is paid on every cold start: the commands function's other commands,
+    and the webhook, never build the calendar's models."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    for function in ("commands", "webhook"):
+        probe = (
+            f"import sys; sys.path[:0] = ['functions/{function}']; import app; "
+            "print('pbxbridge.domain.working_time' in sys.modules)"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", probe],
+            cwd=Path(__file__).resolve().parent.parent,
+            env=dict(os.environ),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert result.stdout.strip() == "False", function

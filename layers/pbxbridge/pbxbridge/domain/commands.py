@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pbxbridge.domain.callbacks import UNASSIGNED, CallbackStatus, CallbackStore, group_owner, list_callbacks
 from pbxbridge.domain.contacts import ContactStore, read_contacts, save_contacts
@@ -22,7 +22,6 @@ from pbxbridge.domain.directory import (
     user_listing,
 )
 from pbxbridge.domain.reconciliation import History
-from pbxbridge.domain.working_time import CalendarStore, WorkingCalendar, WorkingTimeError
 from pbxbridge.pbx.models import (
     MakeCallResult,
     RejectedHistoryRow,
@@ -51,6 +50,9 @@ from pbxbridge.protocol.commands import (
     SyncDirectoryCommand,
     UpsertContactsCommand,
 )
+
+if TYPE_CHECKING:  # the calendar's models are built where a calendar command needs them (cold starts)
+    from pbxbridge.domain.working_time import CalendarStore
 
 
 class Pbx(History, DirectorySource, Protocol):
@@ -300,6 +302,8 @@ class CommandService:
         return self._calendars
 
     def _set_working_hours(self, command: SetWorkingHoursCommand) -> dict[str, Any]:
+        from pbxbridge.domain.working_time import WorkingCalendar, WorkingTimeError
+
         store = self._calendar_store()
         if command.calendar is None:
             store.delete_working_calendar()
@@ -313,6 +317,8 @@ class CommandService:
         return {"calendar": calendar.model_dump(mode="json"), "compact": calendar.compact(), "source": "command"}
 
     def _get_working_hours(self, command: GetWorkingHoursCommand) -> dict[str, Any]:
+        from pbxbridge.domain.working_time import WorkingCalendar, WorkingTimeError
+
         calendar, source = self._calendar_store().working_calendar(), "command"
         if calendar is None and self._default_calendar:
             try:

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pbxbridge.domain.working_time import WorkingCalendar
 from pbxbridge.storage.dynamodb import unavailable_on_aws_errors, utc_iso, wire_item
+
+if TYPE_CHECKING:  # built where a calendar is read: the commands function's other commands never pay for it
+    from pbxbridge.domain.working_time import WorkingCalendar
 
 KEY = {"kind": {"S": "calendar"}, "id": {"S": "tenant"}}
 
@@ -24,6 +26,8 @@ class DynamoCalendarStore:
     @unavailable_on_aws_errors
     def working_calendar(self) -> WorkingCalendar | None:
         """The calendar `setWorkingHours` stored, None when there is none."""
+        from pbxbridge.domain.working_time import WorkingCalendar
+
         item = self._client.get_item(TableName=self._table, Key=KEY, ConsistentRead=True).get("Item")
         if item is None:
             return None
