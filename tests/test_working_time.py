@@ -39,7 +39,9 @@ class TestTheCalendar:
             "holidays": ["2027-01-01", "2027-01-07"],
             "workdays": {"2027-01-10": ["10:00-12:00"]},
         }
+        OFFICE.is_open(msk(2027, 1, 11, 10))  # a calendar in use is still equal to a fresh one
         assert WorkingCalendar.parse(OFFICE.compact()) == OFFICE
+        assert WorkingCalendar.wall_time("Europe/Moscow") != OFFICE
         assert WorkingCalendar.read(OFFICE.model_dump(mode="json")) == OFFICE
         # Written loosely, read into one form: ranges that wrap, single digits, days in any order.
         loose = WorkingCalendar.parse(" Europe/Moscow ; sat-mon 9:00-12:00 ; wed,tue 10:00-11:00 ;")
@@ -154,6 +156,13 @@ class TestBusinessTime:
         assert into_the_gap.next_opening(datetime(2027, 3, 28, 1, 30, tzinfo=UTC)) == datetime(
             2027, 4, 4, 1, tzinfo=BERLIN
         )
+
+    def test_years_of_dates_add_up(self) -> None:
+        # More dates than the calendar keeps worked out at once: the answer does not depend on it.
+        years = [msk(2020 + n, 1, 1) for n in range(14)]
+        pieces = sum((OFFICE.business_time_between(a, b) for a, b in itertools.pairwise(years)), timedelta())
+        assert OFFICE.business_time_between(years[0], years[-1]) == pieces
+        assert timedelta(days=13 * 52 * 44 / 24) < pieces < timedelta(days=13 * 53 * 50 / 24)
 
     def test_next_opening_after_a_long_run_of_holidays(self) -> None:
         days = ",".join((date(2027, 5, 1) + timedelta(days=n)).isoformat() for n in range(40))

@@ -147,6 +147,8 @@ class WorkingCalendar(BaseModel):
     _week: tuple[tuple[tuple[int, int], ...], ...] = PrivateAttr()
     _dated: dict[date, tuple[tuple[int, int], ...]] = PrivateAttr()
     _horizon: date = PrivateAttr()
+    # A local date's open periods in UTC, as worked out once (reports ask about the same days often).
+    _periods: dict[date, tuple[tuple[datetime, datetime], ...]] = PrivateAttr(default_factory=dict)
 
     @field_validator("zone")
     @classmethod
@@ -176,6 +178,15 @@ class WorkingCalendar(BaseModel):
         self._dated = dated
         self._horizon = max(dated, default=date.min)
         return self
+
+    def __eq__(self, other: object) -> bool:
+        # The fields only: pydantic would compare the private caches too, which depend on use.
+        if not isinstance(other, WorkingCalendar):
+            return NotImplemented
+        fields = ("zone", "week", "holidays", "workdays")
+        return all(getattr(self, name) == getattr(other, name) for name in fields)
+
+    __hash__ = None  # type: ignore[assignment]  # a calendar holds dicts: unhashable, as pydantic makes it
 
     @classmethod
     def wall_time(cls, zone: str) -> WorkingCalendar:
@@ -251,9 +262,9 @@ class WorkingCalendar(BaseModel):
         day = start.astimezone(self._tz).date() - timedelta(days=1)
         last = end.astimezone(self._tz).date() + timedelta(days=1)
         while day <= last:
-            for a, b in self.hours_on(day):
-                opens, closes = max(self._utc(day, a), start), min(self._utc(day, b), end)
-                if opens < closes:  # else outside [start, end), or skipped by a DST change
+            for day_opens, day_closes in self._periods_on(day):
+                opens, closes = max(day_opens, start), min(day_closes, end)
+                if opens < closes:
                     periods.append((opens, closes))
             day += timedelta(days=1)
         periods.sort()
@@ -292,6 +303,16 @@ class WorkingCalendar(BaseModel):
         # A non-empty week always opens within a week of its last dated entry, unless every interval
         # falls in a DST gap: refuse rather than loop.
         raise WorkingTimeError(f"{self.compact()}: never opens after {moment.isoformat()}")
+
+    def _periods_on(self, day: date) -> tuple[tuple[datetime, datetime], ...]:
+        """The local date's open periods in UTC (a period inside a skipped DST hour is none)."""
+        found = self._periods.get(day)
+        if found is None:
+            if len(self._periods) > 4096:  # a long-lived calendar over years of dates stays small
+                self._periods.clear()
+            spans = ((self._utc(day, a), self._utc(day, b)) for a, b in self.hours_on(day))
+            found = self._periods[day] = tuple((opens, closes) for opens, closes in spans if opens < closes)
+        return found
 
     def _utc(self, day: date, minute: int) -> datetime:
         if minute == DAY:
