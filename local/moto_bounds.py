@@ -143,6 +143,13 @@ def trim_stream(table: str, read_up_to: int) -> int:
         return dropped
 
 
+def stream_end(table: str) -> int:
+    """The sequence number `table`'s stream gives its next record (0: no such table or stream here)."""
+    with DYNAMODB_LOCK:
+        shard = _shard(table)
+        return shard.starting_sequence_number + len(shard.items) if shard is not None else 0
+
+
 def unread_records(table: str) -> int:
     """How many records `table`'s stream holds (once trimmed: what some reader has not read yet)."""
     with DYNAMODB_LOCK:
@@ -155,4 +162,4 @@ def forget_iterator(iterator: str) -> None:
     dynamodbstreams_backends[LOCAL_ACCOUNT][LOCAL_REGION].shard_iterators.pop(iterator, None)
 
 
-__all__ = ["DYNAMODB_LOCK", "forget_iterator", "install", "trim_stream", "unread_records"]
+__all__ = ["DYNAMODB_LOCK", "forget_iterator", "install", "stream_end", "trim_stream", "unread_records"]

@@ -9,7 +9,7 @@ from typing import Any
 
 from local.aws import client
 from local.lambdas import LocalFunction
-from local.moto_bounds import forget_iterator, trim_stream
+from local.moto_bounds import forget_iterator, stream_end, trim_stream
 from local.template import LOCAL_ACCOUNT, LOCAL_REGION, Template
 
 log = logging.getLogger("local.sources")
@@ -41,9 +41,12 @@ class StreamReaders:
     local.moto_bounds)."""
 
     def __init__(self, table: str) -> None:
+        """Made before the pollers take their iterators at the stream's end: what the stream holds
+        already (the demo contact, restored data) no poller will read, and is dropped now."""
         self.table = table
         self._read: dict[int, int | None] = {}
         self._lock = threading.Lock()
+        trim_stream(table, stream_end(table))
 
     def join(self) -> int:
         with self._lock:
