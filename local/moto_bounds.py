@@ -69,7 +69,7 @@ def _backup(
     streams: dict[str, tuple[StreamShard, int]] = {}
     for operation in transact_items:
         for kind, body in operation.items():
-            table = backend.tables.get(body.get("TableName")) if isinstance(body, dict) else None
+            table = backend.tables.get(str(body.get("TableName"))) if isinstance(body, dict) else None
             if table is None:
                 continue
             attributes = body.get("Item") if kind == "Put" else body.get("Key")
@@ -118,7 +118,7 @@ def install() -> None:
     """Transactions back up their own items, not their tables (idempotent)."""
     if DynamoDBBackend.transact_write_items is not _transact_write_items:
         DynamoDBBackend.transact_write_items = _transact_write_items  # type: ignore[method-assign]
-        dynamodb_models.copy = _TablesKeptInPlace()  # type: ignore[assignment]
+        dynamodb_models.copy = _TablesKeptInPlace()  # type: ignore[attr-defined,assignment]
 
 
 def _shard(table: str) -> StreamShard | None:
