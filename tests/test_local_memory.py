@@ -116,11 +116,11 @@ def test_a_cancelled_transaction_is_rolled_back_item_by_item(aws: dict[str, str]
 
 
 def test_a_transaction_costs_its_own_items_not_the_table(aws: dict[str, str], moto_url: str) -> None:
-    """With ~1,000 items (and their stream records) stored, a transaction of two items allocates at
-    its peak no more than reading one item does (moto's own backup: ~6 MB more, a copy of it all)."""
+    """With ~2,000 items (and their stream records) stored, a transaction of two items allocates at
+    its peak about what reading one item does (moto's own backup: ~12 MB more, a copy of it all)."""
     moto_bounds.install()
     dynamodb = _table(moto_url)
-    _seed(dynamodb, 1000)
+    _seed(dynamodb, 2000)
 
     def peak(request: Any) -> int:
         tracemalloc.reset_peak()
@@ -131,14 +131,16 @@ def test_a_transaction_costs_its_own_items_not_the_table(aws: dict[str, str], mo
     key = {"pk": {"S": "a"}, "sk": {"S": "1"}}
     tracemalloc.start()
     try:
-        reading = min(peak(lambda: dynamodb.get_item(TableName=TABLE, Key=key)) for _ in range(3))
+        reading = min(peak(lambda: dynamodb.get_item(TableName=TABLE, Key=key)) for _ in range(5))
         writing = min(
             peak(lambda: dynamodb.transact_write_items(TransactItems=[_put("a", "1", v="y"), _put("e", "1")]))
-            for _ in range(3)
+            for _ in range(5)
         )
     finally:
         tracemalloc.stop()
-    assert writing - reading < 2**20, f"a transaction allocated {(writing - reading) / 2**20:.1f} MB more than a read"
+    assert writing - reading < 3 * 2**20, (
+        f"a transaction allocated {(writing - reading) / 2**20:.1f} MB more than a read"
+    )
 
 
 def test_a_trimmed_stream_goes_on_with_its_sequence(aws: dict[str, str], moto_url: str) -> None:
