@@ -267,11 +267,12 @@ def cold_benchmark(moto_url: str) -> dict[str, Any]:
     return results
 
 
-PARTS = ("warm", "cold", "faults", "pbx", "sync", "card")
+PARTS = ("warm", "cold", "faults", "pbx", "sync", "card", "load")
 
 
 def main() -> None:
-    """`python -m bench [PART ...]` runs the named parts (all by default): warm, cold, faults, pbx, sync, card.
+    """`python -m bench [PART ...]` runs the named parts (all by default): warm, cold, faults, pbx, sync, card,
+    load (a busy office's calls through `make run`'s stack: pushes/s and memory growth, bench/load.py).
     bench-results.json keeps the last figures of the parts not run."""
     parts = sys.argv[1:] or [part for part in PARTS if part != "sync" or os.environ.get("BENCH_SYNC", "1") == "1"]
     unknown = sorted(set(parts) - set(PARTS))
@@ -310,10 +311,15 @@ def main() -> None:
     from bench.card import card_benchmark, report
 
     card = card_benchmark() if "card" in parts and os.environ.get("BENCH_CARD", "1") == "1" else {}
+    # The local stack under a day's load (issue 16): its own stack, in this process, as `make run` runs it.
+    from bench.load import load_benchmark, print_load
+
+    load = load_benchmark() if "load" in parts else {}
     path = REPO / "bench-results.json"
     results: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
     results.update(python=sys.version.split()[0], warm_pushes=WARM_PUSHES, cold_starts=COLD_STARTS)
     parts_run = {"warm": warm, "cold": cold, "faults": faults, "pbx": pbx, "reconciliation": sync, "card": card}
+    parts_run["load"] = load
     for name, figures in parts_run.items():
         if figures:
             results[name] = figures
@@ -330,7 +336,11 @@ def main() -> None:
         print_sync(sync)
     if card:
         report(card)
+    if load:
+        print_load(load)
     print("wrote bench-results.json")
+    if load and load["growth_mb_per_1000_pushes"] > load["bound_mb_per_1000_pushes"]:
+        sys.exit("the local stack's memory grew past its bound under load")
 
 
 def _provision(moto_url: str) -> Any:
