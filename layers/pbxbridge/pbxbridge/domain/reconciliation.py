@@ -87,6 +87,9 @@ class Ledger(Protocol):
         ...
 
 
+NEW = CallState(exists=False, reconciled=False)
+
+
 @dataclass
 class SyncReport:
     rows_seen: int = 0
@@ -188,9 +191,9 @@ class Reconciler:
     min_window: timedelta = timedelta(seconds=1)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(tz=UTC))
     attribute: Attribution = by_login
-    # Told of every call not yet reconciled, before it is written: the scenarios' chance at calls
-    # whose history push was lost.
-    on_reconciling: Callable[[HistoryCall], None] = field(default=lambda call: None)
+    # Told of a chunk's calls not yet reconciled whose history push never arrived, before any of them
+    # is written: the scenarios' chance at calls whose history push was lost.
+    on_reconciling: Callable[[list[HistoryCall]], None] = field(default=lambda calls: None)
 
     def store_rows(self, rows: Iterable[HistoryRow | RejectedHistoryRow], report: SyncReport) -> int:
         """Store one window's rows; returns how many rows (rejected included) the PBX sent.
@@ -234,18 +237,19 @@ class Reconciler:
     def _store(self, calls: dict[str, HistoryCall], now: datetime, report: SyncReport) -> None:
         state = self.ledger.reconciliation_state(list(calls))
         settled_before, old_before = now - self.settled_after, now - self.old_after
+        to_reconcile = [
+            (call, state.get(callid)) for callid, call in calls.items() if not (state.get(callid) or NEW).reconciled
+        ]
+        report.already_reconciled += len(calls) - len(to_reconcile)
+        # Before the calls are marked reconciled: a run that dies after this repeats it (the scenarios'
+        # writes are conditional, so repeating is harmless), never skips it. A call whose history push
+        # arrived had its scenario then; a contact deleted since stays deleted.
+        without_history = [call for call, known in to_reconcile if not (known and known.had_history)]
+        if without_history:
+            self.on_reconciling(without_history)
         to_create: list[HistoryCall] = []
         to_write: list[HistoryCall] = []
-        for callid, call in calls.items():
-            known = state.get(callid)
-            if known and known.reconciled:
-                report.already_reconciled += 1
-                continue
-            # Before the call is marked reconciled: a run that dies after this repeats it (it is
-            # one conditional write, so repeating is harmless), never skips it. A call whose
-            # history push arrived had its scenario then; a contact deleted since stays deleted.
-            if not (known and known.had_history):
-                self.on_reconciling(call)
+        for call, known in to_reconcile:
             if known is None and call.started_at < old_before:
                 to_write.append(call)
             elif known is None and call.started_at < settled_before:
