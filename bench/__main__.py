@@ -302,7 +302,12 @@ def main() -> None:
             sync = reconciliation_benchmark(moto_url)
     finally:
         moto.terminate()
-        moto.wait(timeout=10)
+        try:
+            moto.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            # A loaded machine can keep it busy past the wait: never hide the run's own error behind this.
+            moto.kill()
+            moto.wait()
     from bench.pbx_client import command_overhead, history_streaming
 
     pbx = {"commands": command_overhead(WARM_PUSHES // 2), "history": history_streaming()} if "pbx" in parts else {}

@@ -461,3 +461,39 @@ def test_dynamodb_requests_per_reconciled_call(
     leads = contact_store.get_contacts([f"+7916321{index:04d}" for index in range(150) if index % 3 == 1])
     assert len(leads) == 50
     assert sum(1 for contact in leads.values() if contact.lead) == 30  # the 20 known numbers kept theirs
+
+
+def test_a_call_listed_again_in_the_next_chunk_is_stored_once(rig: Rig) -> None:
+    """The next chunk is looked up while the previous one is written: a call the PBX lists in both is
+    found already reconciled the second time, as if the chunks had been stored one after the other."""
+    from local.pbx_simulator import HistoryRecord
+    from pbxbridge.pbx.client import parse_history_csv
+
+    old = datetime.now(tz=UTC).replace(microsecond=0) - timedelta(days=2)
+    records = [
+        HistoryRecord(
+            f"dup-{index:04d}",
+            "in",
+            f"+7916555{index:04d}",
+            "andy",
+            "+74996861574",
+            old + timedelta(seconds=index),
+            3,
+            40,
+            "",
+        )
+        for index in range(250)
+    ]
+    records[130] = records[60]  # chunk 2 repeats a call of chunk 1; chunk 3 repeats one of chunk 1 too
+    records[230] = records[10]
+    lines = [record.csv_line(index).rstrip("\r\n") for index, record in enumerate(records)]
+
+    class Listed:
+        def history(self, **_: Any) -> Any:
+            return parse_history_csv(iter(lines))
+
+    report = Reconciler(history=Listed(), ledger=rig.ledger, region="RU").walk(
+        old - timedelta(minutes=1), old + timedelta(hours=1), SyncReport(), advance=False, window=timedelta(hours=2)
+    )
+    assert (report.rows_seen, report.created, report.already_reconciled) == (250, 248, 2)
+    assert len(rig.all_calls()) == 248

@@ -198,20 +198,31 @@ class Reconciler:
     def store_rows(self, rows: Iterable[HistoryRow | RejectedHistoryRow], report: SyncReport) -> int:
         """Store one window's rows; returns how many rows (rejected included) the PBX sent.
 
-        The rows of the next chunk are read and converted while the previous chunk is stored: the
-        lookups and writes themselves stay in one thread, chunk after chunk, in the PBX's order (a
-        call listed twice is found stored the second time), and every chunk is stored before this
-        returns, so the watermark only moves past what was stored. Reading runs at most `AHEAD`
-        chunks ahead: memory stays flat however long the window."""
+        A chunk is read, converted and looked up while the previous one is written: the writes stay
+        in one thread, chunk after chunk, in the PBX's order, and every chunk is stored before this
+        returns, so the watermark only moves past what was stored. The only chunk a lookup can run
+        ahead of is the one being written: a call listed in both is the same call, already
+        reconciled by it, as it would be found. Reading runs at most `AHEAD` chunks ahead: memory
+        stays flat however long the window."""
         count = 0
         pending: deque[Future[None]] = deque()
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="reconcile") as storing:
+        writing: set[str] = set()  # the calls of the chunk that may still be being written
+        with (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="reconcile-lookup") as looking_up,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="reconcile-store") as storing,
+        ):
             try:
                 for chunk in _chunks(rows, CHUNK):
                     count += len(chunk)
                     calls = self._calls(chunk, report)
+                    repeated = calls.keys() & writing
+                    for callid in repeated:
+                        del calls[callid]
+                    report.already_reconciled += len(repeated)
                     if calls:
-                        pending.append(storing.submit(self._store, calls, self.clock(), report))
+                        state = looking_up.submit(self.ledger.reconciliation_state, list(calls))
+                        pending.append(storing.submit(self._store, calls, state, self.clock(), report))
+                        writing = set(calls)
                     while len(pending) > AHEAD:
                         pending.popleft().result()
                 while pending:
@@ -234,8 +245,10 @@ class Reconciler:
                 report.rejected.append(f"call {row.uid}: client {row.client[:40]!r} is not a phone number")
         return calls
 
-    def _store(self, calls: dict[str, HistoryCall], now: datetime, report: SyncReport) -> None:
-        state = self.ledger.reconciliation_state(list(calls))
+    def _store(
+        self, calls: dict[str, HistoryCall], lookup: Future[dict[str, CallState]], now: datetime, report: SyncReport
+    ) -> None:
+        state = lookup.result()
         settled_before, old_before = now - self.settled_after, now - self.old_after
         to_reconcile = [
             (call, state.get(callid)) for callid, call in calls.items() if not (state.get(callid) or NEW).reconciled
