@@ -303,7 +303,12 @@ def main() -> None:
             sync = reconciliation_benchmark(moto_url)
     finally:
         moto.terminate()
-        moto.wait(timeout=10)
+        try:
+            moto.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            # A loaded machine can keep it busy past the wait: never hide the run's own error behind this.
+            moto.kill()
+            moto.wait()
     from bench.pbx_client import command_overhead, history_streaming
 
     pbx = {"commands": command_overhead(WARM_PUSHES // 2), "history": history_streaming()} if "pbx" in parts else {}
@@ -422,6 +427,27 @@ def print_sync(sync: dict[str, Any]) -> None:
                 f"{row['floor_seconds']:.1f} s, ratio {row['ratio']:.2f}; peak {row['peak_mb']:.0f} MB "
                 f"(+{row['growth_mb']:.1f} MB during the run)"
             )
+            if "requests" in row:
+                print_sync_breakdown(int(count), row)
+
+
+def print_sync_breakdown(count: int, row: dict[str, Any]) -> None:
+    """Where the run's requests and time went, beside the floor's (its requests, in sequence)."""
+    made = row["requests"]
+    total = sum(op["count"] for op in made.values())
+    print(
+        f"{'':>10}requests: {total} ({total / count * 100:.2f} per 100 rows; floor {row['floor_requests']}, "
+        f"{row['floor_requests'] / count * 100:.2f} per 100 rows)"
+    )
+    for name, op in sorted(made.items(), key=lambda item: -item[1]["seconds"]):
+        each_ms = op["seconds"] / op["count"] * 1000
+        print(f"{'':>12}{name:<16}{op['count']:>7}  {op['seconds']:>6.1f} s  ({each_ms:.1f} ms each)")
+    print(
+        f"{'':>12}{'PBX history':<16}{'':>7}  {row['history_seconds']:>6.1f} s  (the stream and the CSV parsing)\n"
+        f"{'':>12}{'rows to calls':<16}{'':>7}  {row['calls_seconds']:>6.1f} s  (phones, attribution)\n"
+        f"{'':>12}CPU of the run: {row['cpu_seconds']:.1f} s; the history and the calls are read while the "
+        "previous chunk is stored, so the parts overlap"
+    )
 
 
 if __name__ == "__main__":

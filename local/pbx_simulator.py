@@ -20,6 +20,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict, deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -988,6 +989,24 @@ class _SimulatorHandler(BaseHTTPRequestHandler):
         pass
 
 
+def seeded_history(count: int, via: str) -> Iterator[HistoryRecord]:
+    """`--history-rows`: `count` calls a second apart from 2026-01-01, a third each in, out and missed
+    (the benchmarks build their floors from the same records)."""
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    for index in range(count):
+        yield HistoryRecord(
+            f"{index:08d}-9f0c-4c1b-8a55-0242ac120002",
+            ("in", "out", "missed")[index % 3],
+            f"+7910{index % 10_000_000:07d}",
+            "andy@tenant.example.ru",
+            via,
+            start + timedelta(seconds=index),
+            index % 30,
+            index % 600,
+            f"https://tenant.example.ru/records/{index}.mp3" if index % 3 != 2 else "",
+        )
+
+
 def main() -> None:
     """`python -m local.pbx_simulator`: the simulator alone, for benchmarks and manual tries."""
     import argparse
@@ -1044,21 +1063,7 @@ Calls are pushed to --crm-url only. Keys: the old API's `token` and crmapi/v1's 
             "endless_pages": args.endless_pages,
         }
     )
-    start = datetime(2026, 1, 1, tzinfo=UTC)
-    for index in range(args.history_rows):
-        simulator.history_records.append(
-            HistoryRecord(
-                f"{index:08d}-9f0c-4c1b-8a55-0242ac120002",
-                ("in", "out", "missed")[index % 3],
-                f"+7910{index % 10_000_000:07d}",
-                "andy@tenant.example.ru",
-                simulator.via,
-                start + timedelta(seconds=index),
-                index % 30,
-                index % 600,
-                f"https://tenant.example.ru/records/{index}.mp3" if index % 3 != 2 else "",
-            )
-        )
+    simulator.history_records.extend(seeded_history(args.history_rows, simulator.via))
     server = simulator.serve(args.port)
     apis = {"both": f"{server.api_url} and {server.v1_url}", "v1": server.v1_url, "legacy": server.api_url}
     print(f"PBX simulator on {apis[args.api]} (key {args.token})", flush=True)

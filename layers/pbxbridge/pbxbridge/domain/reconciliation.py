@@ -11,7 +11,9 @@ forwards: a run that dies halfway repeats safely, and an overlapping run cannot 
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -22,6 +24,7 @@ from pbxbridge.pbx.models import HistoryPeriod, HistoryRow, HistoryType, Rejecte
 from pbxbridge.phones import InvalidPhoneError, normalize_phone
 
 CHUNK = 100  # one BatchGetItem
+AHEAD = 1  # chunks read and converted ahead of the one being stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +87,9 @@ class Ledger(Protocol):
     def advance_watermark(self, to: datetime) -> bool:
         """Move the watermark to `to` if that is later; False when it already was."""
         ...
+
+
+NEW = CallState(exists=False, reconciled=False)
 
 
 @dataclass
@@ -206,58 +212,93 @@ class Reconciler:
     min_window: timedelta = timedelta(seconds=1)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(tz=UTC))
     attribute: Attribution = by_login
-    # Told of every call not yet reconciled, before it is written: the scenarios' chance at calls
-    # whose history push was lost.
-    on_reconciling: Callable[[HistoryCall], None] = field(default=lambda call: None)
+    # Told of a chunk's calls not yet reconciled whose history push never arrived, before any of them
+    # is written: the scenarios' chance at calls whose history push was lost.
+    on_reconciling: Callable[[list[HistoryCall]], None] = field(default=lambda calls: None)
 
     def store_rows(self, rows: Iterable[HistoryRow | RejectedHistoryRow], report: SyncReport) -> int:
-        """Store one window's rows; returns how many rows (rejected included) the PBX sent."""
+        """Store one window's rows; returns how many rows (rejected included) the PBX sent.
+
+        A chunk is read, converted and looked up while the previous one is written: the writes stay
+        in one thread, chunk after chunk, in the PBX's order, and every chunk is stored before this
+        returns, so the watermark only moves past what was stored. The only chunk a lookup can run
+        ahead of is the one being written: a call listed in both is the same call, already
+        reconciled by it, as it would be found. Reading runs at most `AHEAD` chunks ahead: memory
+        stays flat however long the window."""
         count = 0
-        for chunk in _chunks(rows, CHUNK):
-            count += len(chunk)
-            now = self.clock()
-            calls: dict[str, HistoryCall] = {}
-            for row in chunk:
-                if isinstance(row, RejectedHistoryRow):
-                    report.rejected.append(f"line {row.line}: {row.reason}")
-                    continue
-                try:
-                    calls[row.uid] = call_from_row(row, self.region, self.attribute)
-                except InvalidPhoneError:
-                    report.rejected.append(f"call {row.uid}: client {row.client[:40]!r} is not a phone number")
-            report.rows_seen += sum(1 for row in chunk if isinstance(row, HistoryRow))
-            if not calls:
-                continue
-            state = self.ledger.reconciliation_state(list(calls))
-            settled_before, old_before = now - self.settled_after, now - self.old_after
-            to_create: list[HistoryCall] = []
-            to_write: list[HistoryCall] = []
-            for callid, call in calls.items():
-                known = state.get(callid)
-                if known and known.reconciled:
-                    report.already_reconciled += 1
-                    continue
-                # Before the call is marked reconciled: a run that dies after this repeats it (it is
-                # one conditional write, so repeating is harmless), never skips it. A call whose
-                # history push arrived had its scenario then; a contact deleted since stays deleted.
-                if not (known and known.had_history):
-                    self.on_reconciling(call)
-                if known is None and call.started_at < old_before:
-                    to_write.append(call)
-                elif known is None and call.started_at < settled_before:
-                    to_create.append(call)
-                elif self.ledger.merge_call(call, now, had_history=bool(known and known.had_history)):
-                    report.created += 1
-                else:
-                    report.merged += 1
-            if to_create:
-                created = self.ledger.create_calls(to_create, now)
-                report.created += created
-                report.merged += len(to_create) - created
-            if to_write:
-                self.ledger.write_old_calls(to_write, now)
-                report.created += len(to_write)
+        pending: deque[Future[None]] = deque()
+        writing: set[str] = set()  # the calls of the chunk that may still be being written
+        with (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="reconcile-lookup") as looking_up,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="reconcile-store") as storing,
+        ):
+            try:
+                for chunk in _chunks(rows, CHUNK):
+                    count += len(chunk)
+                    calls = self._calls(chunk, report)
+                    repeated = calls.keys() & writing
+                    for callid in repeated:
+                        del calls[callid]
+                    report.already_reconciled += len(repeated)
+                    if calls:
+                        state = looking_up.submit(self.ledger.reconciliation_state, list(calls))
+                        pending.append(storing.submit(self._store, calls, state, self.clock(), report))
+                        writing = set(calls)
+                    while len(pending) > AHEAD:
+                        pending.popleft().result()
+                while pending:
+                    pending.popleft().result()
+            finally:
+                for future in pending:
+                    future.cancel()  # a chunk failed (or the PBX stream did): store nothing after it
         return count
+
+    def _calls(self, chunk: list[HistoryRow | RejectedHistoryRow], report: SyncReport) -> dict[str, HistoryCall]:
+        calls: dict[str, HistoryCall] = {}
+        for row in chunk:
+            if isinstance(row, RejectedHistoryRow):
+                report.rejected.append(f"line {row.line}: {row.reason}")
+                continue
+            report.rows_seen += 1
+            try:
+                calls[row.uid] = call_from_row(row, self.region, self.attribute)
+            except InvalidPhoneError:
+                report.rejected.append(f"call {row.uid}: client {row.client[:40]!r} is not a phone number")
+        return calls
+
+    def _store(
+        self, calls: dict[str, HistoryCall], lookup: Future[dict[str, CallState]], now: datetime, report: SyncReport
+    ) -> None:
+        state = lookup.result()
+        settled_before, old_before = now - self.settled_after, now - self.old_after
+        to_reconcile = [
+            (call, state.get(callid)) for callid, call in calls.items() if not (state.get(callid) or NEW).reconciled
+        ]
+        report.already_reconciled += len(calls) - len(to_reconcile)
+        # Before the calls are marked reconciled: a run that dies after this repeats it (the scenarios'
+        # writes are conditional, so repeating is harmless), never skips it. A call whose history push
+        # arrived had its scenario then; a contact deleted since stays deleted.
+        without_history = [call for call, known in to_reconcile if not (known and known.had_history)]
+        if without_history:
+            self.on_reconciling(without_history)
+        to_create: list[HistoryCall] = []
+        to_write: list[HistoryCall] = []
+        for call, known in to_reconcile:
+            if known is None and call.started_at < old_before:
+                to_write.append(call)
+            elif known is None and call.started_at < settled_before:
+                to_create.append(call)
+            elif self.ledger.merge_call(call, now, had_history=bool(known and known.had_history)):
+                report.created += 1
+            else:
+                report.merged += 1
+        if to_create:
+            created = self.ledger.create_calls(to_create, now)
+            report.created += created
+            report.merged += len(to_create) - created
+        if to_write:
+            self.ledger.write_old_calls(to_write, now)
+            report.created += len(to_write)
 
     def walk(
         self,

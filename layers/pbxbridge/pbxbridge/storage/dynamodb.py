@@ -119,6 +119,18 @@ def batch_get(client: Any, table: str, keys: list[dict[str, Any]], **read: Any) 
     raise StoreUnavailableError("BatchGetItem kept leaving keys unprocessed")
 
 
+def batch_write(client: Any, table: str, items: list[dict[str, Any]]) -> None:
+    """One BatchWriteItem of wire items (at most 25), unconditional puts; the items DynamoDB leaves
+    unprocessed are sent again with backoff."""
+    request: dict[str, Any] = {table: [{"PutRequest": {"Item": item}} for item in items]}
+    for attempt in range(8):
+        request = client.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
+        if not request:
+            return
+        time.sleep(min(0.05 * 2**attempt, 1.0))
+    raise StoreUnavailableError("BatchWriteItem kept leaving items unprocessed")
+
+
 def newest_first(
     client: Any, table: str, index: str, attribute: str, value: str, limit: int, cursor: str | None
 ) -> tuple[list[dict[str, Any]], str | None]:

@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError
 from pbxbridge.storage.dynamodb import (
     Update,
     batch_get,
+    batch_write,
     is_condition_failure,
     parse_utc_iso,
     put_if_absent,
@@ -23,6 +24,10 @@ if TYPE_CHECKING:
     # Reconciliation's types, imported where its store builds them: the webhook's cold start does not
     # pay for reconciliation (or the PBX client's models it imports).
     from pbxbridge.domain.reconciliation import CallState, HistoryCall
+
+
+BATCH_WRITE = 25  # items in one BatchWriteItem, DynamoDB's limit
+WRITERS = 4  # BatchWriteItems of one chunk in flight at once
 
 
 class DynamoLedger:
@@ -74,12 +79,20 @@ class DynamoLedger:
     @unavailable_on_aws_errors
     def write_old_calls(self, calls: list[HistoryCall], reconciled_at: datetime) -> None:
         """Write missing calls in batches of 25, unconditionally: only for calls so old that no push
-        can still arrive for them (a backfill), where a conditional write per call buys nothing."""
-        from boto3.dynamodb.table import BatchWriter
+        can still arrive for them (a backfill), where a conditional write per call buys nothing.
 
-        with BatchWriter(self._calls_table, self._client) as batch:
-            for call in calls:
-                batch.put_item(Item={k: serialize(v) for k, v in _history_call_item(call, reconciled_at).items()})
+        The batches go out at once (distinct calls, blind puts: their order does not matter), so
+        DynamoDB is busy with one while the next is being encoded, not idle between them."""
+        items = [{k: serialize(v) for k, v in _history_call_item(call, reconciled_at).items()} for call in calls]
+        batches = [items[offset : offset + BATCH_WRITE] for offset in range(0, len(items), BATCH_WRITE)]
+        if len(batches) == 1:
+            batch_write(self._client, self._calls_table, batches[0])
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(len(batches), WRITERS)) as pool:
+            for written in [pool.submit(batch_write, self._client, self._calls_table, batch) for batch in batches]:
+                written.result()
 
     @unavailable_on_aws_errors
     def merge_call(self, call: HistoryCall, reconciled_at: datetime, *, had_history: bool = True) -> bool:
