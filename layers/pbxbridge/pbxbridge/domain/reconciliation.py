@@ -3,9 +3,10 @@
 A run walks a time range in windows. Each window's history CSV is streamed in chunks of rows: the
 chunk's calls are looked up in one batch read; a call never seen is created complete from its row, a
 call the webhook stored is merged (its fields are kept, the CSV's own are added), a call already
-reconciled is skipped. The API has no offset, so a window that returns `limit` rows is split in two
-and walked again: where its page of oldest calls ends, so that no call has to be read twice (crmapi/v1
-may return a history record only once). The watermark moves to a window's end only after that window is stored, and only
+reconciled is skipped (only v1's verdict on a missed call, `missed_status`, is brought up to date).
+The API has no offset, so a window that returns `limit` rows is split in two and walked again: where
+its page of oldest calls ends, so that no call has to be read twice (crmapi/v1 may return a history
+record only once). The watermark moves to a window's end only after that window is stored, and only
 forwards: a run that dies halfway repeats safely, and an overlapping run cannot move it back.
 """
 
@@ -43,6 +44,7 @@ class HistoryCall:
     link: str | None
     rating: int | None
     crm_user: str | None = None
+    missed_status: int | None = None  # v1's verdict on a missed call (`process_missed`), 1..4
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,7 @@ class CallState:
     exists: bool
     reconciled: bool
     had_history: bool = False  # the webhook stored its `history` push (and ran its scenario then)
+    missed_status: int | None = None  # the PBX's verdict on a missed call as stored
 
 
 class History(Protocol):
@@ -92,6 +95,7 @@ class SyncReport:
     created: int = 0  # calls whose every push was lost
     merged: int = 0  # calls the webhook had, completed from the CSV
     already_reconciled: int = 0
+    verdicts_updated: int = 0  # reconciled missed calls whose PBX verdict changed since (a re-read)
     rejected: list[str] = field(default_factory=list)
     windows: int = 0
     splits: int = 0
@@ -105,6 +109,7 @@ class SyncReport:
             "created": self.created,
             "merged": self.merged,
             "already_reconciled": self.already_reconciled,
+            "verdicts_updated": self.verdicts_updated,
             "rejected": len(self.rejected),
             "rejected_reasons": self.rejected[:50],
             "windows": self.windows,
@@ -151,6 +156,7 @@ def call_from_row(row: HistoryRow, region: str, attribute: Attribution = by_logi
         via=normalize_via(row.via, region),
         link=row.record,
         rating=rating,
+        missed_status=row.missed_status if isinstance(row, V1HistoryRow) and kind == "missed" else None,
     )
 
 
@@ -236,6 +242,11 @@ class Reconciler:
                 known = state.get(callid)
                 if known and known.reconciled:
                     report.already_reconciled += 1
+                    if call.missed_status is not None and call.missed_status != known.missed_status:
+                        # The PBX's verdict moved since the call was reconciled (a call-back made
+                        # after the first read): kept, and the call-backs follow it.
+                        self.ledger.merge_call(call, now)
+                        report.verdicts_updated += 1
                     continue
                 # Before the call is marked reconciled: a run that dies after this repeats it (it is
                 # one conditional write, so repeating is harmless), never skips it. A call whose
