@@ -30,8 +30,8 @@ answered call we know of is hard evidence that wins over any verdict:
   the PBX does not say when, so `closed_at` is when we learnt the verdict;
 - `3` or `4` never reopens a call-back an answered call closed, and never closes one;
 - `4` counts as at least one attempt (the attempt itself may be a call we never saw);
-- a verdict only moves up (`3` < `4` < `1`/`2`); the first closing verdict is kept, so the
-  call-back is closed once, with one CallbackClosed.
+- a verdict only moves up (`3` < `4` < `1`/`2`); of one rank the first learnt is kept, so the
+  call-back is closed once, with one CallbackClosed, whatever order the verdicts come in.
 
 A call-back keeps the id it was given when it was first derived (from the missed call that opened it;
 `<phone>/<callid>`), through later extensions and splits. The ledger is written back with a condition
@@ -141,12 +141,19 @@ class CallFact:
     def merge(self, other: CallFact) -> CallFact:
         """The same call seen twice (an event, then its history): answered wins, the earlier start
         wins (an event's arrival is only an estimate of the start), a known user is kept. The PBX's
-        verdict only moves up, and one of the same rank keeps the first (and when it was learnt)."""
+        verdict only moves up, and of one rank the first learnt is kept (and when it was learnt)."""
         kind = max(self.kind, other.kind, key=_PRECEDENCE.__getitem__)
         same_kind = [f for f in (self, other) if f.kind is kind]
         user = next((f.user for f in same_kind if f.user), None)
-        told = other if _VERDICT_RANK[other.verdict] > _VERDICT_RANK[self.verdict] else self
+        told = max(self, other, key=_verdict_order)
         return CallFact(self.callid, self.phone, kind, min(self.at, other.at), user, told.verdict, told.verdict_at)
+
+
+def _verdict_order(fact: CallFact) -> tuple[int, float, int]:
+    # Up the ranks; within one, the verdict learnt first (a call-back's closing time stays put), then
+    # the larger: a total order, so the verdict kept never depends on the order verdicts came in.
+    learnt = -fact.verdict_at.timestamp() if fact.verdict_at else 0.0
+    return _VERDICT_RANK[fact.verdict], learnt, fact.verdict or 0
 
 
 @dataclass(frozen=True, slots=True)
