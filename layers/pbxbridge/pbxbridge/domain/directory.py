@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 from pbxbridge.phones import InvalidPhoneError, normalize_phone
@@ -42,6 +43,7 @@ class PbxUser:
     active: bool = True
     # Where the PBX gives it (crmapi/v1's `with=status`): `online`, `offline`, ... as of the last sync.
     presence: str | None = None
+    presence_at: datetime | None = None  # that sync (UTC), where the directory keeps it
 
 
 @dataclass(frozen=True, slots=True)
