@@ -8,11 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict
+from datetime import UTC
 from typing import Any, Protocol
 
 from pbxbridge.domain.callbacks import UNASSIGNED, CallbackStatus, CallbackStore, group_owner, list_callbacks
 from pbxbridge.domain.contacts import ContactStore, read_contacts, save_contacts
-from pbxbridge.domain.directory import CrmUser, DirectorySource, DirectoryStore, propose_mappings, sync_directory
+from pbxbridge.domain.directory import (
+    CrmUser,
+    DirectorySource,
+    DirectoryStore,
+    PbxUser,
+    propose_mappings,
+    sync_directory,
+)
 from pbxbridge.domain.reconciliation import History
 from pbxbridge.pbx.models import (
     CallerId,
@@ -66,6 +74,14 @@ class CallReader(Protocol):
     def timeline(self, callid: str) -> list[dict[str, Any]]: ...
     def calls_by_client(self, phone_e164: str, limit: int = 50, cursor: str | None = None) -> Any: ...
     def calls_by_user(self, login: str, limit: int = 50, cursor: str | None = None) -> Any: ...
+
+
+def _user(user: PbxUser) -> dict[str, Any]:
+    """A directory user as `listUsers` shows it: `presence_at` (the sync that saw the presence) as UTC."""
+    shown = asdict(user)
+    if user.presence_at is not None:
+        shown["presence_at"] = user.presence_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return shown
 
 
 class CommandError(Exception):
@@ -218,7 +234,7 @@ class CommandService:
     def _list_users(self, command: ListUsersCommand) -> dict[str, Any]:
         snapshot = self._directory_store().snapshot(self._region)
         return {
-            "users": [asdict(user) for user in snapshot.users],
+            "users": [_user(user) for user in snapshot.users],
             "departments": [asdict(department) for department in snapshot.departments],
         }
 
