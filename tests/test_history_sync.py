@@ -561,3 +561,24 @@ def test_a_call_listed_again_in_the_next_chunk_is_stored_once(rig: Rig) -> None:
     )
     assert (report.rows_seen, report.created, report.already_reconciled) == (250, 248, 2)
     assert len(rig.all_calls()) == 248
+
+
+def test_on_v1_the_pbx_verdict_on_each_missed_call_is_kept(rig: Rig, v1_history: Any) -> None:
+    """`process_missed` is asked for, and `missed_status` kept on missed calls only, on created and
+    merged calls alike."""
+    start = datetime.now(tz=UTC).replace(microsecond=0) - timedelta(hours=4)
+    rig.simulator.drop_rate = 1.0  # whole calls only the history knows
+    returned = rig.simulator.play_inbound("79100000001", answered_by=None, start=start)
+    rig.simulator.play_outbound("mike", "79100000001", start=start + timedelta(minutes=5))
+    rig.simulator.drop_rate = 0.0  # this one reached us by its pushes
+    waiting = rig.simulator.play_inbound("79100000002", answered_by=None, start=start + timedelta(minutes=1))
+    report = run_sync({}, reconciler=Reconciler(history=v1_history, ledger=rig.ledger, region="RU"), now=soon)
+    assert (report["created"], report["merged"]) == (2, 1)
+    assert all(r["query"].get("process_missed") == "1" for r in history_reads(rig, "/history/json"))
+    calls = rig.all_calls()
+    assert {callid: call.get("missed_status") for callid, call in calls.items()} == {
+        returned: "2",
+        waiting: "3",
+        **{callid: None for callid in calls if callid not in (returned, waiting)},
+    }
+    assert calls[returned]["missed_status_at"] == calls[returned]["reconciled_at"]

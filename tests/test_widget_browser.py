@@ -417,3 +417,50 @@ def test_only_http_and_https_crm_links_are_links(stack: LocalStack, browser: Cal
         name = card(page, f"link-{kind}").locator(".contact-name")
         assert name.evaluate("e => [e.tagName, e.getAttribute('href')]") == ["A", links[kind]]
     page.close()
+
+
+def test_the_card_shows_whether_the_responsible_is_online(
+    stack: LocalStack, browser: Callable[[str], BrowserContext]
+) -> None:
+    """The card as the card function builds it on a crmapi/v1 tenant (presence from the last
+    directory sync), and on the legacy API (no presence: nothing shown)."""
+    from datetime import UTC, datetime, timedelta
+
+    from pbxbridge.domain.card import build_card
+    from pbxbridge.domain.contacts import Contact
+    from pbxbridge.domain.directory import Directory, PbxUser
+
+    assert stack.widget is not None
+    synced = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
+    users = {
+        "v1": Directory(users=(PbxUser("andy", "Петров Андрей", presence="online", presence_at=synced),)),
+        "legacy": Directory(users=(PbxUser("andy", "Петров Андрей"),)),
+    }
+    contact = Contact(phone="+79035550402", contact_name="ООО Ромашка", responsible="andy")
+    expected = {"ru-RU": ("в сети", " · 12 мин назад"), "en-US": ("online", " · 12 min ago")}
+    for locale, (word, age) in expected.items():
+        sockets: list[Any] = []
+
+        def relay(socket: Any, sockets: list[Any] = sockets) -> None:
+            socket.connect_to_server()  # the real server's messages still come through
+            sockets.append(socket)
+
+        token = issue_token(commands(stack), "andy")["token"]
+        page = browser(locale).new_page()
+        page.route_web_socket(re.compile(re.escape(stack.widget.socket.url) + r".*"), relay)
+        page.goto(stack.widget.url_for(token))
+        expect(page.locator("#status")).to_have_attribute("data-state", "live", timeout=TIMEOUT_MS)
+        for api, directory in users.items():
+            call = {"callid": f"presence-{api}", "client": contact.phone, "direction": "in", "rang_at": "t"}
+            built = build_card(call, contact, [], directory, "RU", None, now=synced + timedelta(minutes=12, seconds=30))
+            sockets[0].send(json.dumps({"type": "card", "card": built}))
+        on_v1 = card(page, "presence-v1").locator(".responsible")
+        expect(on_v1).to_have_text(f"Петров Андрей {word}{age}", timeout=TIMEOUT_MS)
+        expect(on_v1.locator(".presence")).to_have_attribute("data-state", "online")
+        on_legacy = card(page, "presence-legacy").locator(".responsible")
+        expect(on_legacy).to_have_text("Петров Андрей", timeout=TIMEOUT_MS)
+        assert on_legacy.locator(".presence").count() == 0
+        assert page.evaluate("document.documentElement.scrollWidth") <= 360
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        card(page, "presence-v1").screenshot(path=str(SCREENSHOTS / f"card-presence-{locale[:2]}.png"))
+        page.close()

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pbxbridge.domain.callbacks import MISSED_OUTCOMES, Callback, CallbackStatus, parse_time
+from pbxbridge.domain.callbacks import MISSED_OUTCOMES, Callback, CallbackStatus, CloseReason, parse_time
 from pbxbridge.domain.directory import pbx_login
 from pbxbridge.domain.webhook_pushes import WebhookPushRecord
 from pbxbridge.protocol.webhook import WebhookType
@@ -111,13 +111,26 @@ class CallbackOpened(_CallbackDetail):
 
 
 class CallbackClosed(_CallbackDetail):
-    """An answered call with the number (either direction) after its missed calls; `occurred_at` is
-    when the closing call started."""
+    """An answered call with the number (either direction) after its missed calls (`reason`
+    `answered`; `occurred_at` is when the closing call started), or the PBX's verdict that a missed
+    call was called back (`reason` `pbx_called_back`; `occurred_at` is when we learnt it)."""
 
     closed_by: str | None = Field(default=None, description="the PBX login that answered or made the call")
-    closed_callid: str
-    seconds_to_call_back: int = Field(description="from the first missed call to the closing call")
+    closed_callid: str = Field(
+        description="the closing call; `pbx_called_back`: the missed call the PBX says was called back"
+    )
+    seconds_to_call_back: int = Field(
+        description="from the first missed call to the closing call (`pbx_called_back`: to when we learnt it, "
+        "an upper bound)"
+    )
     attempts: int = Field(description="outbound calls to the number before it that were not answered")
+    reason: Literal["answered", "pbx_called_back"] = Field(
+        default="answered",
+        description="`answered` (a call we know of), or `pbx_called_back` (the PBX's `missed_status` 1 or 2)",
+    )
+    pbx_missed_status: int | None = Field(
+        default=None, description="`pbx_called_back`: 1 the client called back, 2 we called back"
+    )
 
 
 class SipRegistrationFailed(_Versioned):
@@ -265,6 +278,8 @@ def callback_events(old: Callback | None, new: Callback | None) -> Iterator[Base
             closed_callid=new.closed_callid,
             seconds_to_call_back=new.seconds_to_call_back,
             attempts=new.attempts,
+            reason=(new.closed_reason or CloseReason.ANSWERED).value,
+            pbx_missed_status=new.pbx_missed_status,
             **common,
         )
 

@@ -181,7 +181,9 @@ def _count_callbacks(published: list[Any]) -> None:
     for event in published:
         if isinstance(event, CallbackClosed):
             metrics.add_metric(name="CallbacksClosed", unit=MetricUnit.Count, value=1)
-            metrics.add_metric(name="TimeToCallBack", unit=MetricUnit.Seconds, value=event.seconds_to_call_back)
+            if event.reason == "answered":
+                # The PBX's verdict says nothing of when: its "time" is only an upper bound.
+                metrics.add_metric(name="TimeToCallBack", unit=MetricUnit.Seconds, value=event.seconds_to_call_back)
         elif isinstance(event, CallbackOpened):
             metrics.add_metric(name="CallbacksOpened", unit=MetricUnit.Count, value=1)
 

@@ -3,9 +3,10 @@
 A run walks a time range in windows. Each window's history CSV is streamed in chunks of rows: the
 chunk's calls are looked up in one batch read; a call never seen is created complete from its row, a
 call the webhook stored is merged (its fields are kept, the CSV's own are added), a call already
-reconciled is skipped. The API has no offset, so a window that returns `limit` rows is split in two
-and walked again: where its page of oldest calls ends, so that no call has to be read twice (crmapi/v1
-may return a history record only once). The watermark moves to a window's end only after that window is stored, and only
+reconciled is skipped (only v1's verdict on a missed call, `missed_status`, is brought up to date).
+The API has no offset, so a window that returns `limit` rows is split in two and walked again: where
+its page of oldest calls ends, so that no call has to be read twice (crmapi/v1 may return a history
+record only once). The watermark moves to a window's end only after that window is stored, and only
 forwards: a run that dies halfway repeats safely, and an overlapping run cannot move it back.
 """
 
@@ -46,6 +47,7 @@ class HistoryCall:
     link: str | None
     rating: int | None
     crm_user: str | None = None
+    missed_status: int | None = None  # v1's verdict on a missed call (`process_missed`), 1..4
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +55,7 @@ class CallState:
     exists: bool
     reconciled: bool
     had_history: bool = False  # the webhook stored its `history` push (and ran its scenario then)
+    missed_status: int | None = None  # the PBX's verdict on a missed call as stored
 
 
 class History(Protocol):
@@ -98,6 +101,7 @@ class SyncReport:
     created: int = 0  # calls whose every push was lost
     merged: int = 0  # calls the webhook had, completed from the CSV
     already_reconciled: int = 0
+    verdicts_updated: int = 0  # reconciled missed calls whose PBX verdict changed since (a re-read)
     rejected: list[str] = field(default_factory=list)
     windows: int = 0
     splits: int = 0
@@ -111,6 +115,7 @@ class SyncReport:
             "created": self.created,
             "merged": self.merged,
             "already_reconciled": self.already_reconciled,
+            "verdicts_updated": self.verdicts_updated,
             "rejected": len(self.rejected),
             "rejected_reasons": self.rejected[:50],
             "windows": self.windows,
@@ -157,6 +162,7 @@ def call_from_row(row: HistoryRow, region: str, attribute: Attribution = by_logi
         via=normalize_via(row.via, region),
         link=row.record,
         rating=rating,
+        missed_status=row.missed_status if isinstance(row, V1HistoryRow) and kind == "missed" else None,
     )
 
 
@@ -271,10 +277,18 @@ class Reconciler:
     ) -> None:
         state = lookup.result()
         settled_before, old_before = now - self.settled_after, now - self.old_after
-        to_reconcile = [
-            (call, state.get(callid)) for callid, call in calls.items() if not (state.get(callid) or NEW).reconciled
-        ]
-        report.already_reconciled += len(calls) - len(to_reconcile)
+        to_reconcile: list[tuple[HistoryCall, CallState | None]] = []
+        for callid, call in calls.items():
+            known = state.get(callid)
+            if not (known and known.reconciled):
+                to_reconcile.append((call, known))
+                continue
+            report.already_reconciled += 1
+            if call.missed_status is not None and call.missed_status != known.missed_status:
+                # The PBX's verdict moved since the call was reconciled (a call-back made after the
+                # first read): kept, and the call-backs follow it.
+                self.ledger.merge_call(call, now)
+                report.verdicts_updated += 1
         # Before the calls are marked reconciled: a run that dies after this repeats it (the scenarios'
         # writes are conditional, so repeating is harmless), never skips it. A call whose history push
         # arrived had its scenario then; a contact deleted since stays deleted.

@@ -48,14 +48,23 @@ def _ledger_item(ledger: Ledger) -> dict[str, Any]:
         "phone": ledger.phone,
         "sk": LEDGER,
         "version": ledger.version,
-        "calls": {
-            callid: {"k": f.kind.value, "t": utc_iso(f.at, precise=True), **({"u": f.user} if f.user else {})}
-            for callid, f in ledger.calls.items()
-        },
+        "calls": {callid: _fact_item(f) for callid, f in ledger.calls.items()},
         "opened": {callid: {"id": o.id, "o": o.owner} for callid, o in ledger.opened.items()},
     }
     if ledger.boundary is not None:
         item["boundary"] = utc_iso(ledger.boundary, precise=True)
+    return item
+
+
+def _fact_item(fact: CallFact) -> dict[str, Any]:
+    item: dict[str, Any] = {"k": fact.kind.value, "t": utc_iso(fact.at, precise=True)}
+    if fact.user:
+        item["u"] = fact.user
+    if fact.verdict is not None:
+        # The PBX's `missed_status` on a missed call, and when we learnt it (a PBX closure's time).
+        item["v"] = fact.verdict
+        if fact.verdict_at is not None:
+            item["vt"] = utc_iso(fact.verdict_at, precise=True)
     return item
 
 
@@ -65,7 +74,15 @@ def _ledger(item: Mapping[str, Any]) -> Ledger:
         phone=phone,
         version=int(item.get("version", 0)),
         calls={
-            callid: CallFact(callid, phone, CallKind(raw["k"]), parse_utc_iso(raw["t"]), raw.get("u"))
+            callid: CallFact(
+                callid,
+                phone,
+                CallKind(raw["k"]),
+                parse_utc_iso(raw["t"]),
+                raw.get("u"),
+                int(raw["v"]) if raw.get("v") else None,
+                parse_utc_iso(raw["vt"]) if raw.get("vt") else None,
+            )
             for callid, raw in item.get("calls", {}).items()
         },
         opened={callid: Opened(id=raw["id"], owner=raw["o"]) for callid, raw in item.get("opened", {}).items()},

@@ -42,15 +42,22 @@ class DynamoLedger:
 
     @unavailable_on_aws_errors
     def reconciliation_state(self, callids: list[str]) -> dict[str, CallState]:
+        from pbxbridge.domain.callbacks import verdict
         from pbxbridge.domain.reconciliation import CallState
 
         keys: list[dict[str, Any]] = [{"callid": {"S": callid}} for callid in dict.fromkeys(callids)]
         items = batch_get(
-            self._client, self._calls_table, keys, ProjectionExpression="callid, reconciled_at, history_at"
+            self._client,
+            self._calls_table,
+            keys,
+            ProjectionExpression="callid, reconciled_at, history_at, missed_status",
         )
         return {
             item["callid"]["S"]: CallState(
-                exists=True, reconciled="reconciled_at" in item, had_history="history_at" in item
+                exists=True,
+                reconciled="reconciled_at" in item,
+                had_history="history_at" in item,
+                missed_status=verdict(next(iter(item.get("missed_status", {}).values()), None)),
             )
             for item in items
         }
@@ -100,7 +107,9 @@ class DynamoLedger:
         update = Update()
         # The CSV's own fields; everything else only where the webhook left it empty. Without a
         # history push, the call's start is only an event's arrival: the PBX's own start wins.
-        own = ("wait", "via", "csv_rating") if had_history else ("wait", "via", "csv_rating", "started_at")
+        own: tuple[str, ...] = ("wait", "via", "csv_rating", "missed_status", "missed_status_at")
+        if not had_history:
+            own += ("started_at",)
         for name in own:
             update.set(name, item.get(name))
         for name, value in item.items():
@@ -163,5 +172,8 @@ def _history_call_item(call: HistoryCall, reconciled_at: datetime) -> dict[str, 
         "link": call.link,
         "csv_rating": call.rating,
         "reconciled_at": utc_iso(reconciled_at, precise=True),
+        # Text, as a push's `missedStatus` is kept; when we learnt it dates a call-back the PBX closed.
+        "missed_status": str(call.missed_status) if call.missed_status is not None else None,
+        "missed_status_at": utc_iso(reconciled_at, precise=True) if call.missed_status is not None else None,
     }
     return {name: value for name, value in item.items() if value is not None}

@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Protocol
 
@@ -49,6 +50,7 @@ class CardDependencies:
     directory: Callable[[], Directory]
     connections: Connections
     post: Callable[[str, bytes], None]  # raises ConnectionGoneError
+    clock: Callable[[], datetime] = lambda: datetime.now(tz=UTC)  # dates the responsible's presence
 
 
 @lru_cache(maxsize=1)
@@ -119,7 +121,7 @@ def cards_for(
         popped = {login for login in (directory.resolve(leg) for leg in change.newly_rung) if login}
     if popped:
         last = deps.last_calls(str(client)) if client else []
-        card = build_card(new, contact, last, directory, deps.region, deps.crm_url_template)
+        card = build_card(new, contact, last, directory, deps.region, deps.crm_url_template, deps.clock())
         messages.append((popped, {"type": "card", "card": card}))
     if change.updates and (rest := everyone - popped):
         messages.append((rest, {"type": "card.update", "card": card_update(new, directory)}))
