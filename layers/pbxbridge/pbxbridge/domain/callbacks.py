@@ -69,6 +69,10 @@ class Callback(BaseModel):
     closed_callid: str | None = None
     closed_at: datetime | None = Field(default=None, description="when the closing call started")
     seconds_to_call_back: int | None = Field(default=None, description="first missed call to the closing call")
+    overdue_since: datetime | None = Field(
+        default=None,
+        description="when its SLA ran out while it was open (CallbackOverdue); absent while within it",
+    )
 
 
 @dataclass(frozen=True)

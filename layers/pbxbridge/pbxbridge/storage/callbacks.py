@@ -39,6 +39,10 @@ from pbxbridge.storage.dynamodb import (
 BY_OWNER_INDEX = "by_owner"
 LEDGER = "ledger"
 CALLBACK_PREFIX = "callback#"
+# `open_by_age` (`open_queue`, `first_missed_at`): open call-backs not yet escalated, oldest first.
+OPEN_BY_AGE_INDEX = "open_by_age"
+OPEN_QUEUE = "open_queue"
+OPEN_QUEUE_KEY = "open"
 # Closed call-backs are kept this long (the table's TTL attribute `expires_at`); open ones forever.
 CLOSED_RETENTION_SECONDS = 400 * 24 * 3600
 
@@ -86,6 +90,9 @@ def callback_item(callback: Callback) -> dict[str, Any]:
         "first_missed_at": utc_iso(callback.first_missed_at),
         "last_missed_at": utc_iso(callback.last_missed_at),
     }
+    if callback.status is CallbackStatus.OPEN and callback.overdue_since is None:
+        # The sparse index the overdue checker reads (storage/overdue.py): open and not yet escalated.
+        item[OPEN_QUEUE] = OPEN_QUEUE_KEY
     if callback.closed_at is not None:
         item["closed_at"] = utc_iso(callback.closed_at)
         item["expires_at"] = int(callback.closed_at.timestamp()) + CLOSED_RETENTION_SECONDS
