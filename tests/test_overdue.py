@@ -19,18 +19,7 @@ from pbxbridge.domain.overdue import DEFAULT_SLA, Marked, due_at, escalate_overd
 from pbxbridge.domain.working_time import WorkingCalendar
 from tests.conftest import Webhook
 from tests.test_call_events import Streams
-from tests.test_callbacks import (  # noqa: F401 - the fixtures, shared
-    E164,
-    REPO,
-    Pipeline,
-    call_back,
-    callback_store,
-    directory,
-    missed_call,
-    pipeline,
-)
-from tests.test_callbacks import streams  # noqa: F401
-
+from tests.test_callbacks import E164, REPO, Pipeline, call_back, missed_call
 
 MSK = timedelta(hours=3)
 OFFICE = WorkingCalendar.parse("Europe/Moscow;mon-fri 09:00-18:00;holidays 2027-01-01")
@@ -65,7 +54,8 @@ class TestDueAt:
         for minutes in range(0, 24 * 60 * 7, 97):
             moment = start + timedelta(minutes=minutes)
             due = due_at(moment, DEFAULT_SLA, OFFICE)
-            assert due is not None and due >= moment + DEFAULT_SLA
+            assert due is not None
+            assert due >= moment + DEFAULT_SLA
             assert OFFICE.business_time_between(moment, due) == DEFAULT_SLA
 
 
@@ -111,6 +101,27 @@ def test_the_checker_escalates_only_what_is_due_in_business_time() -> None:
 
 
 # --- the checker through its handler, against the embedded DynamoDB -------------------------------
+
+
+@pytest.fixture
+def pipeline(aws: dict[str, str], moto_url: str, contact_store: Any) -> Pipeline:
+    """The stream function over the tables' streams; andy and mike are the PBX's users."""
+    from pbxbridge.domain.directory import PbxUser
+    from pbxbridge.storage.directory import DynamoDirectoryStore
+    from pbxbridge.storage.dynamodb import dynamodb_client
+
+    directory = DynamoDirectoryStore(dynamodb_client(), aws["DirectoryTable"])
+    directory.save_user(PbxUser(login="andy", ext="101"))
+    directory.save_user(PbxUser(login="mike", ext="102"))
+    return Pipeline(Streams(moto_url), aws, contact_store)
+
+
+@pytest.fixture
+def callback_store(aws: dict[str, str]) -> Any:
+    from pbxbridge.storage.callbacks import DynamoCallbackStore
+    from pbxbridge.storage.dynamodb import dynamodb_client
+
+    return DynamoCallbackStore(dynamodb_client(), aws["CallbacksTable"])
 
 
 @pytest.fixture
@@ -164,7 +175,8 @@ def test_an_open_call_back_past_its_sla_escalates_once_and_shows_as_overdue(
 
     # The widget's list item says since when.
     (listed, fresh) = callback_store.list_callbacks("andy", CallbackStatus.OPEN).callbacks[::-1]
-    assert listed.overdue_since == first + timedelta(minutes=15) and fresh.overdue_since is None
+    assert listed.overdue_since == first + timedelta(minutes=15)
+    assert fresh.overdue_since is None
 
     # A second run, and the stream redelivering: nothing new.
     assert checker.invoke({})["checked"] == 0
@@ -177,7 +189,8 @@ def test_an_open_call_back_past_its_sla_escalates_once_and_shows_as_overdue(
     missed_call(webhook, "od-2", _at(now - timedelta(minutes=1)), user="andy@tenant.ru", legs=("andy",))
     pipeline.run()
     (rewritten, _) = callback_store.list_callbacks("andy", CallbackStatus.OPEN).callbacks
-    assert rewritten.missed_count == 2 and rewritten.overdue_since is None
+    assert rewritten.missed_count == 2
+    assert rewritten.overdue_since is None
     answer = checker.invoke({})
     assert (answer["checked"], answer.get("reflagged"), answer.get("escalated")) == (1, 1, None), answer
     pipeline.run()
@@ -203,7 +216,8 @@ def test_a_call_back_returned_within_its_sla_never_escalates(
     assert [kind for kind, _ in pipeline.callback_events()] == ["CallbackOpened", "CallbackClosed"]
     assert checker.invoke({})["checked"] == 0
     pipeline.run()
-    assert _overdue(pipeline) == [] and _escalations(aws, moto_url) == []
+    assert _overdue(pipeline) == []
+    assert _escalations(aws, moto_url) == []
 
 
 def test_a_call_back_closed_between_the_read_and_the_write_is_not_escalated(

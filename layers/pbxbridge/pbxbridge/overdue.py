@@ -12,7 +12,8 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 
 from pbxbridge.domain.overdue import OverdueStore, escalate_overdue
 from pbxbridge.function_settings import OverdueSettings
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from pbxbridge.domain.working_time import WorkingCalendar
 
 logger = Logger()
+metrics = Metrics()
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,9 @@ def handle_check(event: Any, context: Any, deps: OverdueDependencies | None = No
     deps = deps or default_dependencies()
     calendar = deps.calendar()
     run = escalate_overdue(deps.store, deps.now(), timedelta(minutes=deps.settings.sla_minutes), calendar)
-    # The escalations are counted where they are published (stream.py's CallbacksOverdue).
+    # Call-backs past the SLA's wall time and judged (the escalations are counted where they are
+    # published: stream.py's CallbacksOverdue).
+    metrics.add_metric(name="OverdueCandidates", unit=MetricUnit.Count, value=run.checked)
     answer = {"checked": run.checked, "not_yet": run.not_yet, **run.outcomes, "business_time": calendar is not None}
     logger.info("overdue call-backs checked", extra=answer)
     return answer
