@@ -417,3 +417,33 @@ def test_only_http_and_https_crm_links_are_links(stack: LocalStack, browser: Cal
         name = card(page, f"link-{kind}").locator(".contact-name")
         assert name.evaluate("e => [e.tagName, e.getAttribute('href')]") == ["A", links[kind]]
     page.close()
+
+
+@pytest.mark.parametrize(("locale", "badge"), [("ru-RU", "Просрочен"), ("en-US", "Overdue")])
+def test_a_call_back_past_its_sla_shows_a_red_overdue_badge(
+    stack: LocalStack, browser: Callable[[str], BrowserContext], locale: str, badge: str
+) -> None:
+    phone = "79035550401" if locale == "ru-RU" else "79035550402"
+    page = widget_page(stack, browser, "serg", locale)
+    # A call missed 20 minutes ago (the template's SLA is 15 minutes; no calendar: wall time).
+    start = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() - 20 * 60))
+    stack.pbx.simulator.push(
+        cmd="history",
+        type="in",
+        status="missed",
+        user="serg",
+        phone=phone,
+        callid=f"od-{phone}",
+        start=start,
+        duration="0",
+    )
+    entry = page.locator(f'#callbacks li[data-phone="+{phone}"]')
+    expect(entry).to_be_visible(timeout=TIMEOUT_MS)
+    expect(entry.locator(".overdue-badge")).to_have_count(0)
+    # The schedule runs it every minute; here, at once (as EventBridge Scheduler would invoke it).
+    stack.api.functions["OverdueFunction"].invoke({})
+    expect(entry.locator(".overdue-badge")).to_have_text(badge, timeout=TIMEOUT_MS)  # the socket said "reload"
+    colour = entry.locator(".overdue-badge").evaluate("e => getComputedStyle(e).backgroundColor")
+    assert colour == "rgb(209, 36, 47)"
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
+    page.close()

@@ -17,6 +17,7 @@
       failed: "Could not call", noRecording: "The recording is not available yet.", missedTimes: "missed",
       answered: "answered", missed: "missed", busy: "busy", not_available: "not available", not_allowed: "not allowed",
       cancelled: "cancelled", not_found: "not found", not_answered: "not answered", lead: "lead",
+      overdue: "Overdue", overdueSince: "overdue since {t}",
     },
     ru: {
       connecting: "Подключение…", live: "На связи", offline: "Нет связи, переподключаюсь…", expired: "Сессия истекла: обновите страницу CRM",
@@ -31,6 +32,7 @@
       failed: "Не удалось позвонить", noRecording: "Запись пока недоступна.", missedTimes: "пропущено",
       answered: "отвечен", missed: "пропущен", busy: "занято", not_available: "недоступен", not_allowed: "запрещён",
       cancelled: "отменён", not_found: "не найден", not_answered: "без ответа", lead: "лид",
+      overdue: "Просрочен", overdueSince: "просрочен с {t}",
     },
   };
   const lang = (navigator.language || "en").toLowerCase().startsWith("ru") ? "ru" : "en";
@@ -344,6 +346,15 @@
       phone.className = "callback-phone";
       phone.textContent = item.phone_national || item.phone;
       who.append(name, phone);
+      if (item.overdue_since) {
+        // Past its SLA while still open (the server decides, once): a red badge, said in words too.
+        row.classList.add("overdue");
+        const badge = document.createElement("span");
+        badge.className = "overdue-badge";
+        badge.textContent = t("overdue");
+        badge.title = t("overdueSince").replace("{t}", clock(item.overdue_since));
+        who.appendChild(badge);
+      }
       const meta = document.createElement("span");
       meta.className = "callback-meta";
       meta.textContent = `${item.missed_count} ${t("missedTimes")} · ${clock(item.last_missed_at)}`;
