@@ -313,3 +313,40 @@ def test_with_a_calendar_a_call_missed_at_night_escalates_after_the_next_opening
     (event,) = _overdue(pipeline)
     assert datetime.fromisoformat(event["occurred_at"]) == msk("2026-12-02T09:15")
     assert event["business_time"] is True
+
+
+def test_the_supervisors_and_admins_who_see_the_owner_are_told() -> None:
+    from pbxbridge.domain.directory import Directory, PbxUser
+    from pbxbridge.widget.push import overdue_notice, overdue_watchers
+
+    directory = Directory(
+        users=(
+            PbxUser(login="serg", groups=("sales",)),
+            PbxUser(login="mike", groups=("sales",)),
+            PbxUser(login="daria", role_override="supervisor", departments_override=("sales",)),
+            PbxUser(login="olga", role_override="supervisor", departments_override=("support",)),
+            PbxUser(login="boss", role_override="admin"),
+            PbxUser(login="gone", role_override="admin", active=False),
+        )
+    )
+    assert overdue_watchers("serg", directory) == {"daria", "boss"}
+    assert overdue_watchers("g_sales", directory) == {"daria", "boss"}
+    assert overdue_watchers("g_support", directory) == {"olga", "boss"}
+    assert overdue_watchers("daria", directory) == {"boss"}  # not told of their own: their list shows it
+    assert overdue_watchers("unassigned", directory) == {"boss"}
+
+    from pbxbridge.call_events import callback_overdue
+    from pbxbridge.storage.overdue import escalation_item
+
+    callback = _callback(msk("2026-12-02T02:00"))
+    item = escalation_item(callback, callback_overdue(callback, msk("2026-12-02T09:15"), 15, True))
+    notice = overdue_notice(None, item)
+    assert notice == {
+        "type": "callbackOverdue",
+        "callback_id": callback.id,
+        "owner": "andy",
+        "phone": E164,
+        "overdue_since": "2026-12-02T06:15:00Z",
+    }
+    assert overdue_notice(item, item) is None  # only its insert; a rewrite tells nobody again
+    assert overdue_notice(None, {"phone": E164, "sk": "callback#c-0200", "owner_status": "andy#open"}) is None

@@ -17,7 +17,7 @@
       failed: "Could not call", noRecording: "The recording is not available yet.", missedTimes: "missed",
       answered: "answered", missed: "missed", busy: "busy", not_available: "not available", not_allowed: "not allowed",
       cancelled: "cancelled", not_found: "not found", not_answered: "not answered", lead: "lead",
-      overdue: "Overdue", overdueSince: "overdue since {t}",
+      overdue: "Overdue", overdueSince: "overdue since {t}", teamOverdue: "{owner}'s call-back to {phone}",
     },
     ru: {
       connecting: "Подключение…", live: "На связи", offline: "Нет связи, переподключаюсь…", expired: "Сессия истекла: обновите страницу CRM",
@@ -32,7 +32,7 @@
       failed: "Не удалось позвонить", noRecording: "Запись пока недоступна.", missedTimes: "пропущено",
       answered: "отвечен", missed: "пропущен", busy: "занято", not_available: "недоступен", not_allowed: "запрещён",
       cancelled: "отменён", not_found: "не найден", not_answered: "без ответа", lead: "лид",
-      overdue: "Просрочен", overdueSince: "просрочен с {t}",
+      overdue: "Просрочен", overdueSince: "просрочен с {t}", teamOverdue: "{owner}: обратный звонок на {phone}",
     },
   };
   const lang = (navigator.language || "en").toLowerCase().startsWith("ru") ? "ru" : "en";
@@ -240,6 +240,7 @@
       if (message.type === "card") showCard(message.card);
       else if (message.type === "card.update") updateCard(message.card);
       else if (message.type === "callbacks") loadCallbacks();
+      else if (message.type === "callbackOverdue") showTeamOverdue(message);
     });
     socket.addEventListener("close", async () => {
       clearInterval(ping);
@@ -305,6 +306,25 @@
   }
 
   // Call-backs
+
+  // A supervisor (or admin) is told when a call-back of someone they see runs out of its SLA: the
+  // latest few, newest first, each once.
+  const MAX_TEAM_OVERDUE = 5;
+  function showTeamOverdue(message) {
+    const list = $("team-overdue");
+    if (!message.callback_id || list.querySelector(`li[data-callback="${CSS.escape(message.callback_id)}"]`)) return;
+    const row = document.createElement("li");
+    row.dataset.callback = message.callback_id;
+    const badge = document.createElement("span");
+    badge.className = "overdue-badge";
+    badge.textContent = t("overdue");
+    const text = document.createElement("span");
+    text.textContent = t("teamOverdue").replace("{owner}", message.owner || "").replace("{phone}", message.phone || "");
+    row.append(badge, text);
+    list.prepend(row);
+    while (list.children.length > MAX_TEAM_OVERDUE) list.lastElementChild.remove();
+    list.hidden = false;
+  }
 
   let callbacksLoad = 0; // only the latest load draws the list
   let callbacksFailures = 0;
