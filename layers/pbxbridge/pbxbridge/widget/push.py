@@ -24,7 +24,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from pbxbridge.domain.card import build_card, card_change, card_update, people_of, responsible_login
 from pbxbridge.domain.contacts import Contact
 from pbxbridge.domain.directory import Directory
-from pbxbridge.storage.dynamodb import stream_change
+from pbxbridge.storage.dynamodb import stream_change, utc_iso
 
 logger = Logger()
 metrics = Metrics()
@@ -208,7 +208,7 @@ def overdue_notice(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None)
         "callback_id": event.callback_id,
         "owner": event.owner,
         "phone": event.phone,
-        "overdue_since": event.occurred_at.isoformat(),
+        "overdue_since": utc_iso(event.occurred_at),
     }
 
 
