@@ -6,6 +6,8 @@ Key (`phone`, `sk`):
 - `sk = "callback#<callid>"`: one call-back, as the list shows it. The GSI `by_owner`
   (`owner_status` = `<owner>#<status>`, `last_missed_at`) lists an owner's open or closed call-backs,
   the most recently missed first. The ledger has no `owner_status`, so the index holds call-backs only.
+  The sparse GSI `open_by_age` (`open_queue`, `first_missed_at`) holds the open ones not yet escalated
+  (storage/overdue.py: the overdue checker's reads, and `sk = "overdue#<callid>"`, each escalation).
 
 A ledger and the call-backs it changed are written in one transaction guarded by the ledger's version:
 two calls with one number processed at once cannot both win, the loser reads again and retries.
