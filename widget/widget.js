@@ -19,6 +19,7 @@
       cancelled: "cancelled", not_found: "not found", not_answered: "not answered", lead: "lead",
       presence_online: "online", presence_offline: "offline", presence_away: "away", presence_busy: "busy",
       presenceAsOf: "As of the last directory sync", agoNow: "just now", agoMin: "{n} min ago", agoHour: "{n} h ago", agoDay: "{n} d ago",
+      overdue: "Overdue", overdueSince: "overdue since {t}", teamOverdue: "{owner}'s call-back to {phone}",
     },
     ru: {
       connecting: "Подключение…", live: "На связи", offline: "Нет связи, переподключаюсь…", expired: "Сессия истекла: обновите страницу CRM",
@@ -35,6 +36,7 @@
       cancelled: "отменён", not_found: "не найден", not_answered: "без ответа", lead: "лид",
       presence_online: "в сети", presence_offline: "не в сети", presence_away: "отошёл", presence_busy: "занят",
       presenceAsOf: "По данным последней синхронизации справочника", agoNow: "только что", agoMin: "{n} мин назад", agoHour: "{n} ч назад", agoDay: "{n} дн. назад",
+      overdue: "Просрочен", overdueSince: "просрочен с {t}", teamOverdue: "{owner}: обратный звонок на {phone}",
     },
   };
   const lang = (navigator.language || "en").toLowerCase().startsWith("ru") ? "ru" : "en";
@@ -270,6 +272,7 @@
       if (message.type === "card") showCard(message.card);
       else if (message.type === "card.update") updateCard(message.card);
       else if (message.type === "callbacks") loadCallbacks();
+      else if (message.type === "callbackOverdue") showTeamOverdue(message);
     });
     socket.addEventListener("close", async () => {
       clearInterval(ping);
@@ -336,6 +339,25 @@
 
   // Call-backs
 
+  // A supervisor (or admin) is told when a call-back of someone they see runs out of its SLA: the
+  // latest few, newest first, each once.
+  const MAX_TEAM_OVERDUE = 5;
+  function showTeamOverdue(message) {
+    const list = $("team-overdue");
+    if (!message.callback_id || list.querySelector(`li[data-callback="${CSS.escape(message.callback_id)}"]`)) return;
+    const row = document.createElement("li");
+    row.dataset.callback = message.callback_id;
+    const badge = document.createElement("span");
+    badge.className = "overdue-badge";
+    badge.textContent = t("overdue");
+    const text = document.createElement("span");
+    text.textContent = t("teamOverdue").replace("{owner}", message.owner || "").replace("{phone}", message.phone || "");
+    row.append(badge, text);
+    list.prepend(row);
+    while (list.children.length > MAX_TEAM_OVERDUE) list.lastElementChild.remove();
+    list.hidden = false;
+  }
+
   let callbacksLoad = 0; // only the latest load draws the list
   let callbacksFailures = 0;
   let callbacksRetry = null;
@@ -376,6 +398,15 @@
       phone.className = "callback-phone";
       phone.textContent = item.phone_national || item.phone;
       who.append(name, phone);
+      if (item.overdue_since) {
+        // Past its SLA while still open (the server decides, once): a red badge, said in words too.
+        row.classList.add("overdue");
+        const badge = document.createElement("span");
+        badge.className = "overdue-badge";
+        badge.textContent = t("overdue");
+        badge.title = t("overdueSince").replace("{t}", clock(item.overdue_since));
+        who.appendChild(badge);
+      }
       const meta = document.createElement("span");
       meta.className = "callback-meta";
       meta.textContent = `${item.missed_count} ${t("missedTimes")} · ${clock(item.last_missed_at)}`;

@@ -133,6 +133,33 @@ class CallbackClosed(_CallbackDetail):
     )
 
 
+class CallbackOverdue(_CallbackDetail):
+    """A call-back still open when its SLA ran out: `occurred_at` is that moment, the SLA's business
+    time (the tenant's working calendar; wall time without one) after the first missed call. Once
+    per call-back; a later `CallbackClosed` still comes when it is returned."""
+
+    sla_minutes: int = Field(description="the SLA it ran out of (the template's CallbackSlaMinutes)")
+    business_time: bool = Field(description="true: counted in the working calendar's open hours; false: wall time")
+    attempts: int = Field(description="outbound calls to the number so far that were not answered")
+
+
+def callback_overdue(callback: Callback, since: datetime, sla_minutes: int, business_time: bool) -> CallbackOverdue:
+    """The one escalation of a call-back whose SLA ran out at `since`."""
+    return CallbackOverdue(
+        id=f"{callback.id}/CallbackOverdue",
+        callback_id=callback.id,
+        phone=callback.phone,
+        owner=callback.owner,
+        occurred_at=since,
+        missed_count=callback.missed_count,
+        missed_callids=list(callback.missed_callids),
+        first_missed_at=callback.first_missed_at,
+        sla_minutes=sla_minutes,
+        business_time=business_time,
+        attempts=callback.attempts,
+    )
+
+
 class SipRegistrationFailed(_Versioned):
     """A desk phone or softphone lost its SIP registration (the PBX's `cmd=webhook` push of type
     `sipregs_error`): an alert for an administrator, not about a call."""
@@ -157,6 +184,7 @@ EVENT_TYPES: dict[str, type[BaseModel]] = {
         LeadCreated,
         CallbackOpened,
         CallbackClosed,
+        CallbackOverdue,
         SipRegistrationFailed,
     )
 }

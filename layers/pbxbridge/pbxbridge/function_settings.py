@@ -48,3 +48,11 @@ class HistorySyncSettings(CommonSettings, _PbxAccess):
     first_run_days: int = Field(default=1, alias="HISTORY_FIRST_RUN_DAYS", ge=0)
     # The PBX's named periods (`last_month`) are in the tenant's local time.
     pbx_utc_offset_hours: float = Field(default=3, alias="PBX_UTC_OFFSET_HOURS", ge=-12, le=14)
+
+
+class OverdueSettings(CommonSettings):
+    """What the overdue call-backs checker needs from its environment."""
+
+    callbacks_table: str = Field(alias="CALLBACKS_TABLE", min_length=1)
+    # The template's CallbackSlaMinutes: business minutes (wall minutes without a calendar).
+    sla_minutes: int = Field(default=15, alias="CALLBACK_SLA_MINUTES", ge=1)

@@ -2,7 +2,8 @@
 the PBX's `sipregs_error` pushes -> SipRegistrationFailed.
 
 A call that was missed, answered or not answered goes into its number's call-backs (CallbacksTable);
-the call-backs table's own stream then publishes `CallbackOpened` / `CallbackClosed`.
+the call-backs table's own stream then publishes `CallbackOpened` / `CallbackClosed`, and
+`CallbackOverdue` when the overdue checker (overdue.py) records a call-back's one escalation.
 
 One stream record is one unit: its events are published and its recording queued, or the record is
 reported failed and the stream hands it (and what follows it in its shard) back, so nothing is lost.
@@ -28,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pbxbridge.call_events import (
     CallbackClosed,
     CallbackOpened,
+    CallbackOverdue,
     call_events,
     callback_events,
     contact_events,
@@ -160,9 +162,14 @@ def handle_record(record: DynamoDBRecord, deps: StreamDependencies | None = None
 
 def _callback_events(old: dict[str, Any] | None, new: dict[str, Any] | None) -> list[Any]:
     from pbxbridge.storage.callbacks import CALLBACK_PREFIX, callback_from_item
+    from pbxbridge.storage.overdue import overdue_event
 
+    escalation = overdue_event(new)
+    if escalation is not None:
+        # The checker created it (once per call-back); a rewrite of it would publish nothing new.
+        return [escalation] if old is None else []
     if new is None or not str(new.get("sk", "")).startswith(CALLBACK_PREFIX):
-        return []  # a number's ledger, or a call-back expiring
+        return []  # a number's ledger, or a call-back or escalation expiring
     before = callback_from_item(old) if old else None
     return list(callback_events(before, callback_from_item(new)))
 
@@ -186,6 +193,8 @@ def _count_callbacks(published: list[Any]) -> None:
                 metrics.add_metric(name="TimeToCallBack", unit=MetricUnit.Seconds, value=event.seconds_to_call_back)
         elif isinstance(event, CallbackOpened):
             metrics.add_metric(name="CallbacksOpened", unit=MetricUnit.Count, value=1)
+        elif isinstance(event, CallbackOverdue):
+            metrics.add_metric(name="CallbacksOverdue", unit=MetricUnit.Count, value=1)
 
 
 def handle_stream(event: dict[str, Any], context: Any, deps: StreamDependencies | None = None) -> dict[str, Any]:

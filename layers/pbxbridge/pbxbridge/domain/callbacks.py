@@ -109,6 +109,10 @@ class Callback(BaseModel):
     pbx_missed_status: int | None = Field(
         default=None, description="`pbx_called_back`: the PBX's verdict, 1 the client called back, 2 we did"
     )
+    overdue_since: datetime | None = Field(
+        default=None,
+        description="when its SLA ran out while it was open (CallbackOverdue); absent while within it",
+    )
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ Key (`phone`, `sk`):
 - `sk = "callback#<callid>"`: one call-back, as the list shows it. The GSI `by_owner`
   (`owner_status` = `<owner>#<status>`, `last_missed_at`) lists an owner's open or closed call-backs,
   the most recently missed first. The ledger has no `owner_status`, so the index holds call-backs only.
+  The sparse GSI `open_by_age` (`open_queue`, `first_missed_at`) holds the open ones not yet escalated
+  (storage/overdue.py: the overdue checker's reads, and `sk = "overdue#<callid>"`, each escalation).
 
 A ledger and the call-backs it changed are written in one transaction guarded by the ledger's version:
 two calls with one number processed at once cannot both win, the loser reads again and retries.
@@ -39,6 +41,10 @@ from pbxbridge.storage.dynamodb import (
 BY_OWNER_INDEX = "by_owner"
 LEDGER = "ledger"
 CALLBACK_PREFIX = "callback#"
+# `open_by_age` (`open_queue`, `first_missed_at`): open call-backs not yet escalated, oldest first.
+OPEN_BY_AGE_INDEX = "open_by_age"
+OPEN_QUEUE = "open_queue"
+OPEN_QUEUE_KEY = "open"
 # Closed call-backs are kept this long (the table's TTL attribute `expires_at`); open ones forever.
 CLOSED_RETENTION_SECONDS = 400 * 24 * 3600
 
@@ -103,6 +109,9 @@ def callback_item(callback: Callback) -> dict[str, Any]:
         "first_missed_at": utc_iso(callback.first_missed_at),
         "last_missed_at": utc_iso(callback.last_missed_at),
     }
+    if callback.status is CallbackStatus.OPEN and callback.overdue_since is None:
+        # The sparse index the overdue checker reads (storage/overdue.py): open and not yet escalated.
+        item[OPEN_QUEUE] = OPEN_QUEUE_KEY
     if callback.closed_at is not None:
         item["closed_at"] = utc_iso(callback.closed_at)
         item["expires_at"] = int(callback.closed_at.timestamp()) + CLOSED_RETENTION_SECONDS
