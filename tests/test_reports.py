@@ -1,0 +1,292 @@
+"""The team's figures: what a call and a call-back contribute (the definitions), the aggregates kept
+from the tables' real change streams (moto's), and replays that change nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import uuid
+from datetime import date
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from local.aws import client
+from pbxbridge.domain.reports import (
+    Contribution,
+    call_contribution,
+    callback_contribution,
+    fold,
+    percentile,
+)
+from pbxbridge.domain.working_time import WorkingCalendar
+from tests.conftest import Webhook
+from tests.test_call_events import Streams
+from tests.test_callbacks import PHONE, Pipeline, call_back, missed_call
+
+MOSCOW = WorkingCalendar.wall_time("Europe/Moscow")
+OFFICE = WorkingCalendar.parse("Europe/Moscow;mon-fri 09:00-18:00")
+
+
+# --- the definitions ---------------------------------------------------------------------------
+
+
+def test_an_inbound_call_answered_within_20_seconds_counts_on_its_local_day_for_who_took_it() -> None:
+    call = {
+        "callid": "c1",
+        "direction": "in",
+        "outcome": "answered",
+        "started_at": "2026-12-04T21:30:00Z",  # 00:30 on the 5th in Moscow
+        "rang_at": "2026-12-04T21:30:00.000000Z",
+        "accepted_at": "2026-12-04T21:30:20.000000Z",
+        "pbx_user": "andy",
+        "duration": 95,
+        "wait": 20,
+        "rating": 4,
+    }
+    contribution = call_contribution(call, MOSCOW)
+    assert contribution == Contribution(
+        date(2026, 12, 5),
+        "andy",
+        {
+            "inbound": 1,
+            "answered": 1,
+            "answered_20s": 1,
+            "talk_seconds": 95,
+            "wait_seconds": 20,
+            "wait_count": 1,
+            "rating_sum": 4,
+            "rating_count": 1,
+        },
+    )
+    slower = call_contribution({**call, "accepted_at": "2026-12-04T21:30:21.000000Z"}, MOSCOW)
+    assert slower is not None
+    assert "answered_20s" not in slower.counters
+    # Without the live milestones, the history's wait decides.
+    by_wait = call_contribution({k: v for k, v in call.items() if k not in ("rang_at", "accepted_at")}, MOSCOW)
+    assert by_wait is not None
+    assert by_wait.counters["answered_20s"] == 1
+
+
+def test_a_missed_call_counts_for_who_was_rung_and_an_unfinished_call_counts_nothing() -> None:
+    missed = {
+        "callid": "c2",
+        "direction": "in",
+        "outcome": "cancelled",
+        "started_at": "2026-12-05T09:00:00Z",
+        "legs_rang": ["mike@tenant"],
+    }
+    assert call_contribution(missed, MOSCOW) == Contribution(date(2026, 12, 5), "mike", {"inbound": 1, "missed": 1})
+    assert call_contribution({k: v for k, v in missed.items() if k != "outcome"}, MOSCOW) is None
+    nobody = call_contribution({**missed, "legs_rang": []}, MOSCOW)
+    assert nobody is not None
+    assert nobody.login == "unassigned"
+
+
+def test_an_outbound_call_counts_whether_it_reached_the_client() -> None:
+    out = {"callid": "c3", "direction": "out", "outcome": "busy", "started_at": "2026-12-05T09:00:00Z", "pbx_user": "a"}
+    assert call_contribution(out, MOSCOW) == Contribution(date(2026, 12, 5), "a", {"outbound": 1})
+    reached = call_contribution({**out, "outcome": "answered", "duration": 30}, MOSCOW)
+    assert reached is not None
+    assert reached.counters == {"outbound": 1, "outbound_reached": 1, "talk_seconds": 30}
+
+
+def callback(first: str, closed: str | None, owner: str = "andy") -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "id": f"+7910/{first}",
+        "owner": owner,
+        "status": "closed" if closed else "open",
+        "first_missed_at": first,
+    }
+    return item | ({"closed_at": closed} if closed else {})
+
+
+def test_a_call_back_is_judged_in_business_time_from_the_next_opening() -> None:
+    # Missed on Friday at 20:00 Moscow, called back Monday 09:10: 10 business minutes.
+    night = callback_contribution(callback("2026-12-04T17:00:00Z", "2026-12-07T06:10:00Z"), OFFICE)
+    assert night == Contribution(
+        date(2026, 12, 4), "andy", {"callbacks": 1, "cb_15min": 1}, {"+7910/2026-12-04T17:00:00Z": 600}
+    )
+    # Missed Monday 10:00, called back 17:00 the same day: within the business day.
+    same_day = callback_contribution(callback("2026-12-07T07:00:00Z", "2026-12-07T14:00:00Z"), OFFICE)
+    assert same_day is not None
+    assert same_day.counters == {"callbacks": 1, "cb_same_day": 1}
+    assert list(same_day.samples.values()) == [7 * 3600]
+    # Missed Monday 17:50, called back Tuesday 09:30: 40 business minutes, but the next business day.
+    later = callback_contribution(callback("2026-12-07T14:50:00Z", "2026-12-08T06:30:00Z"), OFFICE)
+    assert later is not None
+    assert later.counters == {"callbacks": 1, "cb_later": 1}
+    assert list(later.samples.values()) == [40 * 60]
+    still_open = callback_contribution(callback("2026-12-07T14:50:00Z", None), OFFICE)
+    assert still_open == Contribution(date(2026, 12, 7), "andy", {"callbacks": 1})
+
+
+def test_percentiles_are_nearest_rank_over_the_exact_seconds() -> None:
+    assert percentile([], 0.5) is None
+    assert percentile([10], 0.9) == 10
+    seconds = list(range(1, 11))
+    assert (percentile(seconds, 0.5), percentile(seconds, 0.9)) == (5, 9)
+
+
+# --- the store: replays change nothing ----------------------------------------------------------
+
+
+@pytest.fixture
+def reports_table(aws: dict[str, str], moto_url: str) -> tuple[str, str]:
+    return aws["ReportsTable"], moto_url
+
+
+def fresh_store(template: tuple[str, str]) -> Any:
+    """A table of its own (the template's key schema) for one generated example."""
+    from pbxbridge.storage.dynamodb import dynamodb_client
+    from pbxbridge.storage.reports import DynamoReportStore
+
+    admin = client("dynamodb", template[1])
+    described = admin.describe_table(TableName=template[0])["Table"]
+    name = f"reports-{uuid.uuid4().hex[:12]}"
+    admin.create_table(
+        TableName=name,
+        KeySchema=described["KeySchema"],
+        AttributeDefinitions=described["AttributeDefinitions"],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return DynamoReportStore(dynamodb_client(), name)
+
+
+CALL_STATES = st.fixed_dictionaries(
+    {
+        "direction": st.sampled_from(["in", "out"]),
+        "outcome": st.sampled_from([None, "answered", "missed", "busy"]),
+        "started_at": st.sampled_from(["2026-12-04T20:59:00Z", "2026-12-04T21:01:00Z", "2026-12-06T10:00:00Z"]),
+        "pbx_user": st.sampled_from([None, "andy", "mike"]),
+        "duration": st.integers(0, 300),
+        "wait": st.integers(0, 60),
+        "rating": st.one_of(st.none(), st.integers(1, 5)),
+    }
+)
+CALLBACK_STATES = st.fixed_dictionaries(
+    {
+        "owner": st.sampled_from(["andy", "mike"]),
+        "first_missed_at": st.sampled_from(["2026-12-04T09:00:00Z", "2026-12-05T09:00:00Z"]),
+        "closed_at": st.one_of(st.none(), st.sampled_from(["2026-12-05T09:05:00Z", "2026-12-07T12:00:00Z"])),
+    }
+)
+
+
+def contribution_of(source: str, state: dict[str, Any]) -> Contribution | None:
+    kind, ident = source.split("#", 1)
+    if kind == "call":
+        return call_contribution({**state, "callid": ident}, OFFICE)
+    item = {**state, "id": ident, "status": "closed" if state.get("closed_at") else "open"}
+    return callback_contribution({k: v for k, v in item.items() if v is not None}, OFFICE)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    calls=st.lists(st.lists(CALL_STATES, min_size=1, max_size=4), min_size=1, max_size=5),
+    callbacks=st.lists(st.lists(CALLBACK_STATES, min_size=1, max_size=3), max_size=3),
+    seed=st.randoms(use_true_random=False),
+)
+def test_shuffled_and_duplicated_replays_give_the_aggregates_of_a_recompute(
+    reports_table: tuple[str, str],
+    calls: list[list[dict[str, Any]]],
+    callbacks: list[list[dict[str, Any]]],
+    seed: random.Random,
+) -> None:
+    store = fresh_store(reports_table)
+    # Each item's successive states, at increasing stream positions (one shard, as DynamoDB keeps an item's).
+    records: list[tuple[str, str, dict[str, Any]]] = []
+    position = 0
+    histories = [(f"call#c{i}", states) for i, states in enumerate(calls)]
+    histories += [(f"callback#+7910/m{i}", states) for i, states in enumerate(callbacks)]
+    for source, states in histories:
+        for state in states:
+            position += 1
+            records.append((source, str(position).zfill(40), state))
+    delivered = records + seed.choices(records, k=len(records))  # every record at least once, some twice
+    seed.shuffle(delivered)
+    for source, seq, state in delivered:
+        store.apply(source, seq, contribution_of(source, state))
+
+    finals = [contribution_of(source, states[-1]) for source, states in histories]
+    expected = {key: agg.normalised() for key, agg in fold(finals).items()}
+    days = {day for day, _ in expected} | {date(2026, 12, 5)}
+    kept = {key: agg.normalised() for key, agg in store.aggregates(sorted(days)).items()}
+    assert {key: value for key, value in kept.items() if value != ({}, {})} == expected
+
+
+def test_an_older_record_after_a_newer_one_and_the_same_record_twice_change_nothing(
+    reports_table: tuple[str, str],
+) -> None:
+    store = fresh_store(reports_table)
+    missed = {"direction": "in", "outcome": "missed", "started_at": "2026-12-05T09:00:00Z", "pbx_user": "andy"}
+    answered = {**missed, "outcome": "answered", "duration": 60}
+    assert store.apply("call#x", "2".zfill(40), contribution_of("call#x", answered))
+    assert not store.apply("call#x", "2".zfill(40), contribution_of("call#x", answered))
+    assert not store.apply("call#x", "1".zfill(40), contribution_of("call#x", missed))
+    (aggregate,) = store.aggregates([date(2026, 12, 5)]).values()
+    assert aggregate.normalised() == ({"inbound": 1, "answered": 1, "talk_seconds": 60}, {})
+    # The call moves to another person: one day-person loses it, the other gains it.
+    assert store.apply("call#x", "3".zfill(40), contribution_of("call#x", {**answered, "pbx_user": "mike"}))
+    found = {login: agg.normalised() for (_, login), agg in store.aggregates([date(2026, 12, 5)]).items()}
+    assert found == {"andy": ({}, {}), "mike": ({"inbound": 1, "answered": 1, "talk_seconds": 60}, {})}
+
+
+# --- the stream function over the tables' real streams ---------------------------------------------
+
+
+@pytest.fixture
+def counted(streams: Streams, aws: dict[str, str], contact_store: Any, directory: Any) -> Pipeline:
+    from pbxbridge.stream import StreamSettings, report_counter
+
+    pipeline = Pipeline(streams, aws, contact_store)
+    settings = StreamSettings(
+        CALLS_TABLE=aws["CallsTable"],
+        CONTACTS_TABLE=aws["ContactsTable"],
+        CALLBACKS_TABLE=aws["CallbacksTable"],
+        DIRECTORY_TABLE=aws["DirectoryTable"],
+        REPORTS_TABLE=aws["ReportsTable"],
+        EVENT_BUS_NAME="calls",
+        RECORDINGS_QUEUE_URL="queue",
+    )
+    pipeline.deps = dataclasses.replace(pipeline.deps, settings=settings, count_for_reports=report_counter(settings))
+    return pipeline
+
+
+@pytest.fixture
+def streams(aws: dict[str, str], moto_url: str) -> Streams:
+    return Streams(moto_url)
+
+
+@pytest.fixture
+def directory(aws: dict[str, str]) -> Any:
+    from pbxbridge.domain.directory import PbxUser
+    from pbxbridge.storage.directory import DynamoDirectoryStore
+    from pbxbridge.storage.dynamodb import dynamodb_client
+
+    store = DynamoDirectoryStore(dynamodb_client(), aws["DirectoryTable"])
+    store.save_user(PbxUser(login="andy", ext="101"))
+    store.save_user(PbxUser(login="mike", ext="102"))
+    return store
+
+
+def test_the_stream_function_keeps_the_figures_and_a_replayed_batch_changes_nothing(
+    webhook: Webhook, counted: Pipeline, aws: dict[str, str]
+) -> None:
+    from pbxbridge.storage.dynamodb import dynamodb_client
+    from pbxbridge.storage.reports import DynamoReportStore
+
+    # 10:00 Moscow on Friday 27 November: missed (it rang andy only), called back by mike 10 min later.
+    missed_call(webhook, "r-m1", "20261127T070000Z", user="andy@tenant.ru", legs=("andy",))
+    call_back(webhook, "r-o1", "20261127T071000Z")
+    counted.run()
+    counted.replay_calls()  # the calls' stream hands the batch back: nothing counts twice
+
+    store = DynamoReportStore(dynamodb_client(), aws["ReportsTable"])
+    found = {login: agg.normalised() for (_, login), agg in store.aggregates([date(2026, 11, 27)]).items()}
+    assert found == {
+        "andy": ({"inbound": 1, "missed": 1, "callbacks": 1, "cb_15min": 1}, {f"+{PHONE}/r-m1": 600}),
+        "mike": ({"outbound": 1, "outbound_reached": 1, "talk_seconds": 30}, {}),
+    }
