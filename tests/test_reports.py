@@ -290,3 +290,109 @@ def test_the_stream_function_keeps_the_figures_and_a_replayed_batch_changes_noth
         "andy": ({"inbound": 1, "missed": 1, "callbacks": 1, "cb_15min": 1}, {f"+{PHONE}/r-m1": 600}),
         "mike": ({"outbound": 1, "outbound_reached": 1, "talk_seconds": 30}, {}),
     }
+
+
+# --- the report command, through the commands function ----------------------------------------------
+
+
+@pytest.fixture
+def commands(aws: dict[str, str], moto_url: str, template: Any) -> Any:
+    from local.lambdas import LocalFunction
+
+    return LocalFunction(template.functions()["CommandsFunction"])
+
+
+def seed_team(aws: dict[str, str]) -> date:
+    """andy supervises sales (andy, mike); zoe is in support; daria is an admin. Today (Moscow): andy
+    answered one call, mike missed one and called it back in 10 min, zoe made one; last month: andy one."""
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from pbxbridge.domain.directory import PbxUser
+    from pbxbridge.storage.directory import DynamoDirectoryStore
+    from pbxbridge.storage.dynamodb import dynamodb_client
+    from pbxbridge.storage.reports import DynamoReportStore
+
+    directory = DynamoDirectoryStore(dynamodb_client(), aws["DirectoryTable"])
+    directory.save_user(PbxUser(login="andy", groups=("sales",), pbx_role="group_head"), pbx_says_role=True)
+    directory.save_user(PbxUser(login="mike", groups=("sales",)))
+    directory.save_user(PbxUser(login="zoe", groups=("support",)))
+    directory.save_user(PbxUser(login="daria", pbx_role="admin"), pbx_says_role=True)
+    store = DynamoReportStore(dynamodb_client(), aws["ReportsTable"])
+    today = datetime.now(UTC).astimezone(ZoneInfo("Europe/Moscow")).date()
+    long_ago = today.replace(day=1) - timedelta(days=3)
+    seq = iter(str(n).zfill(40) for n in range(1, 100))
+    store.apply("call#a1", next(seq), Contribution(today, "andy", {"inbound": 1, "answered": 1, "answered_20s": 1}))
+    store.apply("call#m1", next(seq), Contribution(today, "mike", {"inbound": 1, "missed": 1}))
+    store.apply("callback#m1", next(seq), Contribution(today, "mike", {"callbacks": 1, "cb_15min": 1}, {"m1": 600}))
+    store.apply("call#z1", next(seq), Contribution(today, "zoe", {"outbound": 1, "outbound_reached": 1}))
+    store.apply("call#old", next(seq), Contribution(long_ago, "andy", {"inbound": 1, "missed": 1}))
+    return today
+
+
+def test_a_supervisor_sees_their_department_an_admin_everyone_a_manager_themself(
+    commands: Any, aws: dict[str, str]
+) -> None:
+    today = seed_team(aws)
+    answer = commands.invoke({"cmd": "report", "period": "today", "viewer": "andy"})
+    assert answer["ok"] is True, answer
+    result = answer["result"]
+    assert (result["from"], result["to"], result["zone"]) == (today.isoformat(), today.isoformat(), "Europe/Moscow")
+    assert [row["login"] for row in result["managers"]] == ["andy", "mike"]
+    mike = result["managers"][1]
+    assert (mike["missed"], mike["missed_share"], mike["called_back_within_15min"]) == (1, 1.0, 1)
+    assert (mike["time_to_call_back_median"], mike["time_to_call_back_p90"], mike["not_called_back"]) == (600, 600, 0)
+    (sales,) = result["departments"]
+    assert (sales["department"], sales["inbound"], sales["answered"], sales["missed_share"]) == ("sales", 2, 1, 0.5)
+    assert result["total"]["inbound"] == 2
+    assert result["total"]["outbound"] == 0
+
+    everyone = commands.invoke({"cmd": "report", "period": "today", "viewer": "daria"})["result"]
+    assert [row["login"] for row in everyone["managers"]] == ["andy", "mike", "zoe"]
+    assert [row["department"] for row in everyone["departments"]] == ["sales", "support"]
+    themself = commands.invoke({"cmd": "report", "period": "today", "viewer": "mike"})["result"]
+    assert [row["login"] for row in themself["managers"]] == ["mike"]
+    nobody = commands.invoke({"cmd": "report", "period": "today", "viewer": "stranger"})["result"]
+    assert nobody["managers"] == []
+    assert nobody["total"]["inbound"] == 0
+
+    last_month = commands.invoke({"cmd": "report", "period": "last_month"})["result"]
+    assert [(row["login"], row["missed"]) for row in last_month["managers"]] == [("andy", 1)]
+    span = commands.invoke({"cmd": "report", "from": last_month["from"], "to": today.isoformat()})["result"]
+    assert span["total"]["inbound"] == 3
+
+
+@pytest.mark.parametrize(
+    ("payload", "why"),
+    [
+        ({"cmd": "report"}, "give a period or both from and to"),
+        ({"cmd": "report", "period": "today", "from": "2026-12-01"}, "not both"),
+        ({"cmd": "report", "from": "2026-12-02", "to": "2026-12-01"}, "to is before from"),
+        ({"cmd": "report", "from": "2025-01-01", "to": "2026-12-01"}, "at most 366 days"),
+    ],
+)
+def test_a_period_that_is_not_one_is_refused_with_the_reason(
+    commands: Any, aws: dict[str, str], payload: dict[str, Any], why: str
+) -> None:
+    answer = commands.invoke(payload)
+    assert answer["ok"] is False
+    assert answer["error"]["code"] == "invalid_request"
+    assert why in answer["error"]["message"]
+
+
+def test_a_period_is_read_one_query_a_day_never_the_calls(aws: dict[str, str]) -> None:
+    from pbxbridge.storage.dynamodb import dynamodb_client
+    from pbxbridge.storage.reports import DynamoReportStore
+
+    asked: list[dict[str, Any]] = []
+    real = dynamodb_client()
+
+    class Counting:
+        def query(self, **request: Any) -> Any:
+            asked.append(request)
+            return real.query(**request)
+
+    days = [date(2026, 11, day) for day in range(1, 31)]
+    DynamoReportStore(Counting(), aws["ReportsTable"]).aggregates(days)
+    assert len(asked) == 30
+    assert {request["TableName"] for request in asked} == {aws["ReportsTable"]}

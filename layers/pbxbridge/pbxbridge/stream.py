@@ -97,13 +97,12 @@ def default_dependencies() -> StreamDependencies:
 
 # The tenant's calendar is re-read this often: a setWorkingHours is picked up without a deploy.
 CALENDAR_CACHE_SECONDS = 300
-DEFAULT_ZONE = "Europe/Moscow"
 
 
 def report_counter(settings: StreamSettings) -> Callable[[str, str, dict[str, Any]], Any]:
     import time
 
-    from pbxbridge.domain.reports import call_contribution, callback_contribution
+    from pbxbridge.domain.reports import DEFAULT_ZONE, call_contribution, callback_contribution
     from pbxbridge.domain.working_time import WorkingCalendar, tenant_calendar
     from pbxbridge.storage.calendar import DynamoCalendarStore
     from pbxbridge.storage.dynamodb import batch_dynamodb_client

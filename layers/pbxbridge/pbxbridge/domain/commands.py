@@ -45,6 +45,7 @@ from pbxbridge.protocol.commands import (
     MakeCallCommand,
     MapUserCommand,
     ProposeUserMappingsCommand,
+    ReportCommand,
     SetDndCommand,
     SetWorkingHoursCommand,
     SubscribeOnCallsCommand,
@@ -54,7 +55,14 @@ from pbxbridge.protocol.commands import (
 )
 
 if TYPE_CHECKING:  # the calendar's models are built where a calendar command needs them (cold starts)
-    from pbxbridge.domain.working_time import CalendarStore
+    from datetime import date
+
+    from pbxbridge.domain.reports import Aggregate
+    from pbxbridge.domain.working_time import CalendarStore, WorkingCalendar
+
+
+class ReportReader(Protocol):
+    def aggregates(self, days: list[date]) -> dict[tuple[date, str], Aggregate]: ...
 
 
 class Pbx(History, DirectorySource, Protocol):
@@ -105,6 +113,7 @@ class CommandService:
         calendars: CalendarStore | None = None,
         # The `WorkingHours` parameter's compact calendar: in force while no command has set one.
         default_calendar: str | None = None,
+        reports: ReportReader | None = None,
     ) -> None:
         self._pbx = pbx  # made on first use: CRM-data commands need no PBX key
         self._calls = calls
@@ -116,6 +125,7 @@ class CommandService:
         self._callbacks = callbacks
         self._calendars = calendars
         self._default_calendar = default_calendar
+        self._reports = reports
 
     def run(self, command: Any) -> Any:
         handlers: dict[type, Callable[[Any], Any]] = {
@@ -141,6 +151,7 @@ class CommandService:
             ListCallbacksCommand: self._list_callbacks,
             SetWorkingHoursCommand: self._set_working_hours,
             GetWorkingHoursCommand: self._get_working_hours,
+            ReportCommand: self._report,
         }
         return handlers[type(command)](command)
 
@@ -338,5 +349,46 @@ class CommandService:
             return {"calendar": None, "compact": None, "source": "none"}
         return {"calendar": calendar.model_dump(mode="json"), "compact": calendar.compact(), "source": source}
 
+    def _calendar_in_force(self) -> WorkingCalendar:
+        from pbxbridge.domain.reports import DEFAULT_ZONE
+        from pbxbridge.domain.working_time import WorkingCalendar, WorkingTimeError, tenant_calendar
 
-__all__ = ["CallReader", "CommandError", "CommandService", "Pbx"]
+        stored = self._calendars.working_calendar() if self._calendars is not None else None
+        try:
+            default = WorkingCalendar.read(self._default_calendar) if self._default_calendar else None
+        except WorkingTimeError as exc:
+            raise CommandError("not_configured", f"the WorkingHours parameter is not a calendar: {exc}") from None
+        return tenant_calendar(stored, default, DEFAULT_ZONE)
+
+    def _report(self, command: ReportCommand) -> dict[str, Any]:
+        from datetime import UTC, datetime
+
+        from pbxbridge.domain.directory import visible_logins
+        from pbxbridge.domain.reports import PeriodError, period_days, team_report
+        from pbxbridge.domain.working_time import zone_of
+
+        if self._reports is None:
+            raise CommandError("not_configured", "the reports table is not configured (REPORTS_TABLE)")
+        calendar = self._calendar_in_force()
+        today = datetime.now(UTC).astimezone(zone_of(calendar.zone)).date()
+        try:
+            days = period_days(command.period, command.from_, command.to, today)
+        except PeriodError as exc:
+            raise CommandError("invalid_request", str(exc)) from None
+        directory = self._directory_store().snapshot(self._region) if self._directory is not None else None
+        visible: frozenset[str] | None = None
+        if command.viewer is not None:
+            if directory is None:
+                raise CommandError("not_configured", "a viewer needs the directory (DIRECTORY_TABLE)")
+            visible = visible_logins(directory.user(directory.resolve(command.viewer)), directory)
+        departments = {user.login: user.groups for user in directory.users} if directory is not None else {}
+        aggregates = self._reports.aggregates(days)
+        return {
+            "from": days[0].isoformat(),
+            "to": days[-1].isoformat(),
+            "zone": calendar.zone,
+            **team_report(aggregates, visible, departments),
+        }
+
+
+__all__ = ["CallReader", "CommandError", "CommandService", "Pbx", "ReportReader"]

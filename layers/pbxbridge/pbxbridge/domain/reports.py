@@ -29,16 +29,17 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pbxbridge.domain.callbacks import parse_time, rung
-from pbxbridge.domain.working_time import zone_of
 
 if TYPE_CHECKING:
     from pbxbridge.domain.working_time import WorkingCalendar
 
 UNASSIGNED = "unassigned"
+# The zone of the days when the tenant has no calendar (neither setWorkingHours nor WorkingHours).
+DEFAULT_ZONE = "Europe/Moscow"
 ANSWERED_WITHIN_SECONDS = 20
 CALLBACK_SLA_SECONDS = 15 * 60
 
@@ -91,6 +92,8 @@ def call_person(call: Mapping[str, Any]) -> str:
 
 def call_contribution(call: Mapping[str, Any], calendar: WorkingCalendar) -> Contribution | None:
     """A finished call's contribution; None for a call still going (or one without a start)."""
+    from pbxbridge.domain.working_time import zone_of  # the zone's models: paid where a figure is worked out
+
     started = parse_time(call.get("started_at"))
     outcome = call.get("outcome")
     if started is None or not outcome:
@@ -124,6 +127,8 @@ def call_contribution(call: Mapping[str, Any], calendar: WorkingCalendar) -> Con
 def callback_contribution(callback: Mapping[str, Any], calendar: WorkingCalendar) -> Contribution | None:
     """A call-back's contribution (a call-back item as stored: `id`, `owner`, `first_missed_at`,
     `closed_at`); None for anything that is not one."""
+    from pbxbridge.domain.working_time import zone_of
+
     first = parse_time(callback.get("first_missed_at"))
     if first is None or not callback.get("id"):
         return None
@@ -181,3 +186,96 @@ def percentile(sorted_seconds: list[int], share: float) -> int | None:
         return None
     rank = max(1, math.ceil(share * len(sorted_seconds)))
     return sorted_seconds[rank - 1]
+
+
+# --- the report: a period's aggregates summed per person and department ----------------------------
+
+PERIODS = ("today", "yesterday", "this_week", "last_week", "this_month", "last_month")
+MAX_PERIOD_DAYS = 366
+
+
+class PeriodError(ValueError):
+    pass
+
+
+def period_days(period: str | None, first: date | None, last: date | None, today: date) -> list[date]:
+    """The local dates of a named period (weeks start on Monday) or of `first`..`last` inclusive."""
+    if period is not None:
+        if first is not None or last is not None:
+            raise PeriodError("give either a period or from/to, not both")
+        first, last = _named_period(period, today)
+    elif first is None or last is None:
+        raise PeriodError("give a period or both from and to")
+    if last < first:
+        raise PeriodError("to is before from")
+    if (last - first).days + 1 > MAX_PERIOD_DAYS:
+        raise PeriodError(f"a report covers at most {MAX_PERIOD_DAYS} days")
+    return [date.fromordinal(day) for day in range(first.toordinal(), last.toordinal() + 1)]
+
+
+def _named_period(period: str, today: date) -> tuple[date, date]:
+    one_day = timedelta(days=1)
+    monday = today - timedelta(days=today.weekday())
+    month = today.replace(day=1)
+    spans = {
+        "today": (today, today),
+        "yesterday": (today - one_day, today - one_day),
+        "this_week": (monday, today),
+        "last_week": (monday - 7 * one_day, monday - one_day),
+        "this_month": (month, today),
+        "last_month": ((month - one_day).replace(day=1), month - one_day),
+    }
+    if period not in spans:
+        raise PeriodError(f"period must be one of {', '.join(PERIODS)}")
+    return spans[period]
+
+
+def figures(aggregate: Aggregate) -> dict[str, int | float | None]:
+    """One row's cells, from its summed counters and samples (the docs' "Figures" define each)."""
+    c = aggregate.counters
+    seconds = sample_seconds(aggregate.samples.values())
+    closed = c.get("cb_15min", 0) + c.get("cb_same_day", 0) + c.get("cb_later", 0)
+    return {
+        "inbound": c.get("inbound", 0),
+        "answered": c.get("answered", 0),
+        "missed": c.get("missed", 0),
+        "missed_share": round(c.get("missed", 0) / c["inbound"], 4) if c.get("inbound") else None,
+        "answered_within_20s": c.get("answered_20s", 0),
+        "callbacks": c.get("callbacks", 0),
+        "called_back_within_15min": c.get("cb_15min", 0),
+        "called_back_same_day": c.get("cb_same_day", 0),
+        "called_back_later": c.get("cb_later", 0),
+        "not_called_back": c.get("callbacks", 0) - closed,
+        "time_to_call_back_median": percentile(seconds, 0.5),
+        "time_to_call_back_p90": percentile(seconds, 0.9),
+        "outbound": c.get("outbound", 0),
+        "outbound_reached": c.get("outbound_reached", 0),
+        "talk_seconds": c.get("talk_seconds", 0),
+        "average_wait_seconds": round(c["wait_seconds"] / c["wait_count"], 1) if c.get("wait_count") else None,
+        "rating_average": round(c["rating_sum"] / c["rating_count"], 2) if c.get("rating_count") else None,
+        "ratings": c.get("rating_count", 0),
+    }
+
+
+def team_report(
+    aggregates: Mapping[tuple[date, str], Aggregate],
+    visible: frozenset[str] | None,
+    departments_of: Mapping[str, Iterable[str]],
+) -> dict[str, Any]:
+    """Per person (only `visible` ones; None: everyone, `unassigned` and groups included), per
+    department (the sum of its visible members; one person in two departments counts in both), total."""
+    people: dict[str, Aggregate] = {}
+    for (_, login), aggregate in aggregates.items():
+        if visible is None or login in visible:
+            people.setdefault(login, Aggregate()).add(aggregate.counters, aggregate.samples)
+    departments: dict[str, Aggregate] = {}
+    total = Aggregate()
+    for login, aggregate in people.items():
+        total.add(aggregate.counters, aggregate.samples)
+        for department in departments_of.get(login, ()):
+            departments.setdefault(department, Aggregate()).add(aggregate.counters, aggregate.samples)
+    return {
+        "managers": [{"login": login, **figures(people[login])} for login in sorted(people)],
+        "departments": [{"department": name, **figures(departments[name])} for name in sorted(departments)],
+        "total": figures(total),
+    }

@@ -353,6 +353,24 @@ class ListCallbacksCommand(_Command):
     cursor: str | None = Field(default=None, max_length=2048)
 
 
+class ReportCommand(_Command):
+    """The team's figures for a period, per manager and per department, from the daily aggregates
+    (never the calls). Answers `{from, to, zone, managers, departments, total}`; the docs' "Figures"
+    define every cell."""
+
+    cmd: Literal["report"]
+    period: Literal["today", "yesterday", "this_week", "last_week", "this_month", "last_month"] | None = Field(
+        default=None, description="a period in the tenant's zone (weeks start on Monday); or `from` and `to`"
+    )
+    from_: date | None = Field(default=None, alias="from", description="the first date, inclusive")
+    to: date | None = Field(default=None, description="the last date, inclusive (at most 366 days)")
+    viewer: User | None = Field(
+        default=None,
+        description="the PBX user the report is for: a supervisor sees their departments, an admin "
+        "everyone, a manager themself; absent: everyone (a service's view)",
+    )
+
+
 PBX_COMMANDS = (
     "accounts",
     "groups",
@@ -387,7 +405,8 @@ Command = Annotated[
     | IssueWidgetTokenCommand
     | ListCallbacksCommand
     | SetWorkingHoursCommand
-    | GetWorkingHoursCommand,
+    | GetWorkingHoursCommand
+    | ReportCommand,
     Field(discriminator="cmd"),
 ]
 _COMMAND = TypeAdapter(Command)
