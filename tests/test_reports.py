@@ -396,3 +396,54 @@ def test_a_period_is_read_one_query_a_day_never_the_calls(aws: dict[str, str]) -
     DynamoReportStore(Counting(), aws["ReportsTable"]).aggregates(days)
     assert len(asked) == 30
     assert {request["TableName"] for request in asked} == {aws["ReportsTable"]}
+
+
+def test_the_console_answers_the_same_cells_as_csv(commands: Any, aws: dict[str, str]) -> None:
+    import csv
+    import io
+    import json
+    import os
+    import subprocess
+    import sys
+    import threading
+
+    from local.aws import LOOPBACK
+    from local.server import ApiGatewayServer
+
+    seed_team(aws)
+    api = ApiGatewayServer((LOOPBACK, 0), [commands])
+    threading.Thread(target=api.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        env = {**os.environ, "AWS_ENDPOINT_URL_LAMBDA": api.url, "COMMANDS_FUNCTION": "CommandsFunction"}
+
+        def console(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "pbxbridge.cli", "report", *args],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+
+        as_csv = console("--period", "today", "--viewer", "andy", "--format", "csv")
+        as_json = console("--period", "today", "--viewer", "andy")
+        refused = console("--from", "2026-12-02", "--to", "2026-12-01")
+    finally:
+        api.shutdown()
+        api.server_close()
+    assert as_csv.returncode == 0, as_csv.stderr
+    rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
+    assert [(row["kind"], row["name"]) for row in rows] == [
+        ("manager", "andy"),
+        ("manager", "mike"),
+        ("department", "sales"),
+        ("total", ""),
+    ]
+    answered = json.loads(as_json.stdout)
+    mike = {k: "" if v is None else str(v) for k, v in answered["managers"][1].items() if k != "login"}
+    assert {k: v for k, v in rows[1].items() if k not in ("kind", "name")} == mike
+    assert rows[1]["time_to_call_back_median"] == "600"
+    assert rows[1]["average_wait_seconds"] == ""
+    assert refused.returncode == 2
+    assert "to is before from" in refused.stderr
