@@ -447,3 +447,67 @@ def test_the_console_answers_the_same_cells_as_csv(commands: Any, aws: dict[str,
     assert rows[1]["average_wait_seconds"] == ""
     assert refused.returncode == 2
     assert "to is before from" in refused.stderr
+
+
+def test_rebuild_reports_recomputes_a_period_from_the_tables_in_parts_and_a_second_run_changes_nothing(
+    commands: Any, webhook: Webhook, counted: Pipeline, aws: dict[str, str]
+) -> None:
+    # Friday 27 November, Moscow: a missed call at 10:00 (andy), called back at 10:10; andy answers another.
+    missed_call(webhook, "rb-m1", "20261127T070000Z", user="andy@tenant.ru", legs=("andy",))
+    call_back(webhook, "rb-o1", "20261127T071000Z")
+    webhook.push(
+        cmd="history", type="in", status="Success", user="andy", phone="79160000000", callid="rb-i1",
+        start="20261127T080000Z", duration="45",
+    )  # fmt: skip
+    counted.run()  # the call-backs are derived (the figures too, from the stream)
+    kept = commands.invoke({"cmd": "report", "from": "2026-11-27", "to": "2026-11-27"})["result"]
+
+    # Lose the figures, then rebuild them from the tables, 100 items read per request.
+    from pbxbridge.storage.dynamodb import dynamodb_client
+
+    real = dynamodb_client()
+    for item in real.query(
+        TableName=aws["ReportsTable"], KeyConditionExpression="pk = :d",
+        ExpressionAttributeValues={":d": {"S": "day#2026-11-27"}},
+    )["Items"]:  # fmt: skip
+        real.delete_item(TableName=aws["ReportsTable"], Key={"pk": item["pk"], "sk": item["sk"]})
+    for n in ("rb-m1", "rb-o1", "rb-i1"):
+        real.delete_item(
+            TableName=aws["ReportsTable"], Key={"pk": {"S": f"counted#call#{n}"}, "sk": {"S": "contribution"}}
+        )
+    real.delete_item(
+        TableName=aws["ReportsTable"],
+        Key={"pk": {"S": f"counted#callback#+{PHONE}/rb-m1"}, "sk": {"S": "contribution"}},
+    )
+    assert commands.invoke({"cmd": "report", "from": "2026-11-27", "to": "2026-11-27"})["result"]["managers"] == []
+
+    totals = {"calls": 0, "callbacks": 0, "changed": 0}
+    request: dict[str, Any] = {"cmd": "rebuildReports", "from": "2026-11-27", "to": "2026-11-27", "limit": 500}
+    requests = 0
+    while requests < 20:
+        requests += 1
+        answer = commands.invoke(request)
+        assert answer["ok"] is True, answer
+        for name in totals:
+            totals[name] += answer["result"][name]
+        if answer["result"]["cursor"] is None:
+            break
+        request["cursor"] = answer["result"]["cursor"]
+    assert totals == {"calls": 3, "callbacks": 1, "changed": 4}
+    assert requests == 2  # one page of calls, then one of call-backs: the cursor carried it across
+    rebuilt = commands.invoke({"cmd": "report", "from": "2026-11-27", "to": "2026-11-27"})["result"]
+    assert rebuilt == kept
+    assert [(row["login"], row["inbound"], row["answered"]) for row in rebuilt["managers"]] == [
+        ("andy", 2, 1),
+        ("mike", 0, 0),
+    ]
+    again = commands.invoke({"cmd": "rebuildReports", "from": "2026-11-27", "to": "2026-11-27"})["result"]
+    assert (again["calls"], again["callbacks"], again["changed"], again["cursor"]) == (3, 1, 0, None)
+
+    # After a calendar change, a rebuild judges the call-back again: 10 wall minutes, but the office
+    # opens at 10:05 now, so 5 business minutes; the call made before it opened still counts.
+    assert commands.invoke({"cmd": "setWorkingHours", "calendar": "Europe/Moscow;mon-fri 10:05-18:00"})["ok"]
+    changed = commands.invoke({"cmd": "rebuildReports", "from": "2026-11-27", "to": "2026-11-27"})["result"]
+    assert changed["changed"] == 1
+    andy = commands.invoke({"cmd": "report", "from": "2026-11-27", "to": "2026-11-27"})["result"]["managers"][0]
+    assert (andy["time_to_call_back_median"], andy["called_back_within_15min"]) == (300, 1)

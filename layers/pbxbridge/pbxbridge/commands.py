@@ -98,6 +98,12 @@ def default_dependencies() -> CommandsDependencies:
         calendars=DynamoCalendarStore(client, settings.directory_table) if settings.directory_table else None,
         default_calendar=settings.working_hours,
         reports=_report_store(client, settings.reports_table),
+        scan_calls=DynamoCallStore(client, settings.calls_table, settings.call_events_table).calls_started_between,
+        scan_callbacks=(
+            DynamoCallbackStore(client, settings.callbacks_table).callbacks_first_missed_between
+            if settings.callbacks_table
+            else None
+        ),
     )
     return CommandsDependencies(service=service, dial_once=_dial_once(service), phone_region=settings.phone_region)
 

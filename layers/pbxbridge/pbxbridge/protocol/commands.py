@@ -371,6 +371,20 @@ class ReportCommand(_Command):
     )
 
 
+class RebuildReportsCommand(_Command):
+    """Recomputes a period's figures from the calls and call-backs tables (after a calendar change, or
+    to repair): each call and call-back's share is worked out again and the difference applied. It
+    reads the whole tables, a part per request: answers `{calls, callbacks, changed, cursor}`; send
+    the `cursor` back until it is null."""
+
+    cmd: Literal["rebuildReports"]
+    period: Literal["today", "yesterday", "this_week", "last_week", "this_month", "last_month"] | None = None
+    from_: date | None = Field(default=None, alias="from", description="the first date, inclusive")
+    to: date | None = Field(default=None, description="the last date, inclusive (at most 366 days)")
+    limit: int = Field(default=2000, ge=100, le=20000, description="items read per request, about")
+    cursor: str | None = Field(default=None, max_length=4096)
+
+
 PBX_COMMANDS = (
     "accounts",
     "groups",
@@ -406,7 +420,8 @@ Command = Annotated[
     | ListCallbacksCommand
     | SetWorkingHoursCommand
     | GetWorkingHoursCommand
-    | ReportCommand,
+    | ReportCommand
+    | RebuildReportsCommand,
     Field(discriminator="cmd"),
 ]
 _COMMAND = TypeAdapter(Command)

@@ -140,16 +140,29 @@ class DynamoReportStore:
         self._client = client
         self._table = table
 
-    @unavailable_on_aws_errors
     def apply(self, source: str, seq: str, contribution: Contribution | None) -> bool:
         """Make `source`'s contribution the one worked out at stream position `seq`, unless a later
         (or the same) position was applied already; True when the aggregates were brought up to it."""
+        return self._replace(source, seq, contribution)
+
+    def recount(self, source: str, contribution: Contribution | None) -> bool:
+        """`rebuildReports`: make `source`'s contribution the one worked out from the table now, at the
+        stream position applied last (a record still to come is newer and still applies); True when
+        it changed."""
+        return self._replace(source, None, contribution)
+
+    @unavailable_on_aws_errors
+    def _replace(self, source: str, seq: str | None, contribution: Contribution | None) -> bool:
         key = {"pk": {"S": f"counted#{source}"}, "sk": {"S": CONTRIBUTION}}
         for _ in range(APPLY_ATTEMPTS):
             found = self._client.get_item(TableName=self._table, Key=key, ConsistentRead=True).get("Item")
-            if found is not None and found["seq"]["S"] >= seq:
-                return False
             old = _contribution(found) if found else None
+            if seq is None:
+                if found is not None and old == contribution:
+                    return False
+                seq = found["seq"]["S"] if found is not None else "0" * SEQUENCE_WIDTH
+            elif found is not None and found["seq"]["S"] >= seq:
+                return False
             put: dict[str, Any] = {
                 "TableName": self._table,
                 "Item": _contribution_item(key["pk"]["S"], seq, contribution),
