@@ -56,6 +56,7 @@ def test_tables_are_durable(body: dict[str, Any]) -> None:
         "ConnectionsTable",
         "CallbacksTable",
         "WebhookPushesTable",
+        "ReportsTable",
     }
     # Idempotency records live an hour and open widget connections two at most (TTL): nothing to
     # recover or protect there.

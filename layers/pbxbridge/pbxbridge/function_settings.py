@@ -31,6 +31,7 @@ class CommandsSettings(CommonSettings, _PbxAccess):
     idempotency_table: str = Field(alias="IDEMPOTENCY_TABLE", min_length=1)
     recordings_bucket: str | None = Field(default=None, alias="RECORDINGS_BUCKET")
     callbacks_table: str | None = Field(default=None, alias="CALLBACKS_TABLE")
+    reports_table: str | None = Field(default=None, alias="REPORTS_TABLE")
     # A click-to-call repeated with the same requestId within this time dials once.
     make_call_idempotency_seconds: int = Field(default=3600, alias="MAKE_CALL_IDEMPOTENCY_SECONDS", ge=60)
     # The widget tokens' signing key (issueWidgetToken); unset, the command answers not_configured.

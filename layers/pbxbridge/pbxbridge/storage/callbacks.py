@@ -33,6 +33,7 @@ from pbxbridge.storage.dynamodb import (
     newest_first,
     parse_utc_iso,
     plain_item,
+    scan_page,
     unavailable_on_aws_errors,
     utc_iso,
     wire_item,
@@ -172,6 +173,16 @@ class DynamoCallbackStore:
         key = f"{owner}#{CallbackStatus(status).value}"
         items, next_cursor = newest_first(self._client, self._table, BY_OWNER_INDEX, "owner_status", key, limit, cursor)
         return CallbackPage(callbacks=[callback_from_item(item) for item in items], cursor=next_cursor)
+
+    @unavailable_on_aws_errors
+    def callbacks_first_missed_between(
+        self, start: str, end: str, limit: int, cursor: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of a Scan (`limit` items read): the call-back items (not the ledgers) with `start`
+        <= `first_missed_at` < `end`; rebuildReports only, it reads the whole table."""
+        condition = "begins_with(sk, :prefix) AND first_missed_at >= :start AND first_missed_at < :end"
+        values = {":prefix": CALLBACK_PREFIX, ":start": start, ":end": end}
+        return scan_page(self._client, self._table, condition, values, limit, cursor)
 
     @unavailable_on_aws_errors
     def callbacks_of(self, phone: str) -> list[Callback]:

@@ -155,6 +155,26 @@ def newest_first(
     return [plain_item(item) for item in page.get("Items", [])], _encode_cursor(last) if last else None
 
 
+def scan_page(
+    client: Any, table: str, condition: str, values: Mapping[str, Any], limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of a whole-table Scan (`limit` items read) filtered by `condition` (on plain `values`),
+    as plain items; and the cursor of the next page (None on the last)."""
+    kwargs: dict[str, Any] = {
+        "TableName": table,
+        "FilterExpression": condition,
+        "ExpressionAttributeValues": wire_item(values),
+        "Limit": limit,
+        # Consistent: a rebuild must not put back an item's share from before its last stream record.
+        "ConsistentRead": True,
+    }
+    if cursor:
+        kwargs["ExclusiveStartKey"] = _decode_cursor(cursor)
+    page = client.scan(**kwargs)
+    last = page.get("LastEvaluatedKey")
+    return [plain_item(item) for item in page.get("Items", [])], _encode_cursor(last) if last else None
+
+
 def wire_item(item: Mapping[str, Any]) -> dict[str, Any]:
     """A plain item in DynamoDB's wire format; attributes that are None are left out."""
     return {name: serialize(value) for name, value in item.items() if value is not None}
