@@ -4,6 +4,8 @@ and memory stays flat while calls are played through `make run`'s stack."""
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import tracemalloc
 from typing import Any
 
@@ -174,11 +176,22 @@ def test_memory_stays_flat_under_a_sustained_load(moto_url: str) -> None:
     from bench.load import GROWTH_BOUND_MB_PER_1000, play
     from tests.conftest import running_stack
 
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # as `make run`: moto's server logs every request
-    with running_stack(moto_url, "load-key", short_logs=True) as stack:
-        result = play(stack, 1500, warm_up=300, players=3, clients=20)
-        assert result.unanswered == 0
-        assert not any(moto_bounds.unread_records(table) for table in stack.tables.values())
-        iterators = len(dynamodbstreams_backends[LOCAL_ACCOUNT][LOCAL_REGION].shard_iterators)
+    # As `make run`: short log lines and a quiet moto server, undone afterwards so that the tests
+    # after this one read the functions' JSON lines as Lambda writes them.
+    werkzeug = logging.getLogger("werkzeug")
+    service = logging.getLogger(os.environ.get("POWERTOOLS_SERVICE_NAME", "pbxbridge"))
+    saved = (sys.stdout, werkzeug.level, [(handler, handler.formatter) for handler in service.handlers])
+    werkzeug.setLevel(logging.WARNING)
+    try:
+        with running_stack(moto_url, "load-key", short_logs=True) as stack:
+            result = play(stack, 1500, warm_up=300, players=3, clients=20)
+            assert result.unanswered == 0
+            assert not any(moto_bounds.unread_records(table) for table in stack.tables.values())
+            iterators = len(dynamodbstreams_backends[LOCAL_ACCOUNT][LOCAL_REGION].shard_iterators)
+    finally:
+        sys.stdout, level, formatters = saved
+        werkzeug.setLevel(level)
+        for handler, formatter in formatters:
+            handler.setFormatter(formatter)
     assert iterators <= 2 * len(stack.sources), f"{iterators} shard iterators kept"
     assert result.growth_mb_per_1000 < GROWTH_BOUND_MB_PER_1000, result.as_dict()
