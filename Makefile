@@ -24,6 +24,7 @@ help:
 	@echo "  PORT, DYNAMODB_PORT, PBX_PORT, WIDGET_SOCKET_PORT, CRM_RECEIVER_PORT, CRM_TOKEN (make run), PYTEST_ARGS (make unit),"
 	@echo "  DOCS_PORT (make docs, 8010),"
 	@echo "  PYTHON (the venv's interpreter)"
+	@echo "  PBX_API=v1 or auto (make run: the functions reach the PBX simulator over crmapi/v1, or probe its bare URL)"
 
 $(STAMP): pyproject.toml requirements-dev.txt layers/pbxbridge/requirements.txt
 	@echo "Installing the development environment into $(VENV) (first time about 1-2 minutes; later only when a requirements file changes)..."

@@ -111,8 +111,10 @@ class LocalStack:
             env.update({k: v for k, v in spec.environment.items() if k.endswith("_TABLE")})
         env["PHONE_REGION"] = self.template.parameter("PhoneRegion")
         env["COMMANDS_FUNCTION"] = "CommandsFunction"
-        env["PBX_URL"] = self.pbx.api_url
+        env["PBX_URL"] = self.template.parameter("PbxUrl")
         env["PBX_TOKEN"] = self.pbx_token
+        if "PbxApi" in self.template.parameters:
+            env["PBX_API"] = self.template.parameters["PbxApi"]
         return env
 
     def widget_summary(self) -> str:
@@ -141,7 +143,8 @@ Webhook (what the PBX posts to):
   {self.webhook_url}   (and {self.api.url}/)
 CRM key (crm_token): {self.crm_token}
 Commands: Lambda Invoke API at {self.api.url} (function CommandsFunction), IAM-signed POST {self.api.url}/commands
-PBX simulator: {self.pbx.api_url}  key {self.pbx_token}  (pushes to the webhook above)
+PBX simulator: {self.pbx.api_url} and {self.pbx.v1_url}  key {self.pbx_token}  (pushes to the webhook above)
+  the functions use {self.template.parameter("PbxUrl")}{self._pbx_api_line()}
 Embedded DynamoDB and SSM (moto): {self.moto_url}
 Tables:
 {tables}
@@ -201,6 +204,10 @@ Log: one line per request below; LOG_FORMAT=json make run shows the functions' J
                 '(e.g. "ScenarioMissedCallLeads=true CrmEventTypes=LeadCreated,CallMissed")'
             )
         return f"{chosen} (the rest the template's defaults)"
+
+    def _pbx_api_line(self) -> str:
+        chosen = self.template.parameters.get("PbxApi")
+        return f" (PBX_API={chosen})" if chosen else " (make run PBX_API=v1 or auto: crmapi/v1, or probed)"
 
     def _directory_line(self) -> str:
         result = self.directory.get("result")
@@ -268,6 +275,20 @@ def _local_crm(moto_url: str, crm_url: str | None, api_key: str | None) -> tuple
     return local_crm_parameters(moto_url, crm_url, api_key or ""), receiver
 
 
+PBX_APIS = ("legacy", "v1", "auto")
+
+
+def pbx_parameters(pbx: SimulatorServer, pbx_api: str | None) -> dict[str, str]:
+    """The template's PBX parameters for the simulator: PBX_API=v1 gives the functions its crmapi/v1
+    URL, `auto` the bare base URL (the client probes it), `legacy` or none the old API's URL."""
+    if pbx_api is None:
+        return {"PbxUrl": pbx.api_url}
+    if pbx_api not in PBX_APIS:
+        raise ValueError(f"PBX_API={pbx_api!r}: choose one of {', '.join(PBX_APIS)}")
+    url = {"legacy": pbx.api_url, "v1": pbx.v1_url, "auto": pbx.url}[pbx_api]
+    return {"PbxUrl": url, "PbxApi": pbx_api}
+
+
 @contextlib.contextmanager
 def serving(**options: Any) -> Iterator[LocalStack]:
     """The stack `start(**options)` makes, its API served from a thread, and all of it stopped
@@ -321,6 +342,7 @@ def start(
     widget_socket_port: int = 0,
     data_file: Path | None = None,
     short_logs: bool = False,
+    pbx_api: str | None = None,
 ) -> tuple[LocalStack, object]:
     """The stack, up. With `data_file`, the data saved there by `LocalStack.save_data` is put back first.
     `parameters` are template parameters, as `sam deploy --parameter-overrides` gives them (ParameterError
@@ -332,7 +354,8 @@ def start(
     pbx = simulator.serve(pbx_port, LOOPBACK)
     crm_parameters, receiver = _local_crm(moto_url, crm_url, crm_api_key)
     # DEBUG: the local log shows every `contact` answered too, which Lambda leaves out at INFO.
-    defaults = {"PbxUrl": pbx.api_url, "LogLevel": "DEBUG"}
+    # PBX_API and PARAMS="PbxApi=..." say the same thing: either picks the simulator URL that goes with it.
+    defaults = {**pbx_parameters(pbx, pbx_api or chosen.get("PbxApi")), "LogLevel": "DEBUG"}
     template = Template(parameters={**defaults, **crm_parameters, **chosen}, endpoint=moto_url)
     tables = create_tables(template, moto_url)
     create_queues_buckets_and_buses(template, moto_url)
@@ -428,6 +451,10 @@ def main() -> int:
     except ParameterError as exc:
         print(f"local stack: cannot start: {exc}")
         return 2
+    pbx_api = os.environ.get("PBX_API", "").strip().lower() or None
+    if pbx_api is not None and pbx_api not in PBX_APIS:
+        print(f"local stack: PBX_API={pbx_api} is not one of {', '.join(PBX_APIS)}")
+        return 1
     widget_socket_port = int(os.environ.get("WIDGET_SOCKET_PORT", "3001"))
     ports = {"PORT": port, "DYNAMODB_PORT": dynamodb_port, "PBX_PORT": pbx_port}
     ports["WIDGET_SOCKET_PORT"] = widget_socket_port
@@ -452,6 +479,7 @@ def main() -> int:
             widget_socket_port=widget_socket_port,
             data_file=data_file_from_environment(),
             short_logs=short,
+            pbx_api=pbx_api,
         )
     except OSError as exc:
         listed = ", ".join(f"{name}={number}" for name, number in ports.items())

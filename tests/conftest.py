@@ -82,6 +82,7 @@ def drop_process_caches(keep_clients: bool = False) -> None:
     """Forget what a warm Lambda environment keeps: keys, settings and (optionally) AWS clients."""
     from pbxbridge import commands, recorder, stream
     from pbxbridge.keys import clear_key_cache, ssm_client
+    from pbxbridge.pbx.api import forget_detected
     from pbxbridge.pbx.configured import client_for
     from pbxbridge.settings import commands_settings, history_sync_settings, webhook_settings
     from pbxbridge.storage.dynamodb import batch_dynamodb_client, dynamodb_client
@@ -94,6 +95,7 @@ def drop_process_caches(keep_clients: bool = False) -> None:
 
     parameters.clear_caches()  # type: ignore[no-untyped-call]
     clear_key_cache()
+    forget_detected()
     widget_settings.clear_caches()
     for widget_cache in (
         widget_api.default_dependencies,

@@ -27,9 +27,10 @@ def pbx() -> Iterator[tuple[PbxSimulator, SimulatorServer]]:
 
 
 def console(
-    server: SimulatorServer, *args: str, token: str = KEY, url: str | None = None
+    server: SimulatorServer, *args: str, token: str = KEY, url: str | None = None, api: str = "legacy"
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PBX_URL": url or server.url, "PBX_TOKEN": token}
+    # The simulator serves both APIs on its bare URL: each test says which one it means.
+    env = {**os.environ, "PBX_URL": url or server.url, "PBX_TOKEN": token, "PBX_API": api}
     return subprocess.run(
         [sys.executable, "-m", "pbxbridge.cli", "pbx", "--timeout", "2", *args],
         env=env,
@@ -121,7 +122,7 @@ def test_history_into_a_closed_pipe_ends_quietly(pbx: tuple[PbxSimulator, Simula
         simulator.history_records.append(
             HistoryRecord(f"pipe-{index}", "in", "+79101234567", "andy@x", "+7499", T0, 1, 2, "")
         )
-    env = {**os.environ, "PBX_URL": server.url, "PBX_TOKEN": KEY}
+    env = {**os.environ, "PBX_URL": server.url, "PBX_TOKEN": KEY, "PBX_API": "legacy"}
     command = f"{sys.executable} -m pbxbridge.cli pbx history --start 2020-01-01T00:00:00Z --limit 5000 | head -1"
     result = subprocess.run(
         ["bash", "-o", "pipefail", "-c", command], env=env, capture_output=True, text=True, timeout=60, check=False
@@ -144,3 +145,33 @@ def test_the_console_alone_prints_its_help() -> None:
     )
     assert group.returncode == 2  # a group without its command is still incomplete, but says what there is
     assert "subscribeOnCalls" in group.stdout
+
+
+@pytest.mark.parametrize("api", ["v1", "auto"])
+def test_the_console_speaks_v1(pbx: tuple[PbxSimulator, SimulatorServer], api: str) -> None:
+    """PBX_API=v1 (or auto on the bare URL of a tenant that serves v1): the same commands, the same output."""
+    simulator, server = pbx
+    simulator.dnd.clear()
+    before = len(simulator.v1_requests_seen)
+    accounts = console(server, "accounts", api=api)
+    assert accounts.returncode == 0, accounts.stderr
+    assert json.loads(accounts.stdout)[0]["name"] == "andy"
+    assert json.loads(console(server, "set_dnd", "--user", "mike", "--state", "true", api=api).stdout) == {
+        "state": True
+    }
+    assert simulator.dnd["mike"] is True
+    assert json.loads(console(server, "get_dnd", "--user", "mike", api=api).stdout) == {"state": True}
+    assert len(simulator.v1_requests_seen) > before
+    refused = console(server, "accounts", "--token", "wrong-key", api=api)
+    assert refused.returncode == 4
+    assert "invalid_token" in refused.stderr
+    assert "UUID" in refused.stderr  # a key that is not v1's shape: which secret goes where
+    assert "wrong-key" not in refused.stderr
+    caller_ids = json.loads(console(server, "listCallerIds", api=api).stdout)["caller_ids"]
+    assert {"telnum": "74996861574", "enabled": True} in caller_ids
+
+
+def test_the_console_refuses_an_unknown_api(pbx: tuple[PbxSimulator, SimulatorServer]) -> None:
+    bad = console(pbx[1], "accounts", api="v2")
+    assert bad.returncode == 2
+    assert "choose legacy, v1 or auto" in bad.stderr

@@ -236,7 +236,7 @@ def test_the_lambda_and_the_console(rig: Rig, moto_url: str, template: Template)
         k: answer[k] for k in ("windows", "splits", "complete", "rejected_reasons")
     }
     assert all(rig.store.get_call(callid) for callid in callids)
-    env = {**os.environ, "PBX_URL": rig.server.url, "PBX_TOKEN": PBX_KEY}
+    env = {**os.environ, "PBX_URL": rig.server.url, "PBX_TOKEN": PBX_KEY, "PBX_API": "legacy"}
     run = subprocess.run(
         [sys.executable, "-m", "pbxbridge.cli", "sync", "history", "--start", "2026-11-01", "--end", end],
         env=env,
@@ -383,3 +383,67 @@ def test_a_push_that_lands_while_reconciliation_writes_is_not_overwritten(rig: R
     assert (kept["group_name"], kept["ext"], kept["history_pushes"]) == ("Отдел продаж", "708", 1)
     assert kept["wait"] == 5  # and the CSV's own fields were merged in
     assert_converged(rig)
+
+
+# Reconciliation on crmapi/v1: the same calls from /history/json (or /history/csv), the same records.
+
+
+@pytest.fixture
+def v1_history(rig: Rig) -> Iterator[Any]:
+    from pbxbridge.pbx import V1PbxClient
+
+    with V1PbxClient(rig.server.v1_url, PBX_KEY, read_timeout=5, backoff=0.01) as client:
+        yield client
+
+
+def history_reads(rig: Rig, route: str) -> list[dict[str, Any]]:
+    return [r for r in rig.simulator.v1_requests_seen if r["route"] == route]
+
+
+def test_on_v1_lost_calls_are_recovered(rig: Rig, v1_history: Any) -> None:
+    lost: list[str] = []
+    rig.simulator.play_mix(40, drop=0.3, duplicate=0.1, lose_calls=0.25, lost=lost)
+    assert lost  # whole calls only the history knows
+    report = run_sync({}, reconciler=Reconciler(history=v1_history, ledger=rig.ledger, region="RU"), now=soon)
+    assert_converged(rig)
+    assert report["rows_seen"] == 40
+    assert report["created"] >= len(lost)
+    assert all(rig.store.get_call(callid)["outcome"] for callid in lost)
+    assert rig.simulator.requests_seen == [] or all(r.get("cmd") != "history" for r in rig.simulator.requests_seen)
+    assert history_reads(rig, "/history/json")
+
+
+def test_on_v1_a_record_returned_only_once_is_stored_the_first_time(rig: Rig, v1_history: Any) -> None:
+    """One integration reports that v1 returns a history record once: the walk must store what it read
+    and never need it again, however its windows are split."""
+    rig.simulator.modes.history_once = True
+    start = datetime.now(tz=UTC).replace(microsecond=0) - timedelta(hours=5)
+    rig.simulator.drop_rate = 1.0
+    for index in range(35):
+        rig.simulator.play_outbound("andy", f"7910666{index:04d}", start=start + timedelta(minutes=index))
+    reconciler = Reconciler(history=v1_history, ledger=rig.ledger, region="RU", limit=10)
+    report = reconciler.walk(
+        start - timedelta(minutes=1), start + timedelta(hours=1), SyncReport(), advance=True, window=timedelta(hours=1)
+    )
+    assert report.splits >= 1
+    assert report.created == 35
+    assert_converged(rig)
+    assert rig.ledger.watermark() == start + timedelta(hours=1)  # past what was stored, and no further
+    assert {r.uid for r in rig.simulator.history_records} == rig.simulator.history_served
+    again = reconciler.walk(
+        start - timedelta(minutes=1), start + timedelta(hours=1), SyncReport(), advance=True, window=timedelta(hours=1)
+    )
+    assert again.rows_seen == 0  # the PBX has nothing more to say, and nothing was lost
+    assert_converged(rig)
+
+
+def test_on_v1_a_tenant_without_json_history_is_read_from_csv(rig: Rig, v1_history: Any) -> None:
+    rig.simulator.modes.history_json_501 = True
+    lost: list[str] = []
+    rig.simulator.play_mix(12, drop=0.0, lose_calls=0.5, lost=lost)
+    report = run_sync({}, reconciler=Reconciler(history=v1_history, ledger=rig.ledger, region="RU"), now=soon)
+    assert report["rows_seen"] == 12
+    assert report["rejected"] == 0
+    assert_converged(rig)
+    assert len(history_reads(rig, "/history/json")) == 1
+    assert history_reads(rig, "/history/csv")

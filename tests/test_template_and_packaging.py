@@ -263,6 +263,25 @@ def test_the_webhook_start_mode_is_a_parameter(body: dict[str, Any]) -> None:
     assert webhook["MemorySize"] == {"Ref": "WebhookMemorySize"}
 
 
+def test_the_pbx_api_is_a_parameter_every_function_commanding_the_pbx_reads(body: dict[str, Any]) -> None:
+    from pbxbridge.function_settings import CommandsSettings
+
+    parameter = body["Parameters"]["PbxApi"]
+    assert parameter["Default"] == "auto"
+    assert sorted(parameter["AllowedValues"]) == ["auto", "legacy", "v1"]
+    # The settings model reads exactly these values (and the default), so the two cannot drift.
+    field = CommandsSettings.model_fields["pbx_api"]
+    assert field.alias == "PBX_API"
+    assert str(field.default) == parameter["Default"]
+    commanding = {
+        name: res["Properties"]["Environment"]["Variables"]
+        for name, res in resources(body, "AWS::Serverless::Function").items()
+        if "PBX_TOKEN_PARAMETER" in res["Properties"].get("Environment", {}).get("Variables", {})
+    }
+    assert set(commanding) == {"CommandsFunction", "HistorySyncFunction", "WidgetApiFunction"}
+    assert all(variables["PBX_API"] == {"Ref": "PbxApi"} for variables in commanding.values())
+
+
 def test_every_log_group_has_retention_and_no_access_log_can_hold_a_token(body: dict[str, Any]) -> None:
     for name, group in resources(body, "AWS::Logs::LogGroup").items():
         assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}, name

@@ -586,6 +586,37 @@ def test_the_widget_api_acts_as_the_tokens_user(
     assert (status, answer["error"]["code"]) == (400, "invalid_request")
 
 
+def test_the_dialer_and_the_dnd_switch_on_a_v1_tenant(
+    widget: dict[str, LocalFunction], pbx: tuple[PbxSimulator, SimulatorServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PbxApi=v1: the widget's click-to-call and DND switch answer as on the old API (DND on is v1's DELETE)."""
+    from tests.conftest import drop_process_caches
+
+    simulator = pbx[0]
+    monkeypatch.setenv("PBX_URL", pbx[1].v1_url)
+    monkeypatch.setenv("PBX_API", "v1")
+    drop_process_caches(keep_clients=True)
+    simulator.dnd.clear()
+    simulator.dials.clear()
+    simulator.v1_requests_seen.clear()
+    andy, mike = token_for(widget, "andy"), token_for(widget, "mike")
+    for _ in range(2):
+        status, answer = api_call(
+            widget, andy, "POST", "/api/calls", "/api/calls", {"phone": "8 903 555-00-11", "requestId": "v1-click"}
+        )
+        assert status == 200, answer
+    assert [(d.api, d.user, d.phone) for d in simulator.dials] == [("v1", "andy", "79035550011")]
+    status, answer = api_call(widget, mike, "PUT", "/api/dnd", "/api/dnd", {"state": True})
+    assert (status, answer["result"]["state"]) == (200, True)
+    assert simulator.dnd == {"mike": True}
+    assert ("DELETE", "/users/mike/dnd") in [(r["method"], r["route"]) for r in simulator.v1_requests_seen]
+    assert api_call(widget, mike, "GET", "/api/dnd", "/api/dnd")[1]["result"]["state"] is True
+    assert api_call(widget, andy, "GET", "/api/dnd", "/api/dnd")[1]["result"]["state"] is False
+    assert not [r for r in simulator.requests_seen if r.get("cmd") in ("makeCall", "set_dnd", "get_dnd")]
+    monkeypatch.undo()
+    drop_process_caches(keep_clients=True)
+
+
 def test_a_token_of_a_user_gone_from_the_pbx_is_refused_by_the_api(
     widget: dict[str, LocalFunction], pbx: tuple[PbxSimulator, SimulatorServer]
 ) -> None:

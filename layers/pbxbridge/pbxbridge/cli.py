@@ -7,8 +7,9 @@
     pbxbridge sync history [--period P | --start S [--end E]]   reconcile calls with the PBX's history
 
 Tables and the phone region come from the same variables the functions read (CONTACTS_TABLE,
-CALLS_TABLE, CALL_EVENTS_TABLE, PHONE_REGION), the PBX from PBX_URL and PBX_TOKEN, the commands
-function from COMMANDS_FUNCTION; flags override them all.
+CALLS_TABLE, CALL_EVENTS_TABLE, PHONE_REGION), the PBX from PBX_URL, PBX_TOKEN and PBX_API (legacy,
+v1 or auto: which of its two CRM APIs), the commands function from COMMANDS_FUNCTION; flags override
+them all.
 
 Exit codes: 0 done; 1 some rows rejected, the call not found, or the command answered ok=false;
 2 bad input (ours or the PBX's 400); 3 unavailable (DynamoDB, the PBX, its 5xx or timeouts);
@@ -73,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     history_sync.add_argument("--end")
     history_sync.add_argument("--url", default=os.environ.get("PBX_URL"), help="[PBX_URL]")
     history_sync.add_argument("--token", default=os.environ.get("PBX_TOKEN"), help="[PBX_TOKEN]")
+    history_sync.add_argument("--api", default=os.environ.get("PBX_API") or "auto", type=_api_choice, help=_API_HELP)
     history_sync.add_argument("--verbose", action="store_true", help="log each window's progress on stderr")
 
     invoke = groups.add_parser(
@@ -91,6 +93,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+_API_HELP = (
+    "the PBX's CRM API: legacy (/sys/crm_api.wcgp), v1 (/crmapi/v1), or auto (from the URL, else asked "
+    "of the PBX with a read) [PBX_API, default auto]"
+)
+
+
+def _api_choice(value: str) -> str:
+    choice = value.strip().lower()
+    if choice not in ("legacy", "v1", "auto"):
+        raise argparse.ArgumentTypeError(f"{value!r}: choose legacy, v1 or auto")
+    return choice
+
+
 def _pbx_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
     """The PBX's connection options. On `pbx` with their defaults; on each of its commands again without
     defaults (SUPPRESS), so they may come after the command too: `pbxbridge pbx accounts --token X`."""
@@ -104,6 +119,7 @@ def _pbx_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
     parser.add_argument(
         "--token", default=default(os.environ.get("PBX_TOKEN")), help="the PBX's key for us [PBX_TOKEN]"
     )
+    parser.add_argument("--api", default=default(os.environ.get("PBX_API") or "auto"), type=_api_choice, help=_API_HELP)
     parser.add_argument(
         "--region", default=default(os.environ.get("PHONE_REGION", "RU")), help="phone region [PHONE_REGION]"
     )
@@ -146,6 +162,7 @@ def _add_pbx_commands(groups: Any) -> None:
     set_dnd.add_argument("--state", required=True, choices=["true", "false"])
     get_dnd = command("get_dnd", help="a user's do-not-disturb state")
     get_dnd.add_argument("--user", required=True)
+    command("listCallerIds", help="the numbers the PBX allows as caller id (crmapi/v1)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -256,20 +273,15 @@ def _show_call(args: argparse.Namespace) -> int:
 
 
 def _pbx(args: argparse.Namespace) -> int:
-    from pbxbridge.pbx import PbxClient, PbxError, PbxInvalidParametersError, PbxUnavailableError
+    from pbxbridge.pbx import PbxError, PbxInvalidParametersError, PbxUnavailableError, make_client
     from pbxbridge.phones import InvalidPhoneError
     from pbxbridge.protocol.commands import InvalidCommandError, read_command
 
     url = _require(args.url, "the PBX (--url or PBX_URL)")
     token = _require(args.token, "the PBX key (--token or PBX_TOKEN)")
-    try:
-        client = PbxClient(url, token, region=args.region, read_timeout=args.timeout)
-    except ValueError as exc:
-        print(f"pbxbridge: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     action = args.action
     try:
-        with client:
+        with make_client(url, token, args.api, region=args.region, read_timeout=args.timeout) as client:
             if action == "history":
                 fields = {k: v for k, v in (("start", args.start), ("end", args.end), ("period", args.period)) if v}
                 command = read_command(
@@ -299,15 +311,18 @@ def _pbx(args: argparse.Namespace) -> int:
             elif action == "set_dnd":
                 client.set_dnd(args.user, args.state == "true")
                 result = {"state": args.state == "true"}
+            elif action == "listCallerIds":
+                result = {"caller_ids": [c.model_dump() for c in client.list_caller_ids()]}
             else:
                 result = {"state": client.get_dnd(args.user)}
-    except (InvalidCommandError, InvalidPhoneError) as exc:
+    except (InvalidCommandError, InvalidPhoneError, ValueError) as exc:
+        # ValueError: a PBX URL that is not http(s)://host...
         print(f"pbxbridge: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except PbxError as exc:
         print(f"pbxbridge: {exc.code}: {exc.message}", file=sys.stderr)
-        if isinstance(exc, PbxInvalidParametersError):
-            return EXIT_USAGE
+        if isinstance(exc, PbxInvalidParametersError) or exc.code == "invalid_request":
+            return EXIT_USAGE  # the PBX's 400, or what its API cannot do at all
         return EXIT_UNAVAILABLE if isinstance(exc, PbxUnavailableError) else EXIT_REFUSED
     print(json.dumps(result, ensure_ascii=False, indent=2))
     return EXIT_OK
@@ -346,7 +361,7 @@ def _sync_history(args: argparse.Namespace) -> int:
     import logging
 
     from pbxbridge.history_sync import InvalidSyncRequestError, default_reconciler, run_sync
-    from pbxbridge.pbx import PbxClient, PbxError
+    from pbxbridge.pbx import PbxError, make_client
     from pbxbridge.settings import history_sync_settings
 
     service_log = logging.getLogger("pbxbridge")
@@ -360,17 +375,15 @@ def _sync_history(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"pbxbridge: the environment lacks what the sync needs: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    client = PbxClient(
-        _require(args.url, "the PBX (--url or PBX_URL)"),
-        _require(args.token, "the PBX key (--token or PBX_TOKEN)"),
-        region=settings.phone_region,
-        history_read_timeout=300,
-    )
-    reconciler, _ = default_reconciler(pbx=client)
+    url = _require(args.url, "the PBX (--url or PBX_URL)")
+    token = _require(args.token, "the PBX key (--token or PBX_TOKEN)")
     event = {k: v for k, v in (("period", args.period), ("start", args.start), ("end", args.end)) if v}
     try:
+        client = make_client(url, token, args.api, region=settings.phone_region, history_read_timeout=300)
+        reconciler, _ = default_reconciler(pbx=client)
         report = run_sync(event, reconciler=reconciler)
-    except InvalidSyncRequestError as exc:
+    except (InvalidSyncRequestError, ValueError) as exc:
+        # ValueError: a PBX URL that is not http(s)://host...
         print(f"pbxbridge: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except PbxError as exc:

@@ -35,7 +35,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pbxbridge.pbx.models import PbxAccount, PbxGroup
+from pbxbridge.pbx.models import CallerId, PbxAccount, PbxGroup
 
 # Errors: one class per code of the envelope.
 
@@ -242,6 +242,7 @@ class DirectoryUser(_Result):
     groups: list[str] = Field(default_factory=list)
     crm_user: str | None = None
     active: bool = True
+    presence: str | None = None  # crmapi/v1 tenants: online, offline, ... as of the last sync
 
 
 class DirectoryDepartment(_Result):
@@ -329,6 +330,10 @@ class CommandsClient:
 
     def groups(self, user: str | None = None) -> list[PbxGroup]:
         return [PbxGroup.model_validate(item) for item in self.invoke("groups", user=user)]
+
+    def list_caller_ids(self) -> list[CallerId]:
+        """The numbers the PBX allows as a call's caller id (a tenant on crmapi/v1)."""
+        return [CallerId.model_validate(item) for item in self.invoke("listCallerIds")["caller_ids"]]
 
     def make_call(self, user: str, phone: str, *, clid: str | None = None, request_id: str | None = None) -> DialResult:
         """Ring `user` (login, extension or direct number), then `phone`. Dials once per `request_id`."""

@@ -73,7 +73,11 @@ class CommandsDependencies:
 def _pbx_client() -> Pbx:
     settings = commands_settings()
     return configured_pbx(
-        settings.pbx_url, settings.pbx_token_parameter, settings.phone_region, settings.key_cache_seconds
+        settings.pbx_url,
+        settings.pbx_token_parameter,
+        settings.phone_region,
+        settings.key_cache_seconds,
+        settings.pbx_api,
     )
 
 

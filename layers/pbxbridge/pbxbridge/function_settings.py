@@ -4,14 +4,25 @@ cold start does not build their classes."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, Field
 
 from pbxbridge.common_settings import CommonSettings, OptionalSetting
+from pbxbridge.pbx.models import PbxApiKind
+
+
+def _api_choice(value: object) -> object:
+    # Unset (CloudFormation's "") is the default; `V1` and `Auto` are meant as `v1` and `auto`.
+    return (value.strip().lower() or PbxApiKind.AUTO.value) if isinstance(value, str) else value
 
 
 class _PbxAccess(BaseModel):
     pbx_url: str = Field(default="", alias="PBX_URL")
+    # The SecureString holds the PBX's key for either API (legacy `token` or v1 `X-API-KEY`).
     pbx_token_parameter: str = Field(default="/pbxbridge/pbx-token", alias="PBX_TOKEN_PARAMETER", min_length=1)
+    # Which of the PBX's CRM APIs: `legacy`, `v1`, or `auto` (read from PBX_URL, else asked of the PBX).
+    pbx_api: Annotated[PbxApiKind, BeforeValidator(_api_choice)] = Field(default=PbxApiKind.AUTO, alias="PBX_API")
 
 
 class CommandsSettings(CommonSettings, _PbxAccess):

@@ -65,7 +65,11 @@ def default_reconciler(pbx: History | None = None) -> tuple[Reconciler, Ledger]:
     ledger = DynamoLedger(batch_dynamodb_client(), settings.calls_table, settings.sync_state_table)
     if pbx is None:
         pbx = configured_pbx(
-            settings.pbx_url, settings.pbx_token_parameter, settings.phone_region, settings.key_cache_seconds
+            settings.pbx_url,
+            settings.pbx_token_parameter,
+            settings.phone_region,
+            settings.key_cache_seconds,
+            settings.pbx_api,
         )
     directory = users_directory(client, settings.directory_table, settings.phone_region)
 

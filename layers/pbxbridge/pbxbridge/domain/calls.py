@@ -164,6 +164,18 @@ class CallStore(Protocol):
     def save_rating(self, rating: CallRating) -> None: ...
 
 
+def status_outcome(status: str | None) -> tuple[str, Outcome] | None:
+    """A call's status as the PBX spells it (`Success`, `busy`, ...) -> (its canonical spelling, the
+    outcome); None for a status we do not know."""
+    if status is None:
+        return None
+    try:
+        known = HistoryStatus(status)
+    except ValueError:
+        return None
+    return known.value, _OUTCOMES[known]
+
+
 def _number_or_none(value: str | None) -> int | None:
     return int(value) if value is not None and value.isdecimal() and len(value) < 10 else None
 

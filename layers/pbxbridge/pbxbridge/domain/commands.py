@@ -15,6 +15,7 @@ from pbxbridge.domain.contacts import ContactStore, read_contacts, save_contacts
 from pbxbridge.domain.directory import CrmUser, DirectorySource, DirectoryStore, propose_mappings, sync_directory
 from pbxbridge.domain.reconciliation import History
 from pbxbridge.pbx.models import (
+    CallerId,
     MakeCallResult,
     RejectedHistoryRow,
 )
@@ -29,6 +30,7 @@ from pbxbridge.protocol.commands import (
     HistoryCommand,
     IssueWidgetTokenCommand,
     ListCallbacksCommand,
+    ListCallerIdsCommand,
     ListCallsCommand,
     ListUsersCommand,
     MakeCallCommand,
@@ -50,6 +52,7 @@ class Pbx(History, DirectorySource, Protocol):
     def subscription_status(self, user: str, group_id: str) -> bool: ...
     def set_dnd(self, user: str, state: bool) -> None: ...
     def get_dnd(self, user: str) -> bool: ...
+    def list_caller_ids(self) -> list[CallerId]: ...
 
 
 class RecordingLinks(Protocol):
@@ -106,6 +109,7 @@ class CommandService:
             SubscriptionStatusCommand: self._subscription_status,
             SetDndCommand: self._set_dnd,
             GetDndCommand: self._get_dnd,
+            ListCallerIdsCommand: self._list_caller_ids,
             UpsertContactsCommand: self._upsert_contacts,
             DeleteContactCommand: self._delete_contact,
             GetCallCommand: self._get_call,
@@ -122,7 +126,9 @@ class CommandService:
 
     def make_call(self, command: MakeCallCommand) -> dict[str, Any]:
         result = self._pbx().make_call(command.phone, command.user, command.clid)
-        return {"call_id": result.call_id, "id_known": result.id_known}
+        # v1 says which caller id the client will see (it may differ from the one asked for).
+        shown = {"clid": result.clid} if result.clid else {}
+        return {"call_id": result.call_id, "id_known": result.id_known, **shown}
 
     def _accounts(self, command: AccountsCommand) -> list[dict[str, Any]]:
         return [account.model_dump(exclude_none=True) for account in self._pbx().accounts()]
@@ -156,6 +162,9 @@ class CommandService:
 
     def _get_dnd(self, command: GetDndCommand) -> dict[str, Any]:
         return {"state": self._pbx().get_dnd(command.user)}
+
+    def _list_caller_ids(self, command: ListCallerIdsCommand) -> dict[str, Any]:
+        return {"caller_ids": [caller_id.model_dump() for caller_id in self._pbx().list_caller_ids()]}
 
     def _upsert_contacts(self, command: UpsertContactsCommand) -> dict[str, Any]:
         records = ((index, contact.model_dump()) for index, contact in enumerate(command.contacts))

@@ -40,6 +40,8 @@ class PbxUser:
     groups: tuple[str, ...] = ()
     crm_user: str | None = None
     active: bool = True
+    # Where the PBX gives it (crmapi/v1's `with=status`): `online`, `offline`, ... as of the last sync.
+    presence: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +212,7 @@ def sync_directory(pbx: DirectorySource, store: DirectoryStore, region: str) -> 
                 telnum=telnum,
                 email=account.email,
                 groups=memberships,
+                presence=account.presence,
             )
         )
     current = {account.name for account in accounts}

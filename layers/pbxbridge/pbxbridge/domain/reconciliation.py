@@ -4,7 +4,8 @@ A run walks a time range in windows. Each window's history CSV is streamed in ch
 chunk's calls are looked up in one batch read; a call never seen is created complete from its row, a
 call the webhook stored is merged (its fields are kept, the CSV's own are added), a call already
 reconciled is skipped. The API has no offset, so a window that returns `limit` rows is split in two
-and walked again. The watermark moves to a window's end only after that window is stored, and only
+and walked again: where its page of oldest calls ends, so that no call has to be read twice (crmapi/v1
+may return a history record only once). The watermark moves to a window's end only after that window is stored, and only
 forwards: a run that dies halfway repeats safely, and an overlapping run cannot move it back.
 """
 
@@ -13,10 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import Protocol
 
-from pbxbridge.domain.calls import Attribution, Outcome, by_login
-from pbxbridge.pbx.models import HistoryPeriod, HistoryRow, HistoryType, RejectedHistoryRow
+from pbxbridge.domain.calls import Attribution, Outcome, by_login, status_outcome
+from pbxbridge.pbx.models import HistoryPeriod, HistoryRow, HistoryType, RejectedHistoryRow, V1HistoryRow
 from pbxbridge.phones import InvalidPhoneError, normalize_phone
 
 CHUNK = 100  # one BatchGetItem
@@ -120,6 +122,9 @@ def call_from_row(row: HistoryRow, region: str, attribute: Attribution = by_logi
     status: str | None
     if kind == "missed":
         direction, status, outcome = "in", "missed", Outcome.MISSED
+    elif kind == "out" and isinstance(row, V1HistoryRow) and (told := status_outcome(row.status)):
+        # v1's JSON says how an outbound call ended (`Busy`, `NotAvailable`, ...), the CSV does not.
+        direction, (status, outcome) = "out", told
     elif kind == "out":
         answered = row.duration > 0
         direction, status, outcome = (
@@ -169,6 +174,22 @@ def _chunks(
             chunk = []
     if chunk:
         yield chunk
+
+
+class _PageStarts:
+    """The start times of one page of the history as it streams by: were they oldest first, and the latest."""
+
+    def __init__(self) -> None:
+        self.latest: datetime | None = None
+        self.ascending = True
+
+    def note(self, rows: Iterable[HistoryRow | RejectedHistoryRow]) -> Iterator[HistoryRow | RejectedHistoryRow]:
+        for row in rows:
+            if isinstance(row, HistoryRow):
+                if self.latest is not None and row.start < self.latest:
+                    self.ascending = False
+                self.latest = row.start if self.latest is None else max(self.latest, row.start)
+            yield row
 
 
 @dataclass
@@ -266,14 +287,23 @@ class Reconciler:
 
     def _window(self, start: datetime, end: datetime, report: SyncReport) -> None:
         report.windows += 1
-        count = self.store_rows(self.history.history(start=start, end=end, limit=self.limit), report)
+        page = _PageStarts()
+        count = self.store_rows(page.note(self.history.history(start=start, end=end, limit=self.limit)), report)
         if count >= self.limit and end - start > self.min_window:
-            # The page was full and there is no offset: what the PBX did not send is in halves of it.
+            # The page was full and there is no offset. A page of the window's oldest calls is split
+            # where it ends: what the PBX did not send started in the page's last second or later, and
+            # that second is a window of its own, so a PBX that returns a record only once (v1, by one
+            # report) and counts it against `limit` all the same cannot hide the calls after it. Any
+            # other page is split in the middle.
             report.splits += 1
-            middle = start + (end - start) / 2
-            middle = middle.replace(microsecond=0) if middle.replace(microsecond=0) > start else middle
-            self._window(start, middle, report)
-            self._window(middle, end, report)
+            latest = page.latest.replace(microsecond=0) if page.ascending and page.latest else None
+            if latest is not None and start < latest and latest + self.min_window < end:
+                cuts = [start, latest, latest + self.min_window, end]
+            else:
+                middle = start + (end - start) / 2
+                cuts = [start, middle.replace(microsecond=0) if middle.replace(microsecond=0) > start else middle, end]
+            for left, right in pairwise(cuts):
+                self._window(left, right, report)
         elif count >= self.limit:
             report.rejected.append(
                 f"more than {self.limit} calls started within {start.isoformat()}: some were not read"

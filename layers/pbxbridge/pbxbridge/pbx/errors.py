@@ -45,3 +45,23 @@ class PbxUnavailableError(PbxError):
     def __init__(self, message: str, *, status: int | None = None, request_sent: bool = True) -> None:
         super().__init__(message, status=status)
         self.request_sent = request_sent
+
+
+class PbxIntegrationDisabledError(PbxInvalidTokenError):
+    """401 `Domain disabled`: the tenant's CRM integration is switched off in the PBX cabinet."""
+
+
+class PbxKeyMisplacedError(PbxInvalidTokenError):
+    """401 for a key that is not shaped like the PBX's API keys: most often our own `crm_token`
+    pasted where the key the PBX cabinet issued belongs."""
+
+
+class PbxPagingError(PbxError):
+    """A paged list that did not end within our cap: what was read is not the whole list, so nothing
+    (the directory sync above all) may act on it as if it were."""
+
+
+class PbxUnsupportedError(PbxError):
+    """What the PBX's API cannot do at all (caller ids on the legacy API): no retry changes it."""
+
+    code = "invalid_request"

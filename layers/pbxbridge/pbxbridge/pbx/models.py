@@ -21,6 +21,14 @@ def _text(value: Any) -> Any:
 LooseText = Annotated[str | None, BeforeValidator(_text)]
 
 
+class PbxApiKind(StrEnum):
+    """Which of the PBX's two CRM APIs we command it through (`PBX_API`)."""
+
+    LEGACY = "legacy"  # https://<tenant>/sys/crm_api.wcgp: form posts, `token` in the body
+    V1 = "v1"  # https://<tenant>/crmapi/v1: JSON, `X-API-KEY`, paged lists
+    AUTO = "auto"  # read from the URL, or asked of the PBX once per container
+
+
 class _Answer(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
 
@@ -33,6 +41,8 @@ class PbxAccount(_Answer):
     ext: LooseText = None
     telnum: LooseText = None
     email: LooseText = None
+    # v1 only, and only where the PBX gives it (`with=status`): `online`, `offline`, ...
+    presence: LooseText = None
 
 
 class PbxGroup(_Answer):
@@ -49,6 +59,15 @@ class MakeCallResult(BaseModel):
     call_id: str | None = Field(description="the PBX's id for the call, None when its answer had none")
     id_known: bool
     raw: Any = None
+    # v1: the caller id the PBX will show, when it says (it may differ from the one asked for).
+    clid: str | None = None
+
+
+class CallerId(_Answer):
+    """A number the PBX allows as the caller id of a call (v1 `/caller-ids/telnums`)."""
+
+    telnum: Annotated[str, BeforeValidator(_text)]
+    enabled: bool = True
 
 
 class HistoryType(StrEnum):
@@ -68,7 +87,8 @@ class HistoryPeriod(StrEnum):
 
 
 class HistoryRow(BaseModel):
-    """One row of the history CSV: `UID,type,client,account,via,start,wait,duration,record[,rating]`."""
+    """One call of the PBX's history: a row of the legacy CSV
+    (`UID,type,client,account,via,start,wait,duration,record[,rating]`), or a v1 record (JSON or CSV)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -82,7 +102,16 @@ class HistoryRow(BaseModel):
     duration: int = Field(ge=0)
     record: str | None = None
     rating: str | None = None
-    line: int = Field(description="line number in the CSV, for error reports")
+    line: int = Field(description="line number in the CSV (or position in the v1 JSON), for error reports")
+
+
+class V1HistoryRow(HistoryRow):
+    """A v1 `/history/json` record: a HistoryRow that also says how the call ended (`Success`,
+    `missed`, `Busy`, `Cancel`, ...) and, where the PBX gives it, its verdict on a missed call
+    (`missed_status`: 1 the client called back, 2 we did, 3 nobody did, 4 we tried and failed)."""
+
+    status: str | None = None
+    missed_status: int | None = None
 
 
 class RejectedHistoryRow(BaseModel):

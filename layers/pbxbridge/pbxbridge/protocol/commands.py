@@ -165,6 +165,12 @@ class ContactInput(BaseModel):
     crm_id: str | None = Field(default=None, max_length=256)
 
 
+class ListCallerIdsCommand(_Command):
+    """The numbers the PBX allows as a call's caller id (crmapi/v1 only)."""
+
+    cmd: Literal["listCallerIds"]
+
+
 class UpsertContactsCommand(_Command):
     """Adds or replaces contacts (the numbers `contact` answers for). Answers `{upserted, rejected}`,
     each rejected contact with its `index` and `reason`."""
@@ -287,6 +293,7 @@ PBX_COMMANDS = (
     "subscriptionStatus",
     "set_dnd",
     "get_dnd",
+    "listCallerIds",
 )
 
 Command = Annotated[
@@ -298,6 +305,7 @@ Command = Annotated[
     | SubscriptionStatusCommand
     | SetDndCommand
     | GetDndCommand
+    | ListCallerIdsCommand
     | UpsertContactsCommand
     | DeleteContactCommand
     | GetCallCommand

@@ -45,6 +45,7 @@ class DynamoDirectoryStore:
                 ext=item.get("ext"),
                 telnum=item.get("telnum"),
                 email=item.get("email"),
+                presence=item.get("presence"),
                 groups=tuple(item.get("groups", [])),
                 crm_user=item.get("crm_user"),
                 active=bool(item.get("active", True)),
@@ -60,7 +61,7 @@ class DynamoDirectoryStore:
     @unavailable_on_aws_errors
     def save_user(self, user: PbxUser) -> None:
         update = Update()
-        for name in ("real_name", "ext", "telnum", "email"):
+        for name in ("real_name", "ext", "telnum", "email", "presence"):
             update.set(name, getattr(user, name))
         update.set("groups", list(user.groups))
         update.set("active", True)
