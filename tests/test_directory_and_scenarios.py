@@ -12,7 +12,17 @@ import pytest
 from local.lambdas import LocalFunction
 from local.pbx_simulator import PbxSimulator, SimulatorServer
 from local.template import Template
-from pbxbridge.domain.directory import CrmUser, Directory, PbxUser, propose_mappings
+from pbxbridge.domain.directory import (
+    ROLES,
+    CrmUser,
+    Directory,
+    PbxUser,
+    RoleChanges,
+    propose_mappings,
+    sync_directory,
+    visible_logins,
+)
+from pbxbridge.pbx.models import PbxAccount, PbxGroup
 from tests.conftest import Webhook
 
 PBX_KEY = "directory-pbx-key"
@@ -68,6 +78,136 @@ def test_proposals_match_by_email_then_name_one_to_one() -> None:
         ("andy", "crm-1", "email"),
         ("daria", "crm-3", "name"),
     ]
+
+
+# Roles: who sees whom.
+
+TEAM = Directory(
+    users=(
+        PbxUser(login="andy", groups=("sales",)),
+        PbxUser(login="mike", groups=("sales",), pbx_role="group_head"),  # heads his own group
+        PbxUser(login="serg", groups=("sales", "support"), active=False),  # left: his calls stay the team's
+        PbxUser(login="lena", groups=("support",), role_override="supervisor", departments_override=("support",)),
+        PbxUser(login="olga", groups=("gr001",), role_override="supervisor", departments_override=("sales", "gr001")),
+        PbxUser(login="daria", groups=("gr001",), pbx_role="admin"),
+        PbxUser(login="ivan", groups=("gr001",), pbx_role="admin", role_override="manager"),  # the mapping wins
+        PbxUser(login="kate", pbx_role="restricted_user"),
+        PbxUser(login="gone", pbx_role="admin", active=False),
+    )
+)
+
+
+class TestRoles:
+    def test_the_role_comes_from_the_mapping_else_the_pbx_else_manager(self) -> None:
+        roles = {user.login: (user.role, user.role_source) for user in TEAM.users}
+        assert roles == {
+            "andy": ("manager", "default"),
+            "mike": ("supervisor", "pbx"),
+            "serg": ("manager", "default"),
+            "lena": ("supervisor", "mapping"),
+            "olga": ("supervisor", "mapping"),
+            "daria": ("admin", "pbx"),
+            "ivan": ("manager", "mapping"),
+            "kate": ("manager", "default"),
+            "gone": ("admin", "pbx"),
+        }
+        # A supervisor's departments: as mapped, else their own groups; nobody else has any.
+        assert [TEAM.user(login).departments for login in ("mike", "olga", "andy", "daria")] == [  # type: ignore[union-attr]
+            ("sales",),
+            ("sales", "gr001"),
+            (),
+            (),
+        ]
+
+    @pytest.mark.parametrize(
+        ("viewer", "sees"),
+        [
+            ("andy", {"andy"}),
+            ("kate", {"kate"}),
+            ("ivan", {"ivan"}),
+            ("mike", {"mike", "andy", "serg"}),
+            ("lena", {"lena", "serg"}),
+            ("olga", {"olga", "andy", "mike", "serg", "daria", "ivan"}),
+            ("daria", {user.login for user in TEAM.users}),
+            ("gone", set()),  # an inactive admin sees no one
+            ("serg", set()),
+            ("nobody", set()),
+        ],
+    )
+    def test_who_sees_whom(self, viewer: str, sees: set[str]) -> None:
+        assert visible_logins(TEAM.user(viewer), TEAM) == sees
+
+    def test_a_supervisor_of_no_department_sees_only_themself(self) -> None:
+        alone = PbxUser(login="alone", groups=("sales",), role_override="supervisor", departments_override=())
+        assert visible_logins(alone, Directory(users=(*TEAM.users, alone))) == {"alone"}
+
+    def test_the_wire_and_the_domain_name_the_same_roles(self) -> None:
+        from typing import get_args
+
+        from pbxbridge.protocol.commands import UserRole
+
+        assert get_args(UserRole) == ROLES
+
+
+class RolesPbx:
+    """A PBX whose accounts say a role (as crmapi/v1's users do), for the sync."""
+
+    class Account(PbxAccount):
+        role: str | None = None
+
+    def __init__(self, roles: dict[str, str | None]) -> None:
+        self.roles = roles
+
+    def accounts(self) -> list[PbxAccount]:
+        return [self.Account(name=login, role=role) for login, role in self.roles.items()]
+
+    def groups(self, user: str | None = None) -> list[PbxGroup]:
+        return [PbxGroup(id="sales")]
+
+
+def test_the_sync_keeps_the_pbx_role_and_never_undoes_the_mapping(aws: dict[str, str], moto_url: str) -> None:
+    from local.aws import client
+    from pbxbridge.storage.directory import DynamoDirectoryStore
+
+    store = DynamoDirectoryStore(client("dynamodb", moto_url), aws["DirectoryTable"])
+    sync_directory(RolesPbx({"mike": "group_head", "daria": "admin", "andy": None}), store, "RU")
+    assert store.set_role(
+        "andy", RoleChanges(role="supervisor", departments=("support",), set_role=True, set_departments=True)
+    )
+    assert not store.set_role("ghost", RoleChanges(role="admin", set_role=True))
+    users = {user.login: user for user in store.snapshot("RU").users}
+    assert {login: (u.role, u.pbx_role, u.departments) for login, u in users.items()} == {
+        "mike": ("supervisor", "group_head", ("sales",)),
+        "daria": ("admin", "admin", ()),
+        "andy": ("supervisor", None, ("support",)),
+    }
+    # The PBX changes its mind: daria is no longer an admin, andy becomes one; the mapping still wins.
+    sync_directory(RolesPbx({"mike": "group_head", "daria": "", "andy": "admin"}), store, "RU")
+    users = {user.login: user for user in store.snapshot("RU").users}
+    assert (users["daria"].role, users["daria"].pbx_role) == ("manager", None)
+    assert (users["andy"].role, users["andy"].pbx_role, users["andy"].departments) == (
+        "supervisor",
+        "admin",
+        ("support",),
+    )
+    # Clearing the override lets the PBX's role count again; clearing departments, the groups.
+    assert store.set_role("andy", RoleChanges(role=None, departments=None, set_role=True, set_departments=True))
+    andy = store.snapshot("RU").user("andy")
+    assert andy is not None
+    assert (andy.role, andy.role_override, andy.departments_override) == ("admin", None, None)
+
+    # An API that says no role (the older one's accounts) leaves the PBX's role as it was.
+    class Old:
+        def accounts(self) -> list[PbxAccount]:
+            return [PbxAccount(name="mike")]
+
+        def groups(self, user: str | None = None) -> list[PbxGroup]:
+            return []
+
+    sync_directory(Old(), store, "RU")
+    mike = store.snapshot("RU").user("mike")
+    assert mike is not None
+    assert (mike.pbx_role, mike.role, mike.groups) == ("group_head", "supervisor", ())
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +274,57 @@ def test_directory_sync_list_and_map(commands: LocalFunction, pbx: tuple[PbxSimu
     assert (users["andy"]["crm_user"], users["daria"]["crm_user"]) == ("crm-17", "crm-5")
     assert users["serg"]["active"] is False
     assert commands.invoke({"cmd": "mapUser", "login": "andy", "crm_user": None})["ok"] is True
+
+
+def test_roles_through_map_user_and_list_users(commands: LocalFunction) -> None:
+    commands.invoke({"cmd": "syncDirectory"})
+
+    def listed() -> dict[str, dict[str, Any]]:
+        return {user["login"]: user for user in commands.invoke({"cmd": "listUsers"})["result"]["users"]}
+
+    before = listed()["andy"]
+    assert (before["role"], before["role_source"], before["departments"]) == ("manager", "default", [])
+    # As the console sends it: `mapUser login=andy role=supervisor departments=sales,support`.
+    answer = commands.invoke({"cmd": "mapUser", "login": "andy", "role": "supervisor", "departments": "sales,support"})
+    assert answer == {
+        "ok": True,
+        "result": {"login": "andy", "role": "supervisor", "departments": ["sales", "support"]},
+    }
+    commands.invoke({"cmd": "mapUser", "login": "andy", "crm_user": "crm-17"})  # the role stays
+    commands.invoke({"cmd": "syncDirectory"})  # and a sync keeps both
+    andy = listed()["andy"]
+    assert (andy["role"], andy["role_source"], andy["departments"], andy["crm_user"]) == (
+        "supervisor",
+        "mapping",
+        ["sales", "support"],
+        "crm-17",
+    )
+    # Without departments, a supervisor sees the ones they are a member of.
+    commands.invoke({"cmd": "mapUser", "login": "andy", "departments": None})
+    assert listed()["andy"]["departments"] == ["sales"]
+    commands.invoke({"cmd": "mapUser", "login": "daria", "role": "admin"})
+    assert (listed()["daria"]["role"], listed()["daria"]["departments"]) == ("admin", [])
+    cleared = commands.invoke({"cmd": "mapUser", "login": "andy", "role": None})
+    assert cleared == {"ok": True, "result": {"login": "andy", "role": None}}
+    assert (listed()["andy"]["role"], listed()["andy"]["crm_user"]) == ("manager", "crm-17")
+
+
+@pytest.mark.parametrize(
+    ("payload", "code", "fragment"),
+    [
+        ({"login": "ghost", "role": "admin"}, "not_found", "ghost"),
+        ({"login": "andy", "role": "boss"}, "invalid_request", "role"),
+        ({"login": "andy"}, "invalid_request", "give crm_user, role or departments"),
+        ({"login": "andy", "departments": [""]}, "invalid_request", "departments"),
+    ],
+)
+def test_map_user_refuses_what_it_cannot_do(
+    commands: LocalFunction, payload: dict[str, Any], code: str, fragment: str
+) -> None:
+    commands.invoke({"cmd": "syncDirectory"})
+    answer = commands.invoke({"cmd": "mapUser", **payload})
+    assert answer["error"]["code"] == code
+    assert fragment in answer["error"]["message"]
 
 
 def fresh_webhook(monkeypatch: pytest.MonkeyPatch, **env: str) -> None:

@@ -48,6 +48,33 @@ def test_the_directory_is_synced_at_start(stack: LocalStack, commands: commands_
     assert "4 users and 2 departments synced from the PBX at start" in stack.summary()
 
 
+def test_roles_and_working_hours_from_the_console_and_the_client(
+    stack: LocalStack, commands: commands_client.CommandsClient
+) -> None:
+    try:
+        mapped = console(stack, "invoke", "mapUser", "login=andy", "role=supervisor", "departments=sales,support")
+        assert mapped.returncode == 0, mapped.stderr
+        assert json.loads(mapped.stdout)["result"]["departments"] == ["sales", "support"]
+        andy = {user.login: user for user in commands.list_users().users}["andy"]
+        assert (andy.role, andy.role_source, andy.departments) == ("supervisor", "mapping", ["sales", "support"])
+        commands.set_role("andy", None)
+        andy = {user.login: user for user in commands.list_users().users}["andy"]
+        assert (andy.role, andy.departments) == ("manager", [])
+        with pytest.raises(commands_client.NotFoundError):
+            commands.set_role("ghost", "admin")
+
+        compact = "Europe/Moscow;mon-fri 09:00-18:00;holidays 2027-01-01"
+        set_hours = console(stack, "invoke", "setWorkingHours", f"calendar={compact}")
+        assert set_hours.returncode == 0, set_hours.stderr
+        assert commands.working_hours().compact == compact
+        with pytest.raises(commands_client.InvalidRequestError, match="crosses midnight"):
+            commands.set_working_hours("Europe/Moscow;mon 22:00-02:00")
+        assert commands.set_working_hours(None).source == "none"
+    finally:
+        commands.set_role("andy", None)
+        commands.set_working_hours(None)
+
+
 def test_the_reconciliation_demo_recovers_whole_lost_calls(
     stack: LocalStack, commands: commands_client.CommandsClient
 ) -> None:
@@ -219,6 +246,14 @@ def test_errors_by_code() -> None:
         ("listCalls", ["user=708", "limit=20"], {"user": "708", "limit": 20}),
         ("mapUser", ["login=andy", "crm_user=null"], {"login": "andy", "crm_user": None}),
         ("mapUser", ["login=andy", "crm_user=17"], {"login": "andy", "crm_user": "17"}),
+        (
+            "mapUser",
+            ["login=andy", "role=supervisor", "departments=sales,support"],
+            {"login": "andy", "role": "supervisor", "departments": "sales,support"},  # the command splits it
+        ),
+        ("mapUser", ["login=andy", "role=null"], {"login": "andy", "role": None}),
+        ("setWorkingHours", ["calendar=UTC;mon 09:00-18:00"], {"calendar": "UTC;mon 09:00-18:00"}),
+        ("setWorkingHours", ["calendar=null"], {"calendar": None}),
         ("set_dnd", ["user=708", "state=true"], {"user": "708", "state": True}),
         ("subscribeOnCalls", ["user=708", "status=on", "group=701"], {"user": "708", "status": "on", "group": "701"}),
         ("upsertContacts", ['contacts=[{"phone": "1"}]'], {"contacts": [{"phone": "1"}]}),

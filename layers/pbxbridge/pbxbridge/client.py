@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from functools import cache
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -233,6 +233,9 @@ class DirectorySyncReport(_Result):
     deactivated: list[str]
 
 
+UserRole = Literal["manager", "supervisor", "admin"]
+
+
 class DirectoryUser(_Result):
     login: str
     real_name: str | None = None
@@ -243,6 +246,10 @@ class DirectoryUser(_Result):
     crm_user: str | None = None
     active: bool = True
     presence: str | None = None  # crmapi/v1 tenants: online, offline, ... as of the last sync
+    role: UserRole = "manager"
+    role_source: Literal["mapping", "pbx", "default"] = "default"
+    departments: list[str] = Field(default_factory=list)
+    pbx_role: str | None = None
 
 
 class DirectoryDepartment(_Result):
@@ -270,6 +277,14 @@ class MappingProposals(_Result):
 class RecordingUrl(_Result):
     url: str
     expires_in: int
+
+
+class WorkingHours(_Result):
+    """The working calendar in force: `source` `command`, `parameter`, or `none` (wall time)."""
+
+    calendar: dict[str, Any] | None
+    compact: str | None
+    source: Literal["command", "parameter", "none"]
 
 
 class CommandsClient:
@@ -408,6 +423,26 @@ class CommandsClient:
         """Map a PBX login to a CRM user (None removes it); `NotFoundError` for an unknown login."""
         self.send_checked({"cmd": "mapUser", "login": login, "crm_user": crm_user})
 
+    def set_role(
+        self,
+        login: str,
+        role: Literal["manager", "supervisor", "admin"] | None,
+        departments: Iterable[str] | None = None,
+    ) -> None:
+        """Set a user's role (None: the PBX's counts again) and a supervisor's departments (None: the
+        ones they are a member of); `NotFoundError` for an unknown login."""
+        listed = list(departments) if departments is not None else None
+        self.send_checked({"cmd": "mapUser", "login": login, "role": role, "departments": listed})
+
+    def working_hours(self) -> WorkingHours:
+        return WorkingHours.model_validate(self.invoke("getWorkingHours"))
+
+    def set_working_hours(self, calendar: str | Mapping[str, Any] | None) -> WorkingHours:
+        """Set the working calendar, compact (`Europe/Moscow;mon-fri 09:00-18:00`) or as fields; None
+        removes it. `InvalidRequestError` says what is wrong with a calendar."""
+        given = calendar if calendar is None or isinstance(calendar, str) else dict(calendar)
+        return WorkingHours.model_validate(self.send_checked({"cmd": "setWorkingHours", "calendar": given}))
+
     def propose_user_mappings(self, crm_users: Iterable[Mapping[str, Any]], *, apply: bool = False) -> MappingProposals:
         return MappingProposals.model_validate(
             self.invoke("proposeUserMappings", crm_users=[dict(u) for u in crm_users], apply=apply)
@@ -513,6 +548,7 @@ __all__ = [
     "RequestInProgressError",
     "UnavailableError",
     "UpsertReport",
+    "WorkingHours",
     "command_fields",
     "error_from_envelope",
 ]

@@ -36,6 +36,7 @@ from pbxbridge.protocol.commands import (
     success,
 )
 from pbxbridge.settings import commands_settings
+from pbxbridge.storage.calendar import DynamoCalendarStore
 from pbxbridge.storage.callbacks import DynamoCallbackStore
 from pbxbridge.storage.calls import DynamoCallStore
 from pbxbridge.storage.contacts import DynamoContactStore
@@ -94,6 +95,8 @@ def default_dependencies() -> CommandsDependencies:
         recordings=S3RecordingArchive(s3_client(), settings.recordings_bucket) if settings.recordings_bucket else None,
         issue_widget_token=_issue_widget_token if settings.widget_token_key_parameter else None,
         callbacks=DynamoCallbackStore(client, settings.callbacks_table) if settings.callbacks_table else None,
+        calendars=DynamoCalendarStore(client, settings.directory_table) if settings.directory_table else None,
+        default_calendar=settings.working_hours,
     )
     return CommandsDependencies(service=service, dial_once=_dial_once(service), phone_region=settings.phone_region)
 

@@ -42,6 +42,9 @@ class CommonSettings(BaseModel):
     lead_responsible: OptionalSetting = Field(default=None, alias="LEAD_RESPONSIBLE")
     outbound_contacts: bool = Field(default=False, alias="SCENARIO_OUTBOUND_CONTACTS")
     default_crm_user: OptionalSetting = Field(default=None, alias="DEFAULT_CRM_USER")
+    # The tenant's first working calendar, compact (`Europe/Moscow;mon-fri 09:00-18:00`), read where it
+    # is used: a mistyped one must not stop the functions that never need it.
+    working_hours: OptionalSetting = Field(default=None, alias="WORKING_HOURS")
 
     @field_validator("phone_region")
     @classmethod

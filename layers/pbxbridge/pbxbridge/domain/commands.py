@@ -8,11 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pbxbridge.domain.callbacks import UNASSIGNED, CallbackStatus, CallbackStore, group_owner, list_callbacks
 from pbxbridge.domain.contacts import ContactStore, read_contacts, save_contacts
-from pbxbridge.domain.directory import CrmUser, DirectorySource, DirectoryStore, propose_mappings, sync_directory
+from pbxbridge.domain.directory import (
+    CrmUser,
+    DirectorySource,
+    DirectoryStore,
+    RoleChanges,
+    propose_mappings,
+    sync_directory,
+    user_listing,
+)
 from pbxbridge.domain.reconciliation import History
 from pbxbridge.pbx.models import (
     CallerId,
@@ -26,6 +34,7 @@ from pbxbridge.protocol.commands import (
     GetCallCommand,
     GetDndCommand,
     GetRecordingUrlCommand,
+    GetWorkingHoursCommand,
     GroupsCommand,
     HistoryCommand,
     IssueWidgetTokenCommand,
@@ -37,11 +46,15 @@ from pbxbridge.protocol.commands import (
     MapUserCommand,
     ProposeUserMappingsCommand,
     SetDndCommand,
+    SetWorkingHoursCommand,
     SubscribeOnCallsCommand,
     SubscriptionStatusCommand,
     SyncDirectoryCommand,
     UpsertContactsCommand,
 )
+
+if TYPE_CHECKING:  # the calendar's models are built where a calendar command needs them (cold starts)
+    from pbxbridge.domain.working_time import CalendarStore
 
 
 class Pbx(History, DirectorySource, Protocol):
@@ -89,6 +102,9 @@ class CommandService:
         # (login, ttl) -> (token, expires_at): signs a widget token; None where no key is configured.
         issue_widget_token: Callable[[str, int], tuple[str, int]] | None = None,
         callbacks: CallbackStore | None = None,
+        calendars: CalendarStore | None = None,
+        # The `WorkingHours` parameter's compact calendar: in force while no command has set one.
+        default_calendar: str | None = None,
     ) -> None:
         self._pbx = pbx  # made on first use: CRM-data commands need no PBX key
         self._calls = calls
@@ -98,6 +114,8 @@ class CommandService:
         self._recordings = recordings
         self._issue_token = issue_widget_token
         self._callbacks = callbacks
+        self._calendars = calendars
+        self._default_calendar = default_calendar
 
     def run(self, command: Any) -> Any:
         handlers: dict[type, Callable[[Any], Any]] = {
@@ -121,6 +139,8 @@ class CommandService:
             GetRecordingUrlCommand: self._recording_url,
             IssueWidgetTokenCommand: self._issue_widget_token,
             ListCallbacksCommand: self._list_callbacks,
+            SetWorkingHoursCommand: self._set_working_hours,
+            GetWorkingHoursCommand: self._get_working_hours,
         }
         return handlers[type(command)](command)
 
@@ -218,14 +238,32 @@ class CommandService:
     def _list_users(self, command: ListUsersCommand) -> dict[str, Any]:
         snapshot = self._directory_store().snapshot(self._region)
         return {
-            "users": [asdict(user) for user in snapshot.users],
+            "users": [user_listing(user) for user in snapshot.users],
             "departments": [asdict(department) for department in snapshot.departments],
         }
 
     def _map_user(self, command: MapUserCommand) -> dict[str, Any]:
-        if not self._directory_store().map_user(command.login, command.crm_user):
+        store = self._directory_store()
+        given = command.model_fields_set
+        changes = RoleChanges(
+            role=command.role,
+            departments=tuple(dict.fromkeys(command.departments)) if command.departments is not None else None,
+            set_role="role" in given,
+            set_departments="departments" in given,
+        )
+        found = store.map_user(command.login, command.crm_user) if "crm_user" in given else True
+        if found and changes:
+            found = store.set_role(command.login, changes)
+        if not found:
             raise CommandError("not_found", f"no PBX user {command.login} (run syncDirectory first?)")
-        return {"login": command.login, "crm_user": command.crm_user}
+        answer: dict[str, Any] = {"login": command.login}
+        if "crm_user" in given:
+            answer["crm_user"] = command.crm_user
+        if changes.set_role:
+            answer["role"] = changes.role
+        if changes.set_departments:
+            answer["departments"] = list(changes.departments) if changes.departments is not None else None
+        return answer
 
     def _propose_user_mappings(self, command: ProposeUserMappingsCommand) -> dict[str, Any]:
         store = self._directory_store()
@@ -266,6 +304,39 @@ class CommandService:
             "callbacks": [callback.model_dump(mode="json", exclude_none=True) for callback in page.callbacks],
             "cursor": page.cursor,
         }
+
+    def _calendar_store(self) -> CalendarStore:
+        if self._calendars is None:
+            raise CommandError("not_configured", "the directory table is not configured (DIRECTORY_TABLE)")
+        return self._calendars
+
+    def _set_working_hours(self, command: SetWorkingHoursCommand) -> dict[str, Any]:
+        from pbxbridge.domain.working_time import WorkingCalendar, WorkingTimeError
+
+        store = self._calendar_store()
+        if command.calendar is None:
+            store.delete_working_calendar()
+            return self._get_working_hours(GetWorkingHoursCommand(cmd="getWorkingHours"))
+        given = command.calendar if isinstance(command.calendar, str) else command.calendar.model_dump()
+        try:
+            calendar = WorkingCalendar.read(given)
+        except WorkingTimeError as exc:
+            raise CommandError("invalid_request", f"calendar: {exc}") from None
+        store.save_working_calendar(calendar)
+        return {"calendar": calendar.model_dump(mode="json"), "compact": calendar.compact(), "source": "command"}
+
+    def _get_working_hours(self, command: GetWorkingHoursCommand) -> dict[str, Any]:
+        from pbxbridge.domain.working_time import WorkingCalendar, WorkingTimeError
+
+        calendar, source = self._calendar_store().working_calendar(), "command"
+        if calendar is None and self._default_calendar:
+            try:
+                calendar, source = WorkingCalendar.read(self._default_calendar), "parameter"
+            except WorkingTimeError as exc:
+                raise CommandError("not_configured", f"the WorkingHours parameter is not a calendar: {exc}") from None
+        if calendar is None:
+            return {"calendar": None, "compact": None, "source": "none"}
+        return {"calendar": calendar.model_dump(mode="json"), "compact": calendar.compact(), "source": source}
 
 
 __all__ = ["CallReader", "CommandError", "CommandService", "Pbx"]

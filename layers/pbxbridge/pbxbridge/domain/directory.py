@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, get_args
 
 from pbxbridge.phones import InvalidPhoneError, normalize_phone
 
@@ -30,6 +30,13 @@ def pbx_login(user: str | None) -> str | None:
     return login
 
 
+# Who sees whom: a manager their own calls, a supervisor their departments', an admin everyone's.
+Role = Literal["manager", "supervisor", "admin"]
+ROLES: tuple[Role, ...] = get_args(Role)
+# The PBX's own words for a role (crmapi/v1's user `role`); any other word, or none, is a manager.
+PBX_ROLES: dict[str, Role] = {"admin": "admin", "group_head": "supervisor"}
+
+
 @dataclass(frozen=True, slots=True)
 class PbxUser:
     login: str
@@ -42,6 +49,32 @@ class PbxUser:
     active: bool = True
     # Where the PBX gives it (crmapi/v1's `with=status`): `online`, `offline`, ... as of the last sync.
     presence: str | None = None
+    # The role as the PBX says it (`admin`, `group_head`, ...), None where its API says none.
+    pbx_role: str | None = None
+    # Set by hand (`mapUser`); each wins over what the PBX says. None: not set.
+    role_override: Role | None = None
+    departments_override: tuple[str, ...] | None = None
+
+    @property
+    def role(self) -> Role:
+        """The mapping's role, else the PBX's, else `manager`."""
+        if self.role_override is not None:
+            return self.role_override
+        return PBX_ROLES.get((self.pbx_role or "").strip().lower(), "manager")
+
+    @property
+    def role_source(self) -> Literal["mapping", "pbx", "default"]:
+        if self.role_override is not None:
+            return "mapping"
+        return "pbx" if (self.pbx_role or "").strip().lower() in PBX_ROLES else "default"
+
+    @property
+    def departments(self) -> tuple[str, ...]:
+        """The departments a supervisor sees: as mapped, else the ones they are a member of (a PBX
+        group head heads their own groups). Only a supervisor has any."""
+        if self.role != "supervisor":
+            return ()
+        return self.departments_override if self.departments_override is not None else self.groups
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +160,41 @@ class Directory:
         return self._by_crm.get(responsible, responsible)
 
 
+def visible_logins(viewer: PbxUser | None, directory: Directory) -> frozenset[str]:
+    """The logins whose calls, call-backs and figures `viewer` may see. A manager sees themself; a
+    supervisor themself and every member of their departments (members gone from the PBX too: their
+    past calls are still the team's); an admin everyone. An unknown or inactive viewer sees no one."""
+    if viewer is None or not viewer.active:
+        return frozenset()
+    if viewer.role == "admin":
+        return frozenset(user.login for user in directory.users)
+    if viewer.role == "supervisor":
+        departments = set(viewer.departments)
+        members = (user.login for user in directory.users if departments.intersection(user.groups))
+        return frozenset((viewer.login, *members))
+    return frozenset((viewer.login,))
+
+
+def user_listing(user: PbxUser) -> dict[str, object]:
+    """A user as `listUsers` answers it: the PBX's view, the mapping, and the role in force with
+    where it comes from."""
+    return {
+        "login": user.login,
+        "real_name": user.real_name,
+        "ext": user.ext,
+        "telnum": user.telnum,
+        "email": user.email,
+        "groups": list(user.groups),
+        "crm_user": user.crm_user,
+        "active": user.active,
+        "presence": user.presence,
+        "role": user.role,
+        "role_source": user.role_source,
+        "departments": list(user.departments),
+        "pbx_role": user.pbx_role,
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class CrmUser:
     crm_user: str
@@ -166,8 +234,9 @@ def _name_key(name: str | None) -> str:
 
 class DirectoryStore(Protocol):
     def snapshot(self, region: str, departments: bool = True) -> Directory: ...
-    def save_user(self, user: PbxUser) -> None:
-        """Write the PBX's view of a user; its CRM mapping is kept."""
+    def save_user(self, user: PbxUser, pbx_says_role: bool = False) -> None:
+        """Write the PBX's view of a user; its CRM mapping and role override are kept. The PBX's role
+        is written (or, None, cleared) only when `pbx_says_role`: an API without roles keeps it."""
         ...
 
     def save_department(self, department: Department) -> None: ...
@@ -175,6 +244,25 @@ class DirectoryStore(Protocol):
     def map_user(self, login: str, crm_user: str | None) -> bool:
         """Set (or with None, clear) a user's CRM user; False when there is no such user."""
         ...
+
+    def set_role(self, login: str, changes: RoleChanges) -> bool:
+        """Set (or with None, clear) a user's role and departments as `changes` names them; False
+        when there is no such user."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RoleChanges:
+    """What a `mapUser` changes of a user's role: only the fields it names (`role` and `departments`
+    None there clear the override, so the PBX's word counts again)."""
+
+    role: Role | None = None
+    departments: tuple[str, ...] | None = None
+    set_role: bool = False
+    set_departments: bool = False
+
+    def __bool__(self) -> bool:
+        return self.set_role or self.set_departments
 
 
 @dataclass
@@ -204,6 +292,8 @@ def sync_directory(pbx: DirectorySource, store: DirectoryStore, region: str) -> 
             except InvalidPhoneError:
                 telnum = None
         memberships = tuple(group.id for group in pbx.groups(account.name))
+        # The newer API says a user's role; the older one says none (then the stored one is kept).
+        says_role = account.role is not None
         store.save_user(
             PbxUser(
                 login=account.name,
@@ -213,7 +303,9 @@ def sync_directory(pbx: DirectorySource, store: DirectoryStore, region: str) -> 
                 email=account.email,
                 groups=memberships,
                 presence=account.presence,
-            )
+                pbx_role=account.role,
+            ),
+            pbx_says_role=says_role,
         )
     current = {account.name for account in accounts}
     gone = [user.login for user in known.users if user.active and user.login not in current]

@@ -43,6 +43,8 @@ class PbxAccount(_Answer):
     email: LooseText = None
     # v1 only, and only where the PBX gives it (`with=status`): `online`, `offline`, ...
     presence: LooseText = None
+    # v1 only: `user`, `admin`, `group_head`, `restricted_user` (the old API says no role: None).
+    role: LooseText = None
 
 
 class PbxGroup(_Answer):

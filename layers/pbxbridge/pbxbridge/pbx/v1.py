@@ -387,6 +387,7 @@ def _account(item: dict[str, Any]) -> PbxAccount:
             "telnum": item.get("telnum"),
             "email": item.get("email"),
             "presence": _presence(item.get("status")),
+            "role": item.get("role"),
         }
     )
 

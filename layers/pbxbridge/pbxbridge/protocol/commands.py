@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
@@ -222,18 +222,87 @@ class SyncDirectoryCommand(_Command):
 
 
 class ListUsersCommand(_Command):
-    """The directory: the PBX's users and departments, with their CRM users. Answers `{users: [{login,
-    real_name, ext, telnum, email, groups, crm_user, active}], departments}`."""
+    """The directory: the PBX's users and departments, with their CRM users and roles. Answers
+    `{users: [{login, real_name, ext, telnum, email, groups, crm_user, active, presence, role, role_source,
+    departments, pbx_role}], departments}`: `role` is the one in force (`role_source`: `mapping`,
+    `pbx` or `default`), `departments` the ones a supervisor sees."""
 
     cmd: Literal["listUsers"]
 
 
+def _names(value: object) -> object:
+    """Also written `sales,support` (as the console passes it) or as one id (`701`)."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return [str(value)]
+    return value
+
+
+UserRole = Literal["manager", "supervisor", "admin"]
+DepartmentIds = Annotated[
+    list[Annotated[str, Field(min_length=1, max_length=128)]], BeforeValidator(_names), Field(max_length=100)
+]
+
+
 class MapUserCommand(_Command):
-    """Maps a PBX login to a CRM user (`crm_user: null` removes the mapping). Answers `{login, crm_user}`."""
+    """Sets what the PBX does not say of a user: their CRM user, their role and (for a supervisor)
+    the departments they see. Only the fields given change; `null` removes a field's setting (the
+    PBX's role counts again). Answers `{login, ...the fields given}`."""
 
     cmd: Literal["mapUser"]
     login: User
-    crm_user: str | None = Field(max_length=256, description="`null` removes the mapping")
+    crm_user: str | None = Field(default=None, max_length=256, description="`null` removes the mapping")
+    role: UserRole | None = Field(
+        default=None,
+        description="`manager` sees their own calls, `supervisor` their departments', `admin` everyone's; "
+        "`null` removes the setting, so the PBX's role (v1's `admin`, `group_head`) or `manager` counts",
+    )
+    departments: DepartmentIds | None = Field(
+        default=None,
+        description="the department (group) ids a supervisor sees; `null`: the departments they are a member of",
+    )
+
+    @model_validator(mode="after")
+    def _something(self) -> MapUserCommand:
+        if not self.model_fields_set & {"crm_user", "role", "departments"}:
+            raise ValueError("give crm_user, role or departments")
+        return self
+
+
+class WorkingHoursFields(BaseModel):
+    """A working calendar as fields (`getWorkingHours` answers this shape)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    zone: str = Field(min_length=1, max_length=64, description="IANA time zone, e.g. Europe/Moscow")
+    week: dict[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], list[str]] = Field(
+        description='each weekday\'s hours, e.g. {"mon": ["09:00-13:00", "14:00-18:00"]}; a day not named is closed'
+    )
+    holidays: list[date] = Field(default_factory=list, max_length=2000, description="dates closed all day")
+    workdays: dict[date, list[str]] = Field(
+        default_factory=dict, max_length=2000, description="extra working dates with their hours"
+    )
+
+
+class SetWorkingHoursCommand(_Command):
+    """Sets the tenant's working calendar: time to call back counts business time, and a call missed
+    while closed is judged from the next opening. `calendar: null` removes it (the `WorkingHours`
+    parameter's, if any, is back in force). Answers as `getWorkingHours` does."""
+
+    cmd: Literal["setWorkingHours"]
+    calendar: Annotated[str, Field(min_length=1, max_length=20000)] | WorkingHoursFields | None = Field(
+        description="the compact form (`Europe/Moscow;mon-fri 09:00-18:00;holidays 2027-01-01`) or the "
+        "fields; `null` removes the calendar"
+    )
+
+
+class GetWorkingHoursCommand(_Command):
+    """The working calendar in force. Answers `{calendar, compact, source}`: `source` is `command`
+    (set by `setWorkingHours`), `parameter` (the template's `WorkingHours`) or `none` (wall time:
+    `calendar` and `compact` are null)."""
+
+    cmd: Literal["getWorkingHours"]
 
 
 class CrmUserInput(BaseModel):
@@ -316,7 +385,9 @@ Command = Annotated[
     | ProposeUserMappingsCommand
     | GetRecordingUrlCommand
     | IssueWidgetTokenCommand
-    | ListCallbacksCommand,
+    | ListCallbacksCommand
+    | SetWorkingHoursCommand
+    | GetWorkingHoursCommand,
     Field(discriminator="cmd"),
 ]
 _COMMAND = TypeAdapter(Command)

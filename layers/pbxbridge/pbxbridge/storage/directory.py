@@ -1,5 +1,9 @@
 """The PBX's directory: the Directory table, (`kind` = user | department, `id`) -> the PBX's view of
-a user or a department, and a user's CRM user."""
+a user or a department, and what is set by hand: a user's CRM user, role and departments.
+
+A user item's attributes: the PBX's (`real_name`, `ext`, `telnum`, `email`, `groups`, `active`,
+`pbx_role`, `synced_at`), written by the sync; the mapping's (`crm_user`, `role`, `departments`),
+written by `mapUser` only, so that a sync never undoes them."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from pbxbridge.domain.directory import Department, Directory, PbxUser
+from pbxbridge.domain.directory import ROLES, Department, Directory, PbxUser, Role, RoleChanges
 from pbxbridge.storage.dynamodb import (
     Update,
     is_condition_failure,
@@ -49,6 +53,9 @@ class DynamoDirectoryStore:
                 groups=tuple(item.get("groups", [])),
                 crm_user=item.get("crm_user"),
                 active=bool(item.get("active", True)),
+                pbx_role=item.get("pbx_role"),
+                role_override=_role(item.get("role")),
+                departments_override=tuple(item["departments"]) if "departments" in item else None,
             )
             for item in self._query("user")
         )
@@ -59,17 +66,23 @@ class DynamoDirectoryStore:
         return Directory(users=users, departments=found, region=region)
 
     @unavailable_on_aws_errors
-    def save_user(self, user: PbxUser) -> None:
+    def save_user(self, user: PbxUser, pbx_says_role: bool = False) -> None:
         update = Update()
         for name in ("real_name", "ext", "telnum", "email", "presence"):
             update.set(name, getattr(user, name))
         update.set("groups", list(user.groups))
         update.set("active", True)
         update.set("synced_at", utc_iso(datetime.now(tz=UTC), precise=True))
+        if pbx_says_role and user.pbx_role:
+            update.set("pbx_role", user.pbx_role)
+        expression = update.expression()
+        if pbx_says_role and not user.pbx_role:
+            update.names["#pr"] = "pbx_role"
+            expression += " REMOVE #pr"  # the PBX says this user has none (any more)
         self._client.update_item(
             TableName=self._table,
             Key={"kind": {"S": "user"}, "id": {"S": user.login}},
-            UpdateExpression=update.expression(),
+            UpdateExpression=expression,
             ExpressionAttributeNames=update.names,
             ExpressionAttributeValues=update.values,
         )
@@ -109,6 +122,48 @@ class DynamoDirectoryStore:
                 return False
             raise
         return True
+
+    @unavailable_on_aws_errors
+    def set_role(self, login: str, changes: RoleChanges) -> bool:
+        update, removed = Update(), []
+        if changes.set_role:
+            if changes.role is None:
+                removed.append("role")
+            update.set("role", changes.role)
+        if changes.set_departments:
+            if changes.departments is None:
+                removed.append("departments")
+            update.set("departments", list(changes.departments) if changes.departments is not None else None)
+        expression = update.expression()
+        for index, name in enumerate(removed):
+            update.names[f"#r{index}"] = name
+        if removed:
+            expression += " REMOVE " + ", ".join(f"#r{index}" for index in range(len(removed)))
+        update.names["#i"] = "id"
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": {"kind": {"S": "user"}, "id": {"S": login}},
+            "UpdateExpression": expression.strip(),
+            "ConditionExpression": "attribute_exists(#i)",
+            "ExpressionAttributeNames": update.names,
+        }
+        if update.values:
+            kwargs["ExpressionAttributeValues"] = update.values
+        try:
+            self._client.update_item(**kwargs)
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                return False
+            raise
+        return True
+
+
+def _role(value: object) -> Role | None:
+    # A role this version does not know (written by a newer one) counts as none set.
+    for role in ROLES:
+        if value == role:
+            return role
+    return None
 
 
 def users_directory(client: Any, table: str | None, region: str) -> Directory:
