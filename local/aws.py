@@ -11,6 +11,7 @@ import boto3
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
 
+from local import moto_bounds
 from local.template import LOCAL_REGION, Template
 
 LOOPBACK = "127.0.0.1"
@@ -41,23 +42,24 @@ def free_port() -> int:
 
 
 class EmbeddedAws:
-    """moto's server on a thread, applying one DynamoDB request at a time.
+    """moto's server on a thread, applying one DynamoDB request at a time, its costs kept bounded.
 
     DynamoDB applies the writes to one item one after another, which is what makes conditional and
     ADD updates atomic; moto's threaded server does not, so concurrent pushes could interleave inside
-    moto as they never would in DynamoDB. Requests still arrive concurrently; DynamoDB's are applied
-    in turn, other services' as they come.
+    moto as they never would in DynamoDB. Requests still arrive concurrently; DynamoDB's (and its
+    streams', whose records the stream pollers trim) are applied in turn, other services' as they
+    come. local.moto_bounds says what else is changed in moto, and why.
     """
 
     def __init__(self, port: int) -> None:
+        moto_bounds.install()
         app = DomainDispatcherApplication(create_backend_app)
-        lock = threading.Lock()
 
         def one_at_a_time(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-            # Only DynamoDB's writes need it; an SQS long poll must not hold up everything else.
-            if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+            # Only DynamoDB needs it; an SQS long poll must not hold up everything else.
+            if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB"):
                 return list(app(environ, start_response))
-            with lock:
+            with moto_bounds.DYNAMODB_LOCK:
                 return list(app(environ, start_response))
 
         self._server = make_server(LOOPBACK, port, one_at_a_time, threaded=True, request_handler=MotoRequestHandler)

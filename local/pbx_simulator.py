@@ -20,6 +20,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict, deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -634,21 +635,25 @@ class PbxSimulator:
         duplicate: float | None = None,
         lose_calls: float = 0.0,
         lost: list[str] | None = None,
+        clients: int | None = None,
     ) -> list[str]:
         """`count` calls of every kind, with the given share of pushes dropped and duplicated, and a
         `lose_calls` share of whole calls whose every push is lost (only the history knows them; their
         ids are appended to `lost`). The shares hold for these calls only (the simulator's own
-        `drop_rate` and `duplicate_rate` when not given)."""
+        `drop_rate` and `duplicate_rate` when not given). Each call is with a new number, or with
+        `clients` given, with one of that many numbers (an office's regular clients, who call again)."""
         self._losing.drop, self._losing.duplicate = drop, duplicate
         try:
-            return self._play_mix(count, lose_calls=lose_calls, lost=lost)
+            return self._play_mix(count, lose_calls=lose_calls, lost=lost, clients=clients)
         finally:
             self._losing.drop = self._losing.duplicate = None
 
-    def _play_mix(self, count: int, *, lose_calls: float, lost: list[str] | None) -> list[str]:
+    def _play_mix(self, count: int, *, lose_calls: float, lost: list[str] | None, clients: int | None) -> list[str]:
         callids = []
         for index in range(count):
-            phone = f"7910{self._random.randrange(10**7):07d}"
+            with self._lock:
+                number = self._random.randrange(clients) if clients else self._random.randrange(10**7)
+            phone = f"7910{number:07d}"
             with self._lock:
                 losing = self._random.random() < lose_calls
             self._losing.all = losing
@@ -920,12 +925,16 @@ class _SimulatorHandler(BaseHTTPRequestHandler):
 
     def _play(self, body: str) -> None:
         """The simulator's own control: `{"count": 20, "drop": 0.3, "duplicate": 0.1, "lose_calls": 0.25}`
-        plays calls now: `drop` loses single pushes, `lose_calls` whole calls (every push of theirs)."""
+        plays calls now: `drop` loses single pushes, `lose_calls` whole calls (every push of theirs);
+        `"clients": 40` plays them with 40 numbers that call again, instead of a new number each."""
         try:
             order = json.loads(body or "{}")
             count = int(order.get("count", 10))
             drop, duplicate = order.get("drop"), order.get("duplicate")
             lose_calls = float(order.get("lose_calls", 0.0))
+            clients = int(order["clients"]) if order.get("clients") is not None else None
+            if clients is not None and not 0 < clients <= 10**7:
+                raise ValueError("clients must be 1..10000000")
             if not 0 < count <= 1000:
                 raise ValueError("count must be 1..1000")
             if not 0.0 <= lose_calls <= 1.0:
@@ -936,7 +945,9 @@ class _SimulatorHandler(BaseHTTPRequestHandler):
         simulator = self.server.simulator
         before = len(simulator.pushes)
         lost: list[str] = []
-        callids = simulator.play_mix(count, drop=drop, duplicate=duplicate, lose_calls=lose_calls, lost=lost)
+        callids = simulator.play_mix(
+            count, drop=drop, duplicate=duplicate, lose_calls=lose_calls, lost=lost, clients=clients
+        )
         played = simulator.pushes[before:]
         answer = {
             "callids": callids,
@@ -976,6 +987,24 @@ class _SimulatorHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+
+def seeded_history(count: int, via: str) -> Iterator[HistoryRecord]:
+    """`--history-rows`: `count` calls a second apart from 2026-01-01, a third each in, out and missed
+    (the benchmarks build their floors from the same records)."""
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    for index in range(count):
+        yield HistoryRecord(
+            f"{index:08d}-9f0c-4c1b-8a55-0242ac120002",
+            ("in", "out", "missed")[index % 3],
+            f"+7910{index % 10_000_000:07d}",
+            "andy@tenant.example.ru",
+            via,
+            start + timedelta(seconds=index),
+            index % 30,
+            index % 600,
+            f"https://tenant.example.ru/records/{index}.mp3" if index % 3 != 2 else "",
+        )
 
 
 def main() -> None:
@@ -1034,21 +1063,7 @@ Calls are pushed to --crm-url only. Keys: the old API's `token` and crmapi/v1's 
             "endless_pages": args.endless_pages,
         }
     )
-    start = datetime(2026, 1, 1, tzinfo=UTC)
-    for index in range(args.history_rows):
-        simulator.history_records.append(
-            HistoryRecord(
-                f"{index:08d}-9f0c-4c1b-8a55-0242ac120002",
-                ("in", "out", "missed")[index % 3],
-                f"+7910{index % 10_000_000:07d}",
-                "andy@tenant.example.ru",
-                simulator.via,
-                start + timedelta(seconds=index),
-                index % 30,
-                index % 600,
-                f"https://tenant.example.ru/records/{index}.mp3" if index % 3 != 2 else "",
-            )
-        )
+    simulator.history_records.extend(seeded_history(args.history_rows, simulator.via))
     server = simulator.serve(args.port)
     apis = {"both": f"{server.api_url} and {server.v1_url}", "v1": server.v1_url, "legacy": server.api_url}
     print(f"PBX simulator on {apis[args.api]} (key {args.token})", flush=True)

@@ -36,6 +36,7 @@ OPERATIONS: dict[str, tuple[str, ...]] = {
         "GetItem",
         "PutItem",
         "Query",
+        "Scan",  # rebuildReports: a period's calls and call-backs, from the tables
         "TransactWriteItems",
         "UpdateItem",
     ),

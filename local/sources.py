@@ -9,6 +9,7 @@ from typing import Any
 
 from local.aws import client
 from local.lambdas import LocalFunction
+from local.moto_bounds import forget_iterator, stream_end, trim_stream
 from local.template import LOCAL_ACCOUNT, LOCAL_REGION, Template
 
 log = logging.getLogger("local.sources")
@@ -34,12 +35,52 @@ def stream_from_now(table: str, endpoint: str) -> tuple[Any, str, str]:
     return streams, arn, iterator
 
 
-def poll_stream(function: LocalFunction, streams: Any, arn: str, iterator: str, stopping: threading.Event) -> None:
+class StreamReaders:
+    """The local stack's pollers of one table's stream, and how far each has read: what all of them
+    have read is dropped from moto's stream (which would keep it for the process's life; see
+    local.moto_bounds)."""
+
+    def __init__(self, table: str) -> None:
+        """Made before the pollers take their iterators at the stream's end: what the stream holds
+        already (the demo contact, restored data) no poller will read, and is dropped now."""
+        self.table = table
+        self._read: dict[int, int | None] = {}
+        self._lock = threading.Lock()
+        trim_stream(table, stream_end(table))
+
+    def join(self) -> int:
+        with self._lock:
+            reader = len(self._read)
+            self._read[reader] = None
+            return reader
+
+    def read(self, reader: int, up_to: int) -> None:
+        """`reader` has read every record before sequence number `up_to`."""
+        with self._lock:
+            self._read[reader] = up_to
+            positions = list(self._read.values())
+        if None not in positions:
+            trim_stream(self.table, min(p for p in positions if p is not None))
+
+
+def poll_stream(
+    function: LocalFunction,
+    streams: Any,
+    arn: str,
+    iterator: str,
+    stopping: threading.Event,
+    readers: StreamReaders | None = None,
+) -> None:
     pending: list[dict[str, Any]] = []
+    reader = readers.join() if readers is not None else 0
     # Lambda polls each shard of a DynamoDB stream four times a second.
     while not stopping.wait(0.25):
         try:
+            used = iterator
             records, iterator = _stream_records(streams, arn, iterator)
+            forget_iterator(used)
+            if records and readers is not None:
+                readers.read(reader, int(records[-1]["dynamodb"]["SequenceNumber"]) + 1)
             pending += records
             if not pending:
                 continue
@@ -91,12 +132,15 @@ def poll_queue(function: LocalFunction, queue_url: str, endpoint: str, stopping:
 
 def run_sources(template: Template, functions: list[LocalFunction], stopping: threading.Event) -> list[str]:
     started = []
+    readers: dict[str, StreamReaders] = {}
     for function in functions:
         for kind, logical_id in function.spec.sources:
             args: tuple[Any, ...]
             if kind == "DynamoDB":
+                table = template.physical_name(logical_id)
                 target: Any = poll_stream
-                args = (function, *stream_from_now(template.physical_name(logical_id), template.endpoint), stopping)
+                stream = readers.setdefault(table, StreamReaders(table))
+                args = (function, *stream_from_now(table, template.endpoint), stopping, stream)
             else:
                 target = poll_queue
                 args = (function, template.resolve({"Ref": logical_id}), template.endpoint, stopping)
@@ -105,4 +149,4 @@ def run_sources(template: Template, functions: list[LocalFunction], stopping: th
     return started
 
 
-__all__ = ["run_sources"]
+__all__ = ["StreamReaders", "poll_stream", "run_sources"]

@@ -80,7 +80,7 @@ def aws(moto_url: str, template: Template) -> dict[str, str]:
 
 def drop_process_caches(keep_clients: bool = False) -> None:
     """Forget what a warm Lambda environment keeps: keys, settings and (optionally) AWS clients."""
-    from pbxbridge import commands, recorder, stream
+    from pbxbridge import commands, overdue, recorder, stream
     from pbxbridge.keys import clear_key_cache, ssm_client
     from pbxbridge.pbx.api import forget_detected
     from pbxbridge.pbx.configured import client_for
@@ -112,6 +112,7 @@ def drop_process_caches(keep_clients: bool = False) -> None:
         commands.default_dependencies,
         recorder.default_dependencies,
         stream.default_dependencies,
+        overdue.default_dependencies,
     ):
         cache.cache_clear()
     if not keep_clients:

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -553,3 +554,159 @@ def test_only_a_lost_race_is_retried_any_other_cancelled_transaction_is_an_error
     else:
         with pytest.raises(StoreUnavailableError, match="TransactionCanceledException"):
             store.save(Ledger(phone=E164, version=2), 1, [])
+
+
+# The PBX's own verdict on a missed call (crmapi/v1's `missed_status`), through reconciliation on v1.
+
+SIM_KEY = "callbacks-pbx-key"
+
+
+@dataclass
+class V1Pbx:
+    sim: Any
+    history: Any  # the v1 client reconciliation reads
+
+    def reconcile(self, ledger: Any, start: datetime, end: datetime) -> dict[str, Any]:
+        """A backfill run of the real entry point over [start, end), as the daily re-read is."""
+        from pbxbridge.domain.reconciliation import Reconciler
+        from pbxbridge.history_sync import run_sync
+
+        reconciler = Reconciler(history=self.history, ledger=ledger, region="RU")
+        return run_sync({"start": start.isoformat(), "end": end.isoformat()}, reconciler=reconciler)
+
+
+@pytest.fixture
+def pbx_v1(aws: dict[str, str], webhook_function: LocalFunction) -> Iterator[V1Pbx]:
+    """The simulator pushing to the webhook through a real HTTP server, and a v1 client to it."""
+    from local.aws import LOOPBACK
+    from local.pbx_simulator import PbxSimulator
+    from local.server import ApiGatewayServer
+    from pbxbridge.pbx import V1PbxClient
+    from tests.conftest import CRM_TOKEN
+
+    api = ApiGatewayServer((LOOPBACK, 0), [webhook_function])
+    threading.Thread(target=api.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    sim = PbxSimulator(token=SIM_KEY, crm_url=api.url + "/pbx", crm_token=CRM_TOKEN, seed=3)
+    server = sim.serve()
+    with V1PbxClient(server.v1_url, SIM_KEY, read_timeout=5, backoff=0.01) as history:
+        yield V1Pbx(sim, history)
+    server.stop()
+    api.shutdown()
+    api.server_close()
+
+
+def stored(calls: Any, callid: str) -> dict[str, Any]:
+    call = calls.get_call(callid)
+    assert call is not None
+    return dict(call)
+
+
+def closings(pipeline: Pipeline) -> list[dict[str, Any]]:
+    return [detail for kind, detail in pipeline.callback_events() if kind == "CallbackClosed"]
+
+
+def test_the_pbx_saying_a_missed_call_was_called_back_closes_its_call_back_once(
+    pbx_v1: V1Pbx, pipeline: Pipeline, callback_store: Any, reconciliation: Any
+) -> None:
+    from pbxbridge.domain.callbacks import CallbackStatus, CloseReason
+    from pbxbridge.storage.calls import DynamoCallStore
+    from pbxbridge.storage.dynamodb import dynamodb_client
+    from pbxbridge.stream import metrics
+
+    calls = DynamoCallStore(dynamodb_client(), pipeline.deps.settings.calls_table, "unused")
+    start = datetime.now(tz=UTC).replace(microsecond=0) - timedelta(hours=3)
+    missed = pbx_v1.sim.play_inbound(PHONE, answered_by=None, start=start)
+    pipeline.run()
+    (callback,) = callback_store.callbacks_of(E164)
+    assert callback.status is CallbackStatus.OPEN
+
+    # Reconciliation asks v1 for its verdict: nobody has called back yet.
+    window = (start - timedelta(minutes=1), start + timedelta(minutes=1))
+    report = pbx_v1.reconcile(reconciliation, *window)
+    assert (report["merged"], report["verdicts_updated"]) == (1, 0)
+    reads = [r for r in pbx_v1.sim.v1_requests_seen if r["route"] == "/history/json"]
+    assert reads
+    assert all(r["query"].get("process_missed") == "1" for r in reads)
+    assert stored(calls, missed)["missed_status"] == "3"
+    pipeline.run()
+    assert callback_store.callbacks_of(E164)[0].status is CallbackStatus.OPEN
+
+    # A manager called back; every push of that call was lost. The daily re-read of the missed
+    # call's window brings the PBX's new verdict: 2, we called back.
+    pbx_v1.sim.drop_rate = 1.0
+    our_call = pbx_v1.sim.play_outbound("mike", PHONE, start=start + timedelta(minutes=30))
+    pbx_v1.sim.drop_rate = 0.0
+    metrics.clear_metrics()
+    report = pbx_v1.reconcile(reconciliation, *window)
+    assert (report["already_reconciled"], report["verdicts_updated"]) == (1, 1)
+    assert stored(calls, missed)["missed_status"] == "2"
+    pipeline.run()
+    (callback,) = callback_store.callbacks_of(E164)
+    assert (callback.status, callback.closed_reason, callback.pbx_missed_status) == (
+        CallbackStatus.CLOSED,
+        CloseReason.PBX_CALLED_BACK,
+        2,
+    )
+    assert callback.closed_callid == missed
+    (closed,) = closings(pipeline)
+    assert (closed["reason"], closed["pbx_missed_status"], closed["closed_callid"]) == ("pbx_called_back", 2, missed)
+    assert "TimeToCallBack" not in metrics.metric_set  # the PBX does not say when: no time to call back
+    validate(pipeline.callback_events())
+
+    # Redelivered, read again: nothing more.
+    pipeline.replay_calls()
+    assert pbx_v1.reconcile(reconciliation, *window)["verdicts_updated"] == 0
+    pipeline.run()
+    assert len(closings(pipeline)) == 1
+
+    # Reconciliation then finds the call-back itself: the answered call is the better evidence and
+    # the record says so, but the call-back was closed once.
+    pbx_v1.reconcile(reconciliation, start + timedelta(minutes=29), start + timedelta(minutes=31))
+    pipeline.run()
+    (callback,) = callback_store.callbacks_of(E164)
+    assert (callback.closed_reason, callback.closed_callid, callback.closed_by) == (
+        CloseReason.ANSWERED,
+        our_call,
+        "mike",
+    )
+    assert len(closings(pipeline)) == 1
+    assert [kind for kind, _ in pipeline.callback_events()] == ["CallbackOpened", "CallbackClosed"]
+
+
+def test_a_call_back_an_answered_call_closed_stays_closed_whatever_the_pbx_says(
+    pbx_v1: V1Pbx, webhook: Webhook, pipeline: Pipeline, callback_store: Any, reconciliation: Any
+) -> None:
+    from pbxbridge.domain.callbacks import CallbackStatus, CloseReason
+
+    start = datetime.now(tz=UTC).replace(microsecond=0) - timedelta(hours=3)
+    pbx_v1.sim.play_inbound(PHONE, answered_by=None, start=start)
+    # Our answered call-back reached us; the PBX's verdict does not count it (3: nobody called back).
+    call_back(webhook, "cb-ours", (start + timedelta(minutes=10)).strftime("%Y%m%dT%H%M%SZ"), user="andy")
+    pipeline.run()
+    pbx_v1.reconcile(reconciliation, start - timedelta(minutes=1), start + timedelta(minutes=1))
+    pipeline.run()
+    (callback,) = callback_store.callbacks_of(E164)
+    assert (callback.status, callback.closed_reason, callback.closed_callid) == (
+        CallbackStatus.CLOSED,
+        CloseReason.ANSWERED,
+        "cb-ours",
+    )
+    assert [kind for kind, _ in pipeline.callback_events()] == ["CallbackOpened", "CallbackClosed"]
+    assert closings(pipeline)[0]["reason"] == "answered"
+
+
+def test_an_outbound_push_with_missed_status_2_counts_as_a_call_back_attempt(
+    pbx_v1: V1Pbx, pipeline: Pipeline, callback_store: Any
+) -> None:
+    from pbxbridge.domain.callbacks import CallbackStatus
+    from pbxbridge.storage.calls import DynamoCallStore
+    from pbxbridge.storage.dynamodb import dynamodb_client
+
+    start = datetime.now(tz=UTC).replace(microsecond=0) - timedelta(hours=1)
+    pbx_v1.sim.play_inbound(PHONE, answered_by=None, start=start)
+    attempt = pbx_v1.sim.play_outbound("mike", PHONE, answered=False, start=start + timedelta(minutes=5))
+    pipeline.run()
+    calls = DynamoCallStore(dynamodb_client(), pipeline.deps.settings.calls_table, "unused")
+    assert stored(calls, attempt)["missed_status"] == "2"  # the simulator pushed it, as live PBXs do
+    (callback,) = callback_store.callbacks_of(E164)
+    assert (callback.status, callback.attempts) == (CallbackStatus.OPEN, 1)

@@ -461,3 +461,159 @@ def test_calls_seen_twice_in_two_ways_settle_on_the_definition(facts: list[CallF
     current = [seen(c) for c in store.ledgers[PHONE].callbacks()]
     assert current == expected
     assert_consistent(store, ids_from_openers=False)
+
+
+# The PBX's own verdict on a missed call (crmapi/v1's `missed_status`)
+
+LEARNT = at(60)  # when reconciliation read the verdict
+
+
+def told(callid: str, minutes: float, verdict: int, learnt: datetime = LEARNT) -> CallFact:
+    """A missed call again, with the PBX's verdict on it."""
+    return replace(missed(callid, minutes), verdict=verdict, verdict_at=learnt)
+
+
+class History(MemoryStore):
+    """Also keeps every status each call-back was saved with, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.statuses: dict[str, list[CallbackStatus]] = {}
+
+    def save(self, ledger: Ledger, expected_version: int, changed: Sequence[Callback]) -> bool:
+        if not super().save(ledger, expected_version, changed):
+            return False
+        for callback in changed:
+            self.statuses.setdefault(callback.id, []).append(callback.status)
+        return True
+
+
+def test_the_pbx_saying_called_back_closes_an_open_call_back_with_its_reason() -> None:
+    store = play([missed("m1", 0), missed("m2", 5), attempt("o1", 7), told("m2", 5, 2)])
+    (callback,) = store.items.values()
+    assert callback.status is CallbackStatus.CLOSED
+    assert (callback.closed_reason, callback.pbx_missed_status) == (domain.CloseReason.PBX_CALLED_BACK, 2)
+    # The PBX does not say when or by whom: closed when we learnt it, by nobody we know, on that call.
+    assert (callback.closed_by, callback.closed_callid, callback.closed_at) == (None, "m2", LEARNT)
+    assert callback.seconds_to_call_back == 60 * 60
+    assert callback.attempts == 1
+    assert store.list_callbacks("andy", CallbackStatus.OPEN).callbacks == []
+
+
+@pytest.mark.parametrize("verdict", [3, 4])
+def test_the_pbx_saying_nobody_called_back_never_reopens_one_an_answered_call_closed(verdict: int) -> None:
+    store = play([missed("m1", 0), answered("a1", 20)])
+    before = store.items[f"{PHONE}/m1"]
+    play([told("m1", 0, verdict)], store)
+    after = store.items[f"{PHONE}/m1"]
+    assert after.status is CallbackStatus.CLOSED
+    assert (after.closed_reason, after.closed_callid, after.closed_by) == (domain.CloseReason.ANSWERED, "a1", "mike")
+    # 4 (we tried) is one attempt at least, even one we never saw; 3 changes nothing.
+    assert after == (before.model_copy(update={"attempts": 1}) if verdict == 4 else before)
+
+
+def test_the_pbx_saying_we_tried_counts_an_attempt_and_leaves_it_open() -> None:
+    store = play([missed("m1", 0), told("m1", 0, 4)])
+    (callback,) = store.items.values()
+    assert (callback.status, callback.attempts) == (CallbackStatus.OPEN, 1)
+    play([attempt("o1", 3), attempt("o2", 4)], store)  # the attempts we see count as they are
+    assert store.items[callback.id].attempts == 2
+
+
+def test_an_answered_call_we_know_of_wins_over_the_pbx_and_the_call_back_closes_once() -> None:
+    store = History()
+    play([missed("m1", 0), told("m1", 0, 1), attempt("o1", 10), answered("a1", 20, "mike")], store)
+    callback = store.items[f"{PHONE}/m1"]
+    assert (callback.closed_reason, callback.closed_by, callback.closed_callid) == (
+        domain.CloseReason.ANSWERED,
+        "mike",
+        "a1",
+    )
+    assert (callback.pbx_missed_status, callback.attempts, callback.seconds_to_call_back) == (None, 1, 20 * 60)
+    # Closed once (by the PBX), then completed by the attempt and the answered call: never open again.
+    assert store.statuses[callback.id] == [CallbackStatus.OPEN] + [CallbackStatus.CLOSED] * 3
+
+
+def test_missed_calls_after_the_one_the_pbx_says_was_returned_stay_open() -> None:
+    store = play([missed("m1", 0), missed("m2", 5), missed("m3", 30), told("m2", 5, 2)])
+    first, second = sorted(store.items.values(), key=lambda c: c.first_missed_at)
+    assert (first.id, first.status, first.missed_callids) == (f"{PHONE}/m1", CallbackStatus.CLOSED, ("m1", "m2"))
+    assert (second.id, second.status, second.missed_callids) == (f"{PHONE}/m3", CallbackStatus.OPEN, ("m3",))
+
+
+def test_a_verdict_only_moves_up_and_the_first_closing_one_is_kept() -> None:
+    store = History()
+    play([missed("m1", 0), told("m1", 0, 2), told("m1", 0, 3), told("m1", 0, 1, at(90)), told("m1", 0, 2)], store)
+    callback = store.items[f"{PHONE}/m1"]
+    assert (callback.status, callback.pbx_missed_status, callback.closed_at) == (CallbackStatus.CLOSED, 2, LEARNT)
+    assert store.statuses[callback.id] == [CallbackStatus.OPEN, CallbackStatus.CLOSED]  # the rest changed nothing
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "kind", "verdict"),
+    [
+        # A missed call reconciliation gave the PBX's verdict: the same missed call, with it.
+        ({"missed_status": None}, {"missed_status": "2"}, CallKind.MISSED, 2),
+        ({"missed_status": "3"}, {"missed_status": "1"}, CallKind.MISSED, 1),
+        ({"missed_status": "3"}, {"missed_status": "3"}, None, None),  # nothing new
+        ({"missed_status": None}, {"missed_status": "x"}, None, None),  # not a verdict
+        # An outbound call to a number the PBX owes a call-back, pushed with missedStatus=2: an attempt.
+        ({"direction": "out", "outcome": "busy"}, {"missed_status": "2"}, CallKind.ATTEMPT, None),
+        ({"direction": "out", "outcome": "answered"}, {"missed_status": "2"}, None, None),  # the events close it
+    ],
+)
+def test_what_the_pbx_verdict_on_a_call_means(
+    before: dict[str, object], after: dict[str, object], kind: CallKind | None, verdict: int | None
+) -> None:
+    old = {
+        "callid": "c1",
+        "client": PHONE,
+        "started_at": "2026-11-27T10:00:00Z",
+        "direction": "in",
+        "outcome": "missed",
+        "user": "andy@tenant",
+        "history_at": "2026-11-27T10:01:00Z",
+        **before,
+    }
+    new = {**old, **after, "missed_status_at": "2026-11-27T11:00:00Z"}
+    facts = call_facts(new, [], old)
+    assert [f.kind for f in facts] == ([kind] if kind else [])
+    if kind is CallKind.MISSED:
+        assert (facts[0].verdict, facts[0].verdict_at, facts[0].user) == (verdict, LEARNT, "andy")
+
+
+@st.composite
+def pushes_and_verdicts(draw: st.DrawFn) -> list[CallFact]:
+    """As `pushes`, and some missed calls seen again with a verdict of the PBX, in any order."""
+    facts = draw(pushes())
+    missed_ = [f for f in facts if f.kind is CallKind.MISSED]
+    verdicts = [
+        replace(fact, verdict=draw(st.sampled_from([1, 2, 3, 4])), verdict_at=fact.at + timedelta(hours=1))
+        for fact in (draw(st.lists(st.sampled_from(missed_), max_size=4)) if missed_ else [])
+    ]
+    return draw(st.permutations(facts + verdicts))
+
+
+@settings(max_examples=300, deadline=None)
+@given(pushes_and_verdicts())
+def test_verdicts_in_any_order_close_once_never_reopen_and_settle_on_one_result(facts: list[CallFact]) -> None:
+    store = History()
+    play(facts, store)
+    for statuses in store.statuses.values():
+        closed_at = statuses.index(CallbackStatus.CLOSED) if CallbackStatus.CLOSED in statuses else len(statuses)
+        assert CallbackStatus.OPEN not in statuses[closed_at:]  # never reopened
+    in_order = play(sorted(facts, key=lambda f: (f.at, f.callid, f.verdict or 0)))
+
+    def outcome(c: Callback) -> tuple[object, ...]:  # all but the id, which the first arrival decides
+        return (seen(c), c.status, c.closed_reason, c.pbx_missed_status, c.closed_at, c.first_missed_at)
+
+    assert [outcome(c) for c in store.ledgers[PHONE].callbacks()] == [
+        outcome(c) for c in in_order.ledgers[PHONE].callbacks()
+    ]
+    answered_ = {f.callid for f in facts if f.kind is CallKind.ANSWERED}
+    for callback in store.ledgers[PHONE].callbacks():
+        if callback.closed_reason is domain.CloseReason.PBX_CALLED_BACK:
+            assert callback.closed_callid in callback.missed_callids
+            assert callback.pbx_missed_status in (1, 2)
+        elif callback.status is CallbackStatus.CLOSED:
+            assert callback.closed_callid in answered_

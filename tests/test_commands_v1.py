@@ -163,6 +163,7 @@ def test_the_directory_keeps_presence(commands_function: LocalFunction, simulato
         "serg": "away",
     }
     assert users["andy"]["groups"] == ["sales"]
+    assert all(user["presence_at"].endswith("Z") for user in users.values())  # the sync that saw it
 
 
 def test_list_caller_ids(commands_function: LocalFunction, simulator: PbxSimulator) -> None:

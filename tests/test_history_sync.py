@@ -447,3 +447,138 @@ def test_on_v1_a_tenant_without_json_history_is_read_from_csv(rig: Rig, v1_histo
     assert_converged(rig)
     assert len(history_reads(rig, "/history/json")) == 1
     assert history_reads(rig, "/history/csv")
+
+
+def test_dynamodb_requests_per_reconciled_call(
+    rig: Rig, contact_store: Any, monkeypatch: pytest.MonkeyPatch, aws: dict[str, str]
+) -> None:
+    """What a reconciled call costs in DynamoDB requests, counted by operation and table through the
+    real entry point (run_sync with the reconciler as configured, scenarios on), so the figure cannot
+    creep back: per chunk of 100 calls one BatchGetItem of the calls, one of the contacts the
+    scenarios would create, a BatchWriteItem per 25 old calls, a conditional PutItem per recent call
+    and per contact nobody has yet; nothing per call beyond that."""
+    from collections import Counter
+
+    from pbxbridge.domain.contacts import Contact
+    from pbxbridge.history_sync import default_reconciler
+    from pbxbridge.settings import history_sync_settings
+    from pbxbridge.storage.dynamodb import batch_dynamodb_client, dynamodb_client
+
+    monkeypatch.setenv("SCENARIO_MISSED_CALL_LEADS", "true")
+    monkeypatch.setenv("SCENARIO_OUTBOUND_CONTACTS", "true")
+    history_sync_settings.cache_clear()
+    rig.simulator.drop_rate = 1.0  # the webhook heard nothing: every call comes from the history
+    now = datetime.now(tz=UTC).replace(microsecond=0)
+    old, recent = now - timedelta(days=3), now - timedelta(hours=5)
+    known = []
+    for index in range(150):  # 50 answered, 50 missed (leads), 50 outbound (contacts); a backfill's
+        phone, start = f"7916321{index:04d}", old + timedelta(minutes=index)
+        if index % 3 == 0:
+            rig.simulator.play_inbound(phone, start=start)
+        elif index % 3 == 1:
+            rig.simulator.play_inbound(phone, answered_by=None, start=start)
+        else:
+            rig.simulator.play_outbound("andy", phone, start=start)
+        if index % 3 and index < 60:
+            known.append(f"+{phone}")  # 40 of the 100 scenario numbers are contacts already
+    for index in range(10):  # recent enough for a late push: created only if still missing
+        rig.simulator.play_inbound(f"7916322{index:04d}", start=recent + timedelta(minutes=index))
+    contact_store.put_contacts(Contact(phone=phone, contact_name="Known") for phone in known)
+    tables = {aws["CallsTable"]: "calls", aws["ContactsTable"]: "contacts"}
+    made: Counter[tuple[str, str]] = Counter()
+
+    def count(model: Any, params: dict[str, Any], **_: Any) -> None:
+        table = params.get("TableName") or next(iter(params.get("RequestItems", {})), "")
+        made[(model.name, tables.get(table, table))] += 1
+
+    clients = [dynamodb_client().meta.events, batch_dynamodb_client().meta.events]
+    for events in clients:
+        events.register("provide-client-params.dynamodb", count)
+    try:
+        reconciler, _ = default_reconciler(pbx=rig.client)
+        setup = Counter(made)  # the directory, read once per run
+        span = {"start": (old - timedelta(minutes=1)).isoformat(), "end": (now - timedelta(hours=1)).isoformat()}
+        report = run_sync(span, reconciler=reconciler)
+        first = made - setup
+        made.clear()
+        again = run_sync(span, reconciler=reconciler)
+    finally:
+        for events in clients:
+            events.unregister("provide-client-params.dynamodb", count)
+        history_sync_settings.cache_clear()
+
+    assert (report["created"], report["rows_seen"]) == (160, 160)
+    assert set(setup) <= {("Query", aws["DirectoryTable"]), ("Scan", aws["DirectoryTable"])}, setup
+    # Three chunks: the old calls' window in 100 and 50 rows, the recent calls' window in 10.
+    assert first == {
+        ("BatchGetItem", "calls"): 3,
+        ("BatchGetItem", "contacts"): 2,  # the recent calls were answered: no scenario, no read
+        ("PutItem", "contacts"): 60,  # the scenario numbers nobody had
+        ("BatchWriteItem", "calls"): 4 + 2,  # the 150 old calls, 25 to a request
+        ("PutItem", "calls"): 10,  # the recent ones, each only if still missing
+    }, first
+    calls_requests = sum(n for (_, table), n in first.items() if table == "calls")
+    assert calls_requests / 160 <= 0.12
+    # Nothing left to do: one read per chunk, no contact read, no write.
+    assert (again["already_reconciled"], again["created"]) == (160, 0)
+    assert made == {("BatchGetItem", "calls"): 3}, made
+    leads = contact_store.get_contacts([f"+7916321{index:04d}" for index in range(150) if index % 3 == 1])
+    assert len(leads) == 50
+    assert sum(1 for contact in leads.values() if contact.lead) == 30  # the 20 known numbers kept theirs
+
+
+def test_a_call_listed_again_in_the_next_chunk_is_stored_once(rig: Rig) -> None:
+    """The next chunk is looked up while the previous one is written: a call the PBX lists in both is
+    found already reconciled the second time, as if the chunks had been stored one after the other."""
+    from local.pbx_simulator import HistoryRecord
+    from pbxbridge.pbx.client import parse_history_csv
+
+    old = datetime.now(tz=UTC).replace(microsecond=0) - timedelta(days=2)
+    records = [
+        HistoryRecord(
+            f"dup-{index:04d}",
+            "in",
+            f"+7916555{index:04d}",
+            "andy",
+            "+74996861574",
+            old + timedelta(seconds=index),
+            3,
+            40,
+            "",
+        )
+        for index in range(250)
+    ]
+    records[130] = records[60]  # chunk 2 repeats a call of chunk 1; chunk 3 repeats one of chunk 1 too
+    records[230] = records[10]
+    lines = [record.csv_line(index).rstrip("\r\n") for index, record in enumerate(records)]
+
+    class Listed:
+        def history(self, **_: Any) -> Any:
+            return parse_history_csv(iter(lines))
+
+    report = Reconciler(history=Listed(), ledger=rig.ledger, region="RU").walk(
+        old - timedelta(minutes=1), old + timedelta(hours=1), SyncReport(), advance=False, window=timedelta(hours=2)
+    )
+    assert (report.rows_seen, report.created, report.already_reconciled) == (250, 248, 2)
+    assert len(rig.all_calls()) == 248
+
+
+def test_on_v1_the_pbx_verdict_on_each_missed_call_is_kept(rig: Rig, v1_history: Any) -> None:
+    """`process_missed` is asked for, and `missed_status` kept on missed calls only, on created and
+    merged calls alike."""
+    start = datetime.now(tz=UTC).replace(microsecond=0) - timedelta(hours=4)
+    rig.simulator.drop_rate = 1.0  # whole calls only the history knows
+    returned = rig.simulator.play_inbound("79100000001", answered_by=None, start=start)
+    rig.simulator.play_outbound("mike", "79100000001", start=start + timedelta(minutes=5))
+    rig.simulator.drop_rate = 0.0  # this one reached us by its pushes
+    waiting = rig.simulator.play_inbound("79100000002", answered_by=None, start=start + timedelta(minutes=1))
+    report = run_sync({}, reconciler=Reconciler(history=v1_history, ledger=rig.ledger, region="RU"), now=soon)
+    assert (report["created"], report["merged"]) == (2, 1)
+    assert all(r["query"].get("process_missed") == "1" for r in history_reads(rig, "/history/json"))
+    calls = rig.all_calls()
+    assert {callid: call.get("missed_status") for callid, call in calls.items()} == {
+        returned: "2",
+        waiting: "3",
+        **{callid: None for callid in calls if callid not in (returned, waiting)},
+    }
+    assert calls[returned]["missed_status_at"] == calls[returned]["reconciled_at"]

@@ -62,7 +62,14 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # One per function: wire the parts, run one request (the functions/ handlers call these).
     (
         "orchestrators",
-        ("pbxbridge.webhook", "pbxbridge.commands", "pbxbridge.history_sync", "pbxbridge.recorder", "pbxbridge.stream"),
+        (
+            "pbxbridge.webhook",
+            "pbxbridge.commands",
+            "pbxbridge.history_sync",
+            "pbxbridge.recorder",
+            "pbxbridge.stream",
+            "pbxbridge.overdue",
+        ),
     ),
     # On top of the orchestrators: the widget's functions (its API runs commands), the console, the
     # OpenAPI generator.

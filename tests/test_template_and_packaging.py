@@ -56,6 +56,7 @@ def test_tables_are_durable(body: dict[str, Any]) -> None:
         "ConnectionsTable",
         "CallbacksTable",
         "WebhookPushesTable",
+        "ReportsTable",
     }
     # Idempotency records live an hour and open widget connections two at most (TTL): nothing to
     # recover or protect there.
@@ -205,10 +206,13 @@ def test_the_docs_tell_the_recorders_retry_timing_the_template_sets(body: dict[s
 
 
 def test_without_a_pbx_nothing_is_scheduled() -> None:
-    """A deploy with PbxUrl empty runs no schedule into errors; the local stack (with the simulator)
-    runs them all."""
+    """A deploy with PbxUrl empty runs no schedule into errors: only the overdue call-backs checker,
+    which needs no PBX (call-backs come from its pushes); the local stack (with the simulator) runs
+    them all."""
     quiet = Template().functions()
-    assert all(not spec.schedules for spec in quiet.values())
+    assert {name: spec.schedules for name, spec in quiet.items() if spec.schedules} == {
+        "OverdueFunction": [("rate(1 minute)", "{}")]
+    }
     local = Template(parameters={"PbxUrl": "http://127.0.0.1:3100"}).functions()
     assert [expr for expr, _ in local["HistorySyncFunction"].schedules] == ["rate(10 minutes)", "cron(30 3 * * ? *)"]
     assert local["CommandsFunction"].schedules == [("rate(1 day)", '{"cmd": "syncDirectory", "raiseOnError": true}')]

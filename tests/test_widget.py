@@ -9,6 +9,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
@@ -152,9 +153,64 @@ def test_a_group_call_pops_the_card_for_each_leg_once_then_updates_everyone() ->
     card = posted[0][1]["card"]
     assert card["phone_national"] == "8 (903) 555-00-11"
     assert card["contact"]["crm_url"] == "https://crm.example/contacts/a%20b%2F1"
-    assert card["responsible"] == {"login": "serg", "name": "serg"}
+    assert card["responsible"] == {"login": "serg", "name": "serg", "presence": None}  # the legacy API gives none
     assert [c["callid"] for c in card["last_calls"]] == ["old"]  # never the ringing call itself
     assert posted[2][1]["card"]["answered_by"] == {"login": "mike", "name": "mike"}
+
+
+def test_the_card_says_whether_the_responsible_is_online_as_of_the_last_directory_sync() -> None:
+    from pbxbridge.widget.push import CardDependencies, cards_for
+
+    synced = datetime(2026, 1, 1, 9, 50, tzinfo=UTC)
+    directory = Directory(
+        users=(
+            PbxUser("andy", "Петров Андрей", presence="Online", presence_at=synced),
+            PbxUser("mike", presence="away"),  # a directory that kept no sync time
+            PbxUser("serg"),
+        )
+    )
+    responsible = {"phone": "andy"}
+
+    def card_for(phone: str) -> dict[str, Any]:
+        deps = CardDependencies(
+            callbacks_table=None,
+            region="RU",
+            crm_url_template=None,
+            contact=lambda phone: Contact(phone=phone, contact_name="ООО Ромашка", responsible=responsible["phone"]),
+            last_calls=lambda phone: [],
+            directory=lambda: directory,
+            connections=None,  # type: ignore[arg-type]
+            post=lambda connection, data: None,
+            clock=lambda: synced + timedelta(minutes=10, seconds=5),
+        )
+        new = {"callid": phone, "client": phone, "direction": "in", "rang_at": "2026-01-01T10:00:00Z"}
+        ((_, message),) = cards_for(None, {**new, "legs_rang": ["serg@t.example.ru"]}, deps)
+        return dict(message["card"]["responsible"])
+
+    assert card_for("+79035550011")["presence"] == {
+        "state": "online",
+        "as_of": "2026-01-01T09:50:00Z",
+        "age_seconds": 605,
+    }
+    responsible["phone"] = "mike"
+    assert card_for("+79035550012")["presence"] == {"state": "away", "as_of": None, "age_seconds": None}
+    responsible["phone"] = "serg"
+    assert card_for("+79035550013") == {"login": "serg", "name": "serg", "presence": None}
+
+
+def test_the_directory_keeps_presence_with_the_sync_that_saw_it(aws: dict[str, str]) -> None:
+    from pbxbridge.storage.directory import DynamoDirectoryStore
+    from pbxbridge.storage.dynamodb import dynamodb_client
+
+    store = DynamoDirectoryStore(dynamodb_client(), aws["DirectoryTable"])
+    before = datetime.now(tz=UTC)
+    store.save_user(PbxUser("andy", presence="online"))
+    store.save_user(PbxUser("mike"))  # the legacy API: no presence
+    users = {user.login: user for user in store.snapshot("RU").users}
+    assert users["andy"].presence == "online"
+    assert users["andy"].presence_at is not None
+    assert before - timedelta(seconds=1) <= users["andy"].presence_at <= datetime.now(tz=UTC)
+    assert (users["mike"].presence, users["mike"].presence_at) == (None, None)
 
 
 class FakeConnections:

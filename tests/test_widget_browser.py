@@ -417,3 +417,115 @@ def test_only_http_and_https_crm_links_are_links(stack: LocalStack, browser: Cal
         name = card(page, f"link-{kind}").locator(".contact-name")
         assert name.evaluate("e => [e.tagName, e.getAttribute('href')]") == ["A", links[kind]]
     page.close()
+
+
+def test_the_card_shows_whether_the_responsible_is_online(
+    stack: LocalStack, browser: Callable[[str], BrowserContext]
+) -> None:
+    """The card as the card function builds it on a crmapi/v1 tenant (presence from the last
+    directory sync), and on the legacy API (no presence: nothing shown)."""
+    from datetime import UTC, datetime, timedelta
+
+    from pbxbridge.domain.card import build_card
+    from pbxbridge.domain.contacts import Contact
+    from pbxbridge.domain.directory import Directory, PbxUser
+
+    assert stack.widget is not None
+    synced = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
+    users = {
+        "v1": Directory(users=(PbxUser("andy", "Петров Андрей", presence="online", presence_at=synced),)),
+        "legacy": Directory(users=(PbxUser("andy", "Петров Андрей"),)),
+    }
+    contact = Contact(phone="+79035550402", contact_name="ООО Ромашка", responsible="andy")
+    expected = {"ru-RU": ("в сети", " · 12 мин назад"), "en-US": ("online", " · 12 min ago")}
+    for locale, (word, age) in expected.items():
+        sockets: list[Any] = []
+
+        def relay(socket: Any, sockets: list[Any] = sockets) -> None:
+            socket.connect_to_server()  # the real server's messages still come through
+            sockets.append(socket)
+
+        token = issue_token(commands(stack), "andy")["token"]
+        page = browser(locale).new_page()
+        page.route_web_socket(re.compile(re.escape(stack.widget.socket.url) + r".*"), relay)
+        page.goto(stack.widget.url_for(token))
+        expect(page.locator("#status")).to_have_attribute("data-state", "live", timeout=TIMEOUT_MS)
+        for api, directory in users.items():
+            call = {"callid": f"presence-{api}", "client": contact.phone, "direction": "in", "rang_at": "t"}
+            built = build_card(call, contact, [], directory, "RU", None, now=synced + timedelta(minutes=12, seconds=30))
+            sockets[0].send(json.dumps({"type": "card", "card": built}))
+        on_v1 = card(page, "presence-v1").locator(".responsible")
+        expect(on_v1).to_have_text(f"Петров Андрей {word}{age}", timeout=TIMEOUT_MS)
+        expect(on_v1.locator(".presence")).to_have_attribute("data-state", "online")
+        on_legacy = card(page, "presence-legacy").locator(".responsible")
+        expect(on_legacy).to_have_text("Петров Андрей", timeout=TIMEOUT_MS)
+        assert on_legacy.locator(".presence").count() == 0
+        assert page.evaluate("document.documentElement.scrollWidth") <= 360
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        card(page, "presence-v1").screenshot(path=str(SCREENSHOTS / f"card-presence-{locale[:2]}.png"))
+        page.close()
+
+
+@pytest.mark.parametrize(("locale", "badge"), [("ru-RU", "Просрочен"), ("en-US", "Overdue")])
+def test_a_call_back_past_its_sla_shows_a_red_overdue_badge(
+    stack: LocalStack, browser: Callable[[str], BrowserContext], locale: str, badge: str
+) -> None:
+    phone = "79035550401" if locale == "ru-RU" else "79035550402"
+    page = widget_page(stack, browser, "serg", locale)
+    # A call missed 20 minutes ago (the template's SLA is 15 minutes; no calendar: wall time).
+    start = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() - 20 * 60))
+    stack.pbx.simulator.push(
+        cmd="history",
+        type="in",
+        status="missed",
+        user="serg",
+        phone=phone,
+        callid=f"od-{phone}",
+        start=start,
+        duration="0",
+    )
+    entry = page.locator(f'#callbacks li[data-phone="+{phone}"]')
+    expect(entry).to_be_visible(timeout=TIMEOUT_MS)
+    expect(entry.locator(".overdue-badge")).to_have_count(0)
+    # The schedule runs it every minute; here, at once (as EventBridge Scheduler would invoke it).
+    stack.api.functions["OverdueFunction"].invoke({})
+    expect(entry.locator(".overdue-badge")).to_have_text(badge, timeout=TIMEOUT_MS)  # the socket said "reload"
+    colour = entry.locator(".overdue-badge").evaluate("e => getComputedStyle(e).backgroundColor")
+    assert colour == "rgb(209, 36, 47)"
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
+    page.close()
+
+
+def test_the_supervisor_is_told_when_a_call_back_they_see_runs_out_of_its_sla(
+    stack: LocalStack, browser: Callable[[str], BrowserContext]
+) -> None:
+    from pbxbridge.widget import push
+
+    mapped = commands(stack).invoke(
+        {"cmd": "mapUser", "login": "daria", "crm_user": "crm-daria", "role": "supervisor", "departments": ["sales"]}
+    )
+    assert mapped["ok"], mapped
+    push.default_dependencies.cache_clear()  # the card function's next container reads the new role
+    daria = widget_page(stack, browser, "daria", "ru-RU")
+    mike = widget_page(stack, browser, "mike", "ru-RU")  # a manager: serg's call-backs are not his to see
+    phone = "79035550411"
+    start = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() - 20 * 60))
+    stack.pbx.simulator.push(
+        cmd="history",
+        type="in",
+        status="missed",
+        user="serg",
+        phone=phone,
+        callid=f"od-{phone}",
+        start=start,
+        duration="0",
+    )
+    wait_for(lambda: stack.api.functions["OverdueFunction"].invoke({}).get("escalated"))
+    notice = daria.locator(f'#team-overdue li[data-callback="+{phone}/od-{phone}"]')
+    expect(notice).to_be_visible(timeout=TIMEOUT_MS)
+    expect(notice).to_contain_text("Просрочен")
+    expect(notice).to_contain_text(f"serg: обратный звонок на +{phone}")
+    assert daria.evaluate("document.documentElement.scrollWidth") <= 360
+    expect(mike.locator("#team-overdue li")).to_have_count(0)
+    daria.close()
+    mike.close()

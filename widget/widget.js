@@ -17,6 +17,9 @@
       failed: "Could not call", noRecording: "The recording is not available yet.", missedTimes: "missed",
       answered: "answered", missed: "missed", busy: "busy", not_available: "not available", not_allowed: "not allowed",
       cancelled: "cancelled", not_found: "not found", not_answered: "not answered", lead: "lead",
+      presence_online: "online", presence_offline: "offline", presence_away: "away", presence_busy: "busy",
+      presenceAsOf: "As of the last directory sync", agoNow: "just now", agoMin: "{n} min ago", agoHour: "{n} h ago", agoDay: "{n} d ago",
+      overdue: "Overdue", overdueSince: "overdue since {t}", teamOverdue: "{owner}'s call-back to {phone}",
     },
     ru: {
       connecting: "Подключение…", live: "На связи", offline: "Нет связи, переподключаюсь…", expired: "Сессия истекла: обновите страницу CRM",
@@ -31,6 +34,9 @@
       failed: "Не удалось позвонить", noRecording: "Запись пока недоступна.", missedTimes: "пропущено",
       answered: "отвечен", missed: "пропущен", busy: "занято", not_available: "недоступен", not_allowed: "запрещён",
       cancelled: "отменён", not_found: "не найден", not_answered: "без ответа", lead: "лид",
+      presence_online: "в сети", presence_offline: "не в сети", presence_away: "отошёл", presence_busy: "занят",
+      presenceAsOf: "По данным последней синхронизации справочника", agoNow: "только что", agoMin: "{n} мин назад", agoHour: "{n} ч назад", agoDay: "{n} дн. назад",
+      overdue: "Просрочен", overdueSince: "просрочен с {t}", teamOverdue: "{owner}: обратный звонок на {phone}",
     },
   };
   const lang = (navigator.language || "en").toLowerCase().startsWith("ru") ? "ru" : "en";
@@ -88,6 +94,31 @@
       ? when.toLocaleTimeString(lang, { hour: "2-digit", minute: "2-digit" })
       : when.toLocaleString(lang, { day: "2-digit", month: "2-digit", hour: "2-digit", minute: "2-digit" });
   };
+  // How long ago the directory saw a presence: it is synced now and then, so its age is shown with it.
+  function ago(seconds) {
+    if (seconds < 60) return t("agoNow");
+    const [key, unit] = seconds < 3600 ? ["agoMin", 60] : seconds < 86400 ? ["agoHour", 3600] : ["agoDay", 86400];
+    return t(key).replace("{n}", String(Math.floor(seconds / unit)));
+  }
+  // The responsible's presence as the PBX words it (a word we do not know is shown as it came).
+  function presenceBadge(presence) {
+    const badge = document.createElement("span");
+    badge.className = "presence";
+    badge.dataset.state = presence.state;
+    badge.title = t("presenceAsOf");
+    const dot = document.createElement("span");
+    dot.className = "presence-dot";
+    dot.setAttribute("aria-hidden", "true");
+    const word = TEXT[lang]["presence_" + presence.state] || TEXT.en["presence_" + presence.state] || presence.state;
+    badge.append(dot, document.createTextNode(word));
+    if (typeof presence.age_seconds === "number") {
+      const age = document.createElement("span");
+      age.className = "presence-age";
+      age.textContent = ` · ${ago(presence.age_seconds)}`;
+      badge.appendChild(age);
+    }
+    return badge;
+  }
   // Only http(s) links are links: a `javascript:` (or any other) URL from the server is shown as text.
   function linkable(value) {
     if (typeof value !== "string" || !value) return null;
@@ -173,7 +204,10 @@
       link.remove();
       unknown.textContent = t("unknown");
     }
-    element.querySelector(".responsible").textContent = card.responsible ? card.responsible.name : "—";
+    const responsible = element.querySelector(".responsible");
+    responsible.textContent = card.responsible ? card.responsible.name : "—";
+    const presence = card.responsible && card.responsible.presence;
+    if (presence && typeof presence.state === "string" && presence.state) responsible.append(" ", presenceBadge(presence));
     element.querySelector(".call-back").addEventListener("click", () => dial(card.phone));
     const body = element.querySelector("tbody");
     for (const past of card.last_calls || []) {
@@ -238,6 +272,7 @@
       if (message.type === "card") showCard(message.card);
       else if (message.type === "card.update") updateCard(message.card);
       else if (message.type === "callbacks") loadCallbacks();
+      else if (message.type === "callbackOverdue") showTeamOverdue(message);
     });
     socket.addEventListener("close", async () => {
       clearInterval(ping);
@@ -304,6 +339,25 @@
 
   // Call-backs
 
+  // A supervisor (or admin) is told when a call-back of someone they see runs out of its SLA: the
+  // latest few, newest first, each once.
+  const MAX_TEAM_OVERDUE = 5;
+  function showTeamOverdue(message) {
+    const list = $("team-overdue");
+    if (!message.callback_id || list.querySelector(`li[data-callback="${CSS.escape(message.callback_id)}"]`)) return;
+    const row = document.createElement("li");
+    row.dataset.callback = message.callback_id;
+    const badge = document.createElement("span");
+    badge.className = "overdue-badge";
+    badge.textContent = t("overdue");
+    const text = document.createElement("span");
+    text.textContent = t("teamOverdue").replace("{owner}", message.owner || "").replace("{phone}", message.phone || "");
+    row.append(badge, text);
+    list.prepend(row);
+    while (list.children.length > MAX_TEAM_OVERDUE) list.lastElementChild.remove();
+    list.hidden = false;
+  }
+
   let callbacksLoad = 0; // only the latest load draws the list
   let callbacksFailures = 0;
   let callbacksRetry = null;
@@ -344,6 +398,15 @@
       phone.className = "callback-phone";
       phone.textContent = item.phone_national || item.phone;
       who.append(name, phone);
+      if (item.overdue_since) {
+        // Past its SLA while still open (the server decides, once): a red badge, said in words too.
+        row.classList.add("overdue");
+        const badge = document.createElement("span");
+        badge.className = "overdue-badge";
+        badge.textContent = t("overdue");
+        badge.title = t("overdueSince").replace("{t}", clock(item.overdue_since));
+        who.appendChild(badge);
+      }
       const meta = document.createElement("span");
       meta.className = "callback-meta";
       meta.textContent = `${item.missed_count} ${t("missedTimes")} · ${clock(item.last_missed_at)}`;

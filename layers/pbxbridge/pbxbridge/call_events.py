@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pbxbridge.domain.callbacks import MISSED_OUTCOMES, Callback, CallbackStatus, parse_time
+from pbxbridge.domain.callbacks import MISSED_OUTCOMES, Callback, CallbackStatus, CloseReason, parse_time
 from pbxbridge.domain.directory import pbx_login
 from pbxbridge.domain.webhook_pushes import WebhookPushRecord
 from pbxbridge.protocol.webhook import WebhookType
@@ -111,13 +111,53 @@ class CallbackOpened(_CallbackDetail):
 
 
 class CallbackClosed(_CallbackDetail):
-    """An answered call with the number (either direction) after its missed calls; `occurred_at` is
-    when the closing call started."""
+    """An answered call with the number (either direction) after its missed calls (`reason`
+    `answered`; `occurred_at` is when the closing call started), or the PBX's verdict that a missed
+    call was called back (`reason` `pbx_called_back`; `occurred_at` is when we learnt it)."""
 
     closed_by: str | None = Field(default=None, description="the PBX login that answered or made the call")
-    closed_callid: str
-    seconds_to_call_back: int = Field(description="from the first missed call to the closing call")
+    closed_callid: str = Field(
+        description="the closing call; `pbx_called_back`: the missed call the PBX says was called back"
+    )
+    seconds_to_call_back: int = Field(
+        description="from the first missed call to the closing call (`pbx_called_back`: to when we learnt it, "
+        "an upper bound)"
+    )
     attempts: int = Field(description="outbound calls to the number before it that were not answered")
+    reason: Literal["answered", "pbx_called_back"] = Field(
+        default="answered",
+        description="`answered` (a call we know of), or `pbx_called_back` (the PBX's `missed_status` 1 or 2)",
+    )
+    pbx_missed_status: int | None = Field(
+        default=None, description="`pbx_called_back`: 1 the client called back, 2 we called back"
+    )
+
+
+class CallbackOverdue(_CallbackDetail):
+    """A call-back still open when its SLA ran out: `occurred_at` is that moment, the SLA's business
+    time (the tenant's working calendar; wall time without one) after the first missed call. Once
+    per call-back; a later `CallbackClosed` still comes when it is returned."""
+
+    sla_minutes: int = Field(description="the SLA it ran out of (the template's CallbackSlaMinutes)")
+    business_time: bool = Field(description="true: counted in the working calendar's open hours; false: wall time")
+    attempts: int = Field(description="outbound calls to the number so far that were not answered")
+
+
+def callback_overdue(callback: Callback, since: datetime, sla_minutes: int, business_time: bool) -> CallbackOverdue:
+    """The one escalation of a call-back whose SLA ran out at `since`."""
+    return CallbackOverdue(
+        id=f"{callback.id}/CallbackOverdue",
+        callback_id=callback.id,
+        phone=callback.phone,
+        owner=callback.owner,
+        occurred_at=since,
+        missed_count=callback.missed_count,
+        missed_callids=list(callback.missed_callids),
+        first_missed_at=callback.first_missed_at,
+        sla_minutes=sla_minutes,
+        business_time=business_time,
+        attempts=callback.attempts,
+    )
 
 
 class SipRegistrationFailed(_Versioned):
@@ -144,6 +184,7 @@ EVENT_TYPES: dict[str, type[BaseModel]] = {
         LeadCreated,
         CallbackOpened,
         CallbackClosed,
+        CallbackOverdue,
         SipRegistrationFailed,
     )
 }
@@ -265,6 +306,8 @@ def callback_events(old: Callback | None, new: Callback | None) -> Iterator[Base
             closed_callid=new.closed_callid,
             seconds_to_call_back=new.seconds_to_call_back,
             attempts=new.attempts,
+            reason=(new.closed_reason or CloseReason.ANSWERED).value,
+            pbx_missed_status=new.pbx_missed_status,
             **common,
         )
 

@@ -77,6 +77,23 @@ def _parser() -> argparse.ArgumentParser:
     history_sync.add_argument("--api", default=os.environ.get("PBX_API") or "auto", type=_api_choice, help=_API_HELP)
     history_sync.add_argument("--verbose", action="store_true", help="log each window's progress on stderr")
 
+    report = groups.add_parser(
+        "report",
+        help="the team's figures for a period (the report command)",
+        description="The report command's figures per manager, per department and in total: as JSON, or "
+        "as CSV with one row each (kind, name, then the same cells): pbxbridge report --period this_month --format csv",
+    )
+    report.add_argument(
+        "--period", choices=("today", "yesterday", "this_week", "last_week", "this_month", "last_month")
+    )
+    report.add_argument("--from", dest="first", metavar="DATE", help="the first date (with --to), YYYY-MM-DD")
+    report.add_argument("--to", dest="last", metavar="DATE", help="the last date, inclusive")
+    report.add_argument("--viewer", help="answer as this PBX user sees it (a supervisor: their departments)")
+    report.add_argument("--format", choices=("json", "csv"), default="json")
+    report.add_argument(
+        "--function", default=os.environ.get("COMMANDS_FUNCTION"), help="function name or ARN [COMMANDS_FUNCTION]"
+    )
+
     invoke = groups.add_parser(
         "invoke",
         help="call the commands function (Lambda Invoke)",
@@ -202,6 +219,8 @@ def _run(args: argparse.Namespace) -> int:
             return _pbx(args)
         if args.group == "invoke":
             return _invoke(args)
+        if args.group == "report":
+            return _report(args)
         if args.group == "sync":
             return _sync_history(args)
         return _show_call(args)
@@ -411,6 +430,39 @@ def _invoke(args: argparse.Namespace) -> int:
     if envelope["ok"]:
         return EXIT_OK
     return _INVOKE_EXIT.get(type(commands.error_from_envelope(envelope)).__name__, EXIT_PARTIAL)
+
+
+def _report(args: argparse.Namespace) -> int:
+    import csv
+
+    from pbxbridge import client as commands
+
+    function = _require(args.function, "the commands function (--function or COMMANDS_FUNCTION)")
+    request: dict[str, Any] = {"cmd": "report"}
+    for name, value in (("period", args.period), ("from", args.first), ("to", args.last), ("viewer", args.viewer)):
+        if value:
+            request[name] = value
+    try:
+        envelope = commands.CommandsClient(function).send(request)
+    except commands.InvokeError as exc:
+        print(f"pbxbridge: {exc.message}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    if not envelope["ok"]:
+        print(json.dumps(envelope, ensure_ascii=False, indent=2), file=sys.stderr)
+        return _INVOKE_EXIT.get(type(commands.error_from_envelope(envelope)).__name__, EXIT_PARTIAL)
+    result = envelope["result"]
+    if args.format == "json":
+        print(json.dumps(result, ensure_ascii=False, indent=2))
+        return EXIT_OK
+    rows = [("manager", row.pop("login"), row) for row in result["managers"]]
+    rows += [("department", row.pop("department"), row) for row in result["departments"]]
+    rows.append(("total", "", result["total"]))
+    cells = list(result["total"])
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(["kind", "name", *cells])
+    for kind, name, row in rows:
+        writer.writerow([kind, name, *("" if row[cell] is None else row[cell] for cell in cells)])
+    return EXIT_OK
 
 
 # An invoke's error, by its exception's name, as the `pbx` commands exit for the same failure.

@@ -97,8 +97,23 @@ def default_dependencies() -> CommandsDependencies:
         callbacks=DynamoCallbackStore(client, settings.callbacks_table) if settings.callbacks_table else None,
         calendars=DynamoCalendarStore(client, settings.directory_table) if settings.directory_table else None,
         default_calendar=settings.working_hours,
+        reports=_report_store(client, settings.reports_table),
+        scan_calls=DynamoCallStore(client, settings.calls_table, settings.call_events_table).calls_started_between,
+        scan_callbacks=(
+            DynamoCallbackStore(client, settings.callbacks_table).callbacks_first_missed_between
+            if settings.callbacks_table
+            else None
+        ),
     )
     return CommandsDependencies(service=service, dial_once=_dial_once(service), phone_region=settings.phone_region)
+
+
+def _report_store(client: Any, table: str | None) -> Any:
+    if not table:
+        return None
+    from pbxbridge.storage.reports import DynamoReportStore  # its domain models: paid where a report is asked
+
+    return DynamoReportStore(client, table)
 
 
 def _issue_widget_token(login: str, ttl: int) -> tuple[str, int]:

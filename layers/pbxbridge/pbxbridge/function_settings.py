@@ -31,6 +31,7 @@ class CommandsSettings(CommonSettings, _PbxAccess):
     idempotency_table: str = Field(alias="IDEMPOTENCY_TABLE", min_length=1)
     recordings_bucket: str | None = Field(default=None, alias="RECORDINGS_BUCKET")
     callbacks_table: str | None = Field(default=None, alias="CALLBACKS_TABLE")
+    reports_table: str | None = Field(default=None, alias="REPORTS_TABLE")
     # A click-to-call repeated with the same requestId within this time dials once.
     make_call_idempotency_seconds: int = Field(default=3600, alias="MAKE_CALL_IDEMPOTENCY_SECONDS", ge=60)
     # The widget tokens' signing key (issueWidgetToken); unset, the command answers not_configured.
@@ -48,3 +49,11 @@ class HistorySyncSettings(CommonSettings, _PbxAccess):
     first_run_days: int = Field(default=1, alias="HISTORY_FIRST_RUN_DAYS", ge=0)
     # The PBX's named periods (`last_month`) are in the tenant's local time.
     pbx_utc_offset_hours: float = Field(default=3, alias="PBX_UTC_OFFSET_HOURS", ge=-12, le=14)
+
+
+class OverdueSettings(CommonSettings):
+    """What the overdue call-backs checker needs from its environment."""
+
+    callbacks_table: str = Field(alias="CALLBACKS_TABLE", min_length=1)
+    # The template's CallbackSlaMinutes: business minutes (wall minutes without a calendar).
+    sla_minutes: int = Field(default=15, alias="CALLBACK_SLA_MINUTES", ge=1)

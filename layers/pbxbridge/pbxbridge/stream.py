@@ -2,7 +2,8 @@
 the PBX's `sipregs_error` pushes -> SipRegistrationFailed.
 
 A call that was missed, answered or not answered goes into its number's call-backs (CallbacksTable);
-the call-backs table's own stream then publishes `CallbackOpened` / `CallbackClosed`.
+the call-backs table's own stream then publishes `CallbackOpened` / `CallbackClosed`, and
+`CallbackOverdue` when the overdue checker (overdue.py) records a call-back's one escalation.
 
 One stream record is one unit: its events are published and its recording queued, or the record is
 reported failed and the stream hands it (and what follows it in its shard) back, so nothing is lost.
@@ -28,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pbxbridge.call_events import (
     CallbackClosed,
     CallbackOpened,
+    CallbackOverdue,
     call_events,
     callback_events,
     contact_events,
@@ -52,6 +54,8 @@ class StreamSettings(BaseModel):
     callbacks_table: str | None = Field(default=None, alias="CALLBACKS_TABLE")
     directory_table: str | None = Field(default=None, alias="DIRECTORY_TABLE")
     webhook_pushes_table: str | None = Field(default=None, alias="WEBHOOK_PUSHES_TABLE")
+    reports_table: str | None = Field(default=None, alias="REPORTS_TABLE")
+    working_hours: str | None = Field(default=None, alias="WORKING_HOURS")
     phone_region: str = Field(default="RU", alias="PHONE_REGION")
 
 
@@ -67,6 +71,9 @@ class StreamDependencies:
     contact: Callable[[str], tuple[str | None, str | None]]
     # Adds one call to its number's call-backs (idempotent); None where the stack has no call-backs.
     record_call: Callable[[CallFact], Any] | None = None
+    # Brings the team's figures up to one call's or call-back's state at a stream position
+    # ("call" or "callback", the record's sequence number, the item); None where the stack keeps none.
+    count_for_reports: Callable[[str, str, dict[str, Any]], Any] | None = None
 
 
 @lru_cache(maxsize=1)
@@ -86,7 +93,45 @@ def default_dependencies() -> StreamDependencies:
         send_recording=lambda body: sqs.send_message(QueueUrl=settings.recordings_queue_url, MessageBody=body),
         contact=contact,
         record_call=callback_recorder(settings, contacts) if settings.callbacks_table else None,
+        count_for_reports=report_counter(settings) if settings.reports_table else None,
     )
+
+
+# The tenant's calendar is re-read this often: a setWorkingHours is picked up without a deploy.
+CALENDAR_CACHE_SECONDS = 300
+
+
+def report_counter(settings: StreamSettings) -> Callable[[str, str, dict[str, Any]], Any]:
+    import time
+
+    from pbxbridge.domain.reports import DEFAULT_ZONE, call_contribution, callback_contribution
+    from pbxbridge.domain.working_time import WorkingCalendar, tenant_calendar
+    from pbxbridge.storage.calendar import DynamoCalendarStore
+    from pbxbridge.storage.dynamodb import batch_dynamodb_client
+    from pbxbridge.storage.reports import DynamoReportStore, stream_position
+
+    assert settings.reports_table is not None
+    store = DynamoReportStore(batch_dynamodb_client(), settings.reports_table)
+    calendars = (
+        DynamoCalendarStore(batch_dynamodb_client(), settings.directory_table) if settings.directory_table else None
+    )
+    default = WorkingCalendar.parse(settings.working_hours) if settings.working_hours else None
+    cached: list[tuple[float, WorkingCalendar]] = []
+
+    def calendar() -> WorkingCalendar:
+        if not cached or time.monotonic() - cached[0][0] > CALENDAR_CACHE_SECONDS:
+            stored = calendars.working_calendar() if calendars else None
+            cached[:] = [(time.monotonic(), tenant_calendar(stored, default, DEFAULT_ZONE))]
+        return cached[0][1]
+
+    def count(kind: str, sequence_number: str, item: dict[str, Any]) -> None:
+        if kind == "call":
+            store.apply(f"call#{item['callid']}", stream_position(sequence_number), call_contribution(item, calendar()))
+        else:
+            contribution = callback_contribution(item, calendar())
+            store.apply(f"callback#{item.get('id')}", stream_position(sequence_number), contribution)
+
+    return count
 
 
 def callback_recorder(settings: StreamSettings, contacts: DynamoContactStore) -> Callable[[CallFact], Any]:
@@ -132,6 +177,8 @@ def handle_record(record: DynamoDBRecord, deps: StreamDependencies | None = None
         events = list(contact_events(old, new))
     elif table == deps.settings.callbacks_table:
         events = _callback_events(old, new)
+        if deps.count_for_reports is not None and new is not None and str(new.get("sk", "")).startswith("callback#"):
+            _count_for_reports(deps, record, "callback", new)
     elif table == deps.settings.webhook_pushes_table:
         events = _webhook_push_events(old, new)
     elif new is not None:
@@ -140,6 +187,8 @@ def handle_record(record: DynamoDBRecord, deps: StreamDependencies | None = None
             # Before publishing: if this fails the record comes back, and the events' ids are stable.
             for fact in call_facts(new, (type(event).__name__ for event in events), old):
                 deps.record_call(fact)
+        if deps.count_for_reports is not None:
+            _count_for_reports(deps, record, "call", new)
         link = new_recording_link(old, new)
         if link:
             deps.send_recording(
@@ -158,11 +207,23 @@ def handle_record(record: DynamoDBRecord, deps: StreamDependencies | None = None
         _count_callbacks(events)
 
 
+def _count_for_reports(deps: StreamDependencies, record: DynamoDBRecord, kind: str, item: dict[str, Any]) -> None:
+    assert deps.count_for_reports is not None
+    sequence_number = record.dynamodb.sequence_number if record.dynamodb else None
+    if sequence_number:
+        deps.count_for_reports(kind, sequence_number, item)
+
+
 def _callback_events(old: dict[str, Any] | None, new: dict[str, Any] | None) -> list[Any]:
     from pbxbridge.storage.callbacks import CALLBACK_PREFIX, callback_from_item
+    from pbxbridge.storage.overdue import overdue_event
 
+    escalation = overdue_event(new)
+    if escalation is not None:
+        # The checker created it (once per call-back); a rewrite of it would publish nothing new.
+        return [escalation] if old is None else []
     if new is None or not str(new.get("sk", "")).startswith(CALLBACK_PREFIX):
-        return []  # a number's ledger, or a call-back expiring
+        return []  # a number's ledger, or a call-back or escalation expiring
     before = callback_from_item(old) if old else None
     return list(callback_events(before, callback_from_item(new)))
 
@@ -181,9 +242,13 @@ def _count_callbacks(published: list[Any]) -> None:
     for event in published:
         if isinstance(event, CallbackClosed):
             metrics.add_metric(name="CallbacksClosed", unit=MetricUnit.Count, value=1)
-            metrics.add_metric(name="TimeToCallBack", unit=MetricUnit.Seconds, value=event.seconds_to_call_back)
+            if event.reason == "answered":
+                # The PBX's verdict says nothing of when: its "time" is only an upper bound.
+                metrics.add_metric(name="TimeToCallBack", unit=MetricUnit.Seconds, value=event.seconds_to_call_back)
         elif isinstance(event, CallbackOpened):
             metrics.add_metric(name="CallbacksOpened", unit=MetricUnit.Count, value=1)
+        elif isinstance(event, CallbackOverdue):
+            metrics.add_metric(name="CallbacksOverdue", unit=MetricUnit.Count, value=1)
 
 
 def handle_stream(event: dict[str, Any], context: Any, deps: StreamDependencies | None = None) -> dict[str, Any]:

@@ -17,6 +17,22 @@ result depends only on which calls are known, never on the order they came in:
 - a late answered call that started between two missed calls splits them: the earlier ones are
   closed by it, the later ones stay open.
 
+The PBX's own verdict on a missed call (crmapi/v1's `missed_status`, read by reconciliation with
+`process_missed`, or a push's `missedStatus`: `1` the client called back, `2` we called back, `3`
+nobody did, `4` we tried and did not reach them) is kept on that missed call in the ledger and
+replayed with the rest. Ours and the PBX's can disagree (a call we never heard of, a verdict read
+before the call-back): the rule is that a call-back is only ever closed, never reopened, and an
+answered call we know of is hard evidence that wins over any verdict:
+
+- `1` or `2` on a missed call closes its call-back (the cycle up to and including that call; missed
+  calls after it stay open, the PBX gives them verdicts of their own) with the reason
+  `pbx_called_back`, unless an answered call we know of closes it (reason `answered`, as before);
+  the PBX does not say when, so `closed_at` is when we learnt the verdict;
+- `3` or `4` never reopens a call-back an answered call closed, and never closes one;
+- `4` counts as at least one attempt (the attempt itself may be a call we never saw);
+- a verdict only moves up (`3` < `4` < `1`/`2`); of one rank the first learnt is kept, so the
+  call-back is closed once, with one CallbackClosed, whatever order the verdicts come in.
+
 A call-back keeps the id it was given when it was first derived (from the missed call that opened it;
 `<phone>/<callid>`), through later extensions and splits. The ledger is written back with a condition
 on its version, so concurrent calls with one number retry instead of overwriting each other.
@@ -51,6 +67,24 @@ class CallbackStatus(StrEnum):
     CLOSED = "closed"
 
 
+class CloseReason(StrEnum):
+    ANSWERED = "answered"  # an answered call with the number, in either direction
+    PBX_CALLED_BACK = "pbx_called_back"  # the PBX's verdict (`missed_status` 1 or 2) on a missed call
+
+
+# The PBX's `missed_status`: `1` the client called back, `2` we called back, `3` nobody called back,
+# `4` we tried and did not reach them.
+CALLED_BACK = frozenset({1, 2})
+TRIED = 4
+_VERDICT_RANK = {None: 0, 3: 1, 4: 2, 1: 3, 2: 3}
+
+
+def verdict(value: Any) -> int | None:
+    """A `missed_status` as the PBX or our record holds it (`2`, `"2"`) -> 1..4; None for anything else."""
+    text = str(value).strip() if isinstance(value, (int, str)) and not isinstance(value, bool) else ""
+    return int(text) if text in ("1", "2", "3", "4") else None
+
+
 class Callback(BaseModel):
     """A call-back as the list, the events and the widget show it."""
 
@@ -67,8 +101,18 @@ class Callback(BaseModel):
     attempts: int = Field(default=0, ge=0, description="outbound calls to the number that were not answered")
     closed_by: str | None = Field(default=None, description="the PBX login that answered or made the closing call")
     closed_callid: str | None = None
-    closed_at: datetime | None = Field(default=None, description="when the closing call started")
+    closed_at: datetime | None = Field(
+        default=None, description="when the closing call started (`pbx_called_back`: when we learnt the verdict)"
+    )
     seconds_to_call_back: int | None = Field(default=None, description="first missed call to the closing call")
+    closed_reason: CloseReason | None = Field(default=None, description="`answered`, or `pbx_called_back`")
+    pbx_missed_status: int | None = Field(
+        default=None, description="`pbx_called_back`: the PBX's verdict, 1 the client called back, 2 we did"
+    )
+    overdue_since: datetime | None = Field(
+        default=None,
+        description="when its SLA ran out while it was open (CallbackOverdue); absent while within it",
+    )
 
 
 @dataclass(frozen=True)
@@ -95,14 +139,25 @@ class CallFact:
     kind: CallKind
     at: datetime  # when the call started (UTC)
     user: str | None = None  # MISSED: the user or group rung; ANSWERED: the login who took or made it
+    verdict: int | None = None  # MISSED: the PBX's `missed_status`
+    verdict_at: datetime | None = None  # when we learnt that verdict
 
     def merge(self, other: CallFact) -> CallFact:
         """The same call seen twice (an event, then its history): answered wins, the earlier start
-        wins (an event's arrival is only an estimate of the start), a known user is kept."""
+        wins (an event's arrival is only an estimate of the start), a known user is kept. The PBX's
+        verdict only moves up, and of one rank the first learnt is kept (and when it was learnt)."""
         kind = max(self.kind, other.kind, key=_PRECEDENCE.__getitem__)
         same_kind = [f for f in (self, other) if f.kind is kind]
         user = next((f.user for f in same_kind if f.user), None)
-        return CallFact(self.callid, self.phone, kind, min(self.at, other.at), user)
+        told = max(self, other, key=_verdict_order)
+        return CallFact(self.callid, self.phone, kind, min(self.at, other.at), user, told.verdict, told.verdict_at)
+
+
+def _verdict_order(fact: CallFact) -> tuple[int, float, int]:
+    # Up the ranks; within one, the verdict learnt first (a call-back's closing time stays put), then
+    # the larger: a total order, so the verdict kept never depends on the order verdicts came in.
+    learnt = -fact.verdict_at.timestamp() if fact.verdict_at else 0.0
+    return _VERDICT_RANK[fact.verdict], learnt, fact.verdict or 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,24 +199,59 @@ class _Cycle:
     missed: list[CallFact] = field(default_factory=list)
     attempts: int = 0
     closer: CallFact | None = None
+    pbx_closer: CallFact | None = None  # the missed call the PBX says was called back (1 or 2)
+    pbx_tried: bool = False  # the PBX says we tried (4) on one of its missed calls
 
 
 def _cycles(calls: Iterable[CallFact]) -> list[_Cycle]:
     cycles: list[_Cycle] = []
     current: _Cycle | None = None
+    # Closed by the PBX's verdict, at a moment it does not tell: until the next missed call, our
+    # attempts still count for it and an answered call we know of still closes it (hard evidence).
+    settling: _Cycle | None = None
     for fact in sorted(calls, key=_key):
         if fact.kind is CallKind.MISSED:
             if current is None:
-                current = _Cycle()
+                current, settling = _Cycle(), None
                 cycles.append(current)
             current.missed.append(fact)
+            current.pbx_tried = current.pbx_tried or fact.verdict == TRIED
+            if fact.verdict in CALLED_BACK:
+                current.pbx_closer, settling, current = fact, current, None
+        elif (target := current or settling) is None:
+            continue
         elif fact.kind is CallKind.ATTEMPT:
-            if current is not None:
-                current.attempts += 1
-        elif current is not None:
-            current.closer = fact
-            current = None
+            target.attempts += 1
+        else:
+            target.closer = fact
+            current = settling = None
     return cycles
+
+
+def _closing(cycle: _Cycle, first_at: datetime) -> dict[str, Any]:
+    """A cycle's closing fields: by the answered call we know of, else by the PBX's verdict, else open."""
+    closer, told = cycle.closer, cycle.pbx_closer
+    if closer is not None:
+        at, by, callid, reason, status = closer.at, closer.user, closer.callid, CloseReason.ANSWERED, None
+    elif told is not None:
+        at, by, callid, reason, status = (
+            told.verdict_at or told.at,
+            None,
+            told.callid,
+            CloseReason.PBX_CALLED_BACK,
+            told.verdict,
+        )
+    else:
+        return {"status": CallbackStatus.OPEN}
+    return {
+        "status": CallbackStatus.CLOSED,
+        "closed_by": by,
+        "closed_callid": callid,
+        "closed_at": at,
+        "seconds_to_call_back": max(0, int((at - first_at).total_seconds())),
+        "closed_reason": reason,
+        "pbx_missed_status": status,
+    }
 
 
 OwnerOf = Callable[[CallFact], str]
@@ -205,8 +295,13 @@ def derive(
                 raise ValueError("a new call-back needs an owner")
             first = cycle.missed[0]
             opener, identity = first.callid, Opened(id=f"{phone}/{first.callid}", owner=owner_of(_rung_of(cycle)))
-        first_at, closer = cycle.missed[0].at, cycle.closer
-        if identity.owner == UNASSIGNED and closer is None and owner_of and (known or adopted) is not None:
+        first_at, closing = cycle.missed[0].at, _closing(cycle, cycle.missed[0].at)
+        if (
+            identity.owner == UNASSIGNED
+            and closing["status"] is CallbackStatus.OPEN
+            and owner_of
+            and (known or adopted) is not None
+        ):
             # Whom a call rang can be learnt after its call-back opened (ringing legs pushed after the
             # history): an open call-back nobody owned goes to its owner as soon as one is known.
             owner = owner_of(_rung_of(cycle))
@@ -218,16 +313,12 @@ def derive(
                 id=identity.id,
                 phone=phone,
                 owner=identity.owner,
-                status=CallbackStatus.OPEN if closer is None else CallbackStatus.CLOSED,
                 missed_count=len(cycle.missed),
                 missed_callids=tuple(f.callid for f in cycle.missed[-MAX_LISTED_CALLIDS:]),
                 first_missed_at=first_at,
                 last_missed_at=cycle.missed[-1].at,
-                attempts=cycle.attempts,
-                closed_by=closer.user if closer else None,
-                closed_callid=closer.callid if closer else None,
-                closed_at=closer.at if closer else None,
-                seconds_to_call_back=max(0, int((closer.at - first_at).total_seconds())) if closer else None,
+                attempts=max(cycle.attempts, 1) if cycle.pbx_tried else cycle.attempts,
+                **closing,
             )
         )
     return callbacks, kept
@@ -278,6 +369,8 @@ def _closed_by(callback: Callback, closer: CallFact) -> Callback:
             "closed_callid": closer.callid,
             "closed_at": closer.at,
             "seconds_to_call_back": seconds,
+            "closed_reason": CloseReason.ANSWERED,
+            "pbx_missed_status": None,
         }
     )
 
@@ -408,7 +501,8 @@ def call_facts(
 ) -> list[CallFact]:
     """What a change of a call item means for call-backs, given the call events the change stream
     decided for it (`CallMissed`, `CallAnswered`, `CallEnded`: each once per transition), and the
-    item `before` the change (a missed call's ringing legs may come after its history)."""
+    item `before` the change (a missed call's ringing legs may come after its history; the PBX's
+    verdict on it, `missed_status`, comes with reconciliation)."""
     phone, callid = call.get("client"), call.get("callid")
     started = parse_time(call.get("started_at"))
     if not isinstance(phone, str) or not phone or not isinstance(callid, str) or started is None:
@@ -417,24 +511,34 @@ def call_facts(
     types = set(event_types)
     answered_by = call.get("accepted_by") or call.get("pbx_user")
     outcome = call.get("outcome")
+    told = verdict(call.get("missed_status"))
+    newly_told = told is not None and told != verdict((before or {}).get("missed_status"))
+    missed = call.get("direction") != "out" and outcome in MISSED_OUTCOMES
     if "CallAnswered" in types or ("CallEnded" in types and outcome == "answered"):
         facts.append(CallFact(callid, phone, CallKind.ANSWERED, started, answered_by))
     elif call.get("direction") != "out" and (
         "CallMissed" in types or ("CallEnded" in types and outcome in MISSED_OUTCOMES)
     ):
-        facts.append(CallFact(callid, phone, CallKind.MISSED, started, rung(call)))
-    elif "CallEnded" in types and call.get("direction") == "out":
-        facts.append(CallFact(callid, phone, CallKind.ATTEMPT, started, call.get("pbx_user")))
-    elif (
-        before is not None
-        and call.get("direction") != "out"
-        and outcome in MISSED_OUTCOMES
-        and before.get("outcome") == outcome
-        and rung(call) not in (None, rung(before))
+        facts.append(_missed(call, callid, phone, started, told))
+    elif call.get("direction") == "out" and (
+        "CallEnded" in types or (newly_told and told == 2 and outcome not in (None, "answered"))
     ):
+        # An outbound call that reached nobody; the PBX marks one to a number it owes a call-back
+        # with `missedStatus=2` (a call-back attempt): an attempt even if no event said it ended.
+        facts.append(CallFact(callid, phone, CallKind.ATTEMPT, started, call.get("pbx_user")))
+    elif missed and before is not None and before.get("outcome") == outcome and rung(call) not in (None, rung(before)):
         # Already missed, and now we know whom it rang: the same call again, with its user.
-        facts.append(CallFact(callid, phone, CallKind.MISSED, started, rung(call)))
+        facts.append(_missed(call, callid, phone, started, told))
+    elif missed and newly_told:
+        # Already missed, and now the PBX's verdict on it (reconciliation's `process_missed`).
+        facts.append(_missed(call, callid, phone, started, told))
     return facts
+
+
+def _missed(call: Mapping[str, Any], callid: str, phone: str, started: datetime, told: int | None) -> CallFact:
+    # When we learnt the verdict: reconciliation stamps it; a push's came with its history.
+    learnt = parse_time(call.get("missed_status_at")) or parse_time(call.get("history_at")) or started
+    return CallFact(callid, phone, CallKind.MISSED, started, rung(call), told, learnt if told else None)
 
 
 def owner_by(
@@ -466,6 +570,7 @@ __all__ = [
     "CallbackPage",
     "CallbackStatus",
     "CallbackStore",
+    "CloseReason",
     "Ledger",
     "apply",
     "call_facts",
@@ -476,4 +581,5 @@ __all__ = [
     "parse_time",
     "record_call",
     "rung",
+    "verdict",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -101,6 +102,28 @@ def _display(directory: Directory, login: str | None) -> dict[str, str] | None:
     return {"login": login, "name": (user.real_name if user and user.real_name else login)}
 
 
+def presence(directory: Directory, login: str | None, now: datetime) -> dict[str, Any] | None:
+    """A user's presence as of the last directory sync (`state` as the PBX words it: `online`,
+    `offline`, `away`, ...), with when that was and how long ago; None where the PBX gives none
+    (the legacy API) or the directory does not know the user."""
+    user = directory.user(login)
+    if user is None or not user.presence:
+        return None
+    at = user.presence_at
+    return {
+        "state": user.presence.lower(),
+        "as_of": at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if at else None,
+        "age_seconds": max(0, int((now - at).total_seconds())) if at else None,
+    }
+
+
+def _responsible(directory: Directory, login: str | None, now: datetime) -> dict[str, Any] | None:
+    shown: dict[str, Any] | None = _display(directory, login)
+    if shown is not None:
+        shown["presence"] = presence(directory, login, now)
+    return shown
+
+
 def past_call(call: Mapping[str, Any], directory: Directory) -> dict[str, Any]:
     who = directory.resolve(call.get("accepted_by")) or directory.resolve(call.get("pbx_user"))
     return {
@@ -135,8 +158,9 @@ def build_card(
     directory: Directory,
     region: str,
     crm_url_template: str | None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
-    """The whole card, as it pops up while the phone rings."""
+    """The whole card, as it pops up while the phone rings; `now` dates the responsible's presence."""
     responsible = responsible_login(contact, directory)
     history = [c for c in last_calls if c.get("callid") != call["callid"]][:LAST_CALLS]
     return {
@@ -154,7 +178,7 @@ def build_card(
             if contact
             else None
         ),
-        "responsible": _display(directory, responsible),
+        "responsible": _responsible(directory, responsible, now or datetime.now(tz=UTC)),
         "last_calls": [past_call(c, directory) for c in history],
     }
 
@@ -167,5 +191,6 @@ __all__ = [
     "card_update",
     "may_see",
     "people_of",
+    "presence",
     "responsible_login",
 ]

@@ -45,6 +45,8 @@ from pbxbridge.protocol.commands import (
     MakeCallCommand,
     MapUserCommand,
     ProposeUserMappingsCommand,
+    RebuildReportsCommand,
+    ReportCommand,
     SetDndCommand,
     SetWorkingHoursCommand,
     SubscribeOnCallsCommand,
@@ -54,7 +56,20 @@ from pbxbridge.protocol.commands import (
 )
 
 if TYPE_CHECKING:  # the calendar's models are built where a calendar command needs them (cold starts)
-    from pbxbridge.domain.working_time import CalendarStore
+    from datetime import date
+
+    from pbxbridge.domain.reports import Aggregate, Contribution
+    from pbxbridge.domain.working_time import CalendarStore, WorkingCalendar
+
+
+class ReportReader(Protocol):
+    def aggregates(self, days: list[date]) -> dict[tuple[date, str], Aggregate]: ...
+    def recount(self, source: str, contribution: Contribution | None) -> bool: ...
+
+
+SCAN_PAGE = 500  # items a rebuildReports Scan request reads
+# One page of a whole-table scan: (start, end, limit, cursor) -> (items, next cursor).
+ScanPage = Callable[[str, str, int, "str | None"], tuple[list[dict[str, Any]], "str | None"]]
 
 
 class Pbx(History, DirectorySource, Protocol):
@@ -105,6 +120,10 @@ class CommandService:
         calendars: CalendarStore | None = None,
         # The `WorkingHours` parameter's compact calendar: in force while no command has set one.
         default_calendar: str | None = None,
+        reports: ReportReader | None = None,
+        # rebuildReports: the calls and the call-backs of a period, scanned from their tables.
+        scan_calls: ScanPage | None = None,
+        scan_callbacks: ScanPage | None = None,
     ) -> None:
         self._pbx = pbx  # made on first use: CRM-data commands need no PBX key
         self._calls = calls
@@ -116,6 +135,9 @@ class CommandService:
         self._callbacks = callbacks
         self._calendars = calendars
         self._default_calendar = default_calendar
+        self._reports = reports
+        self._scan_calls = scan_calls
+        self._scan_callbacks = scan_callbacks
 
     def run(self, command: Any) -> Any:
         handlers: dict[type, Callable[[Any], Any]] = {
@@ -141,6 +163,8 @@ class CommandService:
             ListCallbacksCommand: self._list_callbacks,
             SetWorkingHoursCommand: self._set_working_hours,
             GetWorkingHoursCommand: self._get_working_hours,
+            ReportCommand: self._report,
+            RebuildReportsCommand: self._rebuild_reports,
         }
         return handlers[type(command)](command)
 
@@ -338,5 +362,88 @@ class CommandService:
             return {"calendar": None, "compact": None, "source": "none"}
         return {"calendar": calendar.model_dump(mode="json"), "compact": calendar.compact(), "source": source}
 
+    def _calendar_in_force(self) -> WorkingCalendar:
+        from pbxbridge.domain.reports import DEFAULT_ZONE
+        from pbxbridge.domain.working_time import WorkingCalendar, WorkingTimeError, tenant_calendar
 
-__all__ = ["CallReader", "CommandError", "CommandService", "Pbx"]
+        stored = self._calendars.working_calendar() if self._calendars is not None else None
+        try:
+            default = WorkingCalendar.read(self._default_calendar) if self._default_calendar else None
+        except WorkingTimeError as exc:
+            raise CommandError("not_configured", f"the WorkingHours parameter is not a calendar: {exc}") from None
+        return tenant_calendar(stored, default, DEFAULT_ZONE)
+
+    def _report(self, command: ReportCommand) -> dict[str, Any]:
+        from datetime import UTC, datetime
+
+        from pbxbridge.domain.directory import visible_logins
+        from pbxbridge.domain.reports import PeriodError, period_days, team_report
+        from pbxbridge.domain.working_time import zone_of
+
+        if self._reports is None:
+            raise CommandError("not_configured", "the reports table is not configured (REPORTS_TABLE)")
+        calendar = self._calendar_in_force()
+        today = datetime.now(UTC).astimezone(zone_of(calendar.zone)).date()
+        try:
+            days = period_days(command.period, command.from_, command.to, today)
+        except PeriodError as exc:
+            raise CommandError("invalid_request", str(exc)) from None
+        directory = self._directory_store().snapshot(self._region) if self._directory is not None else None
+        visible: frozenset[str] | None = None
+        if command.viewer is not None:
+            if directory is None:
+                raise CommandError("not_configured", "a viewer needs the directory (DIRECTORY_TABLE)")
+            visible = visible_logins(directory.user(directory.resolve(command.viewer)), directory)
+        departments = {user.login: user.groups for user in directory.users} if directory is not None else {}
+        aggregates = self._reports.aggregates(days)
+        return {
+            "from": days[0].isoformat(),
+            "to": days[-1].isoformat(),
+            "zone": calendar.zone,
+            **team_report(aggregates, visible, departments),
+        }
+
+    def _rebuild_reports(self, command: RebuildReportsCommand) -> dict[str, Any]:
+        from datetime import UTC, datetime, time, timedelta
+
+        from pbxbridge.domain.reports import PeriodError, call_contribution, callback_contribution, period_days
+        from pbxbridge.domain.working_time import zone_of
+
+        if self._reports is None or self._scan_calls is None or self._scan_callbacks is None:
+            raise CommandError("not_configured", "the reports or call-backs table is not configured")
+        calendar = self._calendar_in_force()
+        zone = zone_of(calendar.zone)
+        try:
+            days = period_days(command.period, command.from_, command.to, datetime.now(UTC).astimezone(zone).date())
+        except PeriodError as exc:
+            raise CommandError("invalid_request", str(exc)) from None
+
+        def utc(day: Any) -> str:
+            moment = datetime.combine(day, time(), tzinfo=zone).astimezone(UTC)
+            return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+        start, end = utc(days[0]), utc(days[-1] + timedelta(days=1))
+        phase, _, cursor = (command.cursor or "calls:").partition(":")
+        if phase not in ("calls", "callbacks"):
+            raise CommandError("invalid_request", "cursor: not one we handed out")
+        counted = {"calls": 0, "callbacks": 0, "changed": 0}
+        page_cursor: str | None = cursor or None
+        # A budget of items read (a Scan reads the whole table, the filter keeps the period's).
+        for _ in range(max(1, command.limit // SCAN_PAGE)):
+            scan = self._scan_calls if phase == "calls" else self._scan_callbacks
+            items, page_cursor = scan(start, end, SCAN_PAGE, page_cursor)
+            for item in items:
+                if phase == "calls":
+                    source, contribution = f"call#{item['callid']}", call_contribution(item, calendar)
+                else:
+                    source, contribution = f"callback#{item['id']}", callback_contribution(item, calendar)
+                counted[phase] += 1
+                counted["changed"] += int(self._reports.recount(source, contribution))
+            if page_cursor is None:
+                if phase == "callbacks":
+                    return {**counted, "cursor": None}
+                phase = "callbacks"
+        return {**counted, "cursor": f"{phase}:{page_cursor or ''}"}
+
+
+__all__ = ["CallReader", "CommandError", "CommandService", "Pbx", "ReportReader"]

@@ -36,6 +36,10 @@ class ContactStore(Protocol):
         """One read: the contact for this number, or None."""
         ...
 
+    def get_contacts(self, phones: Iterable[str]) -> dict[str, Contact]:
+        """Several contacts by number, read in batches; numbers nobody knows are left out."""
+        ...
+
     def put_contacts(self, contacts: Iterable[Contact]) -> int:
         """Batch-write contacts (last one wins per phone); returns how many were written."""
         ...

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal, Protocol, get_args
 
 from pbxbridge.phones import InvalidPhoneError, normalize_phone
@@ -49,6 +50,7 @@ class PbxUser:
     active: bool = True
     # Where the PBX gives it (crmapi/v1's `with=status`): `online`, `offline`, ... as of the last sync.
     presence: str | None = None
+    presence_at: datetime | None = None  # that sync (UTC), where the directory keeps it
     # The role as the PBX says it (`admin`, `group_head`, ...), None where its API says none.
     pbx_role: str | None = None
     # Set by hand (`mapUser`); each wins over what the PBX says. None: not set.
@@ -188,6 +190,8 @@ def user_listing(user: PbxUser) -> dict[str, object]:
         "crm_user": user.crm_user,
         "active": user.active,
         "presence": user.presence,
+        # The sync that saw the presence, as UTC text.
+        "presence_at": user.presence_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if user.presence_at else None,
         "role": user.role,
         "role_source": user.role_source,
         "departments": list(user.departments),

@@ -3,15 +3,18 @@
 A run walks a time range in windows. Each window's history CSV is streamed in chunks of rows: the
 chunk's calls are looked up in one batch read; a call never seen is created complete from its row, a
 call the webhook stored is merged (its fields are kept, the CSV's own are added), a call already
-reconciled is skipped. The API has no offset, so a window that returns `limit` rows is split in two
-and walked again: where its page of oldest calls ends, so that no call has to be read twice (crmapi/v1
-may return a history record only once). The watermark moves to a window's end only after that window is stored, and only
+reconciled is skipped (only v1's verdict on a missed call, `missed_status`, is brought up to date).
+The API has no offset, so a window that returns `limit` rows is split in two and walked again: where
+its page of oldest calls ends, so that no call has to be read twice (crmapi/v1 may return a history
+record only once). The watermark moves to a window's end only after that window is stored, and only
 forwards: a run that dies halfway repeats safely, and an overlapping run cannot move it back.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -22,6 +25,7 @@ from pbxbridge.pbx.models import HistoryPeriod, HistoryRow, HistoryType, Rejecte
 from pbxbridge.phones import InvalidPhoneError, normalize_phone
 
 CHUNK = 100  # one BatchGetItem
+AHEAD = 1  # chunks read and converted ahead of the one being stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +47,7 @@ class HistoryCall:
     link: str | None
     rating: int | None
     crm_user: str | None = None
+    missed_status: int | None = None  # v1's verdict on a missed call (`process_missed`), 1..4
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +55,7 @@ class CallState:
     exists: bool
     reconciled: bool
     had_history: bool = False  # the webhook stored its `history` push (and ran its scenario then)
+    missed_status: int | None = None  # the PBX's verdict on a missed call as stored
 
 
 class History(Protocol):
@@ -86,12 +92,16 @@ class Ledger(Protocol):
         ...
 
 
+NEW = CallState(exists=False, reconciled=False)
+
+
 @dataclass
 class SyncReport:
     rows_seen: int = 0
     created: int = 0  # calls whose every push was lost
     merged: int = 0  # calls the webhook had, completed from the CSV
     already_reconciled: int = 0
+    verdicts_updated: int = 0  # reconciled missed calls whose PBX verdict changed since (a re-read)
     rejected: list[str] = field(default_factory=list)
     windows: int = 0
     splits: int = 0
@@ -105,6 +115,7 @@ class SyncReport:
             "created": self.created,
             "merged": self.merged,
             "already_reconciled": self.already_reconciled,
+            "verdicts_updated": self.verdicts_updated,
             "rejected": len(self.rejected),
             "rejected_reasons": self.rejected[:50],
             "windows": self.windows,
@@ -151,6 +162,7 @@ def call_from_row(row: HistoryRow, region: str, attribute: Attribution = by_logi
         via=normalize_via(row.via, region),
         link=row.record,
         rating=rating,
+        missed_status=row.missed_status if isinstance(row, V1HistoryRow) and kind == "missed" else None,
     )
 
 
@@ -206,58 +218,101 @@ class Reconciler:
     min_window: timedelta = timedelta(seconds=1)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(tz=UTC))
     attribute: Attribution = by_login
-    # Told of every call not yet reconciled, before it is written: the scenarios' chance at calls
-    # whose history push was lost.
-    on_reconciling: Callable[[HistoryCall], None] = field(default=lambda call: None)
+    # Told of a chunk's calls not yet reconciled whose history push never arrived, before any of them
+    # is written: the scenarios' chance at calls whose history push was lost.
+    on_reconciling: Callable[[list[HistoryCall]], None] = field(default=lambda calls: None)
 
     def store_rows(self, rows: Iterable[HistoryRow | RejectedHistoryRow], report: SyncReport) -> int:
-        """Store one window's rows; returns how many rows (rejected included) the PBX sent."""
+        """Store one window's rows; returns how many rows (rejected included) the PBX sent.
+
+        A chunk is read, converted and looked up while the previous one is written: the writes stay
+        in one thread, chunk after chunk, in the PBX's order, and every chunk is stored before this
+        returns, so the watermark only moves past what was stored. The only chunk a lookup can run
+        ahead of is the one being written: a call listed in both is the same call, already
+        reconciled by it, as it would be found. Reading runs at most `AHEAD` chunks ahead: memory
+        stays flat however long the window."""
         count = 0
-        for chunk in _chunks(rows, CHUNK):
-            count += len(chunk)
-            now = self.clock()
-            calls: dict[str, HistoryCall] = {}
-            for row in chunk:
-                if isinstance(row, RejectedHistoryRow):
-                    report.rejected.append(f"line {row.line}: {row.reason}")
-                    continue
-                try:
-                    calls[row.uid] = call_from_row(row, self.region, self.attribute)
-                except InvalidPhoneError:
-                    report.rejected.append(f"call {row.uid}: client {row.client[:40]!r} is not a phone number")
-            report.rows_seen += sum(1 for row in chunk if isinstance(row, HistoryRow))
-            if not calls:
-                continue
-            state = self.ledger.reconciliation_state(list(calls))
-            settled_before, old_before = now - self.settled_after, now - self.old_after
-            to_create: list[HistoryCall] = []
-            to_write: list[HistoryCall] = []
-            for callid, call in calls.items():
-                known = state.get(callid)
-                if known and known.reconciled:
-                    report.already_reconciled += 1
-                    continue
-                # Before the call is marked reconciled: a run that dies after this repeats it (it is
-                # one conditional write, so repeating is harmless), never skips it. A call whose
-                # history push arrived had its scenario then; a contact deleted since stays deleted.
-                if not (known and known.had_history):
-                    self.on_reconciling(call)
-                if known is None and call.started_at < old_before:
-                    to_write.append(call)
-                elif known is None and call.started_at < settled_before:
-                    to_create.append(call)
-                elif self.ledger.merge_call(call, now, had_history=bool(known and known.had_history)):
-                    report.created += 1
-                else:
-                    report.merged += 1
-            if to_create:
-                created = self.ledger.create_calls(to_create, now)
-                report.created += created
-                report.merged += len(to_create) - created
-            if to_write:
-                self.ledger.write_old_calls(to_write, now)
-                report.created += len(to_write)
+        pending: deque[Future[None]] = deque()
+        writing: set[str] = set()  # the calls of the chunk that may still be being written
+        with (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="reconcile-lookup") as looking_up,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="reconcile-store") as storing,
+        ):
+            try:
+                for chunk in _chunks(rows, CHUNK):
+                    count += len(chunk)
+                    calls = self._calls(chunk, report)
+                    repeated = calls.keys() & writing
+                    for callid in repeated:
+                        del calls[callid]
+                    report.already_reconciled += len(repeated)
+                    if calls:
+                        state = looking_up.submit(self.ledger.reconciliation_state, list(calls))
+                        pending.append(storing.submit(self._store, calls, state, self.clock(), report))
+                        writing = set(calls)
+                    while len(pending) > AHEAD:
+                        pending.popleft().result()
+                while pending:
+                    pending.popleft().result()
+            finally:
+                for future in pending:
+                    future.cancel()  # a chunk failed (or the PBX stream did): store nothing after it
         return count
+
+    def _calls(self, chunk: list[HistoryRow | RejectedHistoryRow], report: SyncReport) -> dict[str, HistoryCall]:
+        calls: dict[str, HistoryCall] = {}
+        for row in chunk:
+            if isinstance(row, RejectedHistoryRow):
+                report.rejected.append(f"line {row.line}: {row.reason}")
+                continue
+            report.rows_seen += 1
+            try:
+                calls[row.uid] = call_from_row(row, self.region, self.attribute)
+            except InvalidPhoneError:
+                report.rejected.append(f"call {row.uid}: client {row.client[:40]!r} is not a phone number")
+        return calls
+
+    def _store(
+        self, calls: dict[str, HistoryCall], lookup: Future[dict[str, CallState]], now: datetime, report: SyncReport
+    ) -> None:
+        state = lookup.result()
+        settled_before, old_before = now - self.settled_after, now - self.old_after
+        to_reconcile: list[tuple[HistoryCall, CallState | None]] = []
+        for callid, call in calls.items():
+            known = state.get(callid)
+            if not (known and known.reconciled):
+                to_reconcile.append((call, known))
+                continue
+            report.already_reconciled += 1
+            if call.missed_status is not None and call.missed_status != known.missed_status:
+                # The PBX's verdict moved since the call was reconciled (a call-back made after the
+                # first read): kept, and the call-backs follow it.
+                self.ledger.merge_call(call, now)
+                report.verdicts_updated += 1
+        # Before the calls are marked reconciled: a run that dies after this repeats it (the scenarios'
+        # writes are conditional, so repeating is harmless), never skips it. A call whose history push
+        # arrived had its scenario then; a contact deleted since stays deleted.
+        without_history = [call for call, known in to_reconcile if not (known and known.had_history)]
+        if without_history:
+            self.on_reconciling(without_history)
+        to_create: list[HistoryCall] = []
+        to_write: list[HistoryCall] = []
+        for call, known in to_reconcile:
+            if known is None and call.started_at < old_before:
+                to_write.append(call)
+            elif known is None and call.started_at < settled_before:
+                to_create.append(call)
+            elif self.ledger.merge_call(call, now, had_history=bool(known and known.had_history)):
+                report.created += 1
+            else:
+                report.merged += 1
+        if to_create:
+            created = self.ledger.create_calls(to_create, now)
+            report.created += created
+            report.merged += len(to_create) - created
+        if to_write:
+            self.ledger.write_old_calls(to_write, now)
+            report.created += len(to_write)
 
     def walk(
         self,

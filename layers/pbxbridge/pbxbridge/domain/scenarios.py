@@ -5,12 +5,14 @@
 - calls of PBX users with no CRM user are attributed to a default CRM user.
 
 "Unknown" and "once per number" are one conditional write: the contact is created only if no contact
-has that number, so no read is spent and a repeated or concurrent push creates it once.
+has that number, so no read is spent and a repeated or concurrent push creates it once. Reconciliation
+hands over a chunk of calls at once: their numbers are read in one batch first, and only the numbers
+nobody knows get their conditional write (a known number would only fail it, a request per call).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -93,12 +95,18 @@ def record_finished_call(
     return duplicate, None
 
 
-def scenarios_for_reconciled_calls(contacts: ContactStore, scenarios: Scenarios) -> Callable[[FinishedCall], None]:
-    """Reconciliation's hook: a call it had to create (its pushes were lost) gets its scenario too."""
+def scenarios_for_reconciled_calls(
+    contacts: ContactStore, scenarios: Scenarios
+) -> Callable[[Sequence[FinishedCall]], None]:
+    """Reconciliation's hook: calls it had to create (their pushes were lost) get their scenario too."""
 
-    def apply(call: FinishedCall) -> None:
-        contact = contact_to_create(call, scenarios)
-        if contact is not None:
-            contacts.create_contact_if_absent(contact)
+    def apply(calls: Sequence[FinishedCall]) -> None:
+        wanted = {contact.phone: contact for call in calls if (contact := contact_to_create(call, scenarios))}
+        if not wanted:
+            return  # no scenario applies: nothing is read
+        known = contacts.get_contacts(wanted)
+        for phone, contact in wanted.items():
+            if phone not in known:
+                contacts.create_contact_if_absent(contact)
 
     return apply

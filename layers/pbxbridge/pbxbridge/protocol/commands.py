@@ -353,6 +353,38 @@ class ListCallbacksCommand(_Command):
     cursor: str | None = Field(default=None, max_length=2048)
 
 
+class ReportCommand(_Command):
+    """The team's figures for a period, per manager and per department, from the daily aggregates
+    (never the calls). Answers `{from, to, zone, managers, departments, total}`; the docs' "Figures"
+    define every cell."""
+
+    cmd: Literal["report"]
+    period: Literal["today", "yesterday", "this_week", "last_week", "this_month", "last_month"] | None = Field(
+        default=None, description="a period in the tenant's zone (weeks start on Monday); or `from` and `to`"
+    )
+    from_: date | None = Field(default=None, alias="from", description="the first date, inclusive")
+    to: date | None = Field(default=None, description="the last date, inclusive (at most 366 days)")
+    viewer: User | None = Field(
+        default=None,
+        description="the PBX user the report is for: a supervisor sees their departments, an admin "
+        "everyone, a manager themself; absent: everyone (a service's view)",
+    )
+
+
+class RebuildReportsCommand(_Command):
+    """Recomputes a period's figures from the calls and call-backs tables (after a calendar change, or
+    to repair): each call and call-back's share is worked out again and the difference applied. It
+    reads the whole tables, a part per request: answers `{calls, callbacks, changed, cursor}`; send
+    the `cursor` back until it is null."""
+
+    cmd: Literal["rebuildReports"]
+    period: Literal["today", "yesterday", "this_week", "last_week", "this_month", "last_month"] | None = None
+    from_: date | None = Field(default=None, alias="from", description="the first date, inclusive")
+    to: date | None = Field(default=None, description="the last date, inclusive (at most 366 days)")
+    limit: int = Field(default=2000, ge=100, le=20000, description="items read per request, about")
+    cursor: str | None = Field(default=None, max_length=4096)
+
+
 PBX_COMMANDS = (
     "accounts",
     "groups",
@@ -387,7 +419,9 @@ Command = Annotated[
     | IssueWidgetTokenCommand
     | ListCallbacksCommand
     | SetWorkingHoursCommand
-    | GetWorkingHoursCommand,
+    | GetWorkingHoursCommand
+    | ReportCommand
+    | RebuildReportsCommand,
     Field(discriminator="cmd"),
 ]
 _COMMAND = TypeAdapter(Command)

@@ -6,6 +6,8 @@ Key (`phone`, `sk`):
 - `sk = "callback#<callid>"`: one call-back, as the list shows it. The GSI `by_owner`
   (`owner_status` = `<owner>#<status>`, `last_missed_at`) lists an owner's open or closed call-backs,
   the most recently missed first. The ledger has no `owner_status`, so the index holds call-backs only.
+  The sparse GSI `open_by_age` (`open_queue`, `first_missed_at`) holds the open ones not yet escalated
+  (storage/overdue.py: the overdue checker's reads, and `sk = "overdue#<callid>"`, each escalation).
 
 A ledger and the call-backs it changed are written in one transaction guarded by the ledger's version:
 two calls with one number processed at once cannot both win, the loser reads again and retries.
@@ -31,6 +33,7 @@ from pbxbridge.storage.dynamodb import (
     newest_first,
     parse_utc_iso,
     plain_item,
+    scan_page,
     unavailable_on_aws_errors,
     utc_iso,
     wire_item,
@@ -39,6 +42,10 @@ from pbxbridge.storage.dynamodb import (
 BY_OWNER_INDEX = "by_owner"
 LEDGER = "ledger"
 CALLBACK_PREFIX = "callback#"
+# `open_by_age` (`open_queue`, `first_missed_at`): open call-backs not yet escalated, oldest first.
+OPEN_BY_AGE_INDEX = "open_by_age"
+OPEN_QUEUE = "open_queue"
+OPEN_QUEUE_KEY = "open"
 # Closed call-backs are kept this long (the table's TTL attribute `expires_at`); open ones forever.
 CLOSED_RETENTION_SECONDS = 400 * 24 * 3600
 
@@ -48,14 +55,23 @@ def _ledger_item(ledger: Ledger) -> dict[str, Any]:
         "phone": ledger.phone,
         "sk": LEDGER,
         "version": ledger.version,
-        "calls": {
-            callid: {"k": f.kind.value, "t": utc_iso(f.at, precise=True), **({"u": f.user} if f.user else {})}
-            for callid, f in ledger.calls.items()
-        },
+        "calls": {callid: _fact_item(f) for callid, f in ledger.calls.items()},
         "opened": {callid: {"id": o.id, "o": o.owner} for callid, o in ledger.opened.items()},
     }
     if ledger.boundary is not None:
         item["boundary"] = utc_iso(ledger.boundary, precise=True)
+    return item
+
+
+def _fact_item(fact: CallFact) -> dict[str, Any]:
+    item: dict[str, Any] = {"k": fact.kind.value, "t": utc_iso(fact.at, precise=True)}
+    if fact.user:
+        item["u"] = fact.user
+    if fact.verdict is not None:
+        # The PBX's `missed_status` on a missed call, and when we learnt it (a PBX closure's time).
+        item["v"] = fact.verdict
+        if fact.verdict_at is not None:
+            item["vt"] = utc_iso(fact.verdict_at, precise=True)
     return item
 
 
@@ -65,7 +81,15 @@ def _ledger(item: Mapping[str, Any]) -> Ledger:
         phone=phone,
         version=int(item.get("version", 0)),
         calls={
-            callid: CallFact(callid, phone, CallKind(raw["k"]), parse_utc_iso(raw["t"]), raw.get("u"))
+            callid: CallFact(
+                callid,
+                phone,
+                CallKind(raw["k"]),
+                parse_utc_iso(raw["t"]),
+                raw.get("u"),
+                int(raw["v"]) if raw.get("v") else None,
+                parse_utc_iso(raw["vt"]) if raw.get("vt") else None,
+            )
             for callid, raw in item.get("calls", {}).items()
         },
         opened={callid: Opened(id=raw["id"], owner=raw["o"]) for callid, raw in item.get("opened", {}).items()},
@@ -86,6 +110,9 @@ def callback_item(callback: Callback) -> dict[str, Any]:
         "first_missed_at": utc_iso(callback.first_missed_at),
         "last_missed_at": utc_iso(callback.last_missed_at),
     }
+    if callback.status is CallbackStatus.OPEN and callback.overdue_since is None:
+        # The sparse index the overdue checker reads (storage/overdue.py): open and not yet escalated.
+        item[OPEN_QUEUE] = OPEN_QUEUE_KEY
     if callback.closed_at is not None:
         item["closed_at"] = utc_iso(callback.closed_at)
         item["expires_at"] = int(callback.closed_at.timestamp()) + CLOSED_RETENTION_SECONDS
@@ -146,6 +173,16 @@ class DynamoCallbackStore:
         key = f"{owner}#{CallbackStatus(status).value}"
         items, next_cursor = newest_first(self._client, self._table, BY_OWNER_INDEX, "owner_status", key, limit, cursor)
         return CallbackPage(callbacks=[callback_from_item(item) for item in items], cursor=next_cursor)
+
+    @unavailable_on_aws_errors
+    def callbacks_first_missed_between(
+        self, start: str, end: str, limit: int, cursor: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of a Scan (`limit` items read): the call-back items (not the ledgers) with `start`
+        <= `first_missed_at` < `end`; rebuildReports only, it reads the whole table."""
+        condition = "begins_with(sk, :prefix) AND first_missed_at >= :start AND first_missed_at < :end"
+        values = {":prefix": CALLBACK_PREFIX, ":start": start, ":end": end}
+        return scan_page(self._client, self._table, condition, values, limit, cursor)
 
     @unavailable_on_aws_errors
     def callbacks_of(self, phone: str) -> list[Callback]:

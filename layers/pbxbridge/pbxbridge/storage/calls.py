@@ -24,6 +24,7 @@ from pbxbridge.storage.dynamodb import (
     plain_item,
     put_if_absent,
     query_all,
+    scan_page,
     unavailable_on_aws_errors,
     utc_iso,
 )
@@ -194,6 +195,15 @@ class DynamoCallStore:
     @unavailable_on_aws_errors
     def calls_by_user(self, login: str, limit: int = 50, cursor: str | None = None) -> CallPage:
         return self._newest_first(BY_USER_INDEX, "pbx_user", login, limit, cursor)
+
+    @unavailable_on_aws_errors
+    def calls_started_between(
+        self, start: str, end: str, limit: int, cursor: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of a Scan (`limit` calls read): the calls with `start` <= `started_at` < `end`
+        (`utc_iso` strings); rebuildReports only, it reads the whole table."""
+        condition = "started_at >= :start AND started_at < :end"
+        return scan_page(self._client, self._calls_table, condition, {":start": start, ":end": end}, limit, cursor)
 
     def _newest_first(self, index: str, attribute: str, value: str, limit: int, cursor: str | None) -> CallPage:
         items, next_cursor = newest_first(self._client, self._calls_table, index, attribute, value, limit, cursor)

@@ -17,6 +17,7 @@ from pbxbridge.domain.directory import ROLES, Department, Directory, PbxUser, Ro
 from pbxbridge.storage.dynamodb import (
     Update,
     is_condition_failure,
+    parse_utc_iso,
     query_all,
     unavailable_on_aws_errors,
     utc_iso,
@@ -50,6 +51,9 @@ class DynamoDirectoryStore:
                 telnum=item.get("telnum"),
                 email=item.get("email"),
                 presence=item.get("presence"),
+                presence_at=parse_utc_iso(item["synced_at"])
+                if item.get("presence") and item.get("synced_at")
+                else None,
                 groups=tuple(item.get("groups", [])),
                 crm_user=item.get("crm_user"),
                 active=bool(item.get("active", True)),

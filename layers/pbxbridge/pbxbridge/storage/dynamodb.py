@@ -119,6 +119,18 @@ def batch_get(client: Any, table: str, keys: list[dict[str, Any]], **read: Any) 
     raise StoreUnavailableError("BatchGetItem kept leaving keys unprocessed")
 
 
+def batch_write(client: Any, table: str, items: list[dict[str, Any]]) -> None:
+    """One BatchWriteItem of wire items (at most 25), unconditional puts; the items DynamoDB leaves
+    unprocessed are sent again with backoff."""
+    request: dict[str, Any] = {table: [{"PutRequest": {"Item": item}} for item in items]}
+    for attempt in range(8):
+        request = client.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
+        if not request:
+            return
+        time.sleep(min(0.05 * 2**attempt, 1.0))
+    raise StoreUnavailableError("BatchWriteItem kept leaving items unprocessed")
+
+
 def newest_first(
     client: Any, table: str, index: str, attribute: str, value: str, limit: int, cursor: str | None
 ) -> tuple[list[dict[str, Any]], str | None]:
@@ -139,6 +151,26 @@ def newest_first(
             raise InvalidCursorError("the cursor belongs to another listing")
         kwargs["ExclusiveStartKey"] = start
     page = client.query(**kwargs)
+    last = page.get("LastEvaluatedKey")
+    return [plain_item(item) for item in page.get("Items", [])], _encode_cursor(last) if last else None
+
+
+def scan_page(
+    client: Any, table: str, condition: str, values: Mapping[str, Any], limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of a whole-table Scan (`limit` items read) filtered by `condition` (on plain `values`),
+    as plain items; and the cursor of the next page (None on the last)."""
+    kwargs: dict[str, Any] = {
+        "TableName": table,
+        "FilterExpression": condition,
+        "ExpressionAttributeValues": wire_item(values),
+        "Limit": limit,
+        # Consistent: a rebuild must not put back an item's share from before its last stream record.
+        "ConsistentRead": True,
+    }
+    if cursor:
+        kwargs["ExclusiveStartKey"] = _decode_cursor(cursor)
+    page = client.scan(**kwargs)
     last = page.get("LastEvaluatedKey")
     return [plain_item(item) for item in page.get("Items", [])], _encode_cursor(last) if last else None
 

@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError
 from pbxbridge.storage.dynamodb import (
     Update,
     batch_get,
+    batch_write,
     is_condition_failure,
     parse_utc_iso,
     put_if_absent,
@@ -25,6 +26,10 @@ if TYPE_CHECKING:
     from pbxbridge.domain.reconciliation import CallState, HistoryCall
 
 
+BATCH_WRITE = 25  # items in one BatchWriteItem, DynamoDB's limit
+WRITERS = 4  # BatchWriteItems of one chunk in flight at once
+
+
 class DynamoLedger:
     """Reconciliation's data access: calls in batches, and the watermark in the sync state table."""
 
@@ -37,15 +42,22 @@ class DynamoLedger:
 
     @unavailable_on_aws_errors
     def reconciliation_state(self, callids: list[str]) -> dict[str, CallState]:
+        from pbxbridge.domain.callbacks import verdict
         from pbxbridge.domain.reconciliation import CallState
 
         keys: list[dict[str, Any]] = [{"callid": {"S": callid}} for callid in dict.fromkeys(callids)]
         items = batch_get(
-            self._client, self._calls_table, keys, ProjectionExpression="callid, reconciled_at, history_at"
+            self._client,
+            self._calls_table,
+            keys,
+            ProjectionExpression="callid, reconciled_at, history_at, missed_status",
         )
         return {
             item["callid"]["S"]: CallState(
-                exists=True, reconciled="reconciled_at" in item, had_history="history_at" in item
+                exists=True,
+                reconciled="reconciled_at" in item,
+                had_history="history_at" in item,
+                missed_status=verdict(next(iter(item.get("missed_status", {}).values()), None)),
             )
             for item in items
         }
@@ -74,12 +86,20 @@ class DynamoLedger:
     @unavailable_on_aws_errors
     def write_old_calls(self, calls: list[HistoryCall], reconciled_at: datetime) -> None:
         """Write missing calls in batches of 25, unconditionally: only for calls so old that no push
-        can still arrive for them (a backfill), where a conditional write per call buys nothing."""
-        from boto3.dynamodb.table import BatchWriter
+        can still arrive for them (a backfill), where a conditional write per call buys nothing.
 
-        with BatchWriter(self._calls_table, self._client) as batch:
-            for call in calls:
-                batch.put_item(Item={k: serialize(v) for k, v in _history_call_item(call, reconciled_at).items()})
+        The batches go out at once (distinct calls, blind puts: their order does not matter), so
+        DynamoDB is busy with one while the next is being encoded, not idle between them."""
+        items = [{k: serialize(v) for k, v in _history_call_item(call, reconciled_at).items()} for call in calls]
+        batches = [items[offset : offset + BATCH_WRITE] for offset in range(0, len(items), BATCH_WRITE)]
+        if len(batches) == 1:
+            batch_write(self._client, self._calls_table, batches[0])
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(len(batches), WRITERS)) as pool:
+            for written in [pool.submit(batch_write, self._client, self._calls_table, batch) for batch in batches]:
+                written.result()
 
     @unavailable_on_aws_errors
     def merge_call(self, call: HistoryCall, reconciled_at: datetime, *, had_history: bool = True) -> bool:
@@ -87,7 +107,9 @@ class DynamoLedger:
         update = Update()
         # The CSV's own fields; everything else only where the webhook left it empty. Without a
         # history push, the call's start is only an event's arrival: the PBX's own start wins.
-        own = ("wait", "via", "csv_rating") if had_history else ("wait", "via", "csv_rating", "started_at")
+        own: tuple[str, ...] = ("wait", "via", "csv_rating", "missed_status", "missed_status_at")
+        if not had_history:
+            own += ("started_at",)
         for name in own:
             update.set(name, item.get(name))
         for name, value in item.items():
@@ -150,5 +172,8 @@ def _history_call_item(call: HistoryCall, reconciled_at: datetime) -> dict[str, 
         "link": call.link,
         "csv_rating": call.rating,
         "reconciled_at": utc_iso(reconciled_at, precise=True),
+        # Text, as a push's `missedStatus` is kept; when we learnt it dates a call-back the PBX closed.
+        "missed_status": str(call.missed_status) if call.missed_status is not None else None,
+        "missed_status_at": utc_iso(reconciled_at, precise=True) if call.missed_status is not None else None,
     }
     return {name: value for name, value in item.items() if value is not None}

@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Protocol
 
@@ -24,7 +25,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from pbxbridge.domain.card import build_card, card_change, card_update, people_of, responsible_login
 from pbxbridge.domain.contacts import Contact
 from pbxbridge.domain.directory import Directory
-from pbxbridge.storage.dynamodb import stream_change
+from pbxbridge.storage.dynamodb import stream_change, utc_iso
 
 logger = Logger()
 metrics = Metrics()
@@ -49,6 +50,7 @@ class CardDependencies:
     directory: Callable[[], Directory]
     connections: Connections
     post: Callable[[str, bytes], None]  # raises ConnectionGoneError
+    clock: Callable[[], datetime] = lambda: datetime.now(tz=UTC)  # dates the responsible's presence
 
 
 @lru_cache(maxsize=1)
@@ -119,7 +121,7 @@ def cards_for(
         popped = {login for login in (directory.resolve(leg) for leg in change.newly_rung) if login}
     if popped:
         last = deps.last_calls(str(client)) if client else []
-        card = build_card(new, contact, last, directory, deps.region, deps.crm_url_template)
+        card = build_card(new, contact, last, directory, deps.region, deps.crm_url_template, deps.clock())
         messages.append((popped, {"type": "card", "card": card}))
     if change.updates and (rest := everyone - popped):
         messages.append((rest, {"type": "card.update", "card": card_update(new, directory)}))
@@ -174,6 +176,44 @@ def callback_watchers(old: Mapping[str, Any] | None, new: Mapping[str, Any] | No
     return logins
 
 
+def overdue_watchers(owner: str, directory: Directory) -> set[str]:
+    """Who else is told that a call-back of `owner` is overdue: the supervisors who see the owner
+    (`visible_logins`) or, for a department's call-back (`g_<id>`), that department; and the admins,
+    of every call-back. The owner's own list shows it already."""
+    from pbxbridge.domain.directory import visible_logins
+
+    department = owner[2:] if owner.startswith("g_") else None
+    watchers = set()
+    for user in directory.users:
+        if not user.active or user.role not in ("supervisor", "admin") or user.login == owner:
+            continue
+        if user.role == "admin":
+            seen = True  # every call-back, an unassigned one (nobody's list shows it) too
+        elif department is None:
+            seen = owner in visible_logins(user, directory)
+        else:
+            seen = department in user.departments
+        if seen:
+            watchers.add(user.login)
+    return watchers
+
+
+def overdue_notice(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The message for supervisors when this change is a call-back's one escalation (its insert)."""
+    from pbxbridge.storage.overdue import overdue_event
+
+    event = overdue_event(new) if old is None else None
+    if event is None:
+        return None
+    return {
+        "type": "callbackOverdue",
+        "callback_id": event.callback_id,
+        "owner": event.owner,
+        "phone": event.phone,
+        "overdue_since": utc_iso(event.occurred_at),
+    }
+
+
 def handle_record(record: DynamoDBRecord, deps: CardDependencies | None = None) -> None:
     deps = deps or default_dependencies()
     change = stream_change(record)
@@ -181,6 +221,15 @@ def handle_record(record: DynamoDBRecord, deps: CardDependencies | None = None) 
         return
     table, old, new = change
     if deps.callbacks_table and table == deps.callbacks_table:
+        notice = overdue_notice(old, new)
+        if notice is not None:
+            watchers = overdue_watchers(notice["owner"], deps.directory())
+            if watchers:
+                delivered = deliver(watchers, notice, deps)
+                logger.info(
+                    "overdue call-back told", extra={"callback_id": notice["callback_id"], "delivered": delivered}
+                )
+            return
         # The list is read through the widget's API (it is the user's own data): this only says "reload".
         watchers = callback_watchers(old, new, deps.directory())
         if watchers:
