@@ -101,7 +101,7 @@ docs: $(STAMP) ## serve the documentation site on 127.0.0.1, port DOCS_PORT (801
 	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:$(DOCS_PORT)
 
 docs-build: $(STAMP) ## build the documentation site into site/ with --strict (part of make test)
-	$(BIN)/mkdocs build --strict --quiet
+	$(BIN)/mkdocs build --strict
 
 docs-reference: $(STAMP) ## regenerate docs/reference/ (commands from their models, events from schemas/events)
 	$(BIN)/python -m local.docs_reference
