@@ -28,6 +28,7 @@ from pbxbridge.pbx.models import (
     RejectedHistoryRow,
 )
 from pbxbridge.pbx.transport import (
+    PbxClientBase,
     PbxHttp,
     byte_lines,
     is_html,
@@ -62,7 +63,7 @@ def phone_digits(phone: Phone | str, region: str) -> str:
     return (phone if isinstance(phone, Phone) else normalize_phone(phone, region)).digits
 
 
-class LegacyPbxClient:
+class LegacyPbxClient(PbxClientBase):
     """Typed access to the eight commands of `/sys/crm_api.wcgp`."""
 
     def __init__(
@@ -92,15 +93,6 @@ class LegacyPbxClient:
             retries=retries,
             backoff=backoff,
         )
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> LegacyPbxClient:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
 
     def _post(
         self,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Container, Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 import requests
@@ -249,3 +249,18 @@ def make_call_result(text: str) -> MakeCallResult:
     if body and data is None and len(body) <= 200 and "<" not in body:
         return MakeCallResult(call_id=body, id_known=True, raw=body)
     return MakeCallResult(call_id=None, id_known=False, raw=body or None)
+
+
+class PbxClientBase:
+    """What both PBX clients are around their transport: a pool to close, usable in a `with`."""
+
+    _http: PbxHttp
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()

@@ -40,7 +40,15 @@ from pbxbridge.pbx.models import (
     RejectedHistoryRow,
     V1HistoryRow,
 )
-from pbxbridge.pbx.transport import PbxHttp, byte_lines, is_html, make_call_result, public_address, read_switch
+from pbxbridge.pbx.transport import (
+    PbxClientBase,
+    PbxHttp,
+    byte_lines,
+    is_html,
+    make_call_result,
+    public_address,
+    read_switch,
+)
 from pbxbridge.phones import Phone
 
 log = logging.getLogger(__name__)
@@ -93,7 +101,7 @@ _DND = _Switch("dnd", post_means=False)
 _SUBSCRIPTION = _Switch("subscription", post_means=True)
 
 
-class V1PbxClient:
+class V1PbxClient(PbxClientBase):
     """Typed access to the PBX through `crmapi/v1`, with the legacy client's methods and results."""
 
     def __init__(
@@ -130,15 +138,6 @@ class V1PbxClient:
             retries=retries,
             backoff=backoff,
         )
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> V1PbxClient:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
 
     # Transport
 
