@@ -1,4 +1,5 @@
-// pbxbridge widget: the live call card, the call-back list, a dialer and the DND switch.
+// pbxbridge widget: the live call card, the call-back list, a dialer, the DND switch and, for a
+// supervisor or admin, the team view (a live board and the period's figures).
 // No dependencies and no build step. Every value from the server is set with textContent, never as HTML.
 "use strict";
 
@@ -20,6 +21,26 @@
       presence_online: "online", presence_offline: "offline", presence_away: "away", presence_busy: "busy",
       presenceAsOf: "As of the last directory sync", agoNow: "just now", agoMin: "{n} min ago", agoHour: "{n} h ago", agoDay: "{n} d ago",
       overdue: "Overdue", overdueSince: "overdue since {t}", teamOverdue: "{owner}'s call-back to {phone}",
+      views: "Views", myCalls: "My calls", team: "Team", board: "Now", departmentCallbacks: "Department call-backs",
+      figures: "Figures", period: "Period", period_today: "Today", period_yesterday: "Yesterday", period_this_week: "This week",
+      period_last_week: "Last week", period_this_month: "This month", period_last_month: "Last month", period_dates: "Dates…",
+      from: "From", to: "To", show: "Show", retry: "Try again", perPerson: "Per person", perDepartment: "Per department",
+      loading: "Loading…", loadFailed: "Could not load: the server did not answer. Try again in a moment.",
+      noTeamCalls: "No calls in this period.", noPeople: "Nobody to show.", periodShown: "{from} – {to} ({zone})",
+      tileInbound: "Inbound", tileMissed: "Missed", tileCalledBack: "Called back within 15 min", tileMedian: "Median time to call back",
+      ofMissed: "of {n} to call back", shareOf: "{p} of inbound",
+      colName: "Name", colDepartment: "Department", colInbound: "Inbound", colAnswered: "Answered", colMissed: "Missed", colMissedShare: "Missed, %",
+      colWithin20: "Answered ≤20 s", colCb15: "Called back ≤15 min", colCbSameDay: "Same day", colCbLater: "Later", colNotCalledBack: "Not called back",
+      colMedian: "Call back, median", colP90: "Call back, p90", colOutbound: "Outbound", colReached: "Reached", colTalk: "Talk time",
+      colWait: "Average wait", colRating: "Rating", sortBy: "Sort by {col}",
+      chartMissed: "Missed calls per day", chartCallback: "Time to call back per day", median: "median", p90: "90th percentile",
+      chartMissedDesc: "{n} missed in {days} days; most on {day}: {max}.", chartCallbackDesc: "Median and 90th percentile time to call back, per day; longest 90th percentile: {max} on {day}.",
+      chartNoData: "No call-backs were closed in this period.", asTable: "The numbers", day: "Day",
+      noCall: "No call", inCall: "Incoming", outCall: "Outgoing", callAnswered: "answered", callRinging: "ringing",
+      dndOn: "DND", dndTitle: "Do not disturb since {t}", toCallBack: "{n} to call back", oldest: "oldest {age}",
+      noCallbacksShort: "no call-backs", sla_ok: "on time", sla_due: "due soon", sla_overdue: "overdue",
+      ageMin: "{n} min", ageHour: "{h} h {m} min", ageDay: "{n} d", hours: "h", boardAsOf: "Live · as of {t}",
+      noDepartments: "No department call-backs.",
     },
     ru: {
       connecting: "Подключение…", live: "На связи", offline: "Нет связи, переподключаюсь…", expired: "Сессия истекла: обновите страницу CRM",
@@ -37,6 +58,26 @@
       presence_online: "в сети", presence_offline: "не в сети", presence_away: "отошёл", presence_busy: "занят",
       presenceAsOf: "По данным последней синхронизации справочника", agoNow: "только что", agoMin: "{n} мин назад", agoHour: "{n} ч назад", agoDay: "{n} дн. назад",
       overdue: "Просрочен", overdueSince: "просрочен с {t}", teamOverdue: "{owner}: обратный звонок на {phone}",
+      views: "Разделы", myCalls: "Мои звонки", team: "Команда", board: "Сейчас", departmentCallbacks: "Перезвоны отделов",
+      figures: "Показатели", period: "Период", period_today: "Сегодня", period_yesterday: "Вчера", period_this_week: "Эта неделя",
+      period_last_week: "Прошлая неделя", period_this_month: "Этот месяц", period_last_month: "Прошлый месяц", period_dates: "Даты…",
+      from: "С", to: "По", show: "Показать", retry: "Повторить", perPerson: "По сотрудникам", perDepartment: "По отделам",
+      loading: "Загрузка…", loadFailed: "Не удалось загрузить: сервер не ответил. Повторите чуть позже.",
+      noTeamCalls: "За этот период звонков нет.", noPeople: "Некого показать.", periodShown: "{from} – {to} ({zone})",
+      tileInbound: "Входящие", tileMissed: "Пропущено", tileCalledBack: "Перезвонили за 15 мин", tileMedian: "Медиана времени до перезвона",
+      ofMissed: "из {n} к перезвону", shareOf: "{p} входящих",
+      colName: "Сотрудник", colDepartment: "Отдел", colInbound: "Входящие", colAnswered: "Отвечено", colMissed: "Пропущено", colMissedShare: "Пропущено, %",
+      colWithin20: "Ответ ≤20 с", colCb15: "Перезвон ≤15 мин", colCbSameDay: "В тот же день", colCbLater: "Позже", colNotCalledBack: "Не перезвонили",
+      colMedian: "Перезвон, медиана", colP90: "Перезвон, p90", colOutbound: "Исходящие", colReached: "Дозвонились", colTalk: "Разговор",
+      colWait: "Среднее ожидание", colRating: "Оценка", sortBy: "Сортировать: {col}",
+      chartMissed: "Пропущенные звонки по дням", chartCallback: "Время до перезвона по дням", median: "медиана", p90: "90-й перцентиль",
+      chartMissedDesc: "{n} пропущено за {days} дн.; больше всего {day}: {max}.", chartCallbackDesc: "Медиана и 90-й перцентиль времени до перезвона по дням; наибольший 90-й перцентиль: {max}, {day}.",
+      chartNoData: "За этот период перезвонов не было.", asTable: "Числа", day: "День",
+      noCall: "Нет звонка", inCall: "Входящий", outCall: "Исходящий", callAnswered: "разговор", callRinging: "звонит",
+      dndOn: "Не беспокоить", dndTitle: "Не беспокоить с {t}", toCallBack: "перезвонить: {n}", oldest: "самый давний {age}",
+      noCallbacksShort: "перезвонов нет", sla_ok: "в срок", sla_due: "скоро срок", sla_overdue: "просрочен",
+      ageMin: "{n} мин", ageHour: "{h} ч {m} мин", ageDay: "{n} дн.", hours: "ч", boardAsOf: "Онлайн · на {t}",
+      noDepartments: "У отделов нет перезвонов.",
     },
   };
   const lang = (navigator.language || "en").toLowerCase().startsWith("ru") ? "ru" : "en";
@@ -264,6 +305,7 @@
       opened = true;
       retry = 0;
       setStatus("live");
+      if (board.loaded) loadBoard(); // what the board missed while the socket was down
       ping = setInterval(() => socket.send(JSON.stringify({ action: "ping" })), PING_MS);
     });
     socket.addEventListener("message", (event) => {
@@ -273,6 +315,10 @@
       else if (message.type === "card.update") updateCard(message.card);
       else if (message.type === "callbacks") loadCallbacks();
       else if (message.type === "callbackOverdue") showTeamOverdue(message);
+      else if (!teamAllowed) return; // a manager's page has no board (and the server sends it none)
+      else if (message.type === "board.call") boardCall(message.call);
+      else if (message.type === "board.dnd") boardDnd(message);
+      else if (message.type === "board.callbacks") boardCallbacksChanged();
     });
     socket.addEventListener("close", async () => {
       clearInterval(ping);
@@ -363,10 +409,7 @@
   let callbacksRetry = null;
   function retryCallbacks(retryAfter) {
     callbacksFailures += 1;
-    const ceiling = Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** Math.min(callbacksFailures - 1, 10));
-    let delay = ceiling / 2 + Math.random() * (ceiling / 2);
-    if (retryAfter) delay = Math.min(RETRY_MAX_MS, Math.max(delay, retryAfter * 1000));
-    callbacksRetry = setTimeout(loadCallbacks, delay);
+    callbacksRetry = setTimeout(loadCallbacks, retryDelay(callbacksFailures, retryAfter));
   }
 
   async function loadCallbacks() {
@@ -379,7 +422,7 @@
       // Only what a retry can fix (the network, 5xx, throttling); a 4xx such as an expired session
       // waits for the next reload instead.
       const status = answer.status;
-      if (status === 0 || status >= 500 || status === 429 || status === 408) retryCallbacks(answer.retryAfter);
+      if (retryable(status)) retryCallbacks(answer.retryAfter);
       return;
     }
     callbacksFailures = 0;
@@ -423,9 +466,544 @@
     $("no-callbacks").hidden = items.length > 0;
   }
 
+  // The team view (supervisors and admins only): the live board and the period's figures. The server
+  // decides who may see what (a manager's token is answered 403); the page only leaves out what its
+  // user cannot use, and never asks the team routes for a manager.
+
+  const number = (n) => (typeof n === "number" ? n.toLocaleString(lang) : "—");
+  const percent = new Intl.NumberFormat(lang, { style: "percent", maximumFractionDigits: 1 });
+  const share = (n) => (typeof n === "number" ? percent.format(n) : "—");
+  const rating = (n) => (typeof n === "number" ? n.toLocaleString(lang, { maximumFractionDigits: 2 }) : "—");
+  // m:ss under an hour, h:mm (with its unit, so "1:05 h" never reads as a minute) from an hour up.
+  function duration(n) {
+    if (typeof n !== "number") return "—";
+    const whole = Math.max(0, Math.round(n));
+    if (whole < 3600) return seconds(whole);
+    return `${Math.floor(whole / 3600)}:${String(Math.floor((whole % 3600) / 60)).padStart(2, "0")} ${t("hours")}`;
+  }
+  function age(n) {
+    const minutes = Math.floor(n / 60);
+    if (minutes < 60) return t("ageMin").replace("{n}", String(minutes));
+    if (minutes < 24 * 60) return t("ageHour").replace("{h}", String(Math.floor(minutes / 60))).replace("{m}", String(minutes % 60));
+    return t("ageDay").replace("{n}", String(Math.floor(minutes / (24 * 60))));
+  }
+  const dayShort = (day) => {
+    const [, month, date] = String(day).split("-");
+    return lang === "ru" ? `${date}.${month}` : `${month}/${date}`;
+  };
+  const dayLong = (day) => {
+    const when = new Date(`${day}T12:00:00`);
+    return Number.isNaN(when.getTime()) ? String(day) : when.toLocaleDateString(lang, { day: "numeric", month: "short", year: "numeric" });
+  };
+  const element = (tag, className, text) => {
+    const el = document.createElement(tag);
+    if (className) el.className = className;
+    if (text !== undefined) el.textContent = text;
+    return el;
+  };
+  function retryDelay(failures, retryAfter) {
+    const ceiling = Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** Math.min(failures - 1, 10));
+    const delay = ceiling / 2 + Math.random() * (ceiling / 2);
+    return retryAfter ? Math.min(RETRY_MAX_MS, Math.max(delay, retryAfter * 1000)) : delay;
+  }
+  const retryable = (status) => status === 0 || status >= 500 || status === 429 || status === 408;
+
+  // The tabs (WAI-ARIA tabs, activated as they are focused: arrows, Home and End move between them).
+
+  const TABS = ["tab-mine", "tab-team"];
+  let teamAllowed = false;
+  let teamOpened = false;
+
+  function selectTab(id) {
+    for (const tabId of TABS) {
+      const tab = $(tabId);
+      const on = tabId === id;
+      tab.setAttribute("aria-selected", String(on));
+      tab.tabIndex = on ? 0 : -1;
+      $(tab.getAttribute("aria-controls")).hidden = !on;
+    }
+    try { sessionStorage.setItem("pbxbridge.view", id); } catch (e) { /* storage refused: the view is not kept */ }
+    if (id === "tab-team") openTeam();
+  }
+
+  function enableTeam() {
+    teamAllowed = true;
+    $("tabs").hidden = false;
+    for (const tabId of TABS) {
+      const tab = $(tabId);
+      const panel = $(tab.getAttribute("aria-controls"));
+      panel.setAttribute("role", "tabpanel");
+      panel.setAttribute("aria-labelledby", tabId);
+      tab.addEventListener("click", () => selectTab(tabId));
+      tab.addEventListener("keydown", (event) => {
+        const at = TABS.indexOf(tabId);
+        const next = { ArrowRight: (at + 1) % TABS.length, ArrowLeft: (at - 1 + TABS.length) % TABS.length, Home: 0, End: TABS.length - 1 }[event.key];
+        if (next === undefined) return;
+        event.preventDefault();
+        selectTab(TABS[next]);
+        $(TABS[next]).focus();
+      });
+    }
+    let kept = null;
+    try { kept = sessionStorage.getItem("pbxbridge.view"); } catch (e) { /* storage refused */ }
+    if (kept === "tab-team") selectTab("tab-team");
+  }
+
+  // The server says no (the role changed since the page opened): the view goes, and the page stops asking.
+  function hideTeam() {
+    teamAllowed = false;
+    selectTab("tab-mine");
+    $("tabs").hidden = true;
+    for (const tabId of TABS) {
+      const panel = $($(tabId).getAttribute("aria-controls"));
+      panel.removeAttribute("role");
+      panel.removeAttribute("aria-labelledby");
+    }
+    $("panel-team").hidden = true;
+    clearInterval(boardClock);
+  }
+
+  function openTeam() {
+    if (teamOpened) { drawCharts(); return; }
+    teamOpened = true;
+    $("period-form").addEventListener("submit", (event) => { event.preventDefault(); loadReport(); });
+    $("period").addEventListener("change", () => {
+      const dates = $("period").value === "dates";
+      $("period-dates").hidden = !dates;
+      if (!dates) { loadReport(); return; }
+      if (lastReport) {
+        $("period-from").value = $("period-from").value || lastReport.from;
+        $("period-to").value = $("period-to").value || lastReport.to;
+      }
+    });
+    $("report-retry").addEventListener("click", loadReport);
+    if (window.ResizeObserver) {
+      let width = 0;
+      new ResizeObserver(([entry]) => {
+        const now = Math.round(entry.contentRect.width);
+        if (now && now !== width) { width = now; drawCharts(); }
+      }).observe($("chart-missed"));
+    }
+    loadBoard();
+    loadReport();
+    boardClock = setInterval(tick, 1000);
+  }
+
+  // The figures
+
+  const COLUMNS = [
+    { key: "inbound", label: "colInbound", format: number },
+    { key: "answered", label: "colAnswered", format: number },
+    { key: "missed", label: "colMissed", format: number },
+    { key: "missed_share", label: "colMissedShare", format: share },
+    { key: "answered_within_20s", label: "colWithin20", format: number },
+    { key: "called_back_within_15min", label: "colCb15", format: number },
+    { key: "called_back_same_day", label: "colCbSameDay", format: number },
+    { key: "called_back_later", label: "colCbLater", format: number },
+    { key: "not_called_back", label: "colNotCalledBack", format: number },
+    { key: "time_to_call_back_median", label: "colMedian", format: duration },
+    { key: "time_to_call_back_p90", label: "colP90", format: duration },
+    { key: "outbound", label: "colOutbound", format: number },
+    { key: "outbound_reached", label: "colReached", format: number },
+    { key: "talk_seconds", label: "colTalk", format: duration },
+    { key: "average_wait_seconds", label: "colWait", format: duration },
+    { key: "rating_average", label: "colRating", format: rating },
+  ];
+  const sorts = {}; // table id -> {key, direction: 1 ascending, -1 descending}
+  let lastReport = null;
+  let reportLoad = 0;
+
+  function compareRows(key, direction) {
+    return (a, b) => {
+      const x = a[key];
+      const y = b[key];
+      const missingX = x === null || x === undefined;
+      const missingY = y === null || y === undefined;
+      if (missingX || missingY) return missingX === missingY ? 0 : missingX ? 1 : -1; // empty cells last either way
+      return direction * (typeof x === "string" ? x.localeCompare(y, lang) : x - y);
+    };
+  }
+
+  function figuresTable(table, rows, nameLabel) {
+    const sort = sorts[table.id] || (sorts[table.id] = { key: "name", direction: 1 });
+    const columns = [{ key: "name", label: nameLabel, format: String }, ...COLUMNS];
+    const head = document.createElement("thead");
+    const headRow = document.createElement("tr");
+    for (const column of columns) {
+      const th = element("th");
+      th.scope = "col";
+      if (column.key !== "name") th.className = "num";
+      if (column.key === sort.key) th.setAttribute("aria-sort", sort.direction > 0 ? "ascending" : "descending");
+      const button = element("button", "sort");
+      button.type = "button";
+      button.dataset.key = column.key;
+      const mark = element("span", "sort-mark", column.key === sort.key ? (sort.direction > 0 ? "▲" : "▼") : "↕");
+      mark.setAttribute("aria-hidden", "true");
+      button.append(document.createTextNode(t(column.label)), mark);
+      button.addEventListener("click", () => {
+        // Names A to Z first; numbers biggest first (who missed most); a second press turns it round.
+        if (sort.key === column.key) sort.direction = -sort.direction;
+        else Object.assign(sort, { key: column.key, direction: column.key === "name" ? 1 : -1 });
+        figuresTable(table, rows, nameLabel);
+        table.querySelector(`button[data-key="${column.key}"]`).focus();
+      });
+      th.appendChild(button);
+      headRow.appendChild(th);
+    }
+    head.appendChild(headRow);
+    const body = document.createElement("tbody");
+    for (const row of [...rows].sort(compareRows(sort.key, sort.direction))) {
+      const tr = document.createElement("tr");
+      tr.dataset.key = row.id;
+      const name = element("th", "name", row.name);
+      name.scope = "row";
+      tr.appendChild(name);
+      for (const column of COLUMNS) {
+        const cell = element("td", "num", column.format(row[column.key]));
+        cell.dataset.col = column.key;
+        tr.appendChild(cell);
+      }
+      body.appendChild(tr);
+    }
+    table.replaceChildren(head, body);
+  }
+
+  function tile(key, label, value, note) {
+    const item = element("li", "tile");
+    item.dataset.tile = key;
+    item.append(element("span", "tile-label", label), element("strong", "tile-value", value));
+    if (note) item.appendChild(element("span", "tile-note", note));
+    return item;
+  }
+
+  function reportStatus(key, state, text) {
+    const status = $("report-status");
+    status.textContent = text || (key ? t(key) : "");
+    status.dataset.state = state || "";
+    $("report-retry").hidden = state !== "error";
+  }
+
+  async function loadReport() {
+    let query;
+    if ($("period").value === "dates") {
+      const from = $("period-from").value;
+      const to = $("period-to").value;
+      if (!from || !to) { (from ? $("period-to") : $("period-from")).focus(); return; }
+      query = `from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`;
+    } else {
+      query = `period=${encodeURIComponent($("period").value)}`;
+    }
+    const load = ++reportLoad;
+    reportStatus("loading", "busy");
+    const answer = await api("GET", `/api/team/report?${query}`);
+    if (load !== reportLoad) return;
+    if (answer.status === 403) { hideTeam(); return; }
+    if (!answer.data || !answer.data.ok) {
+      $("report").hidden = true;
+      if (retryable(answer.status)) reportStatus("loadFailed", "error");
+      else reportStatus(null, "invalid", answer.data && answer.data.error ? answer.data.error.message : String(answer.status));
+      return;
+    }
+    showReport(answer.data.result);
+  }
+
+  function showReport(report) {
+    lastReport = report;
+    const total = report.total || {};
+    const period = t("periodShown").replace("{from}", dayLong(report.from)).replace("{to}", dayLong(report.to)).replace("{zone}", report.zone || "");
+    $("report-period").textContent = period;
+    if (!(total.inbound || total.outbound || total.callbacks)) {
+      $("report").hidden = true;
+      reportStatus(null, "empty", `${period}: ${t("noTeamCalls")}`);
+      return;
+    }
+    reportStatus(null, "");
+    $("tiles").replaceChildren(
+      tile("inbound", t("tileInbound"), number(total.inbound)),
+      tile("missed", t("tileMissed"), number(total.missed), t("shareOf").replace("{p}", share(total.missed_share))),
+      tile("called_back_within_15min", t("tileCalledBack"), number(total.called_back_within_15min), t("ofMissed").replace("{n}", number(total.callbacks))),
+      tile("time_to_call_back_median", t("tileMedian"), duration(total.time_to_call_back_median), `p90 ${duration(total.time_to_call_back_p90)}`),
+    );
+    const people = (report.managers || []).map((row) => ({ ...row, id: row.login, name: row.name || row.login }));
+    const departments = (report.departments || []).map((row) => ({ ...row, id: row.department, name: row.name || row.department }));
+    figuresTable($("people-table"), people, "colName");
+    figuresTable($("departments-table"), departments, "colDepartment");
+    $("departments-title").hidden = !departments.length;
+    $("departments-table").parentElement.hidden = !departments.length;
+    $("report").hidden = false;
+    drawCharts();
+  }
+
+  // The charts: plain SVG, drawn at the box's own width (so the text keeps its size from 360 px up),
+  // each an image with a title and a summary, its numbers in a table below.
+
+  const SVG = "http://www.w3.org/2000/svg";
+  function svg(tag, attributes, text) {
+    const el = document.createElementNS(SVG, tag);
+    for (const [name, value] of Object.entries(attributes || {})) el.setAttribute(name, String(value));
+    if (text !== undefined) el.textContent = text;
+    return el;
+  }
+  // A round top for the axis: 1, 2 or 5 times a power of ten, and even, so its half is a whole number.
+  function roundUp(value) {
+    const power = 10 ** Math.floor(Math.log10(Math.max(value, 1)));
+    const top = [1, 2, 5, 10].map((m) => m * power).find((m) => m >= value);
+    return Math.max(2, top % 2 ? top + 1 : top);
+  }
+
+  function drawCharts() {
+    if (!lastReport || $("report").hidden || $("panel-team").hidden) return;
+    const days = lastReport.days || [];
+    const missed = $("chart-missed");
+    const callback = $("chart-callback");
+    missed.hidden = callback.hidden = !days.length;
+    if (!days.length) return; // a server without the per-day series: the table says it all
+    const top = days.reduce((best, d) => ((d.missed || 0) > (best.missed || 0) ? d : best), days[0]);
+    const sum = days.reduce((n, d) => n + (d.missed || 0), 0);
+    barChart(missed, {
+      id: "chart-missed", title: t("chartMissed"), days, format: number, scale: roundUp,
+      desc: t("chartMissedDesc").replace("{n}", number(sum)).replace("{days}", String(days.length)).replace("{day}", dayLong(top.day)).replace("{max}", number(top.missed || 0)),
+      series: [{ key: "missed", label: t("colMissed"), className: "bar-missed" }],
+    });
+    const timed = days.filter((d) => typeof d.time_to_call_back_p90 === "number");
+    const slowest = timed.reduce((best, d) => (d.time_to_call_back_p90 > best.time_to_call_back_p90 ? d : best), timed[0]);
+    barChart(callback, {
+      id: "chart-callback", title: t("chartCallback"), days, format: duration,
+      scale: (v) => 60 * roundUp(Math.ceil(v / 60)), // whole minutes on the axis
+      desc: slowest ? t("chartCallbackDesc").replace("{max}", duration(slowest.time_to_call_back_p90)).replace("{day}", dayLong(slowest.day)) : t("chartNoData"),
+      series: [
+        { key: "time_to_call_back_median", label: t("median"), className: "bar-median" },
+        { key: "time_to_call_back_p90", label: t("p90"), className: "bar-p90" },
+      ],
+    });
+  }
+
+  function barChart(figure, { id, title, desc, days, series, format, scale }) {
+    const width = Math.max(260, Math.floor(figure.clientWidth || 320));
+    const height = 180;
+    const left = 48;
+    const right = 6;
+    const top = 10;
+    const bottom = 22;
+    const values = days.flatMap((d) => series.map((s) => d[s.key])).filter((v) => typeof v === "number");
+    const max = scale(Math.max(0, ...values));
+    const plotWidth = width - left - right;
+    const plotHeight = height - top - bottom;
+    const y = (v) => top + plotHeight - (v / max) * plotHeight;
+    const chart = svg("svg", { role: "img", class: "chart-svg", viewBox: `0 0 ${width} ${height}`, width, height, "aria-labelledby": `${id}-title ${id}-desc` });
+    chart.append(svg("title", { id: `${id}-title` }, title), svg("desc", { id: `${id}-desc` }, desc));
+    for (const v of [0, max / 2, max]) {
+      chart.append(
+        svg("line", { class: "grid", x1: left, x2: width - right, y1: y(v), y2: y(v) }),
+        svg("text", { class: "axis", x: left - 4, y: y(v) + 4, "text-anchor": "end" }, format(v)),
+      );
+    }
+    const step = plotWidth / days.length;
+    const gap = Math.min(8, step * 0.25);
+    const barWidth = (step - gap) / series.length;
+    const every = Math.ceil(days.length / Math.max(1, Math.floor(plotWidth / 44))); // a date label every so many days
+    days.forEach((day, i) => {
+      series.forEach((s, j) => {
+        const v = day[s.key];
+        if (typeof v !== "number") return;
+        const h = v > 0 ? Math.max(1, (v / max) * plotHeight) : 0;
+        const bar = svg("rect", { class: `bar ${s.className}`, x: left + i * step + gap / 2 + j * barWidth, y: top + plotHeight - h, width: Math.max(1, barWidth - 1), height: h });
+        bar.dataset.day = day.day;
+        bar.appendChild(svg("title", {}, `${dayLong(day.day)}: ${s.label} ${format(v)}`));
+        chart.appendChild(bar);
+      });
+      if (i % every === 0) chart.appendChild(svg("text", { class: "axis", x: left + i * step + step / 2, y: height - 6, "text-anchor": "middle" }, dayShort(day.day)));
+    });
+    const caption = element("figcaption", "chart-title", title);
+    caption.setAttribute("aria-hidden", "true"); // the image's own title says it
+    const parts = [caption];
+    if (series.length > 1) {
+      const legend = element("ul", "legend");
+      legend.setAttribute("aria-hidden", "true");
+      for (const s of series) {
+        const item = element("li");
+        const swatch = element("span", `swatch ${s.className}`);
+        item.append(swatch, document.createTextNode(s.label));
+        legend.appendChild(item);
+      }
+      parts.push(legend);
+    }
+    // The same numbers as a table, for a screen reader and for anyone who wants the exact values.
+    const details = element("details", "chart-numbers");
+    details.appendChild(element("summary", "", `${t("asTable")}: ${title.toLowerCase()}`));
+    const box = element("div", "table-box");
+    const table = element("table", "figures");
+    const head = element("tr");
+    for (const label of [t("day"), ...series.map((s) => s.label)]) {
+      const th = element("th", label === t("day") ? "" : "num", label);
+      th.scope = "col";
+      head.appendChild(th);
+    }
+    const body = element("tbody");
+    for (const day of days) {
+      const row = element("tr");
+      const th = element("th", "name", dayLong(day.day));
+      th.scope = "row";
+      row.appendChild(th);
+      for (const s of series) row.appendChild(element("td", "num", format(day[s.key])));
+      body.appendChild(row);
+    }
+    const thead = element("thead");
+    thead.appendChild(head);
+    table.append(thead, body);
+    box.appendChild(table);
+    details.appendChild(box);
+    const wasOpen = figure.querySelector("details[open]") !== null;
+    details.open = wasOpen;
+    figure.replaceChildren(...parts, chart, details);
+  }
+
+  // The live board: a snapshot from GET /api/team/board, then kept by the socket's board.* messages.
+  // Calls in progress tick on a local clock (set by the snapshot's as_of), not by asking the server.
+
+  const board = { loaded: false, people: new Map(), departments: [], offset: 0 };
+  let boardLoad = 0;
+  let boardFailures = 0;
+  let boardRetry = null;
+  let boardReread = null;
+  let boardClock = null;
+
+  async function loadBoard() {
+    clearTimeout(boardRetry);
+    const load = ++boardLoad;
+    const answer = await api("GET", "/api/team/board");
+    if (load !== boardLoad) return;
+    const status = $("board-status");
+    if (answer.status === 403) { hideTeam(); return; }
+    if (!answer.data || !answer.data.ok) {
+      status.textContent = t("loadFailed");
+      status.dataset.state = "error";
+      if (retryable(answer.status)) boardRetry = setTimeout(loadBoard, retryDelay(++boardFailures, answer.retryAfter));
+      return;
+    }
+    boardFailures = 0;
+    status.textContent = "";
+    status.dataset.state = "";
+    const result = answer.data.result;
+    const asOf = Date.parse(result.as_of);
+    board.offset = Number.isNaN(asOf) ? 0 : asOf - Date.now();
+    board.people = new Map((result.people || []).map((p) => [p.login, { ...p, calls: new Map((p.calls || []).map((c) => [c.callid, c])) }]));
+    board.departments = result.departments || [];
+    board.loaded = true;
+    renderBoard();
+  }
+
+  function boardCall(call) {
+    if (!board.loaded || !call || !call.callid) return;
+    const on = new Set(call.state === "ended" ? [] : call.people || []);
+    for (const person of board.people.values()) {
+      if (on.has(person.login)) person.calls.set(call.callid, { ...person.calls.get(call.callid), ...call });
+      else person.calls.delete(call.callid); // ended, or taken by someone else of a group
+    }
+    renderBoard();
+  }
+
+  function boardDnd(message) {
+    const person = board.loaded && board.people.get(message.login);
+    if (!person) return;
+    person.dnd = message.dnd;
+    renderBoard();
+  }
+
+  // "Something about call-backs changed": one re-read for a burst of them.
+  function boardCallbacksChanged() {
+    if (!board.loaded) return;
+    clearTimeout(boardReread);
+    boardReread = setTimeout(loadBoard, 1000);
+  }
+
+  function slaBadge(sla) {
+    const badge = element("span", "sla");
+    badge.dataset.sla = sla;
+    const shape = element("span", "sla-shape");
+    shape.setAttribute("aria-hidden", "true");
+    badge.append(shape, document.createTextNode(t(`sla_${sla}`)));
+    return badge;
+  }
+
+  function callbacksSummary(callbacks) {
+    const line = element("div", "board-callbacks");
+    if (!callbacks || !callbacks.open) {
+      line.appendChild(element("span", "muted", t("noCallbacksShort")));
+      return line;
+    }
+    line.dataset.sla = callbacks.sla || "";
+    line.appendChild(element("span", "callbacks-open", t("toCallBack").replace("{n}", number(callbacks.open))));
+    if (typeof callbacks.oldest_age_seconds === "number") line.appendChild(element("span", "callbacks-oldest", t("oldest").replace("{age}", age(callbacks.oldest_age_seconds))));
+    if (callbacks.sla) line.appendChild(slaBadge(callbacks.sla));
+    return line;
+  }
+
+  function callRow(call) {
+    const row = element("li", "board-call");
+    row.dataset.callid = call.callid;
+    row.dataset.state = call.state;
+    const who = call.contact_name || call.client_national || call.client || t("unknown");
+    row.append(
+      element("span", "call-direction", call.direction === "out" ? t("outCall") : t("inCall")),
+      element("span", "call-who", who),
+      element("span", "call-state", call.state === "answered" ? t("callAnswered") : t("callRinging")),
+    );
+    const since = call.state === "answered" && call.answered_at ? call.answered_at : call.since;
+    const running = element("span", "board-duration");
+    if (since) running.dataset.since = since;
+    row.appendChild(running);
+    return row;
+  }
+
+  function renderBoard() {
+    const list = $("board-people");
+    list.replaceChildren();
+    for (const person of board.people.values()) {
+      const item = element("li", "person");
+      item.dataset.login = person.login;
+      const head = element("div", "person-head");
+      head.appendChild(element("strong", "person-name", person.name || person.login));
+      if (person.presence && typeof person.presence.state === "string" && person.presence.state) head.appendChild(presenceBadge(person.presence));
+      if (person.dnd && person.dnd.on) {
+        const dnd = element("span", "dnd-badge", t("dndOn"));
+        dnd.title = t("dndTitle").replace("{t}", clock(person.dnd.as_of));
+        head.appendChild(dnd);
+      }
+      item.appendChild(head);
+      if (person.calls.size) {
+        const calls = element("ul", "board-calls");
+        for (const call of person.calls.values()) calls.appendChild(callRow(call));
+        item.appendChild(calls);
+      }
+      item.appendChild(callbacksSummary(person.callbacks));
+      list.appendChild(item);
+    }
+    if (!board.people.size) list.appendChild(element("li", "empty", t("noPeople")));
+    const departments = $("board-departments");
+    departments.replaceChildren();
+    for (const department of board.departments) {
+      const item = element("li", "person department");
+      item.dataset.department = department.id;
+      item.append(element("strong", "person-name", department.name || department.id), callbacksSummary(department.callbacks));
+      departments.appendChild(item);
+    }
+    if (!board.departments.length) departments.appendChild(element("li", "empty", t("noDepartments")));
+    tick();
+  }
+
+  function tick() {
+    const now = Date.now() + board.offset;
+    for (const running of document.querySelectorAll("#board-people .board-duration[data-since]")) {
+      const since = Date.parse(running.dataset.since);
+      if (!Number.isNaN(since)) running.textContent = duration(Math.floor((now - since) / 1000));
+    }
+  }
+
   function translate(root) {
     for (const el of root.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
     for (const el of root.querySelectorAll("[data-i18n-placeholder]")) el.placeholder = t(el.dataset.i18nPlaceholder);
+    for (const el of root.querySelectorAll("[data-i18n-label]")) el.setAttribute("aria-label", t(el.dataset.i18nLabel));
   }
 
   async function start() {
@@ -436,7 +1014,10 @@
     $("dnd").addEventListener("click", toggleDnd);
     const me = await api("GET", "/api/me");
     if (me.status === 401 || me.status === 403) { setStatus("expired"); return; }
-    if (me.data && me.data.ok) $("who").textContent = me.data.result.login;
+    if (me.data && me.data.ok) {
+      $("who").textContent = me.data.result.login;
+      if (["supervisor", "admin"].includes(me.data.result.role)) enableTeam();
+    }
     connect();
     loadDnd();
     loadCallbacks();
