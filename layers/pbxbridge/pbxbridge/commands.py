@@ -51,6 +51,7 @@ metrics = Metrics()
 HTTP_STATUS = {
     "invalid_request": 400,
     "invalid_parameters": 400,
+    "forbidden": 403,  # the widget's API only: a team route asked by a manager
     "not_found": 404,
     "not_configured": 500,
     "request_in_progress": 409,

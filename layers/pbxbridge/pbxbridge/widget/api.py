@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pbxbridge.domain.card import may_see, responsible_login
 from pbxbridge.domain.contacts import Contact
-from pbxbridge.domain.directory import Directory
+from pbxbridge.domain.directory import Directory, PbxUser
 from pbxbridge.phones import national
 
 logger = Logger()
@@ -61,6 +61,14 @@ class CallbacksQuery(_Input):
 
 class NoQuery(_Input):
     """The routes that take no query string."""
+
+
+class ReportQuery(_Input):
+    """`?period=today`, or `?from=2026-12-01&to=2026-12-05`: the `report` command checks the values."""
+
+    period: str | None = Field(default=None, min_length=1, max_length=32)
+    from_: str | None = Field(default=None, alias="from", min_length=1, max_length=32)
+    to: str | None = Field(default=None, min_length=1, max_length=32)
 
 
 @dataclass(frozen=True)
@@ -234,12 +242,49 @@ def _failed(exc: Exception) -> Response[Any]:
     return _answer({"ok": False, "error": {"code": "unavailable", "message": "try again"}})
 
 
+def _forbidden() -> Response[Any]:
+    message = "only a supervisor or an admin sees the team"
+    return _answer({"ok": False, "error": {"code": "forbidden", "message": message}})
+
+
+def _team_viewer() -> PbxUser | None:
+    """The token's user when the directory says they lead a team (supervisor or admin); else None.
+    Read from the directory on every request, never from anything the browser sends."""
+    user = _dependencies().directory().user(_login())
+    return user if user is not None and user.active and user.role != "manager" else None
+
+
 @app.get("/api/me")
 def me() -> Response[Any]:
     _no_query()
     _no_body()
     authorizer = app.current_event.request_context.authorizer.get_lambda or {}
-    return _answer({"ok": True, "result": {"login": _login(), "expires_at": authorizer.get("expires_at")}})
+    login = _login()
+    user = _dependencies().directory().user(login)
+    return _answer(
+        {
+            "ok": True,
+            "result": {
+                "login": login,
+                "expires_at": authorizer.get("expires_at"),
+                "name": user.real_name if user is not None and user.real_name else login,
+                "role": user.role if user is not None else "manager",
+                "departments": list(user.departments) if user is not None else [],
+            },
+        }
+    )
+
+
+@app.get("/api/team/report")
+def team_report() -> Response[Any]:
+    viewer = _team_viewer()
+    if viewer is None:
+        return _forbidden()
+    query = _query(ReportQuery)
+    _no_body()
+    command: dict[str, Any] = {"cmd": "report", "viewer": viewer.login}
+    command.update(query.model_dump(by_alias=True, exclude_none=True))
+    return _run(command)
 
 
 @app.post("/api/calls")
