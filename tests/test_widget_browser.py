@@ -6,94 +6,37 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from playwright.sync_api import BrowserContext, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import BrowserContext, Page, expect
 
-from local.browser import CHROMIUM, CHROMIUM_ARGS
 from local.stack import DEMO_CONTACT, MISSED_DEMO_PHONE, LocalStack
 from local.widget import issue_token
 from pbxbridge.widget_tokens import issue_token as sign_token
 from tests.conftest import wait_for
-
-REPO = Path(__file__).resolve().parent.parent
-# Saved on every run outside the tracked tree; `make screenshots` refreshes the README's in docs/screenshots.
-SCREENSHOTS = Path(os.environ.get("SCREENSHOTS_DIR") or REPO / ".artifacts" / "screenshots")
-UNKNOWN = "79161112233"
-TIMEOUT_MS = 15_000
-
-pytestmark = pytest.mark.skipif(
-    shutil.which(CHROMIUM) is None, reason="Debian's chromium is not installed (make test installs it)"
+from tests.widget_pages import (
+    SCREENSHOTS,
+    TIMEOUT_MS,
+    browser,
+    commands,
+    event,
+    history,
+    needs_chromium,
+    no_sideways_scroll,
+    playwright,
+    widget_page,
 )
 
+__all__ = ["browser", "playwright"]  # the fixtures this module borrows
+UNKNOWN = "79161112233"
 
-@pytest.fixture(scope="module")
-def playwright() -> Iterator[Playwright]:
-    with sync_playwright() as driver:
-        yield driver
-
-
-@pytest.fixture(scope="module")
-def browser(
-    playwright: Playwright, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Callable[[str], BrowserContext]]:
-    """A fresh Chromium profile (its own --user-data-dir) per language."""
-    contexts: dict[str, BrowserContext] = {}
-
-    def open_context(locale: str) -> BrowserContext:
-        if locale not in contexts:
-            contexts[locale] = playwright.chromium.launch_persistent_context(
-                str(tmp_path_factory.mktemp(f"chromium-{locale}")),
-                executable_path=CHROMIUM,
-                args=CHROMIUM_ARGS,
-                locale=locale,
-                viewport={"width": 360, "height": 740},
-            )
-        return contexts[locale]
-
-    yield open_context
-    for context in contexts.values():
-        context.close()
-
-
-def commands(stack: LocalStack) -> Any:
-    return stack.api.functions["CommandsFunction"]
-
-
-def widget_page(stack: LocalStack, browser: Callable[[str], BrowserContext], user: str, locale: str) -> Page:
-    token = issue_token(commands(stack), user)["token"]
-    page = browser(locale).new_page()
-    page.goto(stack.widget.url_for(token))  # type: ignore[union-attr]
-    expect(page.locator("#status")).to_have_attribute("data-state", "live", timeout=TIMEOUT_MS)
-    # The token left the address bar (and so the history and any copied link) at once.
-    assert "token" not in page.url
-    return page
-
-
-def event(stack: LocalStack, kind: str, user: str, phone: str, callid: str) -> None:
-    stack.pbx.simulator.push(cmd="event", type=kind, user=user, phone=phone, callid=callid)
-
-
-def history(stack: LocalStack, user: str, phone: str, callid: str, status: str, duration: int) -> None:
-    stack.pbx.simulator.push(
-        cmd="history",
-        type="in",
-        status=status,
-        user=user,
-        phone=phone,
-        callid=callid,
-        start=time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
-        duration=str(duration),
-    )
+pytestmark = needs_chromium
 
 
 def card(page: Page, callid: str) -> Any:
@@ -302,10 +245,6 @@ def test_the_newcomers_walk_through_from_the_printed_lines(
     expect(entry).to_be_visible(timeout=TIMEOUT_MS)
     expect(entry.locator(".callback-phone")).to_have_text("8 (903) 555-01-23")
     page.close()
-
-
-def no_sideways_scroll(page: Page) -> bool:
-    return bool(page.evaluate("document.scrollingElement.scrollWidth <= document.scrollingElement.clientWidth"))
 
 
 def test_names_without_spaces_never_widen_the_page_at_360_px(

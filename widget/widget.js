@@ -546,7 +546,7 @@
     }
     let kept = null;
     try { kept = sessionStorage.getItem("pbxbridge.view"); } catch (e) { /* storage refused */ }
-    if (kept === "tab-team") selectTab("tab-team");
+    selectTab(kept === "tab-team" ? "tab-team" : "tab-mine"); // the view this tab showed before a reload
   }
 
   // The server says no (the role changed since the page opened): the view goes, and the page stops asking.
