@@ -85,7 +85,7 @@ test: lint typecheck cfn-lint docs-build unit unit-runtime ## every check: lint,
 # Regenerate the webhook's OpenAPI document and the call events' schemas from the models, and the template's
 # schema registry from those (tests fail when they drift).
 screenshots: $(STAMP) browser ## refresh the README's and the docs' widget screenshots (docs/screenshots) from the browser tests
-	SCREENSHOTS_DIR=docs/screenshots $(BIN)/pytest -q tests/test_widget_browser.py
+	SCREENSHOTS_DIR=docs/screenshots $(BIN)/pytest -q tests/test_widget_browser.py tests/test_team_browser.py
 
 openapi: $(STAMP) ## regenerate openapi/webhook.json, the event schemas, the template's schema registry and docs/reference
 	$(if $(PY313),$(MAKE) $(RUNTIME_VENV)/.installed && $(RUNTIME_VENV)/bin/python,$(BIN)/python) -m pbxbridge.openapi > openapi/webhook.json
