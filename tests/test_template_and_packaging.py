@@ -57,11 +57,16 @@ def test_tables_are_durable(body: dict[str, Any]) -> None:
         "CallbacksTable",
         "WebhookPushesTable",
         "ReportsTable",
+        "BoardTable",
     }
-    # Idempotency records live an hour and open widget connections two at most (TTL): nothing to
-    # recover or protect there.
+    # Idempotency records live an hour and open widget connections two at most (TTL); the board holds
+    # the calls in progress now (TTL) and the last DND state read (`get_dnd` reads it again): nothing
+    # to recover or protect there.
     assert tables.pop("IdempotencyTable")["Properties"]["TimeToLiveSpecification"]["Enabled"] is True
     assert tables.pop("ConnectionsTable")["Properties"]["TimeToLiveSpecification"]["Enabled"] is True
+    board = tables.pop("BoardTable")["Properties"]
+    assert board["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert (board["BillingMode"], board["SSESpecification"]["SSEEnabled"]) == ("PAY_PER_REQUEST", True)
     for name, table in tables.items():
         props = table["Properties"]
         assert props["BillingMode"] == "PAY_PER_REQUEST", name

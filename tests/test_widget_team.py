@@ -4,6 +4,7 @@ the real change streams, and the local stack over HTTP."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -148,3 +149,176 @@ def test_the_team_routes_through_the_local_stack(team_stack: LocalStack) -> None
     assert report.json()["result"]["zone"]
     assert stack_get(team_stack, "mike", "/api/team/report", period="this_week", owner="x").status_code == 400
     assert requests.get(f"{team_stack.api.url}/api/team/report?period=today", timeout=10).status_code == 401
+
+
+# --- the board's calls: decided from the stream's images, kept by stream position -----------------
+
+
+def team_directory() -> Any:
+    from pbxbridge.domain.directory import Department, Directory, PbxUser
+
+    return Directory(
+        users=(
+            PbxUser("andy", real_name="Andy", groups=("sales",)),
+            PbxUser("mike", real_name="Mike", groups=("sales",), role_override="supervisor"),
+            PbxUser("zoe", real_name="Zoe", groups=("support",)),
+            PbxUser("daria", real_name="Daria", role_override="admin"),
+            PbxUser("olga", real_name="Olga", groups=("sales",), role_override="admin", active=False),
+        ),
+        departments=(Department("sales", "Sales"), Department("support", "Support")),
+    )
+
+
+def test_a_call_is_on_the_board_from_its_first_ring_to_its_end_and_never_after() -> None:
+    from pbxbridge.domain.board import board_change
+
+    ringing = {"callid": "c1", "client": "+79035550011", "rang_at": "t1", "legs_rang": ["andy"]}
+    two_legs = {**ringing, "legs_rang": ["andy", "mike"]}
+    answered = {**two_legs, "accepted_at": "t2", "accepted_by": "andy"}
+    ended = {**answered, "completed_at": "t3"}
+    told = {**ended, "outcome": "answered", "duration": 30}
+    recorded = {**told, "recording_key": "r"}
+    start = board_change(None, ringing)
+    assert start is not None
+    assert (start.callid, start.ended) == ("c1", False)
+    assert board_change(ringing, two_legs) is not None
+    assert board_change(two_legs, answered) is not None
+    assert board_change(answered, answered) is None
+    end = board_change(answered, ended)
+    assert end is not None
+    assert end.ended
+    assert board_change(ended, told) is None  # the history's outcome after the end: already off the board
+    assert board_change(told, recorded) is None
+    # A call that reaches us ended (reconciliation's history row) never comes on the board.
+    assert board_change(None, told) is None
+    assert board_change(None, {"callid": "c2", "outcome": "missed"}) is None
+    assert board_change(None, None) is None
+
+
+def test_the_board_is_told_to_the_supervisors_and_admins_who_see_someone_on_the_call() -> None:
+    from pbxbridge.domain.board import board_call, callback_board_watchers, watchers
+
+    directory = team_directory()
+    assert watchers({"andy"}, directory) == {"mike", "daria"}  # never andy's fellow managers, nor inactive olga
+    assert watchers({"zoe"}, directory) == {"daria"}
+    assert watchers({"mike"}, directory) == {"mike", "daria"}
+    assert watchers(set(), directory) == set()
+    assert callback_board_watchers({"g_sales"}, directory) == {"mike", "daria"}
+    assert callback_board_watchers({"g_support", "unassigned"}, directory) == {"daria"}
+    call = {
+        "callid": "c1",
+        "direction": "in",
+        "client": "+79101234567",
+        "rang_at": "2026-12-05T09:59:00Z",
+        "legs_rang": ["andy@tenant", "zoe"],
+    }
+    shown = board_call(call, directory, "RU", "Ivan")
+    assert shown == {
+        "callid": "c1",
+        "direction": "in",
+        "state": "ringing",
+        "people": ["andy", "zoe"],
+        "client": "+79101234567",
+        "client_national": "8 (910) 123-45-67",
+        "contact_name": "Ivan",
+        "since": "2026-12-05T09:59:00Z",
+        "answered_at": None,
+    }
+    answered = {**call, "accepted_at": "2026-12-05T09:59:10Z", "accepted_by": "zoe"}
+    assert board_call(answered, directory, "RU", None)["people"] == ["zoe"]  # whoever took it, only
+
+
+class Connections:
+    """ConnectionsTable as the card function uses it: one connection per user, `<login>-1`."""
+
+    def __init__(self) -> None:
+        self.queries: list[str] = []
+
+    def of(self, login: str) -> list[str]:
+        self.queries.append(login)
+        return [f"{login}-1"]
+
+    def disconnected(self, connection_id: str) -> None:
+        raise AssertionError("nobody went away")
+
+
+def posting(widget: dict[str, LocalFunction]) -> tuple[Any, list[tuple[str, dict[str, Any]]]]:
+    """The card function's own dependencies (its real stores), posting into a list."""
+    import json
+    from dataclasses import replace
+
+    from pbxbridge.widget.push import default_dependencies
+
+    posted: list[tuple[str, dict[str, Any]]] = []
+
+    def post(connection_id: str, data: bytes) -> None:
+        posted.append((connection_id, json.loads(data)))
+
+    return replace(default_dependencies(), post=post, connections=Connections()), posted
+
+
+def board_posts(posted: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, str, str]]:
+    return sorted((c, m["type"], m["call"]["state"]) for c, m in posted if m["type"] == "board.call")
+
+
+def test_the_card_function_keeps_the_boards_calls_and_a_replay_never_brings_an_ended_call_back(
+    widget: dict[str, LocalFunction], webhook: Any, aws: dict[str, str], moto_url: str
+) -> None:
+    import random
+
+    from pbxbridge.storage.board import DynamoBoardStore
+    from pbxbridge.storage.dynamodb import dynamodb_client
+    from pbxbridge.widget.push import handle_card_stream
+    from tests.test_call_events import Streams
+
+    make_team(widget)
+    board = DynamoBoardStore(dynamodb_client(), aws["BoardTable"])
+    deps, posted = posting(widget)
+    streams = Streams(moto_url)
+    streams.records(aws["CallsTable"])  # from here on
+    call = {"phone": "79035550011", "callid": "board-1"}
+    webhook.push(cmd="event", type="INCOMING", user="andy", **call)
+    first = streams.records(aws["CallsTable"])
+    assert handle_card_stream({"Records": first}, None, deps) == {"batchItemFailures": []}
+    (live,) = board.live_calls()
+    assert (live["callid"], live["state"], live["people"], live["client"]) == (
+        "board-1",
+        "ringing",
+        ["andy"],
+        "+79035550011",
+    )
+    assert board_posts(posted) == [("daria-1", "board.call", "ringing"), ("mike-1", "board.call", "ringing")]
+    assert ("andy-1", "card") in [(c, m["type"]) for c, m in posted]  # andy's own card as before
+
+    webhook.push(cmd="event", type="ACCEPTED", user="andy", **call)
+    webhook.push(cmd="event", type="COMPLETED", user="andy", **call)
+    rest = streams.records(aws["CallsTable"])
+    posted.clear()
+    assert handle_card_stream({"Records": rest}, None, deps) == {"batchItemFailures": []}
+    assert board.live_calls() == []
+    assert board_posts(posted) == [
+        ("daria-1", "board.call", "answered"),
+        ("daria-1", "board.call", "ended"),
+        ("mike-1", "board.call", "answered"),
+        ("mike-1", "board.call", "ended"),
+    ]
+    # The stream hands records back (a retried batch), twice, in any order: nothing comes back, no one is told.
+    posted.clear()
+    replay = first + rest + first
+    random.Random(15).shuffle(replay)
+    for record in replay:
+        handle_card_stream({"Records": [record]}, None, deps)
+    assert board.live_calls() == []
+    assert board_posts(posted) == []
+    items = client_scan(moto_url, aws["BoardTable"])
+    assert [(i["kind"]["S"], i["id"]["S"], "ended" in i) for i in items] == [("call", "board-1", True)]
+    # A call whose end never came leaves the board when its item expires, before DynamoDB's TTL sweeps it.
+    assert board.keep_call("lost-1", "9" * 40, {"callid": "lost-1", "people": ["andy"]}, now=time.time() - 13 * 3600)
+    assert board.live_calls() == []
+    assert board.keep_call("lost-1", "9" * 40, None) is False  # the same position twice: kept once
+
+
+def client_scan(moto_url: str, table: str) -> list[dict[str, Any]]:
+    from local.aws import client
+
+    return list(client("dynamodb", moto_url).scan(TableName=table)["Items"])

@@ -9,10 +9,11 @@ counted, never retried (a retried batch would pop the card again in every other 
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Protocol
@@ -22,6 +23,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
+from pbxbridge.domain.board import BoardStore, board_call, board_change, watchers
 from pbxbridge.domain.card import build_card, card_change, card_update, people_of, responsible_login
 from pbxbridge.domain.contacts import Contact
 from pbxbridge.domain.directory import Directory
@@ -51,6 +53,9 @@ class CardDependencies:
     connections: Connections
     post: Callable[[str, bytes], None]  # raises ConnectionGoneError
     clock: Callable[[], datetime] = lambda: datetime.now(tz=UTC)  # dates the responsible's presence
+    # The team's live board (its calls in progress); None where the stack keeps none.
+    board: BoardStore | None = None
+    board_table: str | None = None
 
 
 @lru_cache(maxsize=1)
@@ -88,7 +93,14 @@ def default_dependencies() -> CardDependencies:
         except management.exceptions.GoneException as exc:
             raise ConnectionGoneError(connection_id) from exc
 
+    board: BoardStore | None = None
+    if settings.board_table:
+        from pbxbridge.storage.board import DynamoBoardStore
+
+        board = DynamoBoardStore(client, settings.board_table)
     return CardDependencies(
+        board=board,
+        board_table=settings.board_table,
         callbacks_table=settings.callbacks_table,
         region=settings.phone_region,
         crm_url_template=settings.crm_record_url_template,
@@ -237,10 +249,41 @@ def handle_record(record: DynamoDBRecord, deps: CardDependencies | None = None) 
         return
     if new is None:
         return
+    contact = functools.cache(deps.contact)  # one read of the contact for the board and the card
+    deps = replace(deps, contact=contact)
+    if deps.board is not None:
+        # First: a failed write fails the record (the board must not keep a call that ended), before
+        # any card of it was posted.
+        keep_on_board(record, old, new, deps)
     for logins, message in cards_for(old, new, deps):
         delivered = deliver(logins, message, deps)
         logger.info("card sent", extra={"type": message["type"], "callid": new["callid"], "delivered": delivered})
         metrics.add_metric(name="CardsDelivered", unit=MetricUnit.Count, value=delivered)
+
+
+def keep_on_board(
+    record: DynamoDBRecord, old: Mapping[str, Any] | None, new: Mapping[str, Any], deps: CardDependencies
+) -> None:
+    """Keep the board's item of this call (put on its first ring, changed on its answer, a tombstone
+    at its end) and tell the supervisors and admins who see someone on it (`board.call`): only when
+    this record's change was newer than the one kept, so a replayed or duplicated record tells no one."""
+    from pbxbridge.storage.board import stream_position
+
+    change = board_change(old, new)
+    stream = record.dynamodb
+    if change is None or deps.board is None or stream is None or not stream.sequence_number:
+        return
+    directory = deps.directory()
+    client = new.get("client")
+    contact = deps.contact(str(client)) if client else None
+    call = board_call(new, directory, deps.region, contact.contact_name if contact else None)
+    position = stream_position(stream.sequence_number)
+    if not deps.board.keep_call(change.callid, position, None if change.ended else call):
+        return
+    told = watchers(call["people"], directory)
+    if told:
+        delivered = deliver(told, {"type": "board.call", "call": call}, deps)
+        logger.info("board told", extra={"callid": change.callid, "state": call["state"], "delivered": delivered})
 
 
 # Left of the function's time when a record's turn comes, or its card is dropped: a card seconds

@@ -45,6 +45,7 @@ class CardSettings(_Settings):
     directory_table: str | None = Field(default=None, alias="DIRECTORY_TABLE")
     connections_table: str = Field(alias="CONNECTIONS_TABLE", min_length=1)
     callbacks_table: str | None = Field(default=None, alias="CALLBACKS_TABLE")
+    board_table: str | None = Field(default=None, alias="BOARD_TABLE")  # the team's live board
     # The management API of the WebSocket stage: https://{api-id}.execute-api.{region}.amazonaws.com/{stage}
     socket_endpoint: str = Field(alias="WIDGET_SOCKET_ENDPOINT", min_length=1)
     crm_record_url_template: str | None = Field(default=None, alias="CRM_RECORD_URL_TEMPLATE")
