@@ -639,7 +639,7 @@
       button.dataset.key = column.key;
       const mark = element("span", "sort-mark", column.key === sort.key ? (sort.direction > 0 ? "▲" : "▼") : "↕");
       mark.setAttribute("aria-hidden", "true");
-      button.append(document.createTextNode(t(column.label)), mark);
+      button.append(element("span", "sort-label", t(column.label)), mark);
       button.addEventListener("click", () => {
         // Names A to Z first; numbers biggest first (who missed most); a second press turns it round.
         if (sort.key === column.key) sort.direction = -sort.direction;
