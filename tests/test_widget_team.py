@@ -5,6 +5,7 @@ the real change streams, and the local stack over HTTP."""
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -149,6 +150,11 @@ def test_the_team_routes_through_the_local_stack(team_stack: LocalStack) -> None
     assert report.json()["result"]["zone"]
     assert stack_get(team_stack, "mike", "/api/team/report", period="this_week", owner="x").status_code == 400
     assert requests.get(f"{team_stack.api.url}/api/team/report?period=today", timeout=10).status_code == 401
+    board = stack_get(team_stack, "mike", "/api/team/board")
+    assert board.status_code == 200, board.text
+    assert {p["login"] for p in board.json()["result"]["people"]} == {"andy", "mike", "serg"}
+    assert board.json()["result"]["departments"][0]["id"] == "sales"
+    assert stack_get(team_stack, "andy", "/api/team/board").status_code == 403
 
 
 # --- the board's calls: decided from the stream's images, kept by stream position -----------------
@@ -322,3 +328,154 @@ def client_scan(moto_url: str, table: str) -> list[dict[str, Any]]:
     from local.aws import client
 
     return list(client("dynamodb", moto_url).scan(TableName=table)["Items"])
+
+
+# --- the board's snapshot -----------------------------------------------------------------------------
+
+
+def open_callback(owner: str, phone: str, first: datetime, escalated: bool = False) -> Any:
+    from pbxbridge.domain.callbacks import Callback, CallbackStatus
+
+    return Callback(
+        id=f"{phone}/m-{owner}-{first:%H%M}",
+        phone=phone,
+        owner=owner,
+        status=CallbackStatus.OPEN,
+        missed_count=1,
+        missed_callids=(f"m-{owner}-{first:%H%M}",),
+        first_missed_at=first,
+        last_missed_at=first,
+        overdue_since=first + timedelta(minutes=15) if escalated else None,
+    )
+
+
+def test_call_back_ages_count_business_time_and_colour_the_oldest_by_the_sla() -> None:
+    from pbxbridge.domain.board import callbacks_summary, sla_of
+    from pbxbridge.domain.working_time import WorkingCalendar
+
+    sla = timedelta(minutes=15)
+    assert [sla_of(s, sla) for s in (0, 599, 600, 899, 900, 5000)] == ["ok", "ok", "due", "due", "overdue", "overdue"]
+    assert sla_of(10, sla, escalated=True) == "overdue"
+    office = WorkingCalendar.parse("Europe/Moscow;mon-fri 09:00-18:00")
+    # Friday 4 December 2026, 17:55 Moscow; now: Monday 09:05 Moscow. Business time: 5 + 5 minutes.
+    friday = datetime(2026, 12, 4, 14, 55, tzinfo=UTC)
+    monday = datetime(2026, 12, 7, 6, 5, tzinfo=UTC)
+    recent = open_callback("andy", "+79035550011", monday - timedelta(minutes=2))
+    assert callbacks_summary([recent, open_callback("andy", "+79035550012", friday)], office, sla, monday) == {
+        "open": 2,
+        "overdue": 0,
+        "oldest_missed_at": "2026-12-04T14:55:00Z",
+        "oldest_age_seconds": 600,
+        "sla": "due",
+    }
+    wall = WorkingCalendar.wall_time("Europe/Moscow")  # no calendar: wall time, the weekend counts
+    summary = callbacks_summary([open_callback("andy", "+79035550012", friday)], wall, sla, monday)
+    assert (summary["overdue"], summary["sla"], summary["oldest_age_seconds"]) == (1, "overdue", 227400)
+    assert callbacks_summary([], office, sla, monday)["sla"] is None
+    escalated = open_callback("andy", "+79035550013", monday - timedelta(minutes=1), escalated=True)
+    assert callbacks_summary([escalated], office, sla, monday)["sla"] == "overdue"
+
+
+def seed_board(aws: dict[str, str], now: datetime) -> None:
+    """Live calls (andy on one, zoe's not in sales), DND states and open call-backs, in the real tables."""
+    from pbxbridge.domain.directory import PbxUser
+    from pbxbridge.storage.board import DynamoBoardStore
+    from pbxbridge.storage.callbacks import callback_item
+    from pbxbridge.storage.directory import DynamoDirectoryStore
+    from pbxbridge.storage.dynamodb import dynamodb_client, wire_item
+
+    client = dynamodb_client()
+    DynamoDirectoryStore(client, aws["DirectoryTable"]).save_user(PbxUser("zoe", real_name="Zoe", groups=("support",)))
+    board = DynamoBoardStore(client, aws["BoardTable"])
+    andys = {
+        "callid": "live-1",
+        "direction": "in",
+        "state": "answered",
+        "people": ["andy"],
+        "client": "+79101234567",
+        "client_national": "8 (910) 123-45-67",
+        "contact_name": "Ivan",
+        "since": "2026-12-05T09:59:00Z",
+        "answered_at": "2026-12-05T09:59:10Z",
+    }
+    assert board.keep_call("live-1", "1".zfill(40), andys)
+    assert board.keep_call("live-2", "2".zfill(40), {**andys, "callid": "live-2", "people": ["zoe"]})
+    assert board.keep_call("ended-1", "3".zfill(40), None)
+    board.record_dnd("serg", True, now - timedelta(minutes=2))
+    board.record_dnd("zoe", True, now - timedelta(minutes=2))
+    for callback in (
+        open_callback("andy", "+79035550011", now - timedelta(minutes=5)),
+        open_callback("andy", "+79035550012", now - timedelta(minutes=20)),
+        open_callback("g_sales", "+79035550013", now - timedelta(minutes=1)),
+        open_callback("zoe", "+79035550014", now - timedelta(minutes=30)),
+        open_callback("g_support", "+79035550015", now - timedelta(minutes=30)),
+    ):
+        client.put_item(TableName=aws["CallbacksTable"], Item=wire_item(callback_item(callback)))
+
+
+def test_the_board_shows_a_supervisor_their_department_live_and_a_manager_nothing(
+    widget: dict[str, LocalFunction], aws: dict[str, str], dynamodb_requests: list[str]
+) -> None:
+    make_team(widget)
+    now = datetime.now(UTC).replace(microsecond=0)
+    seed_board(aws, now)
+    status, answer = get(widget, "andy", "/api/team/board")
+    assert (status, answer["error"]["code"]) == (403, "forbidden")
+    assert get(widget, "mike", "/api/team/board", "login=andy")[0] == 400
+    mike = token_for(widget, "mike")
+    api_request(widget, mike, "GET", "/api/team/board", "/api/team/board")  # warm: the directory is cached now
+    dynamodb_requests.clear()
+    status, _, answer = api_request(widget, mike, "GET", "/api/team/board", "/api/team/board")
+    assert status == 200, answer
+    # The calls, the DND states, the calendar, the departments' names, and one query per person and
+    # department for the open call-backs (andy, mike, serg; sales): whatever the number of calls.
+    assert sorted(dynamodb_requests) == sorted(["Query"] * 3 + ["GetItem"] + ["Query"] * 4)
+    board = answer["result"]
+    assert board["sla_seconds"] == 900
+    assert abs(datetime.fromisoformat(board["as_of"]) - now) < timedelta(minutes=1)
+    people = {person["login"]: person for person in board["people"]}
+    assert [p["login"] for p in board["people"]] == ["andy", "mike", "serg"]  # by name: Петров, Семенов, Чижиков
+    andy = people["andy"]
+    assert andy["name"] == "Петров Андрей"
+    assert andy["departments"] == ["sales"]
+    assert [c["callid"] for c in andy["calls"]] == ["live-1"]
+    assert andy["calls"][0] == {
+        "callid": "live-1",
+        "direction": "in",
+        "state": "answered",
+        "client": "+79101234567",
+        "client_national": "8 (910) 123-45-67",
+        "contact_name": "Ivan",
+        "since": "2026-12-05T09:59:00Z",
+        "answered_at": "2026-12-05T09:59:10Z",
+    }
+    assert andy["dnd"] is None
+    assert andy["callbacks"]["open"] == 2
+    assert (andy["callbacks"]["overdue"], andy["callbacks"]["sla"]) == (1, "overdue")
+    assert andy["callbacks"]["oldest_missed_at"] == (now - timedelta(minutes=20)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert 1190 <= andy["callbacks"]["oldest_age_seconds"] <= 1300
+    assert people["serg"]["dnd"] == {"on": True, "as_of": (now - timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    assert people["serg"]["calls"] == []
+    assert people["mike"]["callbacks"] == {
+        "open": 0,
+        "overdue": 0,
+        "oldest_missed_at": None,
+        "oldest_age_seconds": None,
+        "sla": None,
+    }
+    (sales,) = board["departments"]
+    assert (sales["id"], sales["name"], sales["callbacks"]["open"], sales["callbacks"]["sla"]) == (
+        "sales",
+        "Отдел продаж",
+        1,
+        "ok",
+    )
+    # Nothing of zoe (support) reaches mike: not her call, her DND or her call-backs.
+    assert "zoe" not in str(board)
+    assert "live-2" not in str(board)
+    # An admin sees everyone and every department.
+    everyone = get(widget, "daria", "/api/team/board")[1]["result"]
+    assert {p["login"] for p in everyone["people"]} == {"andy", "daria", "mike", "serg", "zoe"}
+    assert [d["id"] for d in everyone["departments"]] == ["gr001", "sales", "support"]
+    zoe = next(p for p in everyone["people"] if p["login"] == "zoe")
+    assert ([c["callid"] for c in zoe["calls"]], zoe["dnd"]["on"], zoe["callbacks"]["open"]) == (["live-2"], True, 1)

@@ -32,6 +32,8 @@ class CommandsSettings(CommonSettings, _PbxAccess):
     recordings_bucket: str | None = Field(default=None, alias="RECORDINGS_BUCKET")
     callbacks_table: str | None = Field(default=None, alias="CALLBACKS_TABLE")
     reports_table: str | None = Field(default=None, alias="REPORTS_TABLE")
+    # The team's live board: set_dnd and get_dnd record the state there; the widget's API reads it.
+    board_table: str | None = Field(default=None, alias="BOARD_TABLE")
     # A click-to-call repeated with the same requestId within this time dials once.
     make_call_idempotency_seconds: int = Field(default=3600, alias="MAKE_CALL_IDEMPOTENCY_SECONDS", ge=60)
     # The widget tokens' signing key (issueWidgetToken); unset, the command answers not_configured.

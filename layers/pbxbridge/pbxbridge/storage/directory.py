@@ -63,11 +63,15 @@ class DynamoDirectoryStore:
             )
             for item in self._query("user")
         )
-        found = tuple(
+        return Directory(users=users, departments=self.departments() if departments else (), region=region)
+
+    @unavailable_on_aws_errors
+    def departments(self) -> tuple[Department, ...]:
+        """The departments alone (one Query): their names, for a view whose users are cached."""
+        return tuple(
             Department(id=item["id"], real_name=item.get("real_name"), ext=item.get("ext"))
-            for item in (self._query("department") if departments else [])
+            for item in self._query("department")
         )
-        return Directory(users=users, departments=found, region=region)
 
     @unavailable_on_aws_errors
     def save_user(self, user: PbxUser, pbx_says_role: bool = False) -> None:

@@ -81,6 +81,8 @@ class WidgetApiDependencies:
     callbacks: Callable[[str, str], dict[str, Any]] | None = None
     # One makeCall of this login counted: None when within the limit, else seconds to wait.
     take_call: Callable[[str], int | None] | None = None
+    # The team's live board for a viewer (a supervisor or an admin); None where the stack keeps none.
+    board: Callable[[PbxUser, Directory], dict[str, Any]] | None = None
 
 
 @lru_cache(maxsize=1)
@@ -114,7 +116,21 @@ def default_dependencies() -> WidgetApiDependencies:
 
         limiter = DynamoRateLimiter(client, settings.idempotency_table)
         take_call = functools.partial(_take_call, limiter=limiter, limit=calls_per_minute)
+    board: Callable[[PbxUser, Directory], dict[str, Any]] | None = None
+    if settings.board_table:
+        sla_minutes = widget_api_settings().callback_sla_minutes
+
+        @functools.cache
+        def reads() -> Any:
+            from pbxbridge.widget.board import team_board  # paid by the team view only, not every cold start
+
+            return team_board(client, settings, sla_minutes)
+
+        def board(viewer: PbxUser, directory: Directory) -> dict[str, Any]:
+            return reads().snapshot(viewer, directory)  # type: ignore[no-any-return]
+
     return WidgetApiDependencies(
+        board=board,
         execute=commands.execute,
         get_call=calls.get_call,
         contact=contacts.get_contact,
@@ -316,6 +332,19 @@ def get_dnd() -> Response[Any]:
 def set_dnd() -> Response[Any]:
     _no_query()
     return _run({"cmd": "set_dnd", "user": _login(), "state": _input(DndInput, _body()).state})
+
+
+@app.get("/api/team/board")
+def team_board() -> Response[Any]:
+    viewer = _team_viewer()
+    if viewer is None:
+        return _forbidden()
+    _no_query()
+    _no_body()
+    deps = _dependencies()
+    if deps.board is None:
+        return _answer({"ok": False, "error": {"code": "not_configured", "message": "no board table (BOARD_TABLE)"}})
+    return _answer({"ok": True, "result": deps.board(viewer, deps.directory())})
 
 
 @app.get("/api/calls/<callid>/recording")

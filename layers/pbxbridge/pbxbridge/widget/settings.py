@@ -56,6 +56,8 @@ class CardSettings(_Settings):
 class WidgetApiSettings(_Settings):
     # makeCall per user per minute (a person clicks a few; a script or a leaked token would dial on). 0: no limit.
     calls_per_minute: int = Field(default=10, alias="WIDGET_CALLS_PER_MINUTE", ge=0)
+    # The template's CallbackSlaMinutes: the board colours call-backs by it (business minutes).
+    callback_sla_minutes: int = Field(default=15, alias="CALLBACK_SLA_MINUTES", ge=1)
 
 
 class PageSettings(_Settings):
