@@ -186,6 +186,8 @@ def test_a_supervisor_sees_their_departments_people_and_figures_and_nobody_elses
         timeout=TIMEOUT_MS
     )
     expect(page.locator('.board-call[data-callid="team-live-andy"]')).to_have_count(0)
+    unknown = page.locator('.board-call[data-callid="team-live-daria"] .call-who')
+    expect(unknown).to_have_text("8 (903) 555-07-31")  # no contact: the national number
     for who, callid in ((OUTSIDER, "team-live-andy"), ("daria", "team-live-daria")):
         event(stack, "COMPLETED", who, "79035550731", callid)
     expect(page.locator(".board-call")).to_have_count(0, timeout=TIMEOUT_MS)
@@ -232,11 +234,13 @@ def test_the_board_follows_a_live_call(
     page.on("request", count)
     callid = "team-live-1"
     phone = "79035550740"
+    contact = {"phone": phone, "contact_name": "ООО Ромашка", "responsible": "daria"}
+    assert commands(stack).invoke({"cmd": "upsertContacts", "contacts": [contact]})["ok"]
     daria = page.locator('#board-people li[data-login="daria"]')
     event(stack, "INCOMING", "daria", phone, callid)
     call = daria.locator(f'.board-call[data-callid="{callid}"]')
     expect(call).to_have_attribute("data-state", "ringing", timeout=TIMEOUT_MS)
-    expect(call.locator(".call-who")).to_have_text("8 (903) 555-07-40")
+    expect(call.locator(".call-who")).to_have_text("ООО Ромашка")  # the contact's name
     expect(call.locator(".call-state")).to_have_text("звонит")
 
     event(stack, "ACCEPTED", "daria", phone, callid)
