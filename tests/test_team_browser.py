@@ -296,7 +296,10 @@ def test_the_tabs_and_the_tables_sort_work_from_the_keyboard(
     mine, other = page.locator("#tab-mine"), page.locator("#tab-team")
     expect(other).to_be_visible(timeout=TIMEOUT_MS)
     expect(page.locator("[role=tablist]")).to_have_attribute("aria-label", "Views")
-    focused = lambda: page.evaluate("document.activeElement.id")  # noqa: E731
+
+    def focused() -> str:
+        return str(page.evaluate("document.activeElement.id"))
+
     for _ in range(10):  # from the top of the page, the Tab key reaches the selected tab
         page.keyboard.press("Tab")
         if focused() == "tab-mine":
