@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import uuid
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -15,11 +15,15 @@ from hypothesis import strategies as st
 
 from local.aws import client
 from pbxbridge.domain.reports import (
+    COUNTERS,
+    Aggregate,
     Contribution,
     call_contribution,
     callback_contribution,
+    figures,
     fold,
     percentile,
+    team_report,
 )
 from pbxbridge.domain.working_time import WorkingCalendar
 from tests.conftest import Webhook
@@ -61,6 +65,10 @@ def test_an_inbound_call_answered_within_20_seconds_counts_on_its_local_day_for_
             "rating_count": 1,
         },
     )
+    # Answered at once: a wait of 0 s is a sum of zero, which is never kept, yet the mean is 0, not an error.
+    at_once = call_contribution({**call, "wait": 0, "accepted_at": call["rang_at"]}, MOSCOW)
+    assert at_once is not None
+    assert figures(fold([at_once])[at_once.key])["average_wait_seconds"] == 0
     slower = call_contribution({**call, "accepted_at": "2026-12-04T21:30:21.000000Z"}, MOSCOW)
     assert slower is not None
     assert "answered_20s" not in slower.counters
@@ -128,6 +136,79 @@ def test_percentiles_are_nearest_rank_over_the_exact_seconds() -> None:
     assert percentile([10], 0.9) == 10
     seconds = list(range(1, 11))
     assert (percentile(seconds, 0.5), percentile(seconds, 0.9)) == (5, 9)
+
+
+# --- the report: its rows add up -----------------------------------------------------------------
+
+# The figures that are sums (the others are shares, means and percentiles of them).
+ADDITIVE = (
+    "inbound", "answered", "missed", "answered_within_20s", "callbacks", "called_back_within_15min",
+    "called_back_same_day", "called_back_later", "not_called_back", "outbound", "outbound_reached",
+    "talk_seconds", "ratings",
+)  # fmt: skip
+PEOPLE = ("andy", "mike", "zoe", "unassigned")
+AGGREGATES = st.dictionaries(
+    st.tuples(st.integers(0, 9).map(lambda n: date(2026, 12, 1) + timedelta(days=n)), st.sampled_from(PEOPLE)),
+    st.builds(
+        Aggregate,
+        st.dictionaries(st.sampled_from(COUNTERS), st.integers(0, 50)),
+        st.dictionaries(st.text("abc", min_size=1, max_size=3), st.integers(0, 5000)),
+    ),
+)
+
+
+def summed(rows: list[dict[str, Any]], cell: str) -> int:
+    return sum(int(row[cell]) for row in rows)
+
+
+@given(
+    aggregates=AGGREGATES,
+    visible=st.one_of(st.none(), st.frozensets(st.sampled_from(PEOPLE))),
+    first=st.integers(0, 9),
+    length=st.integers(1, 10),
+)
+def test_the_days_rows_are_every_date_and_add_up_to_the_total_for_every_counter(
+    aggregates: dict[tuple[date, str], Aggregate], visible: frozenset[str] | None, first: int, length: int
+) -> None:
+    days = [date(2026, 12, 1) + timedelta(days=first + n) for n in range(length)]
+    # What the store reads; a call-back's sample is in one day-person only (its id is unique).
+    inside = {
+        key: Aggregate(agg.counters, {f"{key}/{id_}": seconds for id_, seconds in agg.samples.items()})
+        for key, agg in aggregates.items()
+        if key[0] in days
+    }
+    report = team_report(inside, visible, {"andy": ("sales",), "mike": ("sales", "support")}, days)
+    assert [row["day"] for row in report["days"]] == [day.isoformat() for day in days]
+    for cell in ADDITIVE:
+        assert summed(report["days"], cell) == report["total"][cell] == summed(report["managers"], cell), cell
+    # The shares and percentiles of the total are those of every day's items together.
+    everything = Aggregate()
+    for (_, login), aggregate in inside.items():
+        if visible is None or login in visible:
+            everything.add(aggregate.counters, aggregate.samples)
+    assert report["total"]["time_to_call_back_p90"] == percentile(sorted(everything.samples.values()), 0.9)
+    assert {row["login"] for row in report["managers"]} <= (set(PEOPLE) if visible is None else visible)
+
+
+def test_rows_are_named_by_the_directory_else_by_their_login_or_id() -> None:
+    day = date(2026, 12, 5)
+    aggregates = {(day, "andy"): Aggregate({"inbound": 1}), (day, "mike"): Aggregate({"outbound": 2})}
+    report = team_report(
+        aggregates,
+        None,
+        {"andy": ("sales",), "mike": ("support",)},
+        [day - timedelta(days=1), day],
+        names={"andy": "Andy Smith"},
+        department_names={"sales": "Sales"},
+    )
+    assert [(row["login"], row["name"]) for row in report["managers"]] == [("andy", "Andy Smith"), ("mike", "mike")]
+    assert [(row["department"], row["name"]) for row in report["departments"]] == [
+        ("sales", "Sales"),
+        ("support", "support"),
+    ]
+    quiet, busy = report["days"]
+    assert (quiet["day"], quiet["inbound"], quiet["outbound"], quiet["missed_share"]) == ("2026-12-04", 0, 0, None)
+    assert (busy["day"], busy["inbound"], busy["outbound"]) == ("2026-12-05", 1, 2)
 
 
 # --- the store: replays change nothing ----------------------------------------------------------
@@ -213,8 +294,11 @@ def test_shuffled_and_duplicated_replays_give_the_aggregates_of_a_recompute(
     finals = [contribution_of(source, states[-1]) for source, states in histories]
     expected = {key: agg.normalised() for key, agg in fold(finals).items()}
     days = {day for day, _ in expected} | {date(2026, 12, 5)}
-    kept = {key: agg.normalised() for key, agg in store.aggregates(sorted(days)).items()}
+    read = store.aggregates(sorted(days))
+    kept = {key: agg.normalised() for key, agg in read.items()}
     assert {key: value for key, value in kept.items() if value != ({}, {})} == expected
+    # So the report (its days too) is the one a recompute gives.
+    assert team_report(read, None, {}, sorted(days)) == team_report(fold(finals), None, {}, sorted(days))
 
 
 def test_an_older_record_after_a_newer_one_and_the_same_record_twice_change_nothing(
@@ -308,14 +392,18 @@ def seed_team(aws: dict[str, str]) -> date:
     from datetime import UTC, datetime, timedelta
     from zoneinfo import ZoneInfo
 
-    from pbxbridge.domain.directory import PbxUser
+    from pbxbridge.domain.directory import Department, PbxUser
     from pbxbridge.storage.directory import DynamoDirectoryStore
     from pbxbridge.storage.dynamodb import dynamodb_client
     from pbxbridge.storage.reports import DynamoReportStore
 
     directory = DynamoDirectoryStore(dynamodb_client(), aws["DirectoryTable"])
-    directory.save_user(PbxUser(login="andy", groups=("sales",), pbx_role="group_head"), pbx_says_role=True)
+    directory.save_user(
+        PbxUser(login="andy", real_name="Andy Smith", groups=("sales",), pbx_role="group_head"), pbx_says_role=True
+    )
     directory.save_user(PbxUser(login="mike", groups=("sales",)))
+    directory.save_department(Department(id="sales", real_name="Sales"))
+    directory.save_department(Department(id="support"))
     directory.save_user(PbxUser(login="zoe", groups=("support",)))
     directory.save_user(PbxUser(login="daria", pbx_role="admin"), pbx_says_role=True)
     store = DynamoReportStore(dynamodb_client(), aws["ReportsTable"])
@@ -346,10 +434,17 @@ def test_a_supervisor_sees_their_department_an_admin_everyone_a_manager_themself
     assert (sales["department"], sales["inbound"], sales["answered"], sales["missed_share"]) == ("sales", 2, 1, 0.5)
     assert result["total"]["inbound"] == 2
     assert result["total"]["outbound"] == 0
+    assert [(row["login"], row["name"]) for row in result["managers"]] == [("andy", "Andy Smith"), ("mike", "mike")]
+    assert sales["name"] == "Sales"
+    (only_day,) = result["days"]
+    assert only_day == {"day": today.isoformat(), **result["total"]}
 
     everyone = commands.invoke({"cmd": "report", "period": "today", "viewer": "daria"})["result"]
     assert [row["login"] for row in everyone["managers"]] == ["andy", "mike", "zoe"]
-    assert [row["department"] for row in everyone["departments"]] == ["sales", "support"]
+    assert [(row["department"], row["name"]) for row in everyone["departments"]] == [
+        ("sales", "Sales"),
+        ("support", "support"),
+    ]
     themself = commands.invoke({"cmd": "report", "period": "today", "viewer": "mike"})["result"]
     assert [row["login"] for row in themself["managers"]] == ["mike"]
     nobody = commands.invoke({"cmd": "report", "period": "today", "viewer": "stranger"})["result"]
@@ -360,6 +455,13 @@ def test_a_supervisor_sees_their_department_an_admin_everyone_a_manager_themself
     assert [(row["login"], row["missed"]) for row in last_month["managers"]] == [("andy", 1)]
     span = commands.invoke({"cmd": "report", "from": last_month["from"], "to": today.isoformat()})["result"]
     assert span["total"]["inbound"] == 3
+    # A row for every date, zeros included; the two busy days carry the calls.
+    first = date.fromisoformat(last_month["from"])
+    assert [row["day"] for row in span["days"]] == [
+        (first + timedelta(days=n)).isoformat() for n in range((today - first).days + 1)
+    ]
+    busy = {row["day"]: row["inbound"] for row in span["days"] if row["inbound"]}
+    assert busy == {(today.replace(day=1) - timedelta(days=3)).isoformat(): 1, today.isoformat(): 2}
 
 
 @pytest.mark.parametrize(
@@ -441,7 +543,7 @@ def test_the_console_answers_the_same_cells_as_csv(commands: Any, aws: dict[str,
         ("total", ""),
     ]
     answered = json.loads(as_json.stdout)
-    mike = {k: "" if v is None else str(v) for k, v in answered["managers"][1].items() if k != "login"}
+    mike = {k: "" if v is None else str(v) for k, v in answered["managers"][1].items() if k not in ("login", "name")}
     assert {k: v for k, v in rows[1].items() if k not in ("kind", "name")} == mike
     assert rows[1]["time_to_call_back_median"] == "600"
     assert rows[1]["average_wait_seconds"] == ""

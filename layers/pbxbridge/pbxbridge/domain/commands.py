@@ -394,13 +394,16 @@ class CommandService:
             if directory is None:
                 raise CommandError("not_configured", "a viewer needs the directory (DIRECTORY_TABLE)")
             visible = visible_logins(directory.user(directory.resolve(command.viewer)), directory)
-        departments = {user.login: user.groups for user in directory.users} if directory is not None else {}
+        users = directory.users if directory is not None else ()
+        departments = {user.login: user.groups for user in users}
+        names = {user.login: user.real_name for user in users if user.real_name}
+        department_names = {d.id: d.real_name for d in directory.departments if d.real_name} if directory else {}
         aggregates = self._reports.aggregates(days)
         return {
             "from": days[0].isoformat(),
             "to": days[-1].isoformat(),
             "zone": calendar.zone,
-            **team_report(aggregates, visible, departments),
+            **team_report(aggregates, visible, departments, days, names, department_names),
         }
 
     def _rebuild_reports(self, command: RebuildReportsCommand) -> dict[str, Any]:

@@ -251,8 +251,9 @@ def figures(aggregate: Aggregate) -> dict[str, int | float | None]:
         "outbound": c.get("outbound", 0),
         "outbound_reached": c.get("outbound_reached", 0),
         "talk_seconds": c.get("talk_seconds", 0),
-        "average_wait_seconds": round(c["wait_seconds"] / c["wait_count"], 1) if c.get("wait_count") else None,
-        "rating_average": round(c["rating_sum"] / c["rating_count"], 2) if c.get("rating_count") else None,
+        # A sum of zero is never stored (a call answered at once waits 0 s): .get, not [].
+        "average_wait_seconds": round(c.get("wait_seconds", 0) / c["wait_count"], 1) if c.get("wait_count") else None,
+        "rating_average": round(c.get("rating_sum", 0) / c["rating_count"], 2) if c.get("rating_count") else None,
         "ratings": c.get("rating_count", 0),
     }
 
@@ -261,13 +262,24 @@ def team_report(
     aggregates: Mapping[tuple[date, str], Aggregate],
     visible: frozenset[str] | None,
     departments_of: Mapping[str, Iterable[str]],
+    days: Iterable[date],
+    names: Mapping[str, str] | None = None,
+    department_names: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Per person (only `visible` ones; None: everyone, `unassigned` and groups included), per
-    department (the sum of its visible members; one person in two departments counts in both), total."""
+    department (the sum of its visible members; one person in two departments counts in both), per day
+    of `days` (the sum of the visible people, every date, zeros included), total. `names`: a login's
+    real name, `department_names` a department's (a row without one is named by its login or id)."""
+    names, department_names = names or {}, department_names or {}
     people: dict[str, Aggregate] = {}
-    for (_, login), aggregate in aggregates.items():
+    per_day: dict[date, Aggregate] = {day: Aggregate() for day in days}
+    for (day, login), aggregate in aggregates.items():
+        # An item that moved away leaves zeros behind: no row, as a recompute would have none.
+        if aggregate.normalised() == ({}, {}):
+            continue
         if visible is None or login in visible:
             people.setdefault(login, Aggregate()).add(aggregate.counters, aggregate.samples)
+            per_day.setdefault(day, Aggregate()).add(aggregate.counters, aggregate.samples)
     departments: dict[str, Aggregate] = {}
     total = Aggregate()
     for login, aggregate in people.items():
@@ -275,7 +287,13 @@ def team_report(
         for department in departments_of.get(login, ()):
             departments.setdefault(department, Aggregate()).add(aggregate.counters, aggregate.samples)
     return {
-        "managers": [{"login": login, **figures(people[login])} for login in sorted(people)],
-        "departments": [{"department": name, **figures(departments[name])} for name in sorted(departments)],
+        "managers": [
+            {"login": login, "name": names.get(login) or login, **figures(people[login])} for login in sorted(people)
+        ],
+        "departments": [
+            {"department": name, "name": department_names.get(name) or name, **figures(departments[name])}
+            for name in sorted(departments)
+        ],
         "total": figures(total),
+        "days": [{"day": day.isoformat(), **figures(per_day[day])} for day in sorted(per_day)],
     }

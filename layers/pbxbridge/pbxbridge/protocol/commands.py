@@ -354,9 +354,12 @@ class ListCallbacksCommand(_Command):
 
 
 class ReportCommand(_Command):
-    """The team's figures for a period, per manager and per department, from the daily aggregates
-    (never the calls). Answers `{from, to, zone, managers, departments, total}`; the docs' "Figures"
-    define every cell."""
+    """The team's figures for a period, per manager, per department, per day and in total, from the
+    daily aggregates (never the calls). Answers `{from, to, zone, managers, departments, total, days}`:
+    `managers` rows have `login` and `name` (the directory's real name, else the login), `departments`
+    rows `department` and `name` (its real name, else its id), `days` one row per date of the period
+    (`day`, every date, zeros included: the sum of the people the viewer sees); each row then has the
+    same figures, which the docs' "Figures" define."""
 
     cmd: Literal["report"]
     period: Literal["today", "yesterday", "this_week", "last_week", "this_month", "last_month"] | None = Field(
