@@ -479,3 +479,71 @@ def test_the_board_shows_a_supervisor_their_department_live_and_a_manager_nothin
     assert [d["id"] for d in everyone["departments"]] == ["gr001", "sales", "support"]
     zoe = next(p for p in everyone["people"] if p["login"] == "zoe")
     assert ([c["callid"] for c in zoe["calls"]], zoe["dnd"]["on"], zoe["callbacks"]["open"]) == (["live-2"], True, 1)
+
+
+# --- DND: recorded after the PBX answered, told when it changed ---------------------------------------
+
+
+def test_the_dnd_the_pbx_confirmed_is_recorded_and_told_to_who_sees_the_user_when_it_changes(
+    widget: dict[str, LocalFunction], pbx: Any, aws: dict[str, str], moto_url: str
+) -> None:
+    from pbxbridge.storage.board import DynamoBoardStore
+    from pbxbridge.storage.dynamodb import dynamodb_client
+    from pbxbridge.widget.push import handle_card_stream
+    from tests.test_call_events import Streams
+
+    make_team(widget)
+    simulator = pbx[0]
+    simulator.dnd.clear()
+    board = DynamoBoardStore(dynamodb_client(), aws["BoardTable"])
+    deps, posted = posting(widget)
+    streams = Streams(moto_url)
+    streams.records(aws["BoardTable"])  # from here on
+    andy = token_for(widget, "andy")
+    status, _, answer = api_request(widget, andy, "PUT", "/api/dnd", "/api/dnd", b'{"state": true}')
+    assert (status, answer["result"]["state"]) == (200, True)
+    assert board.dnd_states()["andy"]["on"] is True
+    # A service's get_dnd, naming the user by extension: recorded under the login, as the PBX said it.
+    assert widget["CommandsFunction"].invoke({"cmd": "get_dnd", "user": "709"})["result"]["state"] is False
+    # A refused switch records nothing.
+    assert not widget["CommandsFunction"].invoke({"cmd": "set_dnd", "user": "nobody", "state": True})["ok"]
+    states = board.dnd_states()
+    assert sorted(states) == ["andy", "serg"]
+    assert states["serg"]["on"] is False
+    assert datetime.fromisoformat(states["andy"]["as_of"]) > datetime.now(UTC) - timedelta(minutes=1)
+    # The same state read again (a get_dnd after the switch) changes nothing anyone sees; switched off, it does.
+    assert api_request(widget, andy, "GET", "/api/dnd", "/api/dnd")[2]["result"]["state"] is True
+    assert api_request(widget, andy, "PUT", "/api/dnd", "/api/dnd", b'{"state": "off"}')[0] == 200
+    # The board's calls share the stream: the local stack, unlike AWS's filter, hands them on too.
+    assert board.keep_call("noise-1", "1".zfill(40), {"callid": "noise-1", "people": ["andy"]})
+    records = streams.records(aws["BoardTable"])
+    assert len(records) >= 5  # (the re-read within the same second writes an identical item: no record)
+    assert handle_card_stream({"Records": records}, None, deps) == {"batchItemFailures": []}
+    told = [(c, m["login"], m["dnd"]["on"]) for c, m in posted]
+    assert sorted(told) == [
+        ("daria-1", "andy", False),
+        ("daria-1", "andy", True),
+        ("daria-1", "serg", False),
+        ("mike-1", "andy", False),
+        ("mike-1", "andy", True),
+        ("mike-1", "serg", False),
+    ]
+    assert {m["type"] for _, m in posted} == {"board.dnd"}
+    # And the board shows it.
+    answer = get(widget, "mike", "/api/team/board")[1]["result"]
+    assert {p["login"]: p["dnd"]["on"] if p["dnd"] else None for p in answer["people"]} == {
+        "andy": False,
+        "mike": None,
+        "serg": False,
+    }
+
+
+def test_board_dnd_is_told_on_a_change_of_state_never_on_a_re_read() -> None:
+    from pbxbridge.domain.board import dnd_change
+
+    on = {"kind": "dnd", "id": "andy", "on": True, "as_of": "2026-12-05T09:58:00Z"}
+    assert dnd_change(None, on) == {"type": "board.dnd", "login": "andy", "dnd": {"on": True, "as_of": on["as_of"]}}
+    assert dnd_change(on, {**on, "as_of": "2026-12-05T10:30:00Z"}) is None
+    off = {**on, "on": False, "as_of": "2026-12-05T10:31:00Z"}
+    assert dnd_change(on, off) == {"type": "board.dnd", "login": "andy", "dnd": {"on": False, "as_of": off["as_of"]}}
+    assert dnd_change(off, None) is None

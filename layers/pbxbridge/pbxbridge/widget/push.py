@@ -23,7 +23,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
-from pbxbridge.domain.board import BoardStore, board_call, board_change, watchers
+from pbxbridge.domain.board import BoardStore, board_call, board_change, dnd_change, watchers
 from pbxbridge.domain.card import build_card, card_change, card_update, people_of, responsible_login
 from pbxbridge.domain.contacts import Contact
 from pbxbridge.domain.directory import Directory
@@ -232,6 +232,9 @@ def handle_record(record: DynamoDBRecord, deps: CardDependencies | None = None) 
     if change is None:
         return
     table, old, new = change
+    if deps.board_table and table == deps.board_table:
+        tell_dnd(old, new, deps)
+        return
     if deps.callbacks_table and table == deps.callbacks_table:
         notice = overdue_notice(old, new)
         if notice is not None:
@@ -259,6 +262,21 @@ def handle_record(record: DynamoDBRecord, deps: CardDependencies | None = None) 
         delivered = deliver(logins, message, deps)
         logger.info("card sent", extra={"type": message["type"], "callid": new["callid"], "delivered": delivered})
         metrics.add_metric(name="CardsDelivered", unit=MetricUnit.Count, value=delivered)
+
+
+def tell_dnd(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, deps: CardDependencies) -> None:
+    """`board.dnd` to the supervisors and admins who see the user, when their recorded DND state
+    changed. Only the board's `kind=dnd` items matter: on AWS the event source's filter passes no
+    other, the local stack may deliver every record."""
+    if (new or {}).get("kind") != "dnd":
+        return
+    message = dnd_change(old, new)
+    if message is None:
+        return
+    told = watchers({message["login"]}, deps.directory())
+    if told:
+        delivered = deliver(told, message, deps)
+        logger.info("board told", extra={"dnd": message["dnd"]["on"], "delivered": delivered})
 
 
 def keep_on_board(
