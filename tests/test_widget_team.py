@@ -547,3 +547,45 @@ def test_board_dnd_is_told_on_a_change_of_state_never_on_a_re_read() -> None:
     off = {**on, "on": False, "as_of": "2026-12-05T10:31:00Z"}
     assert dnd_change(on, off) == {"type": "board.dnd", "login": "andy", "dnd": {"on": False, "as_of": off["as_of"]}}
     assert dnd_change(off, None) is None
+
+
+# --- call-backs: the board re-reads when one opens, changes owner or closes ---------------------------
+
+
+def test_board_callbacks_is_posted_to_who_sees_the_owner_when_a_call_back_opens_moves_or_closes(
+    widget: dict[str, LocalFunction], aws: dict[str, str], moto_url: str
+) -> None:
+    from pbxbridge.domain.callbacks import CallbackStatus
+    from pbxbridge.storage.callbacks import callback_item
+    from pbxbridge.storage.dynamodb import dynamodb_client, wire_item
+    from pbxbridge.widget.push import handle_card_stream
+    from tests.test_call_events import Streams
+
+    make_team(widget)
+    deps, posted = posting(widget)
+    streams = Streams(moto_url)
+    streams.records(aws["CallbacksTable"])  # from here on
+    client = dynamodb_client()
+    now = datetime.now(UTC).replace(microsecond=0)
+    opened = open_callback("andy", "+79035550011", now - timedelta(minutes=3))
+
+    def save(callback: Any) -> list[tuple[str, str]]:
+        client.put_item(TableName=aws["CallbacksTable"], Item=wire_item(callback_item(callback)))
+        posted.clear()
+        records = streams.records(aws["CallbacksTable"])
+        assert handle_card_stream({"Records": records}, None, deps) == {"batchItemFailures": []}
+        return sorted((c, m["type"]) for c, m in posted)
+
+    assert save(opened) == [("andy-1", "callbacks"), ("daria-1", "board.callbacks"), ("mike-1", "board.callbacks")]
+    again = opened.model_copy(update={"missed_count": 2, "last_missed_at": now})
+    assert save(again) == [("andy-1", "callbacks")]  # one more missed call: the board's counts are the same
+    moved = again.model_copy(update={"owner": "g_sales"})
+    assert ("mike-1", "board.callbacks") in save(moved)
+    closed = moved.model_copy(update={"status": CallbackStatus.CLOSED, "closed_at": now, "closed_by": "serg"})
+    assert [p for p in save(closed) if p[1] == "board.callbacks"] == [
+        ("daria-1", "board.callbacks"),
+        ("mike-1", "board.callbacks"),
+    ]
+    # daria's department's call-back: only the admin's board shows it (mike heads sales, not gr001).
+    other = open_callback("g_gr001", "+79035550012", now)
+    assert [p for p in save(other) if p[1] == "board.callbacks"] == [("daria-1", "board.callbacks")]

@@ -188,6 +188,25 @@ def callback_watchers(old: Mapping[str, Any] | None, new: Mapping[str, Any] | No
     return logins
 
 
+def board_callback_watchers(
+    old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, directory: Directory
+) -> set[str]:
+    """Whose board this change of a call-back item changes (`board.callbacks`: the page re-reads the
+    board): when it opens, changes owner, closes or escalates, the supervisors and admins who see its
+    owner before or after. Nobody for the ledger, nor for a change the board does not show (one more
+    missed call, an attempt)."""
+    from pbxbridge.domain.board import callback_board_watchers
+    from pbxbridge.storage.callbacks import callback_owner
+
+    before, after = callback_owner(old), callback_owner(new)
+    if before is None and after is None:
+        return set()
+    shown = ("owner_status", "overdue_since")
+    if old is not None and new is not None and all(old.get(k) == new.get(k) for k in shown):
+        return set()
+    return callback_board_watchers({o for o in (before, after) if o}, directory)
+
+
 def overdue_watchers(owner: str, directory: Directory) -> set[str]:
     """Who else is told that a call-back of `owner` is overdue: the supervisors who see the owner
     (`visible_logins`) or, for a department's call-back (`g_<id>`), that department; and the admins,
@@ -246,9 +265,12 @@ def handle_record(record: DynamoDBRecord, deps: CardDependencies | None = None) 
                 )
             return
         # The list is read through the widget's API (it is the user's own data): this only says "reload".
-        watchers = callback_watchers(old, new, deps.directory())
-        if watchers:
-            deliver(watchers, {"type": "callbacks"}, deps)
+        owners_list = callback_watchers(old, new, deps.directory())
+        if owners_list:
+            deliver(owners_list, {"type": "callbacks"}, deps)
+        board = board_callback_watchers(old, new, deps.directory())
+        if board:
+            deliver(board, {"type": "board.callbacks"}, deps)
         return
     if new is None:
         return
