@@ -479,3 +479,113 @@ def test_the_board_shows_a_supervisor_their_department_live_and_a_manager_nothin
     assert [d["id"] for d in everyone["departments"]] == ["gr001", "sales", "support"]
     zoe = next(p for p in everyone["people"] if p["login"] == "zoe")
     assert ([c["callid"] for c in zoe["calls"]], zoe["dnd"]["on"], zoe["callbacks"]["open"]) == (["live-2"], True, 1)
+
+
+# --- DND: recorded after the PBX answered, told when it changed ---------------------------------------
+
+
+def test_the_dnd_the_pbx_confirmed_is_recorded_and_told_to_who_sees_the_user_when_it_changes(
+    widget: dict[str, LocalFunction], pbx: Any, aws: dict[str, str], moto_url: str
+) -> None:
+    from pbxbridge.storage.board import DynamoBoardStore
+    from pbxbridge.storage.dynamodb import dynamodb_client
+    from pbxbridge.widget.push import handle_card_stream
+    from tests.test_call_events import Streams
+
+    make_team(widget)
+    simulator = pbx[0]
+    simulator.dnd.clear()
+    board = DynamoBoardStore(dynamodb_client(), aws["BoardTable"])
+    deps, posted = posting(widget)
+    streams = Streams(moto_url)
+    streams.records(aws["BoardTable"])  # from here on
+    andy = token_for(widget, "andy")
+    status, _, answer = api_request(widget, andy, "PUT", "/api/dnd", "/api/dnd", b'{"state": true}')
+    assert (status, answer["result"]["state"]) == (200, True)
+    assert board.dnd_states()["andy"]["on"] is True
+    # A service's get_dnd, naming the user by extension: recorded under the login, as the PBX said it.
+    assert widget["CommandsFunction"].invoke({"cmd": "get_dnd", "user": "709"})["result"]["state"] is False
+    # A refused switch records nothing.
+    assert not widget["CommandsFunction"].invoke({"cmd": "set_dnd", "user": "nobody", "state": True})["ok"]
+    states = board.dnd_states()
+    assert sorted(states) == ["andy", "serg"]
+    assert states["serg"]["on"] is False
+    assert datetime.fromisoformat(states["andy"]["as_of"]) > datetime.now(UTC) - timedelta(minutes=1)
+    # The same state read again (a get_dnd after the switch) changes nothing anyone sees; switched off, it does.
+    assert api_request(widget, andy, "GET", "/api/dnd", "/api/dnd")[2]["result"]["state"] is True
+    assert api_request(widget, andy, "PUT", "/api/dnd", "/api/dnd", b'{"state": "off"}')[0] == 200
+    # The board's calls share the stream: the local stack, unlike AWS's filter, hands them on too.
+    assert board.keep_call("noise-1", "1".zfill(40), {"callid": "noise-1", "people": ["andy"]})
+    records = streams.records(aws["BoardTable"])
+    assert len(records) >= 5  # (the re-read within the same second writes an identical item: no record)
+    assert handle_card_stream({"Records": records}, None, deps) == {"batchItemFailures": []}
+    told = [(c, m["login"], m["dnd"]["on"]) for c, m in posted]
+    assert sorted(told) == [
+        ("daria-1", "andy", False),
+        ("daria-1", "andy", True),
+        ("daria-1", "serg", False),
+        ("mike-1", "andy", False),
+        ("mike-1", "andy", True),
+        ("mike-1", "serg", False),
+    ]
+    assert {m["type"] for _, m in posted} == {"board.dnd"}
+    # And the board shows it.
+    answer = get(widget, "mike", "/api/team/board")[1]["result"]
+    assert {p["login"]: p["dnd"]["on"] if p["dnd"] else None for p in answer["people"]} == {
+        "andy": False,
+        "mike": None,
+        "serg": False,
+    }
+
+
+def test_board_dnd_is_told_on_a_change_of_state_never_on_a_re_read() -> None:
+    from pbxbridge.domain.board import dnd_change
+
+    on = {"kind": "dnd", "id": "andy", "on": True, "as_of": "2026-12-05T09:58:00Z"}
+    assert dnd_change(None, on) == {"type": "board.dnd", "login": "andy", "dnd": {"on": True, "as_of": on["as_of"]}}
+    assert dnd_change(on, {**on, "as_of": "2026-12-05T10:30:00Z"}) is None
+    off = {**on, "on": False, "as_of": "2026-12-05T10:31:00Z"}
+    assert dnd_change(on, off) == {"type": "board.dnd", "login": "andy", "dnd": {"on": False, "as_of": off["as_of"]}}
+    assert dnd_change(off, None) is None
+
+
+# --- call-backs: the board re-reads when one opens, changes owner or closes ---------------------------
+
+
+def test_board_callbacks_is_posted_to_who_sees_the_owner_when_a_call_back_opens_moves_or_closes(
+    widget: dict[str, LocalFunction], aws: dict[str, str], moto_url: str
+) -> None:
+    from pbxbridge.domain.callbacks import CallbackStatus
+    from pbxbridge.storage.callbacks import callback_item
+    from pbxbridge.storage.dynamodb import dynamodb_client, wire_item
+    from pbxbridge.widget.push import handle_card_stream
+    from tests.test_call_events import Streams
+
+    make_team(widget)
+    deps, posted = posting(widget)
+    streams = Streams(moto_url)
+    streams.records(aws["CallbacksTable"])  # from here on
+    client = dynamodb_client()
+    now = datetime.now(UTC).replace(microsecond=0)
+    opened = open_callback("andy", "+79035550011", now - timedelta(minutes=3))
+
+    def save(callback: Any) -> list[tuple[str, str]]:
+        client.put_item(TableName=aws["CallbacksTable"], Item=wire_item(callback_item(callback)))
+        posted.clear()
+        records = streams.records(aws["CallbacksTable"])
+        assert handle_card_stream({"Records": records}, None, deps) == {"batchItemFailures": []}
+        return sorted((c, m["type"]) for c, m in posted)
+
+    assert save(opened) == [("andy-1", "callbacks"), ("daria-1", "board.callbacks"), ("mike-1", "board.callbacks")]
+    again = opened.model_copy(update={"missed_count": 2, "last_missed_at": now})
+    assert save(again) == [("andy-1", "callbacks")]  # one more missed call: the board's counts are the same
+    moved = again.model_copy(update={"owner": "g_sales"})
+    assert ("mike-1", "board.callbacks") in save(moved)
+    closed = moved.model_copy(update={"status": CallbackStatus.CLOSED, "closed_at": now, "closed_by": "serg"})
+    assert [p for p in save(closed) if p[1] == "board.callbacks"] == [
+        ("daria-1", "board.callbacks"),
+        ("mike-1", "board.callbacks"),
+    ]
+    # daria's department's call-back: only the admin's board shows it (mike heads sales, not gr001).
+    other = open_callback("g_gr001", "+79035550012", now)
+    assert [p for p in save(other) if p[1] == "board.callbacks"] == [("daria-1", "board.callbacks")]

@@ -105,6 +105,7 @@ def default_dependencies() -> CommandsDependencies:
             if settings.callbacks_table
             else None
         ),
+        dnd=_dnd_recorder(client, settings.board_table),
     )
     return CommandsDependencies(service=service, dial_once=_dial_once(service), phone_region=settings.phone_region)
 
@@ -115,6 +116,29 @@ def _report_store(client: Any, table: str | None) -> Any:
     from pbxbridge.storage.reports import DynamoReportStore  # its domain models: paid where a report is asked
 
     return DynamoReportStore(client, table)
+
+
+def _dnd_recorder(client: Any, table: str | None) -> Any:
+    if not table:
+        return None
+    from pbxbridge.storage.board import DynamoBoardStore
+
+    return _Recorded(DynamoBoardStore(client, table))
+
+
+class _Recorded:
+    """The board's DND record, best effort: the PBX has switched already, and the user must hear so
+    even when the record fails (the board then shows the state from before until the next read)."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+
+    def record_dnd(self, login: str, on: bool, at: Any) -> None:
+        try:
+            self._store.record_dnd(login, on, at)
+        except Exception:
+            logger.warning("the DND state was not recorded for the board", exc_info=True)
+            metrics.add_metric(name="BoardDndNotRecorded", unit=MetricUnit.Count, value=1)
 
 
 def _issue_widget_token(login: str, ttl: int) -> tuple[str, int]:

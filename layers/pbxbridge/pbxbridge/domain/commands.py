@@ -58,6 +58,7 @@ from pbxbridge.protocol.commands import (
 if TYPE_CHECKING:  # the calendar's models are built where a calendar command needs them (cold starts)
     from datetime import date
 
+    from pbxbridge.domain.board import DndRecorder
     from pbxbridge.domain.reports import Aggregate, Contribution
     from pbxbridge.domain.working_time import CalendarStore, WorkingCalendar
 
@@ -124,6 +125,8 @@ class CommandService:
         # rebuildReports: the calls and the call-backs of a period, scanned from their tables.
         scan_calls: ScanPage | None = None,
         scan_callbacks: ScanPage | None = None,
+        # The team's board: the DND state the PBX confirmed (set_dnd) or told (get_dnd), with when.
+        dnd: DndRecorder | None = None,
     ) -> None:
         self._pbx = pbx  # made on first use: CRM-data commands need no PBX key
         self._calls = calls
@@ -138,6 +141,7 @@ class CommandService:
         self._reports = reports
         self._scan_calls = scan_calls
         self._scan_callbacks = scan_callbacks
+        self._dnd = dnd
 
     def run(self, command: Any) -> Any:
         handlers: dict[type, Callable[[Any], Any]] = {
@@ -202,10 +206,20 @@ class CommandService:
 
     def _set_dnd(self, command: SetDndCommand) -> dict[str, Any]:
         self._pbx().set_dnd(command.user, command.state)
+        self._record_dnd(command.user, command.state)
         return {"state": command.state}
 
     def _get_dnd(self, command: GetDndCommand) -> dict[str, Any]:
-        return {"state": self._pbx().get_dnd(command.user)}
+        state = self._pbx().get_dnd(command.user)
+        self._record_dnd(command.user, state)
+        return {"state": state}
+
+    def _record_dnd(self, user: str, state: bool) -> None:
+        """Only after the PBX answered: the board shows what the PBX said, under the canonical login."""
+        if self._dnd is not None:
+            from datetime import UTC, datetime
+
+            self._dnd.record_dnd(self._login(user), state, datetime.now(tz=UTC))
 
     def _list_caller_ids(self, command: ListCallerIdsCommand) -> dict[str, Any]:
         return {"caller_ids": [caller_id.model_dump() for caller_id in self._pbx().list_caller_ids()]}

@@ -23,7 +23,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
-from pbxbridge.domain.board import BoardStore, board_call, board_change, watchers
+from pbxbridge.domain.board import BoardStore, board_call, board_change, dnd_change, watchers
 from pbxbridge.domain.card import build_card, card_change, card_update, people_of, responsible_login
 from pbxbridge.domain.contacts import Contact
 from pbxbridge.domain.directory import Directory
@@ -188,6 +188,25 @@ def callback_watchers(old: Mapping[str, Any] | None, new: Mapping[str, Any] | No
     return logins
 
 
+def board_callback_watchers(
+    old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, directory: Directory
+) -> set[str]:
+    """Whose board this change of a call-back item changes (`board.callbacks`: the page re-reads the
+    board): when it opens, changes owner, closes or escalates, the supervisors and admins who see its
+    owner before or after. Nobody for the ledger, nor for a change the board does not show (one more
+    missed call, an attempt)."""
+    from pbxbridge.domain.board import callback_board_watchers
+    from pbxbridge.storage.callbacks import callback_owner
+
+    before, after = callback_owner(old), callback_owner(new)
+    if before is None and after is None:
+        return set()
+    shown = ("owner_status", "overdue_since")
+    if old is not None and new is not None and all(old.get(k) == new.get(k) for k in shown):
+        return set()
+    return callback_board_watchers({o for o in (before, after) if o}, directory)
+
+
 def overdue_watchers(owner: str, directory: Directory) -> set[str]:
     """Who else is told that a call-back of `owner` is overdue: the supervisors who see the owner
     (`visible_logins`) or, for a department's call-back (`g_<id>`), that department; and the admins,
@@ -232,6 +251,9 @@ def handle_record(record: DynamoDBRecord, deps: CardDependencies | None = None) 
     if change is None:
         return
     table, old, new = change
+    if deps.board_table and table == deps.board_table:
+        tell_dnd(old, new, deps)
+        return
     if deps.callbacks_table and table == deps.callbacks_table:
         notice = overdue_notice(old, new)
         if notice is not None:
@@ -243,9 +265,12 @@ def handle_record(record: DynamoDBRecord, deps: CardDependencies | None = None) 
                 )
             return
         # The list is read through the widget's API (it is the user's own data): this only says "reload".
-        watchers = callback_watchers(old, new, deps.directory())
-        if watchers:
-            deliver(watchers, {"type": "callbacks"}, deps)
+        owners_list = callback_watchers(old, new, deps.directory())
+        if owners_list:
+            deliver(owners_list, {"type": "callbacks"}, deps)
+        board = board_callback_watchers(old, new, deps.directory())
+        if board:
+            deliver(board, {"type": "board.callbacks"}, deps)
         return
     if new is None:
         return
@@ -259,6 +284,21 @@ def handle_record(record: DynamoDBRecord, deps: CardDependencies | None = None) 
         delivered = deliver(logins, message, deps)
         logger.info("card sent", extra={"type": message["type"], "callid": new["callid"], "delivered": delivered})
         metrics.add_metric(name="CardsDelivered", unit=MetricUnit.Count, value=delivered)
+
+
+def tell_dnd(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, deps: CardDependencies) -> None:
+    """`board.dnd` to the supervisors and admins who see the user, when their recorded DND state
+    changed. Only the board's `kind=dnd` items matter: on AWS the event source's filter passes no
+    other, the local stack may deliver every record."""
+    if (new or {}).get("kind") != "dnd":
+        return
+    message = dnd_change(old, new)
+    if message is None:
+        return
+    told = watchers({message["login"]}, deps.directory())
+    if told:
+        delivered = deliver(told, message, deps)
+        logger.info("board told", extra={"dnd": message["dnd"]["on"], "delivered": delivered})
 
 
 def keep_on_board(
