@@ -258,6 +258,21 @@ def test_the_board_follows_a_live_call(
     expect(running).not_to_have_text(first, timeout=5_000)
     assert len(boards) == asked
 
+    # Daria switches DND in her own widget: the board shows it (board.dnd), without a reload.
+    daria_token = issue_token(commands(stack), "daria")["token"]
+    switched = requests.put(
+        f"{stack.api.url}/api/dnd", json={"state": True}, headers={"Authorization": f"Bearer {daria_token}"}, timeout=20
+    )
+    assert switched.status_code == 200, switched.text
+    expect(daria.locator(".dnd-badge")).to_have_text("Не беспокоить", timeout=TIMEOUT_MS)
+    # A call to daria missed 10 minutes ago opens her call-back: the board reads itself again
+    # (board.callbacks), and the call-back is due soon (past two thirds of the 15 minutes).
+    history(stack, "daria", "79035550741", "team-live-missed", "missed", 0, at=time.time() - 10 * 60)
+    due = daria.locator(".sla")
+    expect(due).to_have_attribute("data-sla", "due", timeout=TIMEOUT_MS)
+    expect(due).to_have_text("скоро срок")
+    expect(daria.locator(".callbacks-open")).to_have_text("перезвонить: 1")
+
     # Mike's own call-back (missed an hour ago, never called back) is past its 15 minutes: overdue,
     # said in a word and a shape, not only a colour.
     overdue = page.locator('#board-people li[data-login="mike"] .sla')
@@ -270,6 +285,14 @@ def test_the_board_follows_a_live_call(
     event(stack, "COMPLETED", "daria", phone, callid)
     expect(call).to_have_count(0, timeout=TIMEOUT_MS)
     expect(daria).to_be_visible()
+    switched = requests.put(
+        f"{stack.api.url}/api/dnd",
+        json={"state": False},
+        headers={"Authorization": f"Bearer {daria_token}"},
+        timeout=20,
+    )
+    assert switched.status_code == 200, switched.text
+    expect(daria.locator(".dnd-badge")).to_have_count(0, timeout=TIMEOUT_MS)
     page.close()
 
 
