@@ -666,3 +666,63 @@ def test_rebuild_reports_recomputes_a_period_from_the_tables_in_parts_and_a_seco
     assert changed["changed"] == 1
     andy = commands.invoke({"cmd": "report", "from": "2026-11-27", "to": "2026-11-27"})["result"]["managers"][0]
     assert (andy["time_to_call_back_median"], andy["called_back_within_15min"]) == (300, 1)
+
+
+def test_a_month_for_fifty_people_is_one_query_a_day_and_the_directory(commands: Any, aws: dict[str, str]) -> None:
+    """The report's DynamoDB requests for a month x 50 people (counts, not time): one Query per day
+    (each day's 50 items fit one page), the directory's and the calendar's own reads, nothing else."""
+    from pbxbridge.domain.directory import PbxUser
+    from pbxbridge.storage.directory import DynamoDirectoryStore
+    from pbxbridge.storage.dynamodb import dynamodb_client
+
+    directory = DynamoDirectoryStore(dynamodb_client(), aws["DirectoryTable"])
+    logins = [f"m{n:02d}" for n in range(50)]
+    for n, login in enumerate(logins):
+        directory.save_user(PbxUser(login=login, groups=(("sales", "support", "retail")[n % 3],)))
+    directory.save_user(PbxUser(login="root", pbx_role="admin"), pbx_says_role=True)
+    month = [date(2026, 11, 1) + timedelta(days=n) for n in range(30)]
+    items = [
+        {
+            "pk": {"S": f"day#{day.isoformat()}"},
+            "sk": {"S": f"person#{login}"},
+            "inbound": {"N": "3"},
+            "missed": {"N": "1"},
+            "answered": {"N": "2"},
+            "callbacks": {"N": "1"},
+            "cb_15min": {"N": "1"},
+            f"s#{login}/{day}": {"N": "300"},
+        }
+        for day in month
+        for login in logins
+    ]
+    admin = dynamodb_client()
+    for offset in range(0, len(items), 25):
+        request = {aws["ReportsTable"]: [{"PutRequest": {"Item": item}} for item in items[offset : offset + 25]]}
+        while request:
+            request = admin.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
+
+    made: dict[str, list[str]] = {}
+
+    def counted(model: Any, params: dict[str, Any], **_: Any) -> None:
+        made.setdefault(model.name, []).append(params.get("TableName", ""))
+
+    hooks = dynamodb_client().meta.events
+    ask = {"cmd": "report", "from": "2026-11-01", "to": "2026-11-30", "viewer": "root"}
+    commands.invoke(ask)  # the directory's first read is cached like any other
+    hooks.register("provide-client-params.dynamodb", counted)
+    try:
+        answer = commands.invoke(ask)
+    finally:
+        hooks.unregister("provide-client-params.dynamodb", counted)
+    assert answer["ok"] is True, answer
+    result = answer["result"]
+    assert len(result["managers"]) == 50
+    assert len(result["days"]) == 30
+    assert result["total"]["inbound"] == 30 * 50 * 3
+    assert sum(row["inbound"] for row in result["days"]) == result["total"]["inbound"]
+    assert result["total"]["time_to_call_back_median"] == 300
+    # 30 day Queries of the reports; the directory's users and departments (a Query each) and the
+    # calendar (a GetItem): 33 requests, whatever the number of calls behind the figures.
+    counts = {name: [*sorted(set(tables)), len(tables)] for name, tables in made.items()}
+    assert counts == {"Query": [aws["DirectoryTable"], aws["ReportsTable"], 32], "GetItem": [aws["DirectoryTable"], 1]}
+    assert made["Query"].count(aws["ReportsTable"]) == 30
