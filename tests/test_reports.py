@@ -500,14 +500,17 @@ def test_a_period_is_read_one_query_a_day_never_the_calls(aws: dict[str, str]) -
     assert {request["TableName"] for request in asked} == {aws["ReportsTable"]}
 
 
-def test_the_console_answers_the_same_cells_as_csv(commands: Any, aws: dict[str, str]) -> None:
+def test_the_console_answers_the_same_cells_as_csv_and_xlsx(commands: Any, aws: dict[str, str], tmp_path: Any) -> None:
     import csv
     import io
     import json
     import os
+    import pty
     import subprocess
     import sys
     import threading
+
+    from openpyxl import load_workbook
 
     from local.aws import LOOPBACK
     from local.server import ApiGatewayServer
@@ -515,40 +518,90 @@ def test_the_console_answers_the_same_cells_as_csv(commands: Any, aws: dict[str,
     seed_team(aws)
     api = ApiGatewayServer((LOOPBACK, 0), [commands])
     threading.Thread(target=api.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    workbook = tmp_path / "team.xlsx"
     try:
         env = {**os.environ, "AWS_ENDPOINT_URL_LAMBDA": api.url, "COMMANDS_FUNCTION": "CommandsFunction"}
 
-        def console(*args: str) -> subprocess.CompletedProcess[str]:
+        def console(*args: str, **run: Any) -> subprocess.CompletedProcess[str]:
             return subprocess.run(
                 [sys.executable, "-m", "pbxbridge.cli", "report", *args],
                 env=env,
-                capture_output=True,
+                capture_output="stdout" not in run,
                 text=True,
                 timeout=60,
                 check=False,
+                **run,
             )
 
-        as_csv = console("--period", "today", "--viewer", "andy", "--format", "csv")
-        as_json = console("--period", "today", "--viewer", "andy")
+        period = ("--period", "this_week", "--viewer", "andy")
+        as_csv = console(*period, "--format", "csv")
+        as_json = console(*period)
+        as_xlsx = console(*period, "--format", "xlsx", "-o", str(workbook))
+        terminal, other_end = pty.openpty()
+        try:
+            to_terminal = console(*period, "--format", "xlsx", stdout=terminal, stderr=subprocess.PIPE)
+        finally:
+            os.close(terminal)
+            os.close(other_end)
         refused = console("--from", "2026-12-02", "--to", "2026-12-01")
     finally:
         api.shutdown()
         api.server_close()
     assert as_csv.returncode == 0, as_csv.stderr
-    rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
-    assert [(row["kind"], row["name"]) for row in rows] == [
-        ("manager", "andy"),
-        ("manager", "mike"),
-        ("department", "sales"),
-        ("total", ""),
-    ]
     answered = json.loads(as_json.stdout)
-    mike = {k: "" if v is None else str(v) for k, v in answered["managers"][1].items() if k not in ("login", "name")}
-    assert {k: v for k, v in rows[1].items() if k not in ("kind", "name")} == mike
+    rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
+    days = [row["day"] for row in answered["days"]]
+    assert [(row["kind"], row["id"], row["name"]) for row in rows] == [
+        ("manager", "andy", "Andy Smith"),
+        ("manager", "mike", "mike"),
+        ("department", "sales", "Sales"),
+        *(("day", day, "") for day in days),
+        ("total", "", ""),
+    ]
+
+    def text(row: dict[str, Any]) -> dict[str, str]:
+        return {k: "" if v is None else str(v) for k, v in row.items() if k not in ("login", "department", "day")}
+
+    assert {k: v for k, v in rows[1].items() if k not in ("kind", "id")} == text(answered["managers"][1])
+    assert {k: v for k, v in rows[3].items() if k not in ("kind", "id", "name")} == text(answered["days"][0])
     assert rows[1]["time_to_call_back_median"] == "600"
     assert rows[1]["average_wait_seconds"] == ""
+
+    # The workbook: the same cells, typed; a sheet each, its header bold and frozen.
+    assert as_xlsx.returncode == 0, as_xlsx.stderr
+    assert as_xlsx.stdout == ""
+    book = load_workbook(workbook)
+    assert book.sheetnames == ["Managers", "Departments", "Days", "Total"]
+    expected = {
+        "Managers": answered["managers"],
+        "Departments": answered["departments"],
+        "Days": answered["days"],
+        "Total": [answered["total"]],
+    }
+    for title, json_rows in expected.items():
+        sheet = book[title]
+        header, *cells = [list(row) for row in sheet.iter_rows(values_only=True)]
+        assert header == list(json_rows[0]), title
+        assert sheet.freeze_panes == "A2"
+        assert all(cell.font.bold for cell in sheet[1])
+        read: list[dict[Any, Any]] = [dict(zip(header, row, strict=True)) for row in cells]
+        for row in read:
+            if "day" in row:
+                row["day"] = row["day"].date().isoformat()  # a date cell
+        assert read == json_rows, title
+    mike = book["Managers"][3]
+    assert isinstance(mike[header_index(book, "time_to_call_back_median")].value, int)
+    share = mike[header_index(book, "missed_share")]
+    assert (share.value, share.number_format) == (1.0, "0.0%")
+
+    assert to_terminal.returncode == 2
+    assert "--output" in to_terminal.stderr
     assert refused.returncode == 2
     assert "to is before from" in refused.stderr
+
+
+def header_index(book: Any, column: str) -> int:
+    return [cell.value for cell in book["Managers"][1]].index(column)
 
 
 def test_rebuild_reports_recomputes_a_period_from_the_tables_in_parts_and_a_second_run_changes_nothing(
@@ -613,3 +666,63 @@ def test_rebuild_reports_recomputes_a_period_from_the_tables_in_parts_and_a_seco
     assert changed["changed"] == 1
     andy = commands.invoke({"cmd": "report", "from": "2026-11-27", "to": "2026-11-27"})["result"]["managers"][0]
     assert (andy["time_to_call_back_median"], andy["called_back_within_15min"]) == (300, 1)
+
+
+def test_a_month_for_fifty_people_is_one_query_a_day_and_the_directory(commands: Any, aws: dict[str, str]) -> None:
+    """The report's DynamoDB requests for a month x 50 people (counts, not time): one Query per day
+    (each day's 50 items fit one page), the directory's and the calendar's own reads, nothing else."""
+    from pbxbridge.domain.directory import PbxUser
+    from pbxbridge.storage.directory import DynamoDirectoryStore
+    from pbxbridge.storage.dynamodb import dynamodb_client
+
+    directory = DynamoDirectoryStore(dynamodb_client(), aws["DirectoryTable"])
+    logins = [f"m{n:02d}" for n in range(50)]
+    for n, login in enumerate(logins):
+        directory.save_user(PbxUser(login=login, groups=(("sales", "support", "retail")[n % 3],)))
+    directory.save_user(PbxUser(login="root", pbx_role="admin"), pbx_says_role=True)
+    month = [date(2026, 11, 1) + timedelta(days=n) for n in range(30)]
+    items = [
+        {
+            "pk": {"S": f"day#{day.isoformat()}"},
+            "sk": {"S": f"person#{login}"},
+            "inbound": {"N": "3"},
+            "missed": {"N": "1"},
+            "answered": {"N": "2"},
+            "callbacks": {"N": "1"},
+            "cb_15min": {"N": "1"},
+            f"s#{login}/{day}": {"N": "300"},
+        }
+        for day in month
+        for login in logins
+    ]
+    admin = dynamodb_client()
+    for offset in range(0, len(items), 25):
+        request = {aws["ReportsTable"]: [{"PutRequest": {"Item": item}} for item in items[offset : offset + 25]]}
+        while request:
+            request = admin.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
+
+    made: dict[str, list[str]] = {}
+
+    def counted(model: Any, params: dict[str, Any], **_: Any) -> None:
+        made.setdefault(model.name, []).append(params.get("TableName", ""))
+
+    hooks = dynamodb_client().meta.events
+    ask = {"cmd": "report", "from": "2026-11-01", "to": "2026-11-30", "viewer": "root"}
+    commands.invoke(ask)  # the directory's first read is cached like any other
+    hooks.register("provide-client-params.dynamodb", counted)
+    try:
+        answer = commands.invoke(ask)
+    finally:
+        hooks.unregister("provide-client-params.dynamodb", counted)
+    assert answer["ok"] is True, answer
+    result = answer["result"]
+    assert len(result["managers"]) == 50
+    assert len(result["days"]) == 30
+    assert result["total"]["inbound"] == 30 * 50 * 3
+    assert sum(row["inbound"] for row in result["days"]) == result["total"]["inbound"]
+    assert result["total"]["time_to_call_back_median"] == 300
+    # 30 day Queries of the reports; the directory's users and departments (a Query each) and the
+    # calendar (a GetItem): 33 requests, whatever the number of calls behind the figures.
+    counts = {name: [*sorted(set(tables)), len(tables)] for name, tables in made.items()}
+    assert counts == {"Query": [aws["DirectoryTable"], aws["ReportsTable"], 32], "GetItem": [aws["DirectoryTable"], 1]}
+    assert made["Query"].count(aws["ReportsTable"]) == 30

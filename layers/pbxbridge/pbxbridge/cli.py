@@ -80,8 +80,10 @@ def _parser() -> argparse.ArgumentParser:
     report = groups.add_parser(
         "report",
         help="the team's figures for a period (the report command)",
-        description="The report command's figures per manager, per department and in total: as JSON, or "
-        "as CSV with one row each (kind, name, then the same cells): pbxbridge report --period this_month --format csv",
+        description="The report command's figures per manager, per department, per day and in total: as "
+        "JSON; as CSV with one row each (kind, id, name, then the same cells); or as an Excel workbook with a "
+        "sheet each (Managers, Departments, Days, Total): "
+        "pbxbridge report --period this_month --format xlsx -o team.xlsx",
     )
     report.add_argument(
         "--period", choices=("today", "yesterday", "this_week", "last_week", "this_month", "last_month")
@@ -89,7 +91,8 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--from", dest="first", metavar="DATE", help="the first date (with --to), YYYY-MM-DD")
     report.add_argument("--to", dest="last", metavar="DATE", help="the last date, inclusive")
     report.add_argument("--viewer", help="answer as this PBX user sees it (a supervisor: their departments)")
-    report.add_argument("--format", choices=("json", "csv"), default="json")
+    report.add_argument("--format", choices=("json", "csv", "xlsx"), default="json")
+    report.add_argument("-o", "--output", type=Path, help="write to this file (default: standard output)")
     report.add_argument(
         "--function", default=os.environ.get("COMMANDS_FUNCTION"), help="function name or ARN [COMMANDS_FUNCTION]"
     )
@@ -433,8 +436,6 @@ def _invoke(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    import csv
-
     from pbxbridge import client as commands
 
     function = _require(args.function, "the commands function (--function or COMMANDS_FUNCTION)")
@@ -451,18 +452,94 @@ def _report(args: argparse.Namespace) -> int:
         print(json.dumps(envelope, ensure_ascii=False, indent=2), file=sys.stderr)
         return _INVOKE_EXIT.get(type(commands.error_from_envelope(envelope)).__name__, EXIT_PARTIAL)
     result = envelope["result"]
+    if args.format == "xlsx":
+        if args.output is None and sys.stdout.isatty():
+            print("pbxbridge: a workbook is not for a terminal: give --output FILE (or redirect)", file=sys.stderr)
+            return EXIT_USAGE
+        return _write_output(args.output, _report_workbook(result))
     if args.format == "json":
-        print(json.dumps(result, ensure_ascii=False, indent=2))
+        text = json.dumps(result, ensure_ascii=False, indent=2) + "\n"
+    else:
+        import csv
+        import io
+
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["kind", "id", "name", *_report_cells(result)])
+        for kind, _, columns, rows in _report_sheets(result):
+            for row in rows:
+                ident = "" if kind == "total" else row[columns[0]]
+                name = row.get("name", "")
+                writer.writerow([kind, ident, name, *("" if row[c] is None else row[c] for c in _report_cells(result))])
+        text = out.getvalue()
+    return _write_output(args.output, text.encode())
+
+
+def _write_output(path: Path | None, data: bytes) -> int:
+    if path is None:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
         return EXIT_OK
-    rows = [("manager", row.pop("login"), row) for row in result["managers"]]
-    rows += [("department", row.pop("department"), row) for row in result["departments"]]
-    rows.append(("total", "", result["total"]))
-    cells = list(result["total"])
-    writer = csv.writer(sys.stdout, lineterminator="\n")
-    writer.writerow(["kind", "name", *cells])
-    for kind, name, row in rows:
-        writer.writerow([kind, name, *("" if row[cell] is None else row[cell] for cell in cells)])
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        print(f"pbxbridge: cannot write {path}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_OK
+
+
+def _report_cells(result: dict[str, Any]) -> list[str]:
+    """The figures' columns, in the report's own order (the total has them all, and only them)."""
+    return list(result["total"])
+
+
+def _report_sheets(result: dict[str, Any]) -> list[tuple[str, str, list[str], list[dict[str, Any]]]]:
+    """The report's tables, each (kind, sheet, columns, rows), shared by the CSV and the workbook so
+    both carry the same cells as the JSON."""
+    cells = _report_cells(result)
+    return [
+        ("manager", "Managers", ["login", "name", *cells], result["managers"]),
+        ("department", "Departments", ["department", "name", *cells], result["departments"]),
+        ("day", "Days", ["day", *cells], result.get("days", [])),
+        ("total", "Total", cells, [result["total"]]),
+    ]
+
+
+# Cells shown as a share (0..1 in the JSON) and as dates; every other figure is a plain number.
+_SHARES = frozenset({"missed_share"})
+
+
+def _report_workbook(result: dict[str, Any]) -> bytes:
+    import io
+    from datetime import date
+
+    from openpyxl import Workbook  # the console extra; paid only by an xlsx export
+    from openpyxl.styles import Font
+    from openpyxl.utils import get_column_letter
+
+    book = Workbook()
+    book.remove(book.active)  # type: ignore[arg-type]
+    for _, title, columns, rows in _report_sheets(result):
+        sheet = book.create_sheet(title)
+        sheet.append(columns)
+        for cell in sheet[1]:
+            cell.font = Font(bold=True)
+        sheet.freeze_panes = "A2"
+        for row in rows:
+            values = [date.fromisoformat(row[c]) if c == "day" else row[c] for c in columns]
+            sheet.append(values)
+            for column, cell in zip(columns, sheet[sheet.max_row], strict=True):
+                if column in _SHARES:
+                    cell.number_format = "0.0%"
+                elif column == "day":
+                    cell.number_format = "yyyy-mm-dd"
+        for index, column in enumerate(columns, start=1):
+            longest = max([len(column), *(len(str(row[column] if row[column] is not None else "")) for row in rows)])
+            sheet.column_dimensions[get_column_letter(index)].width = min(max(longest + 2, 8), 40)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
 
 
 # An invoke's error, by its exception's name, as the `pbx` commands exit for the same failure.
