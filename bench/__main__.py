@@ -53,9 +53,19 @@ def summary(samples: list[float]) -> dict[str, float]:
     }
 
 
-def start_moto(port: int) -> subprocess.Popen[bytes]:
+def start_moto(port: int, bounded: bool = False) -> subprocess.Popen[bytes]:
+    """moto's server in its own process (its memory is not the measured process's). `bounded`: with
+    local.moto_bounds installed, as the local stack runs it (a transaction's rollback copies its own
+    items, not whole tables): without it, every one of rebuildReports' transactions copies the tables."""
+    server = ["-m", "moto.server"]
+    if bounded:
+        server = [
+            "-c",
+            "import sys; from local import moto_bounds; moto_bounds.install(); "
+            "from moto.server import main; main(sys.argv[1:])",
+        ]
     process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, *server, "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -309,7 +319,13 @@ def main() -> None:
         if "report" in parts:
             from bench.reports import report_benchmark
 
-            team = report_benchmark(moto_url)
+            team_port = free_port()
+            team_moto = start_moto(team_port, bounded=True)
+            try:
+                team = report_benchmark(f"http://127.0.0.1:{team_port}")
+            finally:
+                team_moto.kill()
+                team_moto.wait()
     finally:
         moto.terminate()
         try:

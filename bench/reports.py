@@ -15,9 +15,13 @@
 Sizes: REPORT_CALLS (default 16,000; the issue's figure is REPORT_CALLS=100000), the small size a
 quarter of it.
 
-STATUS: not yet measured. A first run at REPORT_CALLS=2000 did not finish: moto's server grew to
-5.6 GB RSS at full CPU during the load (the calls' batch writes and the rebuild's Scan pages and
-transactions, not yet told apart). Hence `make bench` runs this part only when named.
+Measured (docs/benchmarks.md, "Reports"): the report is at its floor (ratio ~1.0: 30 day Queries, the
+directory and the calendar), and the rebuild's memory is flat as the calls grow. moto's server runs
+with local.moto_bounds (bench/__main__.py), as the local stack does: without it each of the
+rebuild's transactions copied every table, and moto grew to gigabytes at 2,000 calls. In absolute
+terms the report is as slow as moto's Query, which reads the whole table (contributions included)
+for every request where DynamoDB reads only the day's items. Hence `make bench` runs this part only
+when named (~3 minutes at REPORT_CALLS=2000).
 """
 
 from __future__ import annotations
