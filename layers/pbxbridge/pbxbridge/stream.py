@@ -107,8 +107,8 @@ def report_counter(settings: StreamSettings) -> Callable[[str, str, dict[str, An
     from pbxbridge.domain.reports import DEFAULT_ZONE, call_contribution, callback_contribution
     from pbxbridge.domain.working_time import WorkingCalendar, tenant_calendar
     from pbxbridge.storage.calendar import DynamoCalendarStore
-    from pbxbridge.storage.dynamodb import batch_dynamodb_client
-    from pbxbridge.storage.reports import DynamoReportStore, stream_position
+    from pbxbridge.storage.dynamodb import batch_dynamodb_client, stream_position
+    from pbxbridge.storage.reports import DynamoReportStore
 
     assert settings.reports_table is not None
     store = DynamoReportStore(batch_dynamodb_client(), settings.reports_table)

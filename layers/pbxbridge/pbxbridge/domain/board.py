@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pbxbridge.domain.card import presence, state_of
-from pbxbridge.domain.directory import Directory, PbxUser, visible_logins
+from pbxbridge.domain.directory import Directory, PbxUser, utc_text, visible_logins
 from pbxbridge.phones import national
 
 if TYPE_CHECKING:
@@ -35,10 +35,6 @@ ENDED_CALL_SECONDS = 15 * 60
 DUE_SHARE = 2 / 3
 
 Sla = Literal["ok", "due", "overdue"]
-
-
-def utc_text(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _started(call: Mapping[str, Any] | None) -> bool:

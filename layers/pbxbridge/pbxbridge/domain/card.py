@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from pbxbridge.domain.contacts import Contact
-from pbxbridge.domain.directory import Directory
+from pbxbridge.domain.directory import Directory, utc_text
 from pbxbridge.phones import national
 
 LAST_CALLS = 5
@@ -112,7 +112,7 @@ def presence(directory: Directory, login: str | None, now: datetime) -> dict[str
     at = user.presence_at
     return {
         "state": user.presence.lower(),
-        "as_of": at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if at else None,
+        "as_of": utc_text(at) if at else None,
         "age_seconds": max(0, int((now - at).total_seconds())) if at else None,
     }
 

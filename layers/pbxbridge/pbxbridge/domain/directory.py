@@ -21,6 +21,11 @@ if TYPE_CHECKING:  # the webhook imports this module; the PBX client (and reques
     from pbxbridge.pbx.models import PbxAccount, PbxGroup
 
 
+def utc_text(moment: datetime) -> str:
+    """A moment as the API shows it: UTC, to the second, with `Z`."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def pbx_login(user: str | None) -> str | None:
     """The PBX user's login in `andy` or `andy@tenant`; None for groups (`g_...`), `pbx`, `ivr`, `fax`."""
     if not user:
@@ -191,7 +196,7 @@ def user_listing(user: PbxUser) -> dict[str, object]:
         "active": user.active,
         "presence": user.presence,
         # The sync that saw the presence, as UTC text.
-        "presence_at": user.presence_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if user.presence_at else None,
+        "presence_at": utc_text(user.presence_at) if user.presence_at else None,
         "role": user.role,
         "role_source": user.role_source,
         "departments": list(user.departments),

@@ -35,12 +35,6 @@ CALL = "call"
 DND = "dnd"
 
 
-def stream_position(sequence_number: str) -> str:
-    """A stream record's sequence number as a string that sorts as the number does (they are decimal
-    strings of up to 40 digits)."""
-    return sequence_number.strip().zfill(40)
-
-
 class DynamoBoardStore:
     def __init__(self, client: Any, table: str) -> None:
         self._client = client
@@ -118,4 +112,4 @@ class DynamoBoardStore:
         return {str(item["id"]): {"on": bool(item.get("on")), "as_of": item.get("as_of")} for item in items}
 
 
-__all__ = ["CALL", "DND", "DynamoBoardStore", "stream_position"]
+__all__ = ["CALL", "DND", "DynamoBoardStore"]

@@ -216,6 +216,16 @@ def parse_utc_iso(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
+# A stream's sequence numbers are decimal strings of up to 40 digits.
+SEQUENCE_WIDTH = 40
+
+
+def stream_position(sequence_number: str) -> str:
+    """A stream record's sequence number as a string that sorts as the number does: what the reports'
+    and the board's items keep, to apply a record only when it is newer than the one applied last."""
+    return sequence_number.strip().zfill(SEQUENCE_WIDTH)
+
+
 def utc_iso(moment: datetime, *, precise: bool = False) -> str:
     """ISO 8601 in UTC with `Z`, one width per kind (years padded to 4), so strings sort as times."""
     moment = moment.astimezone(UTC) if moment.tzinfo else moment

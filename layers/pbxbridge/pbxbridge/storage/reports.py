@@ -22,11 +22,10 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from pbxbridge.domain.reports import Aggregate, Contribution
-from pbxbridge.storage.dynamodb import query_all, unavailable_on_aws_errors
+from pbxbridge.storage.dynamodb import query_all, stream_position, unavailable_on_aws_errors
 
 CONTRIBUTION = "contribution"
 SAMPLE_PREFIX = "s#"
-SEQUENCE_WIDTH = 40  # a stream's sequence numbers are decimal strings of up to 40 digits
 APPLY_ATTEMPTS = 10
 DAY_READERS = 8  # the report's day queries in flight at once (the client's pool holds 10)
 
@@ -41,11 +40,6 @@ def day_key(day: date) -> str:
 
 def person_key(login: str) -> str:
     return f"person#{login}"
-
-
-def stream_position(sequence_number: str) -> str:
-    """A stream record's sequence number as a string that sorts as the number does."""
-    return sequence_number.strip().zfill(SEQUENCE_WIDTH)
 
 
 def _contribution_item(source: str, seq: str, contribution: Contribution | None) -> dict[str, Any]:
@@ -161,7 +155,7 @@ class DynamoReportStore:
             if seq is None:
                 if found is not None and old == contribution:
                     return False
-                seq = found["seq"]["S"] if found is not None else "0" * SEQUENCE_WIDTH
+                seq = found["seq"]["S"] if found is not None else stream_position("0")
             elif found is not None and found["seq"]["S"] >= seq:
                 return False
             put: dict[str, Any] = {

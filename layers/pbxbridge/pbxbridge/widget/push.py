@@ -23,11 +23,11 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
-from pbxbridge.domain.board import BoardStore, board_call, board_change, dnd_change, watchers
+from pbxbridge.domain.board import BoardStore, board_call, board_change, callback_board_watchers, dnd_change, watchers
 from pbxbridge.domain.card import build_card, card_change, card_update, people_of, responsible_login
 from pbxbridge.domain.contacts import Contact
 from pbxbridge.domain.directory import Directory
-from pbxbridge.storage.dynamodb import stream_change, utc_iso
+from pbxbridge.storage.dynamodb import stream_change, stream_position, utc_iso
 
 logger = Logger()
 metrics = Metrics()
@@ -195,7 +195,6 @@ def board_callback_watchers(
     board): when it opens, changes owner, closes or escalates, the supervisors and admins who see its
     owner before or after. Nobody for the ledger, nor for a change the board does not show (one more
     missed call, an attempt)."""
-    from pbxbridge.domain.board import callback_board_watchers
     from pbxbridge.storage.callbacks import callback_owner
 
     before, after = callback_owner(old), callback_owner(new)
@@ -210,23 +209,9 @@ def board_callback_watchers(
 def overdue_watchers(owner: str, directory: Directory) -> set[str]:
     """Who else is told that a call-back of `owner` is overdue: the supervisors who see the owner
     (`visible_logins`) or, for a department's call-back (`g_<id>`), that department; and the admins,
-    of every call-back. The owner's own list shows it already."""
-    from pbxbridge.domain.directory import visible_logins
-
-    department = owner[2:] if owner.startswith("g_") else None
-    watchers = set()
-    for user in directory.users:
-        if not user.active or user.role not in ("supervisor", "admin") or user.login == owner:
-            continue
-        if user.role == "admin":
-            seen = True  # every call-back, an unassigned one (nobody's list shows it) too
-        elif department is None:
-            seen = owner in visible_logins(user, directory)
-        else:
-            seen = department in user.departments
-        if seen:
-            watchers.add(user.login)
-    return watchers
+    of every call-back, an unassigned one (nobody's list shows it) too. The owner's own list shows it
+    already. The same people whose board a change of the owner's call-backs changes."""
+    return callback_board_watchers({owner}, directory) - {owner}
 
 
 def overdue_notice(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -307,8 +292,6 @@ def keep_on_board(
     """Keep the board's item of this call (put on its first ring, changed on its answer, a tombstone
     at its end) and tell the supervisors and admins who see someone on it (`board.call`): only when
     this record's change was newer than the one kept, so a replayed or duplicated record tells no one."""
-    from pbxbridge.storage.board import stream_position
-
     change = board_change(old, new)
     stream = record.dynamodb
     if change is None or deps.board is None or stream is None or not stream.sequence_number:
